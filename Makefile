@@ -1,0 +1,29 @@
+# make test   set up .venv (CPU torch first, then this project) and run the tests
+# make run    set up .venv and run the main job (see README)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= quick
+GLUE_DIR ?= $(wildcard ../shared/glue)
+export GLUE_DIR
+
+.PHONY: setup test run report clean-cache
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# The CPU build of torch first, so the project's `torch>=2.3` does not pull a multi-GB CUDA build.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest
+
+run: setup
+	$(BIN)/python -m helpers data --task sst2
+
+clean-cache:
+	rm -rf data_cache

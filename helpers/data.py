@@ -1,0 +1,364 @@
+"""Loading GLUE from the Hub or from a local folder in the official GLUE download layout.
+
+Whatever the source, `load_glue` returns a `datasets.DatasetDict` with the Hub's column names and
+label ids and these splits:
+
+- `train`: what the model trains on (optionally a seeded subsample),
+- `validation`: a seeded, stratified slice of the GLUE train set, used for evaluation during
+  training and model selection (or, with `select_on="dev"`, the GLUE dev set, as papers do),
+- `test` (MNLI: `test_matched` and `test_mismatched`): the GLUE dev set, labelled, used for
+  reporting. GLUE's own test labels are hidden, so they are never used.
+
+How the splits were made (source, exact sizes, seeds, skipped rows) is attached as `.glue_info`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+from helpers.tasks import TaskSpec, get_task
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_CACHE = Path(os.environ.get("PEFT_GLUE_CACHE", PROJECT_ROOT / "data_cache"))
+HUB_DATASET = "nyu-mll/glue"
+MAX_BAD_ROW_FRACTION = 0.01
+SELECT_ON_CHOICES = ("train_slice", "dev")
+
+
+class GlueDataError(ValueError):
+    """A GLUE folder or file that cannot be read as the official layout."""
+
+
+@dataclass
+class SplitInfo:
+    """How a `load_glue` result was made; saved in every run record."""
+
+    task: str
+    source: str  # "hub:nyu-mll/glue" or "local:<folder>"
+    select_on: str  # "train_slice" or "dev"
+    validation_fraction: float
+    split_seed: int
+    max_train_samples: int | None
+    max_validation_samples: int | None
+    stratified: bool
+    sizes: dict[str, int] = field(default_factory=dict)
+    skipped_rows: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def features_for(task: TaskSpec) -> Features:
+    """The Hub's features for this task: text columns, label (ClassLabel or float) and idx."""
+    columns = {column: Value("string") for column in task.text_columns}
+    columns["label"] = Value("float32") if task.is_regression else ClassLabel(names=list(task.label_names))
+    columns["idx"] = Value("int32")
+    return Features(columns)
+
+
+def resolve_glue_dir(glue_dir: str | os.PathLike | None) -> Path | None:
+    """The local GLUE folder: the argument if given, else `$GLUE_DIR`, else None (use the Hub)."""
+    chosen = glue_dir if glue_dir not in (None, "") else os.environ.get("GLUE_DIR") or None
+    return Path(chosen).expanduser() if chosen is not None else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Local files in the official GLUE layout
+# ---------------------------------------------------------------------------------------------
+
+
+def _layout_hint(task: TaskSpec) -> str:
+    files = ["train.tsv"] + [split.tsv_file for split in task.test_splits.values()]
+    return f"<glue_dir>/{task.display_name}/{{{','.join(files)}}}"
+
+
+def _parse_label(raw: str, task: TaskSpec) -> float | int:
+    raw = raw.strip()
+    if task.tsv.float_label:
+        value = float(raw)
+        if not np.isfinite(value):
+            raise ValueError(f"score {raw!r} is not a finite number")
+        return value
+    if task.tsv.label_ids is not None:
+        if raw not in task.tsv.label_ids:
+            raise ValueError(f"label {raw!r} is not one of {sorted(task.tsv.label_ids)}")
+        return task.tsv.label_ids[raw]
+    try:
+        label = int(raw)
+    except ValueError:
+        raise ValueError(f"label {raw!r} is not an integer class id") from None
+    if not 0 <= label < task.num_labels:
+        raise ValueError(f"label {label} is outside 0..{task.num_labels - 1}")
+    return label
+
+
+def read_glue_tsv(path: Path, task: TaskSpec) -> tuple[dict[str, list], int]:
+    """Parse one official GLUE TSV file into Hub-style columns; returns (columns, skipped rows).
+
+    Files are tab-separated with no quoting (quotes are ordinary characters). A row that cannot
+    be parsed is reported with file and line number; more than 1% such rows is an error.
+    """
+    if not path.is_file():
+        raise GlueDataError(
+            f"GLUE file not found: {path}. Expected the official GLUE layout {_layout_hint(task)}."
+        )
+    fmt = task.tsv
+    columns: dict[str, list] = {name: [] for name in (*task.text_columns, "label", "idx")}
+    bad_rows: list[str] = []
+    total_rows = 0
+    # utf-8-sig drops MRPC's byte-order mark; newline="" keeps stray carriage returns inside text.
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        lines = iter(enumerate(handle, start=1))
+        if fmt.has_header:
+            try:
+                _, header_line = next(lines)
+            except StopIteration:
+                raise GlueDataError(f"{path} is empty; expected a header line.") from None
+            header = header_line.rstrip("\r\n").split("\t")
+            missing = [name for name in fmt.columns.values() if name not in header]
+            if missing:
+                raise GlueDataError(
+                    f"{path}: header {header} lacks column(s) {missing} for {task.display_name}; "
+                    f"is this the official GLUE download ({_layout_hint(task)})?"
+                )
+            positions = {column: header.index(name) for column, name in fmt.columns.items()}
+            expected_fields = len(header)
+        else:
+            positions = dict(fmt.columns)
+            expected_fields = max(positions.values()) + 1
+        for line_number, line in lines:
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            total_rows += 1
+            fields = line.split("\t")
+            if len(fields) != expected_fields:
+                bad_rows.append(f"{path}:{line_number}: expected {expected_fields} tab-separated fields, found {len(fields)}")
+                continue
+            try:
+                label = _parse_label(fields[positions["label"]], task)
+            except ValueError as error:
+                bad_rows.append(f"{path}:{line_number}: {error}")
+                continue
+            for column in task.text_columns:
+                columns[column].append(fields[positions[column]])
+            columns["label"].append(label)
+            columns["idx"].append(len(columns["idx"]))
+    if total_rows == 0:
+        raise GlueDataError(f"{path} holds no data rows.")
+    if bad_rows:
+        fraction = len(bad_rows) / total_rows
+        examples = "\n  ".join(bad_rows[:5])
+        if fraction > MAX_BAD_ROW_FRACTION:
+            raise GlueDataError(
+                f"{path}: {len(bad_rows)} of {total_rows} rows ({fraction:.1%}) cannot be parsed, "
+                f"more than the {MAX_BAD_ROW_FRACTION:.0%} tolerated; is the file corrupted or not "
+                f"the official GLUE format? First problems:\n  {examples}"
+            )
+        log.warning("Skipped %d unparseable row(s) of %d in %s:\n  %s", len(bad_rows), total_rows, path, examples)
+    return columns, len(bad_rows)
+
+
+def load_local_task(task: TaskSpec | str, glue_dir: str | os.PathLike) -> tuple[DatasetDict, dict[str, int]]:
+    """Read `train` and the labelled dev file(s) of one task from a local GLUE folder.
+
+    Returns the raw splits (`train` and the task's test splits) and the skipped rows per split.
+    """
+    task = get_task(task)
+    root = Path(glue_dir).expanduser()
+    if not root.is_dir():
+        raise GlueDataError(
+            f"GLUE folder not found: {root}. Pass --glue-dir or set GLUE_DIR to a folder in the "
+            f"official GLUE layout, e.g. {_layout_hint(task)}."
+        )
+    task_dir = root / task.display_name
+    if not task_dir.is_dir():
+        present = sorted(p.name for p in root.iterdir() if p.is_dir())
+        raise GlueDataError(
+            f"No {task.display_name} folder in {root} (found: {present or 'nothing'}). "
+            f"Expected the official GLUE layout {_layout_hint(task)}."
+        )
+    features = features_for(task)
+    splits, skipped = {}, {}
+    files = {"train": "train.tsv", **{name: split.tsv_file for name, split in task.test_splits.items()}}
+    for split, file_name in files.items():
+        columns, skipped[split] = read_glue_tsv(task_dir / file_name, task)
+        splits[split] = Dataset.from_dict(columns, features=features)
+    return DatasetDict(splits), skipped
+
+
+# ---------------------------------------------------------------------------------------------
+# The Hugging Face Hub
+# ---------------------------------------------------------------------------------------------
+
+
+def from_hub_splits(task: TaskSpec | str, hub: DatasetDict) -> DatasetDict:
+    """Map the Hub's splits to ours: `train` stays, each labelled dev split becomes a test split.
+
+    The Hub's own `test` splits carry label -1 (hidden) and are dropped.
+    """
+    task = get_task(task)
+    missing = [s for s in ["train", *(t.hub_split for t in task.test_splits.values())] if s not in hub]
+    if missing:
+        raise GlueDataError(f"Hub dataset for {task.display_name} lacks split(s) {missing}; found {list(hub)}.")
+    features = features_for(task)
+    splits = {"train": hub["train"]}
+    splits.update({name: hub[split.hub_split] for name, split in task.test_splits.items()})
+    return DatasetDict({name: ds.select_columns(list(features)).cast(features) for name, ds in splits.items()})
+
+
+def load_hub_task(task: TaskSpec | str, cache_dir: str | os.PathLike = DATA_CACHE) -> DatasetDict:
+    """Download (or reuse the cached copy of) one task from the Hub's `nyu-mll/glue`."""
+    import datasets
+
+    task = get_task(task)
+    try:
+        hub = datasets.load_dataset(HUB_DATASET, task.name, cache_dir=str(Path(cache_dir) / "hub"))
+    except Exception as error:  # network errors come in many types; all mean the same here
+        raise GlueDataError(
+            f"Could not load {HUB_DATASET}/{task.name} from the Hugging Face Hub ({type(error).__name__}: "
+            f"{error}). Offline? Point --glue-dir or GLUE_DIR at a local copy in the official GLUE "
+            f"layout ({_layout_hint(task)})."
+        ) from error
+    return from_hub_splits(task, hub)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splitting
+# ---------------------------------------------------------------------------------------------
+
+
+def _strata(dataset: Dataset, task: TaskSpec) -> np.ndarray:
+    labels = np.asarray(dataset["label"])
+    # STS-B scores run from 0 to 5: stratify on whole-point bins.
+    return np.clip(np.floor(labels), 0, 4).astype(int) if task.is_regression else labels
+
+
+def seeded_subset(dataset: Dataset, task: TaskSpec, size: int, seed: int) -> tuple[Dataset, Dataset, bool]:
+    """Split off a stratified, seeded subset of `size` rows; returns (subset, rest, stratified)."""
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(dataset))
+    if size >= len(dataset):
+        return dataset, dataset.select([]), True
+    strata = _strata(dataset, task)
+    stratified = True
+    try:
+        rest_idx, subset_idx = train_test_split(indices, test_size=size, stratify=strata, random_state=seed)
+    except ValueError:
+        # Too few examples of some class to stratify (tiny fixtures): fall back to a plain shuffle.
+        stratified = False
+        rest_idx, subset_idx = train_test_split(indices, test_size=size, random_state=seed)
+    return dataset.select(np.sort(subset_idx)), dataset.select(np.sort(rest_idx)), stratified
+
+
+def make_splits(
+    raw: DatasetDict,
+    task: TaskSpec | str,
+    *,
+    select_on: str = "train_slice",
+    validation_fraction: float = 0.1,
+    split_seed: int = 42,
+    max_train_samples: int | None = None,
+    max_validation_samples: int | None = None,
+) -> tuple[DatasetDict, dict]:
+    """Turn raw `train` + test splits into train / validation / test; returns (splits, how)."""
+    task = get_task(task)
+    if select_on not in SELECT_ON_CHOICES:
+        raise ValueError(f"select_on must be one of {SELECT_ON_CHOICES}, got {select_on!r}.")
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
+    for name, value in [("max_train_samples", max_train_samples), ("max_validation_samples", max_validation_samples)]:
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be a positive number of examples, got {value}.")
+    train = raw["train"]
+    stratified = True
+    if select_on == "train_slice":
+        n_validation = max(1, round(validation_fraction * len(train)))
+        validation, train, stratified = seeded_subset(train, task, n_validation, split_seed)
+    else:
+        validation = raw[task.main_test_split]
+    if max_validation_samples is not None:
+        validation, _, ok = seeded_subset(validation, task, max_validation_samples, split_seed)
+        stratified &= ok
+    if max_train_samples is not None:
+        train, _, ok = seeded_subset(train, task, max_train_samples, split_seed)
+        stratified &= ok
+    splits = DatasetDict({"train": train, "validation": validation, **{name: raw[name] for name in task.test_splits}})
+    return splits, {"stratified": stratified}
+
+
+def load_glue(
+    task: TaskSpec | str,
+    *,
+    glue_dir: str | os.PathLike | None = None,
+    select_on: str = "train_slice",
+    validation_fraction: float = 0.1,
+    split_seed: int = 42,
+    max_train_samples: int | None = None,
+    max_validation_samples: int | None = None,
+    cache_dir: str | os.PathLike = DATA_CACHE,
+) -> DatasetDict:
+    """Load one GLUE task as train / validation / test splits with the Hub's columns and label ids.
+
+    The source is the local folder `glue_dir` (or `$GLUE_DIR`) in the official GLUE layout when one
+    is given, else the Hub's `nyu-mll/glue`. See the module docstring for what each split is.
+    """
+    task = get_task(task)
+    local_dir = resolve_glue_dir(glue_dir)
+    if local_dir is not None:
+        raw, skipped = load_local_task(task, local_dir)
+        source = f"local:{local_dir.resolve()}"
+    else:
+        raw, skipped = load_hub_task(task, cache_dir), {}
+        source = f"hub:{HUB_DATASET}"
+    splits, how = make_splits(
+        raw,
+        task,
+        select_on=select_on,
+        validation_fraction=validation_fraction,
+        split_seed=split_seed,
+        max_train_samples=max_train_samples,
+        max_validation_samples=max_validation_samples,
+    )
+    splits.glue_info = SplitInfo(
+        task=task.name,
+        source=source,
+        select_on=select_on,
+        validation_fraction=validation_fraction,
+        split_seed=split_seed,
+        max_train_samples=max_train_samples,
+        max_validation_samples=max_validation_samples,
+        stratified=how["stratified"],
+        sizes={name: len(ds) for name, ds in splits.items()},
+        skipped_rows=skipped,
+    )
+    return splits
+
+
+def describe(splits: DatasetDict, task: TaskSpec | str) -> dict:
+    """Sizes and label distribution of each split (mean and std for STS-B), as plain JSON."""
+    task = get_task(task)
+    info = getattr(splits, "glue_info", None)
+    summary = {"task": task.display_name, "source": info.source if info else None, "splits": {}}
+    for name, dataset in splits.items():
+        labels = np.asarray(dataset["label"])
+        if task.is_regression:
+            labels_summary = {"mean": round(float(labels.mean()), 4), "std": round(float(labels.std()), 4)}
+        else:
+            counts = np.bincount(labels.astype(int), minlength=task.num_labels)
+            labels_summary = {name_: int(count) for name_, count in zip(task.label_names, counts)}
+        summary["splits"][name] = {"size": len(dataset), "labels": labels_summary}
+    if info is not None:
+        summary["skipped_rows"] = info.skipped_rows
+        summary["select_on"] = info.select_on
+        summary["split_seed"] = info.split_seed
+    return summary

@@ -1,0 +1,56 @@
+"""GLUE's official metrics, computed with scikit-learn and scipy (no `evaluate.load`, which needs the Hub)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from helpers.tasks import TaskSpec, get_task
+
+
+def predictions_from_logits(task: TaskSpec | str, logits: np.ndarray) -> np.ndarray:
+    """Class ids (argmax) for classification; the single output, flattened, for STS-B regression."""
+    task = get_task(task)
+    logits = np.asarray(logits)
+    if task.is_regression:
+        return logits.reshape(-1).astype(np.float64)
+    if logits.ndim == 1:  # already class ids
+        return logits.astype(np.int64)
+    return logits.argmax(axis=-1)
+
+
+def _correlation(kind: str, predictions: np.ndarray, labels: np.ndarray) -> float:
+    # A correlation with a constant is undefined; report 0 (no linear/rank association) rather than NaN.
+    if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
+        return 0.0
+    if kind == "pearson":
+        return float(stats.pearsonr(predictions, labels)[0])
+    return float(stats.spearmanr(predictions, labels)[0])
+
+
+def compute_metrics(task: TaskSpec | str, logits_or_predictions, labels) -> dict[str, float]:
+    """Every official metric of the task, from logits (or class ids / scores) and gold labels."""
+    task = get_task(task)
+    predictions = predictions_from_logits(task, logits_or_predictions)
+    labels = np.asarray(labels).reshape(-1)
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels.")
+    if len(labels) == 0:
+        raise ValueError("No examples to score.")
+    results = {}
+    for metric in task.metrics:
+        if metric == "accuracy":
+            results[metric] = float(accuracy_score(labels, predictions))
+        elif metric == "f1":
+            results[metric] = float(f1_score(labels, predictions, pos_label=1, zero_division=0.0))
+        elif metric == "matthews_correlation":
+            if len(np.unique(predictions)) < 2 or len(np.unique(labels)) < 2:
+                results[metric] = 0.0  # MCC of a constant predictor is 0 by convention
+            else:
+                results[metric] = float(matthews_corrcoef(labels, predictions))
+        elif metric in ("pearson", "spearmanr"):
+            results[metric] = _correlation(metric, predictions.astype(np.float64), labels.astype(np.float64))
+        else:
+            raise ValueError(f"Unknown metric {metric!r} in the task table for {task.display_name}.")
+    return results

