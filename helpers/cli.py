@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from helpers.tasks import TASKS
@@ -39,6 +40,94 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+# (flag, field, type, help): the settings of a run, shared by `train` (one value) and `sweep` (comma lists).
+RUN_OPTIONS = [
+    ("--task", "task", str, TASK_HELP),
+    ("--method", "method", str, "full, head, bitfit, lora, dora, ia3, prefix, prompt, ptuning, qlora (CUDA only)"),
+    ("--model", "model", str, "all-MiniLM-L6-v2 (packaged, default) or any from_pretrained name/path, e.g. roberta-base"),
+    ("--pooling", "pooling", str, "model: first token (+ BERT pooler), as AutoModelForSequenceClassification; mean: masked token mean"),
+    ("--rank", "rank", int, "LoRA/DoRA rank r (default 8)"),
+    ("--alpha", "alpha", float, "LoRA alpha; the update is scaled by alpha/r (default 16)"),
+    ("--lora-dropout", "lora_dropout", float, "dropout on the LoRA input, in [0, 1) (default 0.1)"),
+    ("--target-modules", "target_modules", str, "LoRA targets: default query+value; 'all-linear'; or comma-separated layer names (sweep: alternatives separated by ';')"),
+    ("--bitfit-variant", "bitfit_variant", str, "all: every bias (default); sparse: query + first-MLP biases only"),
+    ("--num-virtual-tokens", "num_virtual_tokens", int, "prompt/prefix length for prefix, prompt, ptuning (default 20)"),
+    ("--prefix-projection", "prefix_projection", int, "prefix: 0 = free prefix (default), N = reparameterise through an MLP of width N"),
+    ("--encoder-hidden-size", "encoder_hidden_size", int, "ptuning: prompt encoder width (default 128)"),
+    ("--lr", "lr", float, "peak learning rate (default: per method, see helpers.training.DEFAULT_LR)"),
+    ("--batch-size", "batch_size", int, "training batch size per device (default 32)"),
+    ("--grad-accum", "grad_accum", int, "gradient accumulation steps (default 1)"),
+    ("--epochs", "epochs", float, "training epochs (default 3)"),
+    ("--warmup-ratio", "warmup_ratio", float, "fraction of steps with rising learning rate (default 0.06)"),
+    ("--weight-decay", "weight_decay", float, "AdamW weight decay (default 0.01)"),
+    ("--max-length", "max_length", int, "truncate sequences to this many tokens (default 128)"),
+    ("--seed", "seed", int, "training seed: head init, dropout, batch order (default 0)"),
+    ("--eval-steps", "eval_steps", int, "also evaluate every N steps (default: once per epoch)"),
+    ("--logging-steps", "logging_steps", int, "log the training loss every N steps (default: ~20 per epoch)"),
+    ("--early-stopping-patience", "early_stopping_patience", int, "stop after N evaluations without improvement (default: off)"),
+    ("--eval-batch-size", "eval_batch_size", int, "evaluation batch size (default 128)"),
+    ("--recipe", "recipe", str, "fast (default): dynamic padding + length-grouped batches; baseline: pad to max_length, random batches"),
+    ("--precision", "precision", str, "auto (default), fp32, bf16, fp16"),
+    ("--select-on", "select_on", str, "train_slice (default): select on a held-out slice of train; dev: on the GLUE dev set"),
+    ("--validation-fraction", "validation_fraction", float, "fraction of train held out for validation (default 0.1)"),
+    ("--split-seed", "split_seed", int, "seed of the validation slice and subsampling (default 42)"),
+    ("--max-train-samples", "max_train_samples", int, "seeded, stratified subsample of the training split"),
+    ("--max-validation-samples", "max_validation_samples", int, "seeded, stratified subsample of the validation split"),
+]
+
+
+def add_run_options(parser: argparse.ArgumentParser, lists: bool) -> None:
+    group = parser.add_argument_group("run settings" + (" (comma-separated lists form a grid)" if lists else ""))
+    for flag, dest, kind, help_text in RUN_OPTIONS:
+        group.add_argument(flag, dest=dest, type=str if lists else kind, default=None, required=flag == "--task", help=help_text)
+    output = parser.add_argument_group("data and output")
+    output.add_argument("--glue-dir", default=None, help="local GLUE folder in the official layout; default $GLUE_DIR, else the Hub")
+    output.add_argument("--results-dir", default=None, help="where run records go (default results/)")
+    output.add_argument("--force", action="store_true", help="train again even if a record for this config exists")
+    output.add_argument("--save-adapter", action="store_true", help="also save the trained weights (adapter + head) as safetensors")
+    output.add_argument("--quiet", action="store_true", help="no progress bars or per-run messages")
+
+
+def _run_values(args: argparse.Namespace) -> dict:
+    return {dest: getattr(args, dest) for _, dest, _, _ in RUN_OPTIONS if getattr(args, dest) is not None}
+
+
+def _output_kwargs(args: argparse.Namespace) -> dict:
+    from helpers.training import RESULTS_DIR
+
+    return {"glue_dir": args.glue_dir, "results_dir": args.results_dir or RESULTS_DIR, "force": args.force, "save_adapter": args.save_adapter}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from helpers.sweep import make_config
+    from helpers.training import train
+
+    config = make_config(_run_values(args))
+    record = train(config, quiet=args.quiet, **_output_kwargs(args))
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one summary
+        return 0
+    print(json.dumps({"run_id": record["run_id"], "params": record["params"], "best": record["best"], "test": record["test"], "timing": record["timing"]}, indent=2))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from helpers.sweep import expand_grid, run_sweep
+
+    types = {dest: kind for _, dest, kind, _ in RUN_OPTIONS}
+    grid = {}
+    for dest, text in _run_values(args).items():
+        separator = ";" if dest == "target_modules" else ","
+        grid[dest] = [types[dest](item.strip()) for item in text.split(separator) if item.strip()]
+    configs = expand_grid(grid)
+    print(f"{len(configs)} runs in the grid.")
+    records = run_sweep(configs, progress=not args.quiet, **_output_kwargs(args))
+    for record in records:
+        task = record["config"]["task"]
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in record["test"]["metrics"].items())
+        print(f"{record['run_id']:<60} {task:<6} {metrics}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m helpers", description="Parameter-efficient fine-tuning on GLUE.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--task", required=True, help=TASK_HELP)
     add_data_options(data)
     data.set_defaults(func=cmd_data)
+
+    train = commands.add_parser("train", help="train and evaluate one run; writes its record to results/", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_run_options(train, lists=False)
+    train.set_defaults(func=cmd_train)
+
+    sweep = commands.add_parser("sweep", help="train a grid of runs (comma lists), skipping runs that have records")
+    add_run_options(sweep, lists=True)
+    sweep.set_defaults(func=cmd_sweep)
     return parser
 
 

@@ -1,0 +1,493 @@
+"""One training run: data -> model -> method -> Trainer (evaluating during training) -> run record.
+
+`train(TrainConfig(...))` returns the run record. If a record for the same resolved config already
+exists under `results_dir`, it is returned without training (unless `force=True`), so an interrupted
+sweep, re-run, only finishes what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from helpers.data import DATA_CACHE, SELECT_ON_CHOICES, load_glue
+from helpers.methods import (
+    LORA_METHODS,
+    MethodConfig,
+    count_parameters,
+    head_parameter_count,
+    lora_closed_form,
+    prepare_model,
+    quantization_config,
+    trainable_parameter_names,
+)
+from helpers.metrics import compute_metrics
+from helpers.models import DEFAULT_MODEL, load_model, load_tokenizer
+from helpers.records import config_hash, find_record, write_json_atomic, write_record
+from helpers.tasks import get_task
+from helpers.tokenization import tokenize_splits
+
+log = logging.getLogger(__name__)
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+RECIPES = ("fast", "baseline")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+# Learning rates that work for each method with small encoders (PEFT methods train few
+# parameters from a good starting point and want larger steps than full fine-tuning).
+DEFAULT_LR = {
+    "full": 5e-5,
+    "head": 2e-3,
+    "bitfit": 1e-3,
+    "lora": 1e-3,
+    "dora": 1e-3,
+    "qlora": 1e-3,
+    "ia3": 5e-3,
+    "prefix": 5e-3,
+    "prompt": 3e-2,
+    "ptuning": 3e-3,
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run's result; its resolved form is saved in the run record."""
+
+    task: str = "sst2"
+    model: str = DEFAULT_MODEL
+    method: MethodConfig = field(default_factory=MethodConfig)
+    lr: float | None = None  # None: the method's default (DEFAULT_LR)
+    batch_size: int = 32
+    epochs: float = 3.0
+    warmup_ratio: float = 0.06  # fraction of steps with linearly rising learning rate
+    weight_decay: float = 0.01
+    grad_accum: int = 1
+    max_length: int = 128
+    seed: int = 0
+    # data
+    select_on: str = "train_slice"
+    validation_fraction: float = 0.1
+    split_seed: int = 42
+    max_train_samples: int | None = None
+    max_validation_samples: int | None = None
+    # evaluation and logging
+    eval_steps: int | None = None  # None: evaluate on the validation split once per epoch
+    logging_steps: int | None = None  # None: about 20 loss points per epoch
+    early_stopping_patience: int | None = None  # evaluations without improvement before stopping
+    eval_batch_size: int = 128
+    # speed
+    recipe: str = "fast"  # "fast": dynamic padding, length-grouped batches; "baseline": pad to max_length
+    precision: str = "auto"  # auto: bf16/fp16 on GPUs that support them, fp32 on CPU
+
+    def __post_init__(self):
+        if isinstance(self.method, dict):
+            self.method = MethodConfig(**self.method)
+        self.task = get_task(self.task).name
+        checks = [
+            (self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}"),
+            (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
+            (0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}"),
+            (self.max_length > 0, f"max_length must be positive, got {self.max_length}"),
+            (self.lr is None or self.lr > 0, f"lr must be positive, got {self.lr}"),
+            (self.recipe in RECIPES, f"recipe must be one of {RECIPES}, got {self.recipe!r}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (self.select_on in SELECT_ON_CHOICES, f"select_on must be one of {SELECT_ON_CHOICES}, got {self.select_on!r}"),
+            (self.eval_steps is None or self.eval_steps > 0, f"eval_steps must be positive, got {self.eval_steps}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message + ".")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.method.method]
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["method"] = self.method.to_dict()
+        return values
+
+    @property
+    def run_id(self) -> str:
+        """Readable prefix + hash of the resolved config, e.g. `sst2-lora-r8-s0-1a2b3c4d5e`."""
+        label = self.method.label().replace(" ", "").replace("=", "").replace("(", "-").replace(")", "")
+        label = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in label)
+        return f"{self.task}-{label}-s{self.seed}-{config_hash(self.to_dict())}"
+
+
+def resolve_precision(precision: str) -> str:
+    """The precision a run actually uses on this machine."""
+    if precision != "auto":
+        if precision in ("bf16", "fp16") and not torch.cuda.is_available() and precision == "fp16":
+            raise ValueError("fp16 mixed precision needs a GPU; use bf16 or fp32 on CPU.")
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def _cpu_only() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return not torch.cuda.is_available() and not (mps is not None and mps.is_available())
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "Apple MPS"
+    cpu = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu} ({torch.get_num_threads()} threads)"
+
+
+def library_versions() -> dict:
+    import datasets
+    import peft
+    import transformers
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "datasets": datasets.__version__,
+        "device": device_name(),
+    }
+
+
+class GlueCollator:
+    """Pads each batch (dynamic padding), drops bookkeeping columns, and counts real vs padded tokens."""
+
+    def __init__(self, tokenizer, pad_to_multiple_of: int | None = None):
+        from transformers import DataCollatorWithPadding
+
+        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+        self.real_tokens = 0
+        self.padded_tokens = 0
+
+    def __call__(self, rows: list[dict]) -> dict:
+        rows = [{k: v for k, v in row.items() if k not in ("length", "idx")} for row in rows]
+        batch = self.pad(rows)
+        self.real_tokens += int(batch["attention_mask"].sum())
+        self.padded_tokens += int(batch["attention_mask"].numel())
+        return batch
+
+
+def _make_trainer_class():
+    from transformers import Trainer
+
+    class GlueTrainer(Trainer):
+        """Trainer that times evaluation and checkpoint saving apart from training, and keeps every
+        evaluation's metrics with its step, epoch and split."""
+
+        def __init__(self, *args, task=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.task = task
+            self.eval_seconds = 0.0
+            self.save_seconds = 0.0
+            self.evals: list[dict] = []
+
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            start = time.perf_counter()
+            counts = (self.data_collator.real_tokens, self.data_collator.padded_tokens)
+            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            # Evaluation batches are not training tokens.
+            self.data_collator.real_tokens, self.data_collator.padded_tokens = counts
+            self.eval_seconds += time.perf_counter() - start
+            prefix = f"{metric_key_prefix}_"
+            self.evals.append({
+                "step": self.state.global_step,
+                "epoch": round(self.state.epoch or 0.0, 4),
+                "split": "validation",
+                "metrics": {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix) and k[len(prefix):] in self.task.metrics},
+                "loss": metrics.get(f"{prefix}loss"),
+            })
+            return metrics
+
+        def save_model(self, output_dir=None, _internal_call=False):
+            start = time.perf_counter()
+            super().save_model(output_dir, _internal_call)
+            self.save_seconds += time.perf_counter() - start
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            with torch.inference_mode():
+                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+
+    return GlueTrainer
+
+
+def _history(log_history: list[dict]) -> list[dict]:
+    rows = []
+    for entry in log_history:
+        if "loss" in entry and "eval_loss" not in entry:
+            rows.append({
+                "step": entry.get("step"),
+                "epoch": round(entry.get("epoch", 0.0), 4),
+                "loss": entry["loss"],
+                "lr": entry.get("learning_rate"),
+                "grad_norm": entry.get("grad_norm"),
+            })
+    return rows
+
+
+def _sorted_for_eval(dataset):
+    """Evaluation order does not change metrics; sorting by length removes almost all padding."""
+    if "length" not in dataset.column_names:
+        return dataset
+    order = np.argsort(-np.asarray(dataset["length"]), kind="stable")
+    return dataset.select(order)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    glue_dir: str | os.PathLike | None = None,
+    results_dir: str | os.PathLike = RESULTS_DIR,
+    cache_dir: str | os.PathLike = DATA_CACHE,
+    force: bool = False,
+    quiet: bool = False,
+    save_adapter: bool = False,
+) -> dict:
+    """Train and evaluate one configuration; returns its run record (loading it if it exists)."""
+    from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments, set_seed
+
+    results_dir = Path(results_dir)
+    run_id = config.run_id
+    if not force and (existing := find_record(results_dir, run_id)) is not None:
+        if not quiet:
+            print(f"[{run_id}] record found in {results_dir}: not training again (force=True to redo).")
+        return existing
+
+    task = get_task(config.task)
+    precision = resolve_precision(config.precision)
+    wall_start = time.perf_counter()
+    if quiet:
+        _silence_libraries()
+    set_seed(config.seed)
+
+    # Data
+    splits = load_glue(
+        task,
+        glue_dir=glue_dir,
+        select_on=config.select_on,
+        validation_fraction=config.validation_fraction,
+        split_seed=config.split_seed,
+        max_train_samples=config.max_train_samples,
+        max_validation_samples=config.max_validation_samples,
+        cache_dir=cache_dir,
+    )
+    tokenizer = load_tokenizer(config.model)
+    padding = "max_length" if config.recipe == "baseline" else False
+    tokenized = tokenize_splits(splits, task, tokenizer, max_length=config.max_length, padding=padding, cache_dir=cache_dir)
+
+    # Model and method
+    model = load_model(config.model, task, pooling=config.method.pooling, quantization_config=quantization_config(config.method))
+    model = prepare_model(model, config.method, seed=config.seed)
+    counts = count_parameters(model)
+    params = counts.to_dict()
+    if config.method.method in LORA_METHODS:
+        params["lora_closed_form"] = lora_closed_form(model, config.method, head_parameter_count(model))
+    if not quiet:
+        print(f"[{run_id}] {config.method.label()} on {task.display_name}: {counts}")
+
+    collator = GlueCollator(tokenizer)
+    train_dataset = tokenized["train"]
+    steps_per_epoch = max(1, math.ceil(len(train_dataset) / (config.batch_size * config.grad_accum)))
+    logging_steps = config.logging_steps or max(1, steps_per_epoch // 20)
+    strategy = "steps" if config.eval_steps else "epoch"
+    checkpoint_dir = results_dir / "checkpoints" / run_id
+    args = TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        learning_rate=config.lr,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size if config.recipe == "fast" else config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        num_train_epochs=config.epochs,
+        lr_scheduler_type="linear",
+        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=config.eval_steps,
+        save_steps=config.eval_steps,
+        save_total_limit=1,
+        save_only_model=True,
+        load_best_model_at_end=True,
+        metric_for_best_model=task.main_metric,
+        greater_is_better=True,
+        logging_steps=logging_steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=_cpu_only(),  # also what makes torchrun on CPU use DDP with gloo
+        train_sampling_strategy="group_by_length" if config.recipe == "fast" else "random",
+        remove_unused_columns=False,
+        report_to="none",
+        disable_tqdm=quiet,
+        log_level="error" if quiet else "passive",
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    callbacks = []
+    if config.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    trainer = _make_trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=_sorted_for_eval(tokenized["validation"]),
+        data_collator=collator,
+        compute_metrics=lambda prediction: compute_metrics(task, _logits(prediction.predictions), prediction.label_ids),
+        callbacks=callbacks,
+        task=task,
+    )
+    if quiet:
+        trainer.remove_callback(PrinterCallback)  # it prints every log line to stdout without tqdm
+
+    # Memory breakdown on one fixed-shape batch (batch_size x max_length), before training.
+    from helpers.memory import memory_breakdown, process_peak_rss_bytes
+
+    probe = collator([{k: v for k, v in train_dataset[i].items()} for i in range(min(config.batch_size, len(train_dataset)))])
+    probe = _pad_probe(probe, config.max_length, tokenizer.pad_token_id)
+    breakdown = memory_breakdown(trainer.model, probe, torch.bfloat16 if precision == "bf16" else None)
+    collator.real_tokens = collator.padded_tokens = 0
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+    train_output = trainer.train()
+    train_seconds = train_output.metrics["train_runtime"] - trainer.eval_seconds - trainer.save_seconds
+    real_tokens, padded_tokens = _sum_over_processes(collator.real_tokens, collator.padded_tokens)
+
+    # The best checkpoint (by the validation main metric) is loaded; score it once on each test split.
+    test_start = time.perf_counter()
+    test_metrics = {}
+    for split in task.test_splits:
+        prediction = trainer.predict(_sorted_for_eval(tokenized[split]), metric_key_prefix="test")
+        test_metrics[split] = compute_metrics(task, _logits(prediction.predictions), prediction.label_ids)
+    test_seconds = time.perf_counter() - test_start
+
+    if torch.cuda.is_available():
+        memory = {"peak_bytes": torch.cuda.max_memory_allocated(), "kind": "cuda_max_allocated"}
+    else:
+        memory = {"peak_bytes": breakdown["total_bytes"], "kind": "cpu_breakdown_total"}
+    memory.update({"breakdown": breakdown, "process_peak_rss_bytes": process_peak_rss_bytes()})
+
+    best_eval = _best_eval(trainer.evals, task.main_metric)
+    samples_seen = len(train_dataset) * float(train_output.metrics.get("epoch", config.epochs))
+    record = {
+        "run_id": run_id,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": {**config.to_dict(), "precision_used": precision, "lr": config.lr},
+        "data": splits.glue_info.to_dict(),
+        "versions": {**library_versions(), "world_size": trainer.args.world_size},
+        "params": params,
+        "trainable_names": trainable_parameter_names(model),
+        "history": _history(trainer.state.log_history),
+        "evals": trainer.evals,
+        "best": best_eval,
+        "test": {"split": task.main_test_split, "metrics": test_metrics[task.main_test_split], "splits": test_metrics},
+        "timing": {
+            "train_seconds": round(train_seconds, 3),
+            "train_samples_per_second": round(samples_seen / train_seconds, 3),
+            "train_tokens_per_second": round(real_tokens / train_seconds, 3),
+            "padding_fraction": round(1 - real_tokens / max(1, padded_tokens), 4),
+            "eval_seconds": round(trainer.eval_seconds + test_seconds, 3),
+            "checkpoint_seconds": round(trainer.save_seconds, 3),
+            "wall_seconds": round(time.perf_counter() - wall_start, 3),
+            "steps": trainer.state.global_step,
+            "samples_seen": int(samples_seen),
+            "real_tokens_seen": real_tokens,
+        },
+        "memory": memory,
+    }
+    if trainer.is_world_process_zero():
+        if save_adapter:
+            record["adapter_path"] = str(save_trained_weights(trainer.model, results_dir / "adapters" / run_id))
+        write_record(record, results_dir)
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        if not quiet:
+            test_text = ", ".join(f"{k}={v:.4f}" for k, v in record["test"]["metrics"].items())
+            print(f"[{run_id}] test ({task.main_test_split}): {test_text}; {record['timing']['train_samples_per_second']:.1f} train samples/s")
+    return record
+
+
+def _sum_over_processes(*counts: int) -> list[int]:
+    """Token counters summed over DDP processes (each process only sees its own batches)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(counts)
+    tensor = torch.tensor(counts, dtype=torch.long)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def _silence_libraries() -> None:
+    """Quiet mode: no progress bars or load reports from datasets/transformers."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _logits(predictions):
+    return predictions[0] if isinstance(predictions, (tuple, list)) else predictions
+
+
+def _pad_probe(batch: dict, length: int, pad_id: int) -> dict:
+    """Right-pad a collated batch to `length` so memory is measured at a fixed shape for every method."""
+    current = batch["input_ids"].shape[1]
+    if current >= length:
+        return {k: v[:, :length] if v.dim() == 2 else v for k, v in batch.items()}
+    extra = length - current
+    padded = {}
+    for key, value in batch.items():
+        if value.dim() == 2:
+            fill = pad_id if key == "input_ids" else 0
+            padded[key] = torch.nn.functional.pad(value, (0, extra), value=fill)
+        else:
+            padded[key] = value
+    # Count every position as real so the measurement does not depend on the batch's padding.
+    padded["attention_mask"] = torch.ones_like(padded["attention_mask"])
+    return padded
+
+
+def _best_eval(evals: list[dict], metric: str) -> dict:
+    if not evals:
+        return {}
+    best = max(evals, key=lambda e: e["metrics"].get(metric, -math.inf))  # first of the ties, like Trainer
+    return {"step": best["step"], "epoch": best["epoch"], "metric": metric, "value": best["metrics"].get(metric)}
+
+
+def save_trained_weights(model, folder: Path) -> Path:
+    """Save what the method trained: the peft adapter (with the head), or the trainable tensors."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(str(folder))
+    else:
+        tensors = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+        save_file(tensors, str(folder / "trainable.safetensors"))
+    return folder

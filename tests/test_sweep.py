@@ -1,0 +1,44 @@
+import pytest
+
+import helpers.sweep as sweep_module
+from helpers.sweep import expand_grid, run_sweep
+
+
+def test_grid_expands_and_method_specific_knobs_only_vary_their_methods():
+    configs = expand_grid({"task": ["sst2", "mrpc"], "method": ["bitfit", "lora"], "rank": [4, 8], "seed": [0, 1]})
+    # bitfit ignores the rank: 2 tasks x 2 seeds x (1 bitfit + 2 lora ranks)
+    assert len(configs) == 12
+    assert len({c.run_id for c in configs}) == 12
+    assert {c.method.rank for c in configs if c.method.method == "lora"} == {4, 8}
+
+
+def test_unknown_setting_is_named():
+    with pytest.raises(ValueError, match=r"Unknown setting\(s\) \['colour'\]"):
+        expand_grid({"colour": ["red"]})
+
+
+def test_a_killed_sweep_resumes_without_recomputing(glue_dir, tmp_path, monkeypatch):
+    configs = expand_grid({"task": ["rte"], "method": ["head"], "seed": [0, 1, 2]}, fixed={"epochs": 1, "batch_size": 16, "max_length": 32, "lr": 1e-2})
+    real_train = sweep_module.train
+    trained = []
+
+    def train_then_die(config, **kwargs):
+        if len(trained) == 2:
+            raise KeyboardInterrupt  # the sweep is killed during its third run
+        trained.append(config.run_id)
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "train", train_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(configs, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False)
+    assert sorted(p.stem for p in tmp_path.glob("*.json")) == sorted(trained)
+
+    from helpers.data import load_glue
+
+    loads = []
+    monkeypatch.setattr(sweep_module, "train", real_train)
+    monkeypatch.setattr("helpers.training.load_glue", lambda *a, **k: loads.append(1) or load_glue(*a, **k))
+    records = run_sweep(configs, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False)
+    assert len(loads) == 1, "only the run without a record is trained"
+    assert [r["run_id"] for r in records] == [c.run_id for c in configs]
+    assert len(list(tmp_path.glob("*.json"))) == 3
