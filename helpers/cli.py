@@ -128,6 +128,35 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from helpers.bench import BENCH_DIR, markdown_table, run_bench
+
+    samples = {}
+    for item in args.samples.split(","):
+        task, _, count = item.partition("=")
+        if not count.isdigit():
+            raise ValueError(f"--samples takes task=count pairs like sst2=2000,rte=600; got {item!r}.")
+        samples[task.strip()] = int(count)
+    result = run_bench(
+        samples=samples,
+        methods=tuple(m.strip() for m in args.methods.split(",")),
+        seeds=tuple(int(s) for s in args.seeds.split(",")),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        validation_samples=args.validation_samples,
+        project_precision=args.project_precision,
+        model=args.model,
+        glue_dir=args.glue_dir,
+        out_dir=args.out_dir or BENCH_DIR,
+        name=args.name,
+        lr=args.lr,
+        progress=not args.quiet,
+    )
+    print(markdown_table(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m helpers", description="Parameter-efficient fine-tuning on GLUE.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +173,23 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="train a grid of runs (comma lists), skipping runs that have records")
     add_run_options(sweep, lists=True)
     sweep.set_defaults(func=cmd_sweep)
+
+    bench = commands.add_parser("bench", help="time the usual notebook recipe against this project's, side by side", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    bench.add_argument("--samples", default="sst2=2000,rte=600", help="tasks and training-subset sizes, task=count pairs")
+    bench.add_argument("--methods", default="bitfit,lora,full", help="methods to time")
+    bench.add_argument("--seeds", default="0", help="seeds (several give mean ± std of the dev metric)")
+    bench.add_argument("--epochs", type=float, default=1.0)
+    bench.add_argument("--batch-size", type=int, default=32)
+    bench.add_argument("--max-length", type=int, default=128, help="the baseline pads every example to this length")
+    bench.add_argument("--validation-samples", type=int, default=256, help="validation subset evaluated once per epoch")
+    bench.add_argument("--project-precision", default="auto", help="auto: bf16 where the CPU/GPU supports it, else fp32")
+    bench.add_argument("--lr", type=float, default=None, help="learning rate (default: per method)")
+    bench.add_argument("--model", default="all-MiniLM-L6-v2")
+    bench.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
+    bench.add_argument("--out-dir", default=None, help="default results/bench")
+    bench.add_argument("--name", default="bench", help="file name of the JSON and markdown summary")
+    bench.add_argument("--quiet", action="store_true")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

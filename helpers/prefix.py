@@ -5,8 +5,8 @@ instead of `past_key_values`, and peft refuses them ("Model does not support pas
 Passing a cache through the encoder would also shift the position ids of the real tokens.
 
 How it works here: the model's attention runs through an attention function registered with
-transformers (`AttentionInterface`) under the name `prefix_sdpa`. Before calling PyTorch's SDPA it
-prepends this layer's prefix keys and values, and widens the attention mask so every query may
+transformers (`AttentionInterface`) as `prefix_sdpa` (or `prefix_fast_eager`, on top of the CPU
+recipe's attention in helpers.speed). Before calling the inner attention it prepends this layer's prefix keys and values, and widens the attention mask so every query may
 attend to the prefix while padding positions stay masked. Queries, positions and outputs of the
 real tokens are untouched, so the classification head reads the same positions as before.
 """
@@ -18,7 +18,8 @@ import re
 import torch
 from torch import nn
 
-ATTENTION_NAME = "prefix_sdpa"
+# name registered with transformers -> the inner attention it wraps
+PREFIX_ATTENTION = {"prefix_sdpa": "sdpa", "prefix_fast_eager": "fast_eager"}
 _registered = False
 
 
@@ -65,9 +66,16 @@ class PrefixEncoder(nn.Module):
         return self._current[index, 0], self._current[index, 1]
 
 
-def prefix_sdpa_attention(module, query, key, value, attention_mask, **kwargs):
-    """SDPA attention with this layer's prefix keys/values prepended (see the module docstring)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+def _with_prefix(inner):
+    def attention(module, query, key, value, attention_mask, **kwargs):
+        key, value, attention_mask = _prepend_prefix(module, query, key, value, attention_mask)
+        return inner(module, query, key, value, attention_mask, **kwargs)
+
+    return attention
+
+
+def _prepend_prefix(module, query, key, value, attention_mask):
+    """This layer's prefix keys/values in front of the real ones (see the module docstring)."""
 
     owner = getattr(module, "_prefix_owner", None)
     if owner is not None:
@@ -83,19 +91,25 @@ def prefix_sdpa_attention(module, query, key, value, attention_mask, **kwargs):
             else:
                 visible = torch.zeros(shape, dtype=attention_mask.dtype, device=attention_mask.device)
             attention_mask = torch.cat([visible, attention_mask], dim=-1)
-    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return key, value, attention_mask
 
 
 def register_prefix_attention() -> None:
-    """Register `prefix_sdpa` with transformers (attention and its mask); idempotent."""
+    """Register the prefix attentions with transformers (attention and matching mask); idempotent."""
     global _registered
     if _registered:
         return
     from transformers import AttentionInterface, AttentionMaskInterface
-    from transformers.masking_utils import sdpa_mask
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import eager_mask, sdpa_mask
 
-    AttentionInterface.register(ATTENTION_NAME, prefix_sdpa_attention)
-    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+    from helpers.speed import fast_eager_attention
+
+    inner = {"sdpa": (sdpa_attention_forward, sdpa_mask), "fast_eager": (fast_eager_attention, eager_mask)}
+    for name, inner_name in PREFIX_ATTENTION.items():
+        attention, mask = inner[inner_name]
+        AttentionInterface.register(name, _with_prefix(attention))
+        AttentionMaskInterface.register(name, mask)
     _registered = True
 
 
@@ -152,5 +166,6 @@ def add_prefix(model: nn.Module, num_virtual_tokens: int, key_module: str, value
         object.__setattr__(module, "_prefix_owner", encoder)
         object.__setattr__(module, "_prefix_index", index)
     model.register_forward_pre_hook(encoder.reset)
-    model.set_attn_implementation(ATTENTION_NAME)
+    current = model.config._attn_implementation
+    model.set_attn_implementation("prefix_fast_eager" if current == "fast_eager" else "prefix_sdpa")
     return encoder

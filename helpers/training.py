@@ -33,8 +33,10 @@ from helpers.methods import (
     quantization_config,
     trainable_parameter_names,
 )
+from helpers.flops import encoder_shape, training_flops
 from helpers.metrics import compute_metrics
 from helpers.models import DEFAULT_MODEL, load_model, load_tokenizer
+from helpers.speed import use_fast_attention, use_fast_dropout
 from helpers.records import config_hash, find_record, write_json_atomic, write_record
 from helpers.tasks import get_task
 from helpers.tokenization import tokenize_splits
@@ -89,7 +91,8 @@ class TrainConfig:
     eval_batch_size: int = 128
     # speed
     recipe: str = "fast"  # "fast": dynamic padding, length-grouped batches; "baseline": pad to max_length
-    precision: str = "auto"  # auto: bf16/fp16 on GPUs that support them, fp32 on CPU
+    precision: str = "auto"  # auto: bf16/fp16 on GPUs, bf16 autocast on CPUs with bf16 instructions
+    compile: bool = False  # torch.compile the model (pays off only for long runs; see the bench)
 
     def __post_init__(self):
         if isinstance(self.method, dict):
@@ -127,15 +130,27 @@ class TrainConfig:
         return f"{self.task}-{label}-s{self.seed}-{config_hash(self.to_dict())}"
 
 
-def resolve_precision(precision: str) -> str:
-    """The precision a run actually uses on this machine."""
+def cpu_has_bf16() -> bool:
+    """AVX-512 BF16 or AMX: bf16 matrix products run at several times the fp32 rate."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, recipe: str = "fast") -> str:
+    """The precision a run actually uses: `auto` is bf16 (or fp16) on GPUs, bf16 autocast on CPUs
+    with bf16 instructions in the fast recipe (same accuracy, see the bench), else fp32."""
     if precision != "auto":
-        if precision in ("bf16", "fp16") and not torch.cuda.is_available() and precision == "fp16":
+        if precision == "fp16" and not torch.cuda.is_available():
             raise ValueError("fp16 mixed precision needs a GPU; use bf16 or fp32 on CPU.")
         return precision
+    if recipe == "baseline":
+        return "fp32"
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    return "bf16" if _cpu_only() and cpu_has_bf16() else "fp32"
 
 
 def _cpu_only() -> bool:
@@ -181,14 +196,28 @@ class GlueCollator:
         from transformers import DataCollatorWithPadding
 
         self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
-        self.real_tokens = 0
-        self.padded_tokens = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.real_tokens = self.padded_tokens = 0
+        # Σ length² over examples (real) and Σ batch·length² over batches (computed): attention FLOPs.
+        self.real_tokens_sq = self.padded_tokens_sq = 0
+
+    def counters(self) -> tuple[int, int, int, int]:
+        return self.real_tokens, self.padded_tokens, self.real_tokens_sq, self.padded_tokens_sq
+
+    def restore(self, counters: tuple[int, int, int, int]) -> None:
+        self.real_tokens, self.padded_tokens, self.real_tokens_sq, self.padded_tokens_sq = counters
 
     def __call__(self, rows: list[dict]) -> dict:
         rows = [{k: v for k, v in row.items() if k not in ("length", "idx")} for row in rows]
         batch = self.pad(rows)
-        self.real_tokens += int(batch["attention_mask"].sum())
-        self.padded_tokens += int(batch["attention_mask"].numel())
+        lengths = batch["attention_mask"].sum(dim=1)
+        size, length = batch["attention_mask"].shape
+        self.real_tokens += int(lengths.sum())
+        self.real_tokens_sq += int((lengths**2).sum())
+        self.padded_tokens += size * length
+        self.padded_tokens_sq += size * length * length
         return batch
 
 
@@ -199,19 +228,19 @@ def _make_trainer_class():
         """Trainer that times evaluation and checkpoint saving apart from training, and keeps every
         evaluation's metrics with its step, epoch and split."""
 
-        def __init__(self, *args, task=None, **kwargs):
+        def __init__(self, *args, task=None, fast_eval=True, **kwargs):
             super().__init__(*args, **kwargs)
             self.task = task
+            self.fast_eval = fast_eval
             self.eval_seconds = 0.0
             self.save_seconds = 0.0
             self.evals: list[dict] = []
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
             start = time.perf_counter()
-            counts = (self.data_collator.real_tokens, self.data_collator.padded_tokens)
+            counters = self.data_collator.counters()
             metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-            # Evaluation batches are not training tokens.
-            self.data_collator.real_tokens, self.data_collator.padded_tokens = counts
+            self.data_collator.restore(counters)  # evaluation batches are not training tokens
             self.eval_seconds += time.perf_counter() - start
             prefix = f"{metric_key_prefix}_"
             self.evals.append({
@@ -229,6 +258,8 @@ def _make_trainer_class():
             self.save_seconds += time.perf_counter() - start
 
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            if not self.fast_eval:  # the baseline recipe keeps Trainer's own (torch.no_grad)
+                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
             with torch.inference_mode():
                 return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
 
@@ -249,9 +280,9 @@ def _history(log_history: list[dict]) -> list[dict]:
     return rows
 
 
-def _sorted_for_eval(dataset):
+def _sorted_for_eval(dataset, recipe: str = "fast"):
     """Evaluation order does not change metrics; sorting by length removes almost all padding."""
-    if "length" not in dataset.column_names:
+    if recipe != "fast" or "length" not in dataset.column_names:
         return dataset
     order = np.argsort(-np.asarray(dataset["length"]), kind="stable")
     return dataset.select(order)
@@ -278,7 +309,7 @@ def train(
         return existing
 
     task = get_task(config.task)
-    precision = resolve_precision(config.precision)
+    precision = resolve_precision(config.precision, config.recipe)
     wall_start = time.perf_counter()
     if quiet:
         _silence_libraries()
@@ -301,7 +332,12 @@ def train(
 
     # Model and method
     model = load_model(config.model, task, pooling=config.method.pooling, quantization_config=quantization_config(config.method))
+    fast_cpu_kernels = config.recipe == "fast" and _cpu_only()
+    if fast_cpu_kernels:
+        use_fast_attention(model)
     model = prepare_model(model, config.method, seed=config.seed)
+    if fast_cpu_kernels:
+        use_fast_dropout(model)  # after the method, so its own dropout (LoRA's) is swapped too
     counts = count_parameters(model)
     params = counts.to_dict()
     if config.method.method in LORA_METHODS:
@@ -346,6 +382,7 @@ def train(
         disable_tqdm=quiet,
         log_level="error" if quiet else "passive",
         dataloader_pin_memory=torch.cuda.is_available(),
+        torch_compile=config.compile,
     )
     callbacks = []
     if config.early_stopping_patience:
@@ -354,11 +391,12 @@ def train(
         model=model,
         args=args,
         train_dataset=train_dataset,
-        eval_dataset=_sorted_for_eval(tokenized["validation"]),
+        eval_dataset=_sorted_for_eval(tokenized["validation"], config.recipe),
         data_collator=collator,
         compute_metrics=lambda prediction: compute_metrics(task, _logits(prediction.predictions), prediction.label_ids),
         callbacks=callbacks,
         task=task,
+        fast_eval=config.recipe == "fast",
     )
     if quiet:
         trainer.remove_callback(PrinterCallback)  # it prints every log line to stdout without tqdm
@@ -369,19 +407,23 @@ def train(
     probe = collator([{k: v for k, v in train_dataset[i].items()} for i in range(min(config.batch_size, len(train_dataset)))])
     probe = _pad_probe(probe, config.max_length, tokenizer.pad_token_id)
     breakdown = memory_breakdown(trainer.model, probe, torch.bfloat16 if precision == "bf16" else None)
-    collator.real_tokens = collator.padded_tokens = 0
+    collator.reset()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
 
     train_output = trainer.train()
     train_seconds = train_output.metrics["train_runtime"] - trainer.eval_seconds - trainer.save_seconds
-    real_tokens, padded_tokens = _sum_over_processes(collator.real_tokens, collator.padded_tokens)
+    real_tokens, padded_tokens, real_sq, padded_sq = _sum_over_processes(*collator.counters())
+    shape = encoder_shape(model)
+    weights_train = config.method.method == "full"
+    useful_flops = training_flops(shape, real_tokens, real_sq, weights_train)
+    computed_flops = training_flops(shape, padded_tokens, padded_sq, weights_train)
 
     # The best checkpoint (by the validation main metric) is loaded; score it once on each test split.
     test_start = time.perf_counter()
     test_metrics = {}
     for split in task.test_splits:
-        prediction = trainer.predict(_sorted_for_eval(tokenized[split]), metric_key_prefix="test")
+        prediction = trainer.predict(_sorted_for_eval(tokenized[split], config.recipe), metric_key_prefix="test")
         test_metrics[split] = compute_metrics(task, _logits(prediction.predictions), prediction.label_ids)
     test_seconds = time.perf_counter() - test_start
 
@@ -396,7 +438,7 @@ def train(
     record = {
         "run_id": run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": {**config.to_dict(), "precision_used": precision, "lr": config.lr},
+        "config": {**config.to_dict(), "precision_used": precision, "fast_cpu_kernels": fast_cpu_kernels, "lr": config.lr},
         "data": splits.glue_info.to_dict(),
         "versions": {**library_versions(), "world_size": trainer.args.world_size},
         "params": params,
@@ -412,6 +454,9 @@ def train(
             "padding_fraction": round(1 - real_tokens / max(1, padded_tokens), 4),
             "eval_seconds": round(trainer.eval_seconds + test_seconds, 3),
             "checkpoint_seconds": round(trainer.save_seconds, 3),
+            # helpers.flops: useful = real tokens only; computed = padding included (what the hardware did)
+            "model_flops_per_second": round(useful_flops / train_seconds),
+            "computed_flops_per_second": round(computed_flops / train_seconds),
             "wall_seconds": round(time.perf_counter() - wall_start, 3),
             "steps": trainer.state.global_step,
             "samples_seen": int(samples_seen),

@@ -220,7 +220,8 @@ def test_head_is_saved_with_the_adapter(method, tmp_path):
     folder = save_trained_weights(model, tmp_path / "adapter")
     with safe_open(str(folder / "adapter_model.safetensors"), "pt") as saved:
         keys = set(saved.keys())
-    assert any("pre_classifier" in key for key in keys) and any(key.split(".")[-2] == "classifier" or ".classifier." in key for key in keys)
+    head = {key.split(".model.")[-1].removeprefix("base_model.") for key in keys if "classifier." in key}
+    assert head == {"pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias"}
 
 
 def test_bitfit_saves_only_its_trainable_tensors(tmp_path):

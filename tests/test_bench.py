@@ -1,0 +1,32 @@
+"""The bench runs both recipes on a tiny model and reports everything it promises (no timing asserts)."""
+
+import json
+
+from transformers import AutoModelForSequenceClassification, BertConfig
+
+from helpers.bench import markdown_table, run_bench
+from helpers.models import load_tokenizer
+
+
+def test_bench_runs_on_a_tiny_model_and_reports_both_recipes(glue_dir, tmp_path):
+    model_dir = tmp_path / "tiny-bert"
+    tokenizer = load_tokenizer()
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+
+    result = run_bench(samples={"sst2": 60, "rte": 40}, methods=("bitfit", "lora"), seeds=(0,), epochs=1, batch_size=16, max_length=32,
+                       validation_samples=8, model=str(model_dir), glue_dir=glue_dir, out_dir=tmp_path / "bench", progress=False)
+    assert {(r["task"], r["method"], r["recipe"]) for r in result["rows"]} == {(t, m, r) for t in ("sst2", "rte") for m in ("bitfit", "lora") for r in ("baseline", "fast")}
+    for row in result["rows"]:
+        assert row["samples_per_second"] > 0 and row["tokens_per_second"] > 0 and row["peak_rss_bytes"] > 0
+        assert 0 <= row["padding_fraction"] < 1 and row["dev_metric"] == "accuracy"
+        assert row["precision"] == ("fp32" if row["recipe"] == "baseline" else result["settings"]["project_precision"])
+    baseline_rows = [r for r in result["rows"] if r["recipe"] == "baseline"]
+    assert all(r["padding_fraction"] > 0 for r in baseline_rows), "the baseline pads every example to max_length"
+    assert result["matmul_gflops"]["fp32"] > 0 and result["matmul_gflops"]["bf16"] > 0
+    assert len(result["summary"]) == 4 and all("speedup" in entry and "dev_difference" in entry for entry in result["summary"])
+    saved = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert saved["summary"] == result["summary"]
+    table = (tmp_path / "bench" / "bench.md").read_text()
+    assert table == markdown_table(result) and table.count("\n| sst2 |") + table.count("\n| rte |") == 4
