@@ -23,7 +23,10 @@ test: setup
 	$(BIN)/python -m pytest
 
 run: setup
-	$(BIN)/python -m helpers data --task sst2
+	$(BIN)/python -m helpers notebooks --profile $(PROFILE)
+
+report: setup
+	$(BIN)/python -m helpers report --profile $(PROFILE)
 
 clean-cache:
 	rm -rf data_cache

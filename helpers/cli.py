@@ -157,6 +157,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from helpers.environment import output_paths
+    from helpers.report import PROJECT_ROOT, write_report
+
+    results_dir, figures_dir, report_path = output_paths(PROJECT_ROOT, args.profile, args.results_dir, args.figures_dir, args.report)
+    text = write_report(results_dir, figures_dir, report_path, args.profile, bench_path=args.bench)
+    print(f"wrote {report_path} ({len(text.splitlines())} lines) and figures in {figures_dir}")
+    return 0
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from helpers.notebooks import run_notebooks
+
+    seconds = run_notebooks(
+        args.profile, output_dir=args.output_dir, results_dir=args.results_dir, figures_dir=args.figures_dir,
+        report_path=args.report, glue_dir=args.glue_dir, tasks=args.tasks.split(",") if args.tasks else None,
+        model=args.model, only=args.only.split(",") if args.only else None,
+    )
+    print("wall time: " + ", ".join(f"{name} {s / 60:.1f} min" for name, s in seconds.items()) + f"; total {sum(seconds.values()) / 60:.1f} min")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m helpers", description="Parameter-efficient fine-tuning on GLUE.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +212,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--name", default="bench", help="file name of the JSON and markdown summary")
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=cmd_bench)
+
+    report = commands.add_parser("report", help="write report.md and figures/ from the run records (no training)")
+    report.add_argument("--profile", default="quick", help="smoke, quick or full: reads results/<profile>/")
+    report.add_argument("--results-dir", default=None, help="records to read (default results/<profile>/)")
+    report.add_argument("--figures-dir", default=None, help="default figures/")
+    report.add_argument("--report", default=None, help="default report.md")
+    report.add_argument("--bench", default=None, help="bench JSON to include (default results/bench/bench.json)")
+    report.set_defaults(func=cmd_report)
+
+    notebooks = commands.add_parser("notebooks", help="run notebooks/NN_*.ipynb headless (papermill) in a profile: records, figures, report")
+    notebooks.add_argument("--profile", default="quick", help="smoke (CI), quick (<15 min on 2 CPU cores) or full")
+    notebooks.add_argument("--output-dir", default=None, help="write executed copies here instead of updating notebooks/ in place")
+    notebooks.add_argument("--results-dir", default=None, help="default results/<profile>/")
+    notebooks.add_argument("--figures-dir", default=None, help="default figures/")
+    notebooks.add_argument("--report", default=None, help="default report.md")
+    notebooks.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
+    notebooks.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (default sst2,mrpc)")
+    notebooks.add_argument("--model", default=None, help="default all-MiniLM-L6-v2")
+    notebooks.add_argument("--only", default=None, help="comma-separated notebook prefixes to run, e.g. 01,06")
+    notebooks.set_defaults(func=cmd_notebooks)
     return parser
 
 

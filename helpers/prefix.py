@@ -45,8 +45,8 @@ class PrefixEncoder(nn.Module):
             self.prefix = None
         else:
             start = init if init is not None else 0.02 * torch.randn(self.shape)
-            self.prefix = nn.Parameter(start.reshape(self.shape).clone())
-        self._current: torch.Tensor | None = None
+            self.prefix = nn.Parameter(start.reshape(self.shape).contiguous().clone())
+        self.reset()
 
     def forward(self) -> torch.Tensor:
         if self.prefix is not None:
@@ -57,12 +57,13 @@ class PrefixEncoder(nn.Module):
 
     def reset(self, *args, **kwargs) -> None:
         """Forget the prefix computed for the last forward pass (a pre-hook on the model calls this)."""
-        self._current = None
+        # object.__setattr__: the cached tensor may be the Parameter itself and must not be registered twice.
+        object.__setattr__(self, "_current", None)
 
     def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(keys, values) of one layer, each (heads, P, head_dim); computed once per forward pass."""
         if self._current is None:
-            self._current = self()
+            object.__setattr__(self, "_current", self())
         return self._current[index, 0], self._current[index, 1]
 
 

@@ -43,6 +43,7 @@ def write_json_atomic(path: str | os.PathLike, payload: dict) -> Path:
             json.dump(payload, handle, indent=1, default=_jsonable)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temp_name, 0o644)  # mkstemp creates 0600; records are meant to be shared
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

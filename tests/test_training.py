@@ -78,7 +78,7 @@ def test_run_id_follows_the_resolved_config():
     assert sst2_config().run_id.startswith("sst2-lorar8-s0-")
     # Knobs a method does not use do not change its id.
     assert TrainConfig(method=MethodConfig(method="bitfit", rank=4)).run_id == TrainConfig(method=MethodConfig(method="bitfit", rank=64)).run_id
-    assert TrainConfig(method=MethodConfig(method="bitfit")).lr == 1e-3
+    assert TrainConfig(method=MethodConfig(method="bitfit")).lr == 3e-3
 
 
 def test_full_fine_tuning_memorises_ten_examples(tmp_path):

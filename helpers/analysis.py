@@ -1,0 +1,184 @@
+"""Run records -> tables: one row per run, then means ± std over seeds, selections and comparisons.
+
+Everything the report and the figures state is computed here from the records, including the
+verdicts of comparisons ("LoRA beats BitFit on SST-2"), so text and tables cannot disagree.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from helpers.methods import MethodConfig
+from helpers.records import load_records
+from helpers.tasks import get_task
+from helpers.training import DEFAULT_LR, TrainConfig
+
+_METHOD_DEFAULTS = MethodConfig()
+_TRAIN_DEFAULTS = TrainConfig()
+METHOD_ORDER = ["head", "bitfit", "bitfit (sparse)", "lora", "dora", "ia3", "prefix", "prompt", "ptuning", "full", "qlora"]
+
+
+def runs_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per run record, with the settings and results the analysis needs as columns."""
+    rows = []
+    for record in records:
+        config, method = record["config"], record["config"]["method"]
+        task = get_task(config["task"])
+        test = record["test"]["metrics"]
+        breakdown = record["memory"].get("breakdown", {})
+        row = {
+            "run_id": record["run_id"],
+            "task": task.name,
+            "task_name": task.display_name,
+            "method": method["method"],
+            "variant": _variant(method),
+            "rank": method.get("rank"),
+            "alpha": method.get("alpha"),
+            "targets": ",".join(method["target_modules"]) if method.get("target_modules") else ("query,value" if "target_modules" in method else None),
+            "num_virtual_tokens": method.get("num_virtual_tokens"),
+            "pooling": method.get("pooling", "model"),
+            "lr": config["lr"],
+            "batch_size": config["batch_size"],
+            "epochs": config["epochs"],
+            "warmup_ratio": config["warmup_ratio"],
+            "seed": config["seed"],
+            "model": config["model"],
+            "precision": config.get("precision_used"),
+            "train_size": record["data"]["sizes"]["train"],
+            "validation_size": record["data"]["sizes"]["validation"],
+            "test_size": record["data"]["sizes"][task.main_test_split],
+            "select_on": record["data"]["select_on"],
+            "trainable": record["params"]["trainable"],
+            "total": record["params"]["total"],
+            "percent": record["params"]["percent"],
+            "lora_closed_form": record["params"].get("lora_closed_form"),
+            "main_metric": task.main_metric,
+            "test": test[task.main_metric],
+            "best_validation": record["best"].get("value"),
+            "best_epoch": record["best"].get("epoch"),
+            "train_seconds": record["timing"]["train_seconds"],
+            "samples_per_second": record["timing"]["train_samples_per_second"],
+            "tokens_per_second": record["timing"]["train_tokens_per_second"],
+            "peak_bytes": record["memory"]["peak_bytes"],
+            "memory_kind": record["memory"]["kind"],
+            **{key: value for key, value in breakdown.items() if key.endswith("_bytes")},
+            "memory_batch": " × ".join(map(str, breakdown.get("batch_shape", []))),
+            **{f"test_{name}": value for name, value in test.items()},
+            "device": record["versions"].get("device"),
+        }
+        row["default_lr"] = math.isclose(row["lr"], DEFAULT_LR[row["method"]], rel_tol=1e-9)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["variant"] = pd.Categorical(frame["variant"], categories=[m for m in METHOD_ORDER if m in set(frame["variant"])] + sorted(set(frame["variant"]) - set(METHOD_ORDER)), ordered=True)
+    return frame
+
+
+def _variant(method: dict) -> str:
+    if method["method"] == "bitfit" and method.get("bitfit_variant") == "sparse":
+        return "bitfit (sparse)"
+    return method["method"]
+
+
+def load_frame(results_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[dict], list[str]]:
+    """(runs frame, records, problems) for every valid record in `results_dir`."""
+    records, problems = load_records(results_dir)
+    return runs_frame(records), records, problems
+
+
+def at_defaults(frame: pd.DataFrame, batch_size: int, *, vary: str | None = None) -> pd.DataFrame:
+    """Runs whose settings are the defaults, except the one setting `vary` (rank, lr, batch_size, ...)."""
+    keep = pd.Series(True, index=frame.index)
+    if vary != "lr":
+        keep &= frame["default_lr"]
+    if vary != "batch_size":
+        keep &= frame["batch_size"] == batch_size
+    if vary != "warmup_ratio":
+        keep &= np.isclose(frame["warmup_ratio"], _TRAIN_DEFAULTS.warmup_ratio)
+    if vary != "pooling":
+        keep &= frame["pooling"] == "model"
+    is_lora = frame["method"].isin(["lora", "dora", "qlora"])
+    if vary != "rank":
+        keep &= ~is_lora | (frame["rank"] == _METHOD_DEFAULTS.rank)
+    if vary != "targets":
+        keep &= ~is_lora | (frame["targets"] == "query,value")
+    keep &= ~frame["method"].isin(["prefix", "prompt", "ptuning"]) | (frame["num_virtual_tokens"] == _METHOD_DEFAULTS.num_virtual_tokens)
+    return frame[keep]
+
+
+def over_seeds(frame: pd.DataFrame, by: list[str], value: str = "test") -> pd.DataFrame:
+    """Mean, std (n-1) and count of `value` over seeds for each group."""
+    grouped = frame.groupby(by, observed=True)[value]
+    table = grouped.agg(mean="mean", std="std", n="count").reset_index()
+    table["std"] = table["std"].fillna(0.0)
+    return table
+
+
+@dataclass
+class Comparison:
+    """The verdict on 'does A beat B', decided from the per-seed values."""
+
+    a: str
+    b: str
+    a_mean: float
+    a_std: float
+    b_mean: float
+    b_std: float
+    n_a: int
+    n_b: int
+
+    @property
+    def difference(self) -> float:
+        return self.a_mean - self.b_mean
+
+    @property
+    def margin(self) -> float:
+        """Noise level: the larger of the two standard deviations (or 1 point with a single seed)."""
+        spread = max(self.a_std, self.b_std)
+        return spread if min(self.n_a, self.n_b) > 1 else max(spread, 0.01)
+
+    @property
+    def verdict(self) -> str:
+        if abs(self.difference) <= self.margin:
+            return "tie"
+        return "a" if self.difference > 0 else "b"
+
+    def sentence(self, metric: str, where: str) -> str:
+        values = f"{self.a} {self.a_mean:.3f} ± {self.a_std:.3f} vs {self.b} {self.b_mean:.3f} ± {self.b_std:.3f}, {metric}, n = {self.n_a}/{self.n_b} seeds"
+        if self.verdict == "tie":
+            return f"On {where}, {self.a} and {self.b} are within noise of each other ({values})."
+        winner, loser = (self.a, self.b) if self.verdict == "a" else (self.b, self.a)
+        return f"On {where}, {winner} beats {loser} by {abs(self.difference):.3f} ({values})."
+
+
+def compare(frame: pd.DataFrame, column: str, a, b, value: str = "test", names: tuple[str, str] | None = None) -> Comparison | None:
+    """Compare the runs where frame[column] == a against those where it equals b (named `names` in text)."""
+    first, second = frame.loc[frame[column] == a, value], frame.loc[frame[column] == b, value]
+    if first.empty or second.empty:
+        return None
+    names = names or (str(a), str(b))
+    return Comparison(
+        a=names[0], b=names[1],
+        a_mean=float(first.mean()), a_std=float(first.std()) if len(first) > 1 else 0.0,
+        b_mean=float(second.mean()), b_std=float(second.std()) if len(second) > 1 else 0.0,
+        n_a=len(first), n_b=len(second),
+    )
+
+
+def pass_fail(task: str, split_metrics: dict[str, float]) -> str:
+    """'pass' if every course baseline of the task's main test split is met, else 'fail' with the gap."""
+    spec = get_task(task)
+    misses = [f"{metric} {split_metrics.get(metric, float('nan')):.3f} < {bar}" for metric, bar in spec.baselines[spec.main_test_split].items() if not split_metrics.get(metric, -1) >= bar]
+    return "pass" if not misses else "fail (" + "; ".join(misses) + ")"
+
+
+def best_lr(frame: pd.DataFrame, selection: str = "best_validation") -> pd.DataFrame:
+    """Per task and method: the learning rate with the best mean validation score (never the test)."""
+    table = over_seeds(frame, ["task", "method", "lr"], selection)
+    best = table.loc[table.groupby(["task", "method"], observed=True)["mean"].idxmax()]
+    return best.rename(columns={"mean": "validation_mean", "std": "validation_std"}).reset_index(drop=True)

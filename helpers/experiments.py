@@ -1,0 +1,105 @@
+"""The experiments behind the notebooks, as grids of run configs (one place, used by notebooks and CLI).
+
+Every experiment shares the profile's data settings, so a run that belongs to two experiments
+(LoRA r=8 is in the LoRA notebook and in the rank sweep) has one run id and is trained once.
+LoRA keeps alpha = 16 for every rank, as the LoRA paper does ("we set alpha to the first r we
+try and do not tune it"): the update is scaled by alpha / r.
+"""
+
+from __future__ import annotations
+
+import os
+
+from helpers.methods import MethodConfig
+from helpers.models import DEFAULT_MODEL
+from helpers.profiles import Profile, get_profile
+from helpers.training import TrainConfig
+
+DEFAULT_TASKS = ("sst2", "mrpc")
+# Methods compared in notebook 05 besides BitFit and LoRA.
+OTHER_METHODS = ("full", "head", "ia3", "prefix", "prompt", "ptuning", "dora")
+
+
+def _config(profile: Profile, task: str, model: str, seed: int, method: MethodConfig, **overrides) -> TrainConfig:
+    return TrainConfig(task=task, model=model, method=method, seed=seed, **{**profile.data_settings(), **overrides})
+
+
+def experiment_configs(name: str, profile: str | Profile, tasks=DEFAULT_TASKS, model: str = DEFAULT_MODEL, **method_overrides) -> list[TrainConfig]:
+    """The run configs of one named experiment (see EXPERIMENTS)."""
+    profile = get_profile(profile)
+    if name not in EXPERIMENTS:
+        raise ValueError(f"Unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}.")
+    return EXPERIMENTS[name](profile, tuple(tasks), model, **method_overrides)
+
+
+def _bitfit(profile, tasks, model, variant="all", **kw):
+    return [_config(profile, t, model, s, MethodConfig(method="bitfit", bitfit_variant=variant), **kw) for t in tasks for s in profile.seeds]
+
+
+def _lora(profile, tasks, model, rank=8, alpha=16.0, target_modules=None, **kw):
+    method = MethodConfig(method="lora", rank=rank, alpha=alpha, target_modules=target_modules)
+    return [_config(profile, t, model, s, method, **kw) for t in tasks for s in profile.seeds]
+
+
+def _lora_targets(profile, tasks, model, **kw):
+    return _lora(profile, tasks, model, **kw) + _lora(profile, tasks, model, target_modules="all-linear", **kw)
+
+
+def _rank_sweep(profile, tasks, model, **kw):
+    return [c for rank in profile.ranks for c in _lora(profile, tasks, model, rank=rank, **kw)]
+
+
+def _methods(profile, tasks, model, **kw):
+    methods = ("bitfit", "lora", *OTHER_METHODS)
+    return [_config(profile, t, model, s, MethodConfig(method=m), **kw) for m in methods for t in tasks for s in profile.seeds]
+
+
+def _lr_sweep(profile, tasks, model, **kw):
+    return [
+        _config(profile, t, model, s, MethodConfig(method=m), lr=lr, **kw)
+        for m, lrs in profile.lr_grid.items() for lr in lrs for t in tasks for s in profile.lr_sweep_seeds
+    ]
+
+
+def _batch_warmup(profile, tasks, model, **kw):
+    lora = MethodConfig(method="lora")
+    by_batch = [_config(profile, t, model, s, lora, batch_size=b, **kw) for b in profile.batch_sizes for t in tasks for s in profile.lr_sweep_seeds]
+    by_warmup = [_config(profile, t, model, s, lora, warmup_ratio=w, **kw) for w in profile.warmup_ratios for t in tasks for s in profile.lr_sweep_seeds]
+    return by_batch + by_warmup
+
+
+def _pooling(profile, tasks, model, **kw):
+    return [
+        _config(profile, t, model, s, MethodConfig(method=m, pooling=p), **kw)
+        for m in ("head", "bitfit", "lora") for p in ("model", "mean") for t in tasks for s in profile.seeds
+    ]
+
+
+EXPERIMENTS = {
+    "bitfit": _bitfit,
+    "bitfit_sparse": lambda p, t, m, **kw: _bitfit(p, t, m, variant="sparse", **kw),
+    "lora": _lora,
+    "lora_targets": _lora_targets,
+    "rank_sweep": _rank_sweep,
+    "methods": _methods,
+    "lr_sweep": _lr_sweep,
+    "batch_warmup": _batch_warmup,
+    "pooling": _pooling,
+}
+
+
+def run_experiment(name: str, profile: str | Profile, *, tasks=DEFAULT_TASKS, model: str = DEFAULT_MODEL,
+                   glue_dir: str | os.PathLike | None = None, results_dir: str | os.PathLike | None = None, progress: bool = True, **overrides) -> list[dict]:
+    """Train every run of the experiment that has no record yet; returns all its records."""
+    from helpers.sweep import run_sweep
+
+    profile = get_profile(profile)
+    configs = experiment_configs(name, profile, tasks, model, **overrides)
+    return run_sweep(configs, glue_dir=glue_dir, results_dir=results_dir or results_dir_for(profile.name), progress=progress)
+
+
+def results_dir_for(profile: str) -> os.PathLike:
+    """Each profile keeps its records apart: results/<profile>/."""
+    from helpers.training import RESULTS_DIR
+
+    return RESULTS_DIR / profile

@@ -1,0 +1,191 @@
+"""Figures, drawn from run records / the runs frame only. Each function returns the figure and, given
+a folder, saves it as PNG there (readable labels, units, legends)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+if "ipykernel" not in __import__("sys").modules:  # headless (CLI, tests): no display needed
+    matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from helpers.analysis import over_seeds
+from helpers.tasks import get_task
+
+sns.set_theme(style="whitegrid", context="notebook")
+METRIC_LABEL = {"accuracy": "accuracy", "matthews_correlation": "Matthews corr.", "f1": "F1", "pearson": "Pearson r", "spearmanr": "Spearman ρ"}
+
+
+def _save(figure, folder: str | os.PathLike | None, name: str):
+    figure.tight_layout()
+    if folder is not None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        figure.savefig(Path(folder) / f"{name}.png", dpi=120, bbox_inches="tight")
+    return figure
+
+
+def _metric_label(task: str) -> str:
+    spec = get_task(task)
+    return f"{spec.display_name} test {METRIC_LABEL.get(spec.main_metric, spec.main_metric)}"
+
+
+def token_length_histogram(lengths: dict[str, list[int]], max_length: int, folder=None, name="token_lengths"):
+    """Distribution of tokenized lengths per task, with the truncation length marked."""
+    figure, axes = plt.subplots(1, len(lengths), figsize=(5.5 * len(lengths), 3.8), squeeze=False)
+    for ax, (task, values) in zip(axes[0], lengths.items()):
+        values = np.asarray(values)
+        ax.hist(values, bins=40, color="tab:blue", alpha=0.8)
+        ax.axvline(max_length, color="tab:red", linestyle="--", label=f"max_length = {max_length}")
+        ax.set(title=f"{get_task(task).display_name}: {len(values):,} examples, median {np.median(values):.0f} tokens",
+               xlabel="tokens per example (with [CLS]/[SEP])", ylabel="examples")
+        ax.legend()
+    return _save(figure, folder, name)
+
+
+def training_curves(records: list[dict], folder=None, name="training_curves", title=""):
+    """Per task: training loss vs step (left) and validation metric vs epoch (right), one line per run label."""
+    tasks = sorted({r["config"]["task"] for r in records})
+    figure, axes = plt.subplots(len(tasks), 2, figsize=(12, 3.8 * len(tasks)), squeeze=False)
+    palette = dict(zip(sorted({_label(r) for r in records}), sns.color_palette("tab10", 10)))
+    for row, task in enumerate(tasks):
+        loss_ax, val_ax = axes[row]
+        spec = get_task(task)
+        for record in [r for r in records if r["config"]["task"] == task]:
+            label = _label(record)
+            history = pd.DataFrame(record["history"])
+            if not history.empty:
+                loss_ax.plot(history["step"], history["loss"], color=palette[label], alpha=0.7, label=label)
+            evals = pd.DataFrame([{"epoch": e["epoch"], "value": e["metrics"][spec.main_metric]} for e in record["evals"]])
+            if not evals.empty:
+                val_ax.plot(evals["epoch"], evals["value"], marker="o", color=palette[label], alpha=0.8, label=label)
+        loss_ax.set(title=f"{spec.display_name}: training loss{title}", xlabel="optimizer step", ylabel="cross-entropy loss" if not spec.is_regression else "MSE loss")
+        val_ax.set(title=f"{spec.display_name}: validation {METRIC_LABEL.get(spec.main_metric, spec.main_metric)} per evaluation", xlabel="epoch",
+                   ylabel=METRIC_LABEL.get(spec.main_metric, spec.main_metric))
+        for ax in (loss_ax, val_ax):
+            handles, labels = ax.get_legend_handles_labels()
+            unique = dict(zip(labels, handles))
+            ax.legend(unique.values(), unique.keys(), fontsize=8)
+    return _save(figure, folder, name)
+
+
+def _label(record: dict) -> str:
+    method = record["config"]["method"]
+    label = method["method"]
+    if method["method"] in ("lora", "dora") and method.get("rank") is not None:
+        label += f" r={method['rank']}"
+        if method.get("target_modules"):
+            label += f" [{','.join(method['target_modules'])}]"
+    if method.get("bitfit_variant") == "sparse":
+        label += " (sparse)"
+    if method.get("pooling") == "mean":
+        label += ", mean pool"
+    return label
+
+
+def method_bars(frame: pd.DataFrame, folder=None, name="bitfit_vs_lora", title="BitFit vs LoRA"):
+    """Test metric (mean ± std over seeds) per method and task, annotated with % trainable parameters."""
+    tasks = list(dict.fromkeys(frame["task"]))
+    figure, axes = plt.subplots(1, len(tasks), figsize=(max(5, 1.2 * frame["variant"].nunique() + 2) * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        subset = frame[frame["task"] == task]
+        table = over_seeds(subset, ["variant"]).merge(subset.groupby("variant", observed=True)["percent"].first().reset_index(), on="variant")
+        table = table.sort_values("variant")
+        positions = np.arange(len(table))
+        ax.bar(positions, table["mean"], yerr=table["std"], capsize=4, color=sns.color_palette("tab10", len(table)))
+        for x, (_, row) in zip(positions, table.iterrows()):
+            ax.annotate(f"{row['percent']:.2g}% trained\nn={row['n']}", (x, row["mean"]), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+        ax.set_xticks(positions, table["variant"].astype(str), rotation=20)
+        low = max(0.0, float((table["mean"] - table["std"]).min()) - 0.1)
+        ax.set(ylim=(low, min(1.0, float((table["mean"] + table["std"]).max()) + 0.08)), ylabel=_metric_label(task), title=f"{get_task(task).display_name}: {title}")
+    return _save(figure, folder, name)
+
+
+def rank_sweep(frame: pd.DataFrame, folder=None, name="rank_sweep"):
+    """LoRA rank r: trainable parameters (log axis; counted and closed form) and test metric with error bars."""
+    tasks = list(dict.fromkeys(frame["task"]))
+    figure, axes = plt.subplots(1, len(tasks) + 1, figsize=(5.2 * (len(tasks) + 1), 4), squeeze=False)
+    params = frame.groupby("rank")[["trainable", "lora_closed_form"]].first().reset_index()
+    ax = axes[0][0]
+    ax.plot(params["rank"], params["trainable"], marker="o", label="counted (requires_grad)")
+    ax.plot(params["rank"], params["lora_closed_form"], marker="x", linestyle="--", label="closed form r·(d_in+d_out) + head")
+    ax.set(xscale="log", yscale="log", xlabel="LoRA rank r", ylabel="trainable parameters", title="Trainable parameters vs rank")
+    ax.set_xticks(params["rank"], [str(r) for r in params["rank"]])
+    ax.legend(fontsize=8)
+    for ax, task in zip(axes[0][1:], tasks):
+        table = over_seeds(frame[frame["task"] == task], ["rank"]).sort_values("rank")
+        ax.errorbar(table["rank"], table["mean"], yerr=table["std"], marker="o", capsize=4)
+        ax.set(xscale="log", xlabel="LoRA rank r (alpha = 16)", ylabel=_metric_label(task), title=f"{get_task(task).display_name}: metric vs rank (n={table['n'].max()} seeds)")
+        ax.set_xticks(table["rank"], [str(r) for r in table["rank"]])
+    return _save(figure, folder, name)
+
+
+def lr_sensitivity(frame: pd.DataFrame, folder=None, name="lr_sensitivity", value: str = "best_validation"):
+    """Validation metric vs learning rate (log axis), one line per method and task."""
+    tasks = list(dict.fromkeys(frame["task"]))
+    figure, axes = plt.subplots(1, len(tasks), figsize=(5.8 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        table = over_seeds(frame[frame["task"] == task], ["variant", "lr"], value)
+        for method, group in table.groupby("variant", observed=True):
+            group = group.sort_values("lr")
+            ax.errorbar(group["lr"], group["mean"], yerr=group["std"], marker="o", capsize=3, label=str(method))
+            best = group.loc[group["mean"].idxmax()]
+            ax.scatter([best["lr"]], [best["mean"]], s=120, facecolors="none", edgecolors="black")
+        spec = get_task(task)
+        ax.set(xscale="log", xlabel="peak learning rate", ylabel=f"best validation {METRIC_LABEL.get(spec.main_metric, spec.main_metric)}",
+               title=f"{spec.display_name}: learning-rate sensitivity (circle = best)")
+        ax.legend(fontsize=8)
+    return _save(figure, folder, name)
+
+
+def setting_effect(frame: pd.DataFrame, column: str, xlabel: str, folder=None, name="setting_effect"):
+    """Test metric vs one training setting (batch size, warmup ratio), per task."""
+    tasks = list(dict.fromkeys(frame["task"]))
+    figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        table = over_seeds(frame[frame["task"] == task], [column]).sort_values(column)
+        ax.errorbar(table[column].astype(str), table["mean"], yerr=table["std"], marker="o", capsize=4)
+        ax.set(xlabel=xlabel, ylabel=_metric_label(task), title=f"{get_task(task).display_name}: LoRA r=8, effect of {xlabel}")
+    return _save(figure, folder, name)
+
+
+def cost_per_method(frame: pd.DataFrame, folder=None, name="time_memory"):
+    """Training time per 1,000 examples and the memory of one training step (stacked by kind) per method."""
+    table = frame.groupby("variant", observed=True).agg(
+        samples_per_second=("samples_per_second", "mean"),
+        parameters=("parameters_bytes", "mean"), gradients=("gradients_bytes", "mean"),
+        optimizer=("optimizer_bytes", "mean"), activations=("activations_bytes", "mean"),
+    ).reset_index().sort_values("variant")
+    figure, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(13, 4.2))
+    labels = table["variant"].astype(str)
+    time_ax.bar(labels, 1000 / table["samples_per_second"], color="tab:blue")
+    time_ax.set(ylabel="seconds per 1,000 training examples", title=f"Training time per method ({frame['device'].iloc[0]})")
+    time_ax.tick_params(axis="x", rotation=25)
+    bottom = np.zeros(len(table))
+    for part, color in [("parameters", "tab:gray"), ("gradients", "tab:orange"), ("optimizer", "tab:green"), ("activations", "tab:purple")]:
+        values = table[part].to_numpy() / 2**20
+        memory_ax.bar(labels, values, bottom=bottom, label=part, color=color)
+        bottom += values
+    memory_ax.set(ylabel="MiB", title=f"Memory of one training step (batch {frame['memory_batch'].iloc[0]} tokens)")
+    memory_ax.tick_params(axis="x", rotation=25)
+    memory_ax.legend()
+    return _save(figure, folder, name)
+
+
+def metric_vs_parameters(frame: pd.DataFrame, folder=None, name="metric_vs_parameters"):
+    """Test metric against % trainable parameters (log axis), one point per method: the PEFT trade-off."""
+    tasks = list(dict.fromkeys(frame["task"]))
+    figure, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        subset = frame[frame["task"] == task]
+        table = over_seeds(subset, ["variant"]).merge(subset.groupby("variant", observed=True)["percent"].first().reset_index(), on="variant")
+        for _, row in table.iterrows():
+            ax.errorbar(row["percent"], row["mean"], yerr=row["std"], marker="o", capsize=3)
+            ax.annotate(str(row["variant"]), (row["percent"], row["mean"]), textcoords="offset points", xytext=(5, 5), fontsize=9)
+        ax.set(xscale="log", xlabel="trainable parameters (% of model, log)", ylabel=_metric_label(task), title=f"{get_task(task).display_name}: score vs trainable parameters")
+    return _save(figure, folder, name)

@@ -1,0 +1,96 @@
+"""Run profiles for the notebooks: how much data, how many epochs, seeds and grid points.
+
+- smoke: a few dozen examples, one short epoch; CI runs every notebook this way (minutes).
+- quick: small subsets, one seed; all notebooks in under 15 minutes on a 2-core CPU.
+- full:  SST-2 capped at 8,000 training examples, MRPC whole, 3 epochs, 3 seeds (hours on CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    max_train_samples: int | None  # cap per task (MRPC has 3,301 after the validation slice)
+    max_validation_samples: int | None
+    epochs: float
+    seeds: tuple[int, ...]
+    ranks: tuple[int, ...]  # LoRA rank sweep
+    lr_grid: dict[str, tuple[float, ...]] = field(default_factory=dict)  # learning-rate sweep per method
+    batch_sizes: tuple[int, ...] = (16, 32, 64)
+    warmup_ratios: tuple[float, ...] = (0.0, 0.06, 0.2)
+    lr_sweep_seeds: tuple[int, ...] = (0,)
+    max_length: int = 128
+    batch_size: int = 32
+    eval_batch_size: int = 128
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def data_settings(self) -> dict:
+        """The TrainConfig fields every run of this profile shares."""
+        return {
+            "max_train_samples": self.max_train_samples,
+            "max_validation_samples": self.max_validation_samples,
+            "epochs": self.epochs,
+            "max_length": self.max_length,
+            "batch_size": self.batch_size,
+            "eval_batch_size": self.eval_batch_size,
+        }
+
+
+LR_GRID_FULL = {
+    "full": (1e-5, 3e-5, 1e-4, 3e-4),
+    "bitfit": (1e-4, 3e-4, 1e-3, 3e-3),
+    "lora": (1e-4, 3e-4, 1e-3, 3e-3),
+    "head": (3e-4, 1e-3, 3e-3, 1e-2),
+}
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        max_train_samples=48,
+        max_validation_samples=16,
+        epochs=1,
+        seeds=(0,),
+        ranks=(1, 8),
+        lr_grid={"full": (3e-5, 1e-4), "bitfit": (1e-3, 3e-3)},
+        batch_sizes=(16, 32),
+        warmup_ratios=(0.0, 0.06),
+        max_length=64,
+        batch_size=16,
+        eval_batch_size=64,
+    ),
+    "quick": Profile(
+        name="quick",
+        max_train_samples=1000,
+        max_validation_samples=200,
+        epochs=2,
+        seeds=(0,),
+        ranks=(1, 4, 16, 64),
+        lr_grid={"full": (3e-5, 1e-4, 3e-4), "bitfit": (3e-4, 1e-3, 3e-3), "lora": (3e-4, 1e-3, 3e-3)},
+        batch_sizes=(16, 32),
+        warmup_ratios=(0.0, 0.06),
+    ),
+    "full": Profile(
+        name="full",
+        max_train_samples=8000,
+        max_validation_samples=1000,
+        epochs=3,
+        seeds=(0, 1, 2),
+        ranks=(1, 2, 4, 8, 16, 32, 64),
+        lr_grid=LR_GRID_FULL,
+        batch_sizes=(16, 32, 64),
+        warmup_ratios=(0.0, 0.06, 0.2),
+    ),
+}
+
+
+def get_profile(name: str | Profile) -> Profile:
+    if isinstance(name, Profile):
+        return name
+    if name not in PROFILES:
+        raise ValueError(f"Unknown profile {name!r}; choose one of {', '.join(PROFILES)}.")
+    return PROFILES[name]

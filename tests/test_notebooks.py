@@ -1,0 +1,60 @@
+"""CI executes every numbered notebook in the smoke profile, into a temporary folder."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers.notebooks import NOTEBOOK_DIR, discover, run_notebooks
+from helpers.records import load_records
+
+NOTEBOOKS = discover()
+
+
+def _digest(paths):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+def test_there_are_at_least_six_numbered_notebooks_analysis_last():
+    assert len(NOTEBOOKS) >= 6
+    assert NOTEBOOKS[0].name == "01_data.ipynb" and "analysis" in NOTEBOOKS[-1].name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_each_notebook_has_one_parameters_cell_and_a_setup_cell(path):
+    cells = json.loads(path.read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    assert "PROFILE" in "".join(tagged[0]["source"])
+    first_code = next(c for c in cells if c["cell_type"] == "code")
+    assert "print_versions()" in "".join(first_code["source"])
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# ")
+
+
+def test_all_notebooks_run_in_the_smoke_profile(glue_dir, tmp_path):
+    before = _digest(NOTEBOOKS)
+    out = tmp_path / "executed"
+    seconds = run_notebooks("smoke", output_dir=out, results_dir=tmp_path / "results", figures_dir=tmp_path / "figures",
+                            report_path=tmp_path / "report.md", glue_dir=glue_dir, progress=False)
+    assert list(seconds) == [p.stem for p in NOTEBOOKS]
+    assert sorted(p.name for p in out.glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
+    records, problems = load_records(tmp_path / "results")
+    assert len(records) >= 20 and not problems
+    assert {r["config"]["method"]["method"] for r in records} >= {"full", "head", "bitfit", "lora", "dora", "ia3", "prefix", "prompt", "ptuning"}
+    figures = {p.stem for p in (tmp_path / "figures").glob("*.png")}
+    assert {"token_lengths", "training_curves", "bitfit_vs_lora", "rank_sweep", "lr_sensitivity", "time_memory"} <= figures
+    report = (tmp_path / "report.md").read_text()
+    for heading in ("## 1. Model design and data", "## 2. Loss reduction", "## 3. PEFT discussion", "## 4. BitFit vs LoRA", "### How the rank r changes LoRA"):
+        assert heading in report
+    assert _digest(NOTEBOOKS) == before, "the committed notebooks are never overwritten by tests"
+    assert not list(NOTEBOOK_DIR.parent.glob("results/smoke/*.json")), "smoke records go to the temporary folder"
+
+    # The report can be rebuilt from the records alone, from the command line.
+    done = subprocess.run([sys.executable, "-m", "helpers", "report", "--profile", "smoke", "--results-dir", str(tmp_path / "results"),
+                           "--figures-dir", str(tmp_path / "figures2"), "--report", str(tmp_path / "report2.md")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rebuilt = (tmp_path / "report2.md").read_text().replace("figures2/", "figures/")
+    section = lambda text: text[text.index("## 1."):text.index("## 7.")]  # noqa: E731 (7: wall time differs)
+    assert section(rebuilt) == section(report)
