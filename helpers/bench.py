@@ -23,7 +23,8 @@ import torch
 
 from helpers.records import load_record, write_json_atomic
 from helpers.tasks import get_task
-from helpers.training import RESULTS_DIR, device_name, library_versions, resolve_precision
+from helpers.device import device_name, library_versions, resolve_precision
+from helpers.training import RESULTS_DIR
 
 BENCH_DIR = RESULTS_DIR / "bench"
 DEFAULT_SAMPLES = {"sst2": 2000, "rte": 600}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
@@ -11,17 +12,6 @@ import sys
 from helpers.tasks import TASKS
 
 TASK_HELP = "GLUE task: " + ", ".join(spec.display_name for spec in TASKS.values()) + " (any case, hyphen optional)"
-
-
-def add_data_options(parser: argparse.ArgumentParser) -> None:
-    """Options that choose the data and how it is split (shared by data, train and sweep)."""
-    group = parser.add_argument_group("data")
-    group.add_argument("--glue-dir", default=None, help="local GLUE folder in the official layout (<dir>/<Task>/{train,dev}.tsv); default $GLUE_DIR, else the Hub")
-    group.add_argument("--select-on", choices=["train_slice", "dev"], default="train_slice", help="model selection on a held-out slice of train (default, honest) or on the GLUE dev set (as papers do)")
-    group.add_argument("--validation-fraction", type=float, default=0.1, help="fraction of GLUE train held out as the validation split (default 0.1)")
-    group.add_argument("--split-seed", type=int, default=42, help="seed of the validation slice and of subsampling (default 42)")
-    group.add_argument("--max-train-samples", type=int, default=None, help="seeded, stratified subsample of the training split")
-    group.add_argument("--max-validation-samples", type=int, default=None, help="seeded, stratified subsample of the validation split")
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -74,6 +64,9 @@ RUN_OPTIONS = [
     ("--max-train-samples", "max_train_samples", int, "seeded, stratified subsample of the training split"),
     ("--max-validation-samples", "max_validation_samples", int, "seeded, stratified subsample of the validation split"),
 ]
+
+
+DATA_FIELDS = ("select_on", "validation_fraction", "split_seed", "max_train_samples", "max_validation_samples")
 
 
 def add_run_options(parser: argparse.ArgumentParser, lists: bool) -> None:
@@ -185,7 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="load a task and print its splits, sizes and label distribution as JSON")
     data.add_argument("--task", required=True, help=TASK_HELP)
-    add_data_options(data)
+    data.add_argument("--glue-dir", default=None, help="local GLUE folder in the official layout (<dir>/<Task>/{train,dev}.tsv); default $GLUE_DIR, else the Hub")
+    from helpers.data import load_glue
+
+    defaults = {name: p.default for name, p in inspect.signature(load_glue).parameters.items()}
+    for flag, dest, kind, help_text in RUN_OPTIONS:
+        if dest in DATA_FIELDS:
+            data.add_argument(flag, dest=dest, type=kind, default=defaults[dest], help=help_text)
     data.set_defaults(func=cmd_data)
 
     train = commands.add_parser("train", help="train and evaluate one run; writes its record to results/", formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -56,6 +56,12 @@ class SplitInfo:
         return asdict(self)
 
 
+def source_name(glue_dir: str | os.PathLike | None) -> str:
+    """Where `load_glue` would read from: `local:<absolute folder>` or `hub:nyu-mll/glue`."""
+    local_dir = resolve_glue_dir(glue_dir)
+    return f"local:{local_dir.resolve()}" if local_dir is not None else f"hub:{HUB_DATASET}"
+
+
 def features_for(task: TaskSpec) -> Features:
     """The Hub's features for this task: text columns, label (ClassLabel or float) and idx."""
     columns = {column: Value("string") for column in task.text_columns}
@@ -114,7 +120,8 @@ def read_glue_tsv(path: Path, task: TaskSpec) -> tuple[dict[str, list], int]:
     columns: dict[str, list] = {name: [] for name in (*task.text_columns, "label", "idx")}
     bad_rows: list[str] = []
     total_rows = 0
-    # utf-8-sig drops MRPC's byte-order mark; newline="" keeps stray carriage returns inside text.
+    # utf-8-sig drops MRPC's byte-order mark. Lines end at \n, \r\n or a bare \r (as when the Hub
+    # built its copy), so a stray \r inside a text field splits that row into two unparseable ones.
     with open(path, encoding="utf-8-sig", newline="") as handle:
         lines = iter(enumerate(handle, start=1))
         if fmt.has_header:
@@ -314,12 +321,11 @@ def load_glue(
     """
     task = get_task(task)
     local_dir = resolve_glue_dir(glue_dir)
+    source = source_name(glue_dir)
     if local_dir is not None:
         raw, skipped = load_local_task(task, local_dir)
-        source = f"local:{local_dir.resolve()}"
     else:
         raw, skipped = load_hub_task(task, cache_dir), {}
-        source = f"hub:{HUB_DATASET}"
     splits, how = make_splits(
         raw,
         task,

@@ -42,22 +42,9 @@ def ensure_packages(install: bool | None = None) -> list[str]:
 
 def print_versions() -> dict:
     """Print and return the versions of the main libraries and the device this notebook runs on."""
-    import datasets
-    import peft
-    import torch
-    import transformers
+    from helpers.device import library_versions, resolve_precision
 
-    from helpers.training import device_name, resolve_precision
-
-    info = {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "datasets": datasets.__version__,
-        "device": device_name(),
-        "precision (fast recipe)": resolve_precision("auto"),
-    }
+    info = {**library_versions(), "precision (fast recipe)": resolve_precision("auto")}
     for key, value in info.items():
         print(f"{key:>24}: {value}")
     return info

@@ -29,7 +29,8 @@ def experiment_configs(name: str, profile: str | Profile, tasks=DEFAULT_TASKS, m
     profile = get_profile(profile)
     if name not in EXPERIMENTS:
         raise ValueError(f"Unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}.")
-    return EXPERIMENTS[name](profile, tuple(tasks), model, **method_overrides)
+    configs = EXPERIMENTS[name](profile, tuple(tasks), model, **method_overrides)
+    return list({config.run_id: config for config in configs}.values())  # a run shared by two grid rows runs once
 
 
 def _bitfit(profile, tasks, model, variant="all", **kw):
@@ -50,8 +51,9 @@ def _rank_sweep(profile, tasks, model, **kw):
 
 
 def _methods(profile, tasks, model, **kw):
-    methods = ("bitfit", "lora", *OTHER_METHODS)
-    return [_config(profile, t, model, s, MethodConfig(method=m), **kw) for m in methods for t in tasks for s in profile.seeds]
+    methods = [MethodConfig(method="bitfit"), MethodConfig(method="bitfit", bitfit_variant="sparse"), MethodConfig(method="lora")]
+    methods += [MethodConfig(method=m) for m in OTHER_METHODS]
+    return [_config(profile, t, model, s, m, **kw) for m in methods for t in tasks for s in profile.seeds]
 
 
 def _lr_sweep(profile, tasks, model, **kw):

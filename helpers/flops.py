@@ -4,7 +4,7 @@ Per token and layer, the dense layers cost 2·(their weights) FLOPs forward; att
 the weighted sum cost 4·T·d for a sequence of length T. Backward costs one more forward for the
 gradient with respect to the inputs, and one more for the weight gradients only when the dense
 weights train (full fine-tuning); attention's two matrix products have no weights, so their
-backward is always twice their forward. Adapter and bias terms are negligible and not counted.
+backward is always twice their forward. Head-only training has no backward through the encoder.
 `tests/test_flops.py` checks this against PyTorch's own FLOP counter.
 """
 
@@ -27,9 +27,17 @@ def encoder_shape(model: nn.Module) -> dict:
     return {"dense_weights": dense, "layers": layers, "width": width}
 
 
-def training_flops(shape: dict, tokens: int, tokens_times_length: int, weights_train: bool) -> float:
-    """FLOPs of forward + backward over `tokens` positions; `tokens_times_length` is Σ B·T² over batches."""
+BACKWARD_MULTIPLIERS = {"none": (1, 1), "inputs": (2, 3), "weights": (3, 3)}  # (dense, attention)
+
+
+def training_flops(shape: dict, tokens: int, tokens_times_length: int, backward: str) -> float:
+    """FLOPs of forward + backward over `tokens` positions; `tokens_times_length` is Σ B·T² over batches.
+
+    backward: "weights" (full fine-tuning: input and weight gradients), "inputs" (frozen weights, e.g.
+    BitFit, LoRA: input gradients only), "none" (head-only: no backward pass through the encoder).
+    Not counted: adapters, biases, prefix keys, the head; 4-bit (QLoRA) weights are undercounted.
+    """
+    dense_multiplier, attention_multiplier = BACKWARD_MULTIPLIERS[backward]
     dense_forward = 2 * shape["dense_weights"] * tokens
     attention_forward = 4 * shape["layers"] * shape["width"] * tokens_times_length
-    dense_multiplier = 3 if weights_train else 2
-    return dense_multiplier * dense_forward + 3 * attention_forward
+    return dense_multiplier * dense_forward + attention_multiplier * attention_forward

@@ -25,7 +25,7 @@ from typing import Callable
 
 from torch import nn
 
-from helpers.models import ArchSpec, arch_spec, linear_layer_names
+from helpers.models import POOLING_CHOICES, ArchSpec, arch_spec, linear_layer_names
 
 METHODS = ("full", "head", "bitfit", "lora", "dora", "ia3", "prefix", "prompt", "ptuning", "qlora")
 LORA_METHODS = ("lora", "dora", "qlora")
@@ -85,8 +85,8 @@ class MethodConfig:
             raise ValueError(f"encoder_hidden_size must be positive, got {self.encoder_hidden_size}.")
         if self.bitfit_variant not in BITFIT_VARIANTS:
             raise ValueError(f"bitfit_variant must be one of {BITFIT_VARIANTS}, got {self.bitfit_variant!r}.")
-        if self.pooling not in ("model", "mean"):
-            raise ValueError(f"pooling must be 'model' or 'mean', got {self.pooling!r}.")
+        if self.pooling not in POOLING_CHOICES:
+            raise ValueError(f"pooling must be one of {POOLING_CHOICES}, got {self.pooling!r}.")
         if self.method == "qlora":
             check_qlora_runtime()
 
@@ -298,17 +298,22 @@ def trainable_parameter_names(model: nn.Module) -> list[str]:
     return [name for name, parameter in model.named_parameters() if parameter.requires_grad]
 
 
-def lora_closed_form(model: nn.Module, config: MethodConfig, head_params: int) -> int:
-    """r·(d_in + d_out) summed over the adapted layers, plus the head (DoRA adds d_out per layer)."""
-    total = head_params
-    for name, module in model.named_modules():
-        if hasattr(module, "lora_A") and hasattr(module, "base_layer"):
-            base = module.base_layer
-            d_in, d_out = base.in_features, base.out_features
-            total += config.rank * (d_in + d_out)
-            if config.method == "dora":
-                total += d_out  # the magnitude vector
-    return total
+def lora_closed_form(architecture: dict, spec: ArchSpec, targets: list[str], config: MethodConfig, head_params: int) -> int:
+    """r·(d_in + d_out) per adapted layer (+ d_out for DoRA's magnitudes), times the layers, plus the head.
+
+    Computed from the architecture (width d, MLP width, depth) and the target names, not from the
+    wrapped model, so a mismatch with the counted parameters would reveal wrongly adapted layers.
+    """
+    d, ff = architecture["hidden_size"], architecture["intermediate_size"]
+    shapes = {spec.query: (d, d), spec.key: (d, d), spec.value: (d, d), spec.attention_output: (d, d),
+              spec.intermediate: (d, ff), spec.mlp_output: (ff, d)}
+    per_layer = 0
+    for target in targets:
+        if target not in shapes:
+            raise ValueError(f"No closed form for target {target!r}; known: {sorted(shapes)}.")
+        d_in, d_out = shapes[target]
+        per_layer += config.rank * (d_in + d_out) + (d_out if config.method == "dora" else 0)
+    return architecture["layers"] * per_layer + head_params
 
 
 def head_parameter_count(model: nn.Module) -> int:

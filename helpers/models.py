@@ -180,6 +180,19 @@ def use_mean_pooling(model: nn.Module) -> nn.Module:
     return model
 
 
+def describe_architecture(model: nn.Module) -> dict:
+    """Type, width, depth, heads, MLP width and parameter count of a (not yet PEFT-wrapped) model."""
+    cfg = model.config
+    return {
+        "model_type": cfg.model_type,
+        "hidden_size": getattr(cfg, "hidden_size", None) or getattr(cfg, "dim", None),
+        "layers": getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers", None),
+        "heads": getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_heads", None),
+        "intermediate_size": getattr(cfg, "intermediate_size", None) or getattr(cfg, "hidden_dim", None),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
 def linear_layer_names(model: nn.Module) -> list[str]:
     """Distinct dotted suffixes (within a layer) of every nn.Linear in the encoder layers, in order."""
     names: list[str] = []

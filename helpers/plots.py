@@ -6,10 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
-
-if "ipykernel" not in __import__("sys").modules:  # headless (CLI, tests): no display needed
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -18,8 +14,13 @@ import seaborn as sns
 from helpers.analysis import over_seeds
 from helpers.tasks import get_task
 
-sns.set_theme(style="whitegrid", context="notebook")
 METRIC_LABEL = {"accuracy": "accuracy", "matthews_correlation": "Matthews corr.", "f1": "F1", "pearson": "Pearson r", "spearmanr": "Spearman ρ"}
+
+
+def _subplots(*args, **kwargs):
+    """plt.subplots with the project's style (set here, not on import)."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    return plt.subplots(*args, **kwargs)
 
 
 def _save(figure, folder: str | os.PathLike | None, name: str):
@@ -37,7 +38,7 @@ def _metric_label(task: str) -> str:
 
 def token_length_histogram(lengths: dict[str, list[int]], max_length: int, folder=None, name="token_lengths"):
     """Distribution of tokenized lengths per task, with the truncation length marked."""
-    figure, axes = plt.subplots(1, len(lengths), figsize=(5.5 * len(lengths), 3.8), squeeze=False)
+    figure, axes = _subplots(1, len(lengths), figsize=(5.5 * len(lengths), 3.8), squeeze=False)
     for ax, (task, values) in zip(axes[0], lengths.items()):
         values = np.asarray(values)
         ax.hist(values, bins=40, color="tab:blue", alpha=0.8)
@@ -51,7 +52,7 @@ def token_length_histogram(lengths: dict[str, list[int]], max_length: int, folde
 def training_curves(records: list[dict], folder=None, name="training_curves", title=""):
     """Per task: training loss vs step (left) and validation metric vs epoch (right), one line per run label."""
     tasks = sorted({r["config"]["task"] for r in records})
-    figure, axes = plt.subplots(len(tasks), 2, figsize=(12, 3.8 * len(tasks)), squeeze=False)
+    figure, axes = _subplots(len(tasks), 2, figsize=(12, 3.8 * len(tasks)), squeeze=False)
     palette = dict(zip(sorted({_label(r) for r in records}), sns.color_palette("tab10", 10)))
     for row, task in enumerate(tasks):
         loss_ax, val_ax = axes[row]
@@ -91,7 +92,7 @@ def _label(record: dict) -> str:
 def method_bars(frame: pd.DataFrame, folder=None, name="bitfit_vs_lora", title="BitFit vs LoRA"):
     """Test metric (mean ± std over seeds) per method and task, annotated with % trainable parameters."""
     tasks = list(dict.fromkeys(frame["task"]))
-    figure, axes = plt.subplots(1, len(tasks), figsize=(max(5, 1.2 * frame["variant"].nunique() + 2) * len(tasks), 4.2), squeeze=False)
+    figure, axes = _subplots(1, len(tasks), figsize=(max(5, 1.2 * frame["variant"].nunique() + 2) * len(tasks), 4.2), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         subset = frame[frame["task"] == task]
         table = over_seeds(subset, ["variant"]).merge(subset.groupby("variant", observed=True)["percent"].first().reset_index(), on="variant")
@@ -109,7 +110,7 @@ def method_bars(frame: pd.DataFrame, folder=None, name="bitfit_vs_lora", title="
 def rank_sweep(frame: pd.DataFrame, folder=None, name="rank_sweep"):
     """LoRA rank r: trainable parameters (log axis; counted and closed form) and test metric with error bars."""
     tasks = list(dict.fromkeys(frame["task"]))
-    figure, axes = plt.subplots(1, len(tasks) + 1, figsize=(5.2 * (len(tasks) + 1), 4), squeeze=False)
+    figure, axes = _subplots(1, len(tasks) + 1, figsize=(5.2 * (len(tasks) + 1), 4), squeeze=False)
     params = frame.groupby("rank")[["trainable", "lora_closed_form"]].first().reset_index()
     ax = axes[0][0]
     ax.plot(params["rank"], params["trainable"], marker="o", label="counted (requires_grad)")
@@ -128,7 +129,7 @@ def rank_sweep(frame: pd.DataFrame, folder=None, name="rank_sweep"):
 def lr_sensitivity(frame: pd.DataFrame, folder=None, name="lr_sensitivity", value: str = "best_validation"):
     """Validation metric vs learning rate (log axis), one line per method and task."""
     tasks = list(dict.fromkeys(frame["task"]))
-    figure, axes = plt.subplots(1, len(tasks), figsize=(5.8 * len(tasks), 4), squeeze=False)
+    figure, axes = _subplots(1, len(tasks), figsize=(5.8 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         table = over_seeds(frame[frame["task"] == task], ["variant", "lr"], value)
         for method, group in table.groupby("variant", observed=True):
@@ -146,7 +147,7 @@ def lr_sensitivity(frame: pd.DataFrame, folder=None, name="lr_sensitivity", valu
 def setting_effect(frame: pd.DataFrame, column: str, xlabel: str, folder=None, name="setting_effect"):
     """Test metric vs one training setting (batch size, warmup ratio), per task."""
     tasks = list(dict.fromkeys(frame["task"]))
-    figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    figure, axes = _subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         table = over_seeds(frame[frame["task"] == task], [column]).sort_values(column)
         ax.errorbar(table[column].astype(str), table["mean"], yerr=table["std"], marker="o", capsize=4)
@@ -161,7 +162,7 @@ def cost_per_method(frame: pd.DataFrame, folder=None, name="time_memory"):
         parameters=("parameters_bytes", "mean"), gradients=("gradients_bytes", "mean"),
         optimizer=("optimizer_bytes", "mean"), activations=("activations_bytes", "mean"),
     ).reset_index().sort_values("variant")
-    figure, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(13, 4.2))
+    figure, (time_ax, memory_ax) = _subplots(1, 2, figsize=(13, 4.2))
     labels = table["variant"].astype(str)
     time_ax.bar(labels, 1000 / table["samples_per_second"], color="tab:blue")
     time_ax.set(ylabel="seconds per 1,000 training examples", title=f"Training time per method ({frame['device'].iloc[0]})")
@@ -180,7 +181,7 @@ def cost_per_method(frame: pd.DataFrame, folder=None, name="time_memory"):
 def metric_vs_parameters(frame: pd.DataFrame, folder=None, name="metric_vs_parameters"):
     """Test metric against % trainable parameters (log axis), one point per method: the PEFT trade-off."""
     tasks = list(dict.fromkeys(frame["task"]))
-    figure, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
+    figure, axes = _subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         subset = frame[frame["task"] == task]
         table = over_seeds(subset, ["variant"]).merge(subset.groupby("variant", observed=True)["percent"].first().reset_index(), on="variant")

@@ -41,11 +41,12 @@ class Profile:
         }
 
 
+# Each method's default rate (helpers.training.DEFAULT_LR) is run too, at the profile's seeds.
 LR_GRID_FULL = {
     "full": (1e-5, 3e-5, 1e-4, 3e-4),
-    "bitfit": (1e-4, 3e-4, 1e-3, 3e-3),
-    "lora": (1e-4, 3e-4, 1e-3, 3e-3),
-    "head": (3e-4, 1e-3, 3e-3, 1e-2),
+    "bitfit": (3e-4, 1e-3, 3e-3, 1e-2),
+    "lora": (3e-4, 1e-3, 3e-3, 1e-2),
+    "head": (1e-3, 3e-3, 1e-2, 3e-2),
 }
 
 PROFILES: dict[str, Profile] = {
@@ -69,8 +70,8 @@ PROFILES: dict[str, Profile] = {
         max_validation_samples=200,
         epochs=2,
         seeds=(0,),
-        ranks=(1, 4, 16, 64),
-        lr_grid={"full": (3e-5, 1e-4, 3e-4), "bitfit": (3e-4, 1e-3, 3e-3), "lora": (3e-4, 1e-3, 3e-3)},
+        ranks=(1, 8, 64),
+        lr_grid={"full": (2e-5, 1e-4, 3e-4), "bitfit": (1e-3, 3e-3, 1e-2), "lora": (1e-3, 3e-3, 1e-2)},
         batch_sizes=(16, 32),
         warmup_ratios=(0.0, 0.06),
     ),

@@ -17,7 +17,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-REQUIRED_KEYS = ("run_id", "config", "versions", "params", "history", "evals", "best", "test", "timing", "memory")
+REQUIRED_KEYS = ("run_id", "config", "data", "versions", "params", "history", "evals", "best", "test", "timing", "memory")
 
 
 class RecordError(ValueError):

@@ -1,7 +1,8 @@
 """`report.md`, generated from run records only (by `python -m helpers report` and notebook 06).
 
-Every number comes from a record; every comparison sentence is decided by helpers.analysis from
-the per-seed values, so the text cannot contradict the tables.
+Every number comes from a run record (the throughput section from the bench's JSON); every
+comparison sentence is decided by helpers.analysis from the per-seed values, so the text cannot
+contradict the tables.
 """
 
 from __future__ import annotations
@@ -40,18 +41,24 @@ def _mean_std(mean: float, std: float, n: int) -> str:
 
 
 def results_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Test results per task and method: mean ± std over seeds, trainable %, pass/fail vs the course baseline."""
+    """Test results per task and method: mean ± std over seeds of every test split and metric,
+    trainable %, and pass/fail of the means against the course baselines."""
     rows = []
     for (task, variant), group in frame.groupby(["task", "variant"], observed=True):
         spec = get_task(task)
-        metrics = {m: group[f"test_{m}"].mean() for m in spec.metrics}
-        cells = {m: _mean_std(group[f"test_{m}"].mean(), group[f"test_{m}"].std() if len(group) > 1 else 0.0, len(group)) for m in spec.metrics}
+        cells, means = {}, {}
+        for split in spec.test_splits:
+            prefix = "test" if len(spec.test_splits) == 1 else split
+            for metric in spec.metrics:
+                values = group[f"{split}_{metric}"]
+                means.setdefault(split, {})[metric] = values.mean()
+                cells[f"{prefix} {metric}"] = _mean_std(values.mean(), values.std() if len(values) > 1 else 0.0, len(values))
         rows.append({
             "task": spec.display_name, "method": str(variant), "seeds": len(group),
             "trainable": f"{int(group['trainable'].iloc[0]):,} ({group['percent'].iloc[0]:.3g}%)",
-            **{f"test {m}": cells[m] for m in spec.metrics},
-            "course baseline": ", ".join(f"{m} ≥ {v}" for m, v in spec.baselines[spec.main_test_split].items()),
-            "pass/fail (mean)": analysis.pass_fail(task, metrics),
+            **cells,
+            "course baseline": "; ".join(f"{metric} ≥ {bar}" + (f" ({split})" if len(spec.baselines) > 1 else "") for split, bars in spec.baselines.items() for metric, bar in bars.items()),
+            "pass/fail (mean)": analysis.pass_fail(task, means),
         })
     return pd.DataFrame(rows).fillna("")
 
@@ -60,38 +67,45 @@ def _figure(path: Path, report_dir: Path, caption: str) -> str:
     return f"![{caption}]({os.path.relpath(path, report_dir)})\n\n*{caption}*\n"
 
 
-def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, batch_size: int) -> dict[str, Path]:
+def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, profile) -> dict[str, Path]:
     """Every report figure that the records support; returns {name: path}."""
     figures = {}
-    main = analysis.at_defaults(frame, batch_size)
+    main = analysis.at_defaults(frame, profile)
     main = main[main["variant"].isin(["bitfit", "lora"])]
     if not main.empty:
         plots.method_bars(main, figures_dir, "bitfit_vs_lora", "BitFit vs LoRA (r=8)")
         figures["bitfit_vs_lora"] = figures_dir / "bitfit_vs_lora.png"
-        chosen = [r for r in records if r["run_id"] in set(main["run_id"]) and r["config"]["seed"] == main["seed"].min()]
-        plots.training_curves(chosen, figures_dir, "training_curves", " (seed 0)")
+        first_seed = int(main["seed"].min())
+        chosen = [r for r in records if r["run_id"] in set(main["run_id"]) and r["config"]["seed"] == first_seed]
+        plots.training_curves(chosen, figures_dir, "training_curves", f" (seed {first_seed})")
         figures["training_curves"] = figures_dir / "training_curves.png"
-    ranks = analysis.at_defaults(frame[frame["method"] == "lora"], batch_size, vary="rank")
+        figures["first_seed"] = first_seed
+    ranks = analysis.at_defaults(frame[frame["method"] == "lora"], profile, vary="rank")
     if ranks["rank"].nunique() > 1:
         plots.rank_sweep(ranks, figures_dir)
         figures["rank_sweep"] = figures_dir / "rank_sweep.png"
-    lrs = analysis.at_defaults(frame, batch_size, vary="lr")
-    lrs = lrs[lrs.groupby(["task", "variant"], observed=True)["lr"].transform("nunique") > 1]
+    lrs = _lr_runs(frame, profile)
     if not lrs.empty:
         plots.lr_sensitivity(lrs, figures_dir)
         figures["lr_sensitivity"] = figures_dir / "lr_sensitivity.png"
-    methods = analysis.at_defaults(frame, batch_size)
+    methods = analysis.at_defaults(frame, profile)
     if methods["variant"].nunique() > 2:
         plots.method_bars(methods, figures_dir, "methods", "all methods")
         plots.cost_per_method(methods, figures_dir)
         plots.metric_vs_parameters(methods, figures_dir)
         figures.update({n: figures_dir / f"{n}.png" for n in ("methods", "time_memory", "metric_vs_parameters")})
     for column, label in [("batch_size", "batch size"), ("warmup_ratio", "warmup ratio")]:
-        subset = analysis.at_defaults(frame[frame["method"] == "lora"], batch_size, vary=column)
+        subset = analysis.at_defaults(frame[frame["method"] == "lora"], profile, vary=column)
         if subset[column].nunique() > 1:
             plots.setting_effect(subset, column, label, figures_dir, f"effect_{column}")
             figures[f"effect_{column}"] = figures_dir / f"effect_{column}.png"
     return figures
+
+
+def _lr_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
+    """Learning-rate sweep runs: defaults except the learning rate, for methods tried at several rates."""
+    lrs = analysis.at_defaults(frame, profile, vary="lr")
+    return lrs[lrs.groupby(["task", "variant"], observed=True)["lr"].transform("nunique") > 1]
 
 
 def write_report(results_dir, figures_dir, report_path, profile: str, bench_path=None, wall_seconds: dict | None = None) -> str:
@@ -101,51 +115,30 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     frame, records, problems = analysis.load_frame(results_dir)
     if frame.empty:
         raise ValueError(f"No run records in {results_dir}: run the notebooks (or `python -m helpers sweep`) first.")
-    figures = build_figures(frame, records, figures_dir, profile.batch_size)
+    figures = build_figures(frame, records, figures_dir, profile)
+    defaults = analysis.at_defaults(frame, profile)
+    if defaults.empty:
+        raise ValueError(f"No records in {results_dir} match profile {profile.name!r}'s settings; pass the profile the runs used.")
     report_dir = report_path.parent
     out = []
     add = out.append
-    devices = sorted(set(frame["device"]))
     add("# PEFT on GLUE: report\n")
     add(f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `helpers.report` from **{len(frame)} run records** in "
-        f"`{os.path.relpath(results_dir, report_dir)}/` (profile `{profile.name}`; device: {', '.join(devices)}). "
-        "Every number below is read from those records; comparisons are decided from the per-seed values "
-        "(a difference within the larger standard deviation is called a tie).\n")
+        f"`{os.path.relpath(results_dir, report_dir)}/` (profile `{profile.name}`; device: {', '.join(sorted(set(frame['device'])))}). "
+        "Every number below is read from those records. Comparisons are decided from the per-seed values: a difference within "
+        "the larger of the two standard deviations is called a tie (with a single seed, a difference under 0.01).\n")
     if problems:
         add(f"> {len(problems)} file(s) in the results folder were not valid records and were skipped.\n")
 
     # 1. Model design and data
     add("## 1. Model design and data\n")
-    base = frame.iloc[0]
-    add(f"- **Base model**: `{base['model']}` (BERT architecture, 6 layers, hidden size 384, 12 heads; "
-        f"{int(frame[frame['method'] == 'full']['total'].iloc[0]) if (frame['method'] == 'full').any() else int(frame['total'].min()):,} parameters with the classification head).")
-    add("- **Head**: the model's own sequence-classification head: the [CLS] token's final state → BERT pooler (dense 384→384 + tanh) → dropout 0.1 → "
-        "linear 384→labels. A mean-pooling variant (masked mean of all token states in place of [CLS]) is compared in §6.")
-    add("- **What trains** (everything else is frozen; the head always trains and is saved with the adapter):\n")
-    defaults = analysis.at_defaults(frame, profile.batch_size)
-    design = defaults.groupby("variant", observed=True).agg(trainable=("trainable", "first"), percent=("percent", "first")).reset_index()
-    what = {
-        "full": "every weight", "head": "classifier only", "bitfit": "every bias vector (+ head)",
-        "bitfit (sparse)": "query and first-MLP biases only (+ head)", "lora": "low-rank B·A on query/value (r=8, α=16) (+ head)",
-        "dora": "LoRA + per-column magnitude (+ head)", "ia3": "rescaling vectors on keys, values, MLP (+ head)",
-        "prefix": "20 key/value prefix vectors per layer (+ head)", "prompt": "20 virtual input embeddings (+ head)",
-        "ptuning": "20 virtual tokens from a 2-layer MLP encoder (+ head)",
-    }
-    design["what trains"] = design["variant"].map(lambda v: what.get(str(v), ""))
-    design["trainable"] = design["trainable"].map(lambda v: f"{int(v):,}")
-    design["percent"] = design["percent"].map(lambda v: f"{v:.3g}%")
-    add(_table(design) + "\n")
-    sizes = frame.groupby("task").agg(train=("train_size", "first"), validation=("validation_size", "first"), test=("test_size", "first"), select_on=("select_on", "first")).reset_index()
-    sizes["task"] = sizes["task"].map(lambda t: get_task(t).display_name)
-    add(f"- **Data** (profile `{profile.name}`: training subsample cap {profile.max_train_samples}, {profile.epochs:g} epoch(s), batch {profile.batch_size}, "
-        f"max length {profile.max_length}, seeds {list(profile.seeds)}). `validation` is a stratified slice of GLUE train (model selection); "
-        "`test` is the GLUE dev set (reporting only):\n")
-    add(_table(sizes) + "\n")
+    add(_model_design(defaults))
+    add(_data_section(defaults))
 
     # 2. Loss and results
     add("## 2. Loss reduction, validation and test results\n")
     if "training_curves" in figures:
-        add(_figure(figures["training_curves"], report_dir, "Training loss per step and validation metric per epoch, BitFit and LoRA (seed 0)."))
+        add(_figure(figures["training_curves"], report_dir, f"Training loss per step and validation metric per epoch, BitFit and LoRA (seed {figures['first_seed']})."))
     add("Test results (GLUE dev set) at each method's default settings, mean ± std over seeds, against the course baselines:\n")
     add(_table(results_table(defaults)) + "\n")
 
@@ -159,7 +152,7 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     if "bitfit_vs_lora" in figures:
         add(_figure(figures["bitfit_vs_lora"], report_dir, "BitFit vs LoRA r=8: test metric (mean ± std over seeds), annotated with % of parameters trained."))
     for task in dict.fromkeys(defaults["task"]):
-        comparison = analysis.compare(defaults[defaults["task"] == task], "variant", "lora", "bitfit")
+        comparison = analysis.compare(defaults[defaults["task"] == task], "variant", "lora", "bitfit", names=("LoRA", "BitFit"))
         if comparison:
             add("- " + comparison.sentence(get_task(task).main_metric, get_task(task).display_name))
     add("")
@@ -167,9 +160,10 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
 
     # 5. All methods, cost
     add("## 5. All methods: score, parameters, time and memory\n")
+    batch = defaults["memory_batch"].iloc[0]
     for name, caption in [("methods", "Test metric per method (mean ± std over seeds)."),
                           ("metric_vs_parameters", "Score against the share of parameters trained."),
-                          ("time_memory", f"Training time per 1,000 examples and memory of one training step (batch {defaults['memory_batch'].iloc[0]} tokens): parameters, gradients, AdamW state, saved activations.")]:
+                          ("time_memory", f"Training time per 1,000 examples, and memory of one training step on a batch of {batch} tokens: parameters, gradients, AdamW state, saved activations.")]:
         if name in figures:
             add(_figure(figures[name], report_dir, caption))
     add(_cost_table(defaults))
@@ -185,19 +179,76 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     add("## 7. Throughput\n")
     add(_bench_section(bench_path))
     if wall_seconds:
-        add("Wall time of this run of the notebooks: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in wall_seconds.items()) + ".\n")
+        add("Wall time of this run of the notebooks: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in wall_seconds.items())
+            + f"; {sum(wall_seconds.values()) / 60:.1f} min before this notebook.\n")
     text = "\n".join(out) + "\n"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(text)
     return text
 
 
+WHAT_TRAINS = {
+    "full": "every weight",
+    "head": "the classifier only",
+    "bitfit": "every bias vector (+ classifier)",
+    "bitfit (sparse)": "query and first-MLP biases only (+ classifier)",
+    "lora": "low-rank B·A on query and value (r=8, α=16) (+ classifier)",
+    "dora": "LoRA + a magnitude per output column (+ classifier)",
+    "ia3": "scaling vectors on keys, values and the MLP (+ classifier)",
+    "prefix": "20 key/value prefix vectors in every layer (+ classifier)",
+    "prompt": "20 virtual input embeddings (+ classifier)",
+    "ptuning": "20 virtual input tokens produced by an MLP prompt encoder (+ classifier)",
+}
+
+
+def _model_design(defaults: pd.DataFrame) -> str:
+    row = defaults.iloc[0]
+    lines = []
+    if row.get("model_model_type"):
+        lines.append(f"- **Base model**: `{row['model']}` ({row['model_model_type']} architecture, {int(row['model_layers'])} layers, hidden size "
+                     f"{int(row['model_hidden_size'])}, {int(row['model_heads'])} heads, MLP width {int(row['model_intermediate_size'])}; "
+                     f"{int(row['model_parameters']):,} parameters with the classification head).")
+    else:
+        lines.append(f"- **Base model**: `{row['model']}`.")
+    pooled = "mean" in set(defaults["pooling"])
+    lines.append("- **Head**: the model's own sequence-classification head (for BERT: the first token's final state → the pretrained "
+                 "pooler, dense + tanh → dropout → a new linear classifier). The classifier always trains and is saved with the "
+                 "adapter; the pooler is pretrained and stays frozen except under full fine-tuning and BitFit (its bias)."
+                 + (" A mean-pooling variant is compared in §6." if pooled else ""))
+    lines.append("- **What trains** (everything else is frozen):\n")
+    design = defaults.groupby("variant", observed=True).agg(trainable=("trainable", "first"), percent=("percent", "first")).reset_index()
+    design["what trains"] = design["variant"].map(lambda v: WHAT_TRAINS.get(str(v), ""))
+    design["trainable"] = design["trainable"].map(lambda v: f"{int(v):,}")
+    design["percent"] = design["percent"].map(lambda v: f"{v:.3g}%")
+    return "\n".join(lines) + "\n\n" + _table(design) + "\n"
+
+
+def _data_section(defaults: pd.DataFrame) -> str:
+    sizes = defaults.groupby("task").agg(train=("train_size", "first"), validation=("validation_size", "first"), test=("test_size", "first"),
+                                         select_on=("select_on", "first")).reset_index()
+    sizes["task"] = sizes["task"].map(lambda t: get_task(t).display_name)
+    row = defaults.iloc[0]
+    cap = "none" if pd.isna(row["max_train_samples"]) else f"{int(row['max_train_samples']):,} examples (seeded, stratified)"
+    seeds = sorted(set(defaults["seed"]))
+    text = (f"- **Data and training**: training subsample cap {cap}; {row['epochs']:g} epoch(s), batch {int(row['batch_size'])}, max length "
+            f"{int(row['max_length'])}, linear schedule with {row['warmup_ratio']:.0%} warmup, seeds {seeds}. ")
+    if set(sizes["select_on"]) == {"train_slice"}:
+        text += ("`validation` is a seeded, stratified slice of GLUE train, used to pick the best epoch; `test` is the GLUE dev "
+                 "set, used only for reporting:\n")
+    else:
+        text += ("Some runs selected their best epoch **on the GLUE dev set** (`select_on = dev`, as papers do), which is also the "
+                 "reported `test` split: their test numbers are optimistic.\n")
+    return text + "\n" + _table(sizes) + "\n"
+
+
 def _bitfit_discussion(defaults: pd.DataFrame) -> str:
     lines = ["### BitFit: what it is and why it works\n",
-             "BitFit trains only the bias vectors (and the task head) and freezes every weight matrix. A bias adds the same "
-             "vector at every position, so tuning it shifts each layer's activations — which units fire after the GELU, where "
-             "LayerNorm centres them — without changing how tokens are mixed. The pretrained weights already hold the "
-             "features; the task needs mostly a re-weighting of them, and biases are the cheapest handle on that.\n"]
+             "BitFit trains only the bias vectors (and the classifier) and freezes every weight matrix. The explanation its "
+             "authors offer, which our numbers below can support or not: a bias adds the same vector at every position, so tuning it "
+             "shifts each layer's activations (which GELU units fire, where LayerNorm centres them) without changing how tokens "
+             "are mixed. If the pretrained weights already hold the features a task needs, re-weighting them through the biases "
+             "should recover much of full fine-tuning at a tiny fraction of the parameters — and should clearly beat training "
+             "the classifier alone.\n"]
     for task in dict.fromkeys(defaults["task"]):
         subset = defaults[defaults["task"] == task]
         spec = get_task(task)
@@ -206,7 +257,7 @@ def _bitfit_discussion(defaults: pd.DataFrame) -> str:
             continue
         text = f"- {spec.display_name}: BitFit trains {int(bitfit['trainable'].iloc[0]):,} parameters ({bitfit['percent'].iloc[0]:.3g}%) and reaches {bitfit['test'].mean():.3f}"
         if not full.empty:
-            comparison = analysis.compare(subset, "variant", "bitfit", "full")
+            comparison = analysis.compare(subset, "variant", "bitfit", "full", names=("BitFit", "full fine-tuning"))
             gap = full["test"].mean() - bitfit["test"].mean()
             leader = "full fine-tuning" if gap > 0 else "BitFit"
             noise = " (within noise)" if comparison and comparison.verdict == "tie" else ""
@@ -215,32 +266,30 @@ def _bitfit_discussion(defaults: pd.DataFrame) -> str:
         sparse = subset[subset["variant"] == "bitfit (sparse)"]
         if not sparse.empty:
             text += f"; the sparse variant (query + first-MLP biases, {int(sparse['trainable'].iloc[0]):,} parameters) reaches {sparse['test'].mean():.3f}"
-        lines.append(text + ".")
-    head = defaults[defaults["variant"] == "head"]
-    if not head.empty:
-        for task in dict.fromkeys(head["task"]):
-            comparison = analysis.compare(defaults[defaults["task"] == task], "variant", "bitfit", "head")
-            if comparison:
-                lines.append(f"- Is it the biases or just the head? " + comparison.sentence(get_task(task).main_metric, get_task(task).display_name))
+        lines.append(text + f" ({spec.main_metric}).")
+        comparison = analysis.compare(subset, "variant", "bitfit", "head", names=("BitFit", "the classifier alone"))
+        if comparison:
+            lines.append("  - Biases or just the head? " + comparison.sentence(spec.main_metric, spec.display_name))
     return "\n".join(lines) + "\n"
 
 
 def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
-    lrs = analysis.at_defaults(frame, profile.batch_size, vary="lr")
-    lrs = lrs[lrs.groupby(["task", "variant"], observed=True)["lr"].transform("nunique") > 1]
+    lrs = _lr_runs(frame, profile)
     lines = ["### Best hyperparameters and learning rates\n"]
     if lrs.empty:
         lines.append("No learning-rate sweep in these records (notebook 05 runs it).\n")
         return "\n".join(lines)
-    grid = lrs.groupby("method")["lr"].apply(lambda s: ", ".join(f"{v:g}" for v in sorted(set(s)))).to_dict()
-    lines.append("Grid searched (peak learning rate, linear decay, 6% warmup): " + "; ".join(f"{m}: {g}" for m, g in grid.items()) + ". "
-                 "The best learning rate is chosen on the **validation** split (never the test set):\n")
+    grid = lrs.groupby("variant", observed=True)["lr"].apply(lambda s: ", ".join(f"{v:g}" for v in sorted(set(s)))).to_dict()
+    selection = "validation" if set(lrs["select_on"]) == {"train_slice"} else "validation (= GLUE dev for runs selected on dev)"
+    lines.append("Grid searched (peak learning rate; linear decay after warmup; everything else at its default): "
+                 + "; ".join(f"{m}: {g}" for m, g in grid.items()) + f". The best learning rate is the one with the best mean {selection} score:\n")
     best = analysis.best_lr(lrs)
-    best["task"] = best["task"].map(lambda t: get_task(t).display_name)
-    best = best.rename(columns={"validation_mean": "best validation (mean)", "validation_std": "std", "n": "seeds"})
-    lines.append(_table(best[["task", "method", "lr", "best validation (mean)", "std", "seeds"]]) + "\n")
+    shown = best.copy()
+    shown["task"] = shown["task"].map(lambda t: get_task(t).display_name)
+    shown = shown.rename(columns={"validation_mean": "best validation (mean)", "validation_std": "std", "n": "seeds"})
+    lines.append(_table(shown[["task", "method", "lr", "best validation (mean)", "std", "seeds"]]) + "\n")
     if "lr_sensitivity" in figures:
-        lines.append(_figure(figures["lr_sensitivity"], report_dir, "Validation metric against the learning rate per method."))
+        lines.append(_figure(figures["lr_sensitivity"], report_dir, "Validation metric against the learning rate per method (circle: best)."))
     full = best[best["method"] == "full"].set_index("task")["lr"]
     larger = pairs = 0
     for method in ("bitfit", "lora", "head"):
@@ -250,25 +299,45 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
             pairs += 1
             larger += ratio > 1
             relation = "larger" if ratio > 1 else "smaller" if ratio < 1 else "equal"
-            lines.append(f"- {task}: best {method} learning rate {peft[task]:g} vs full fine-tuning {full[task]:g}: {ratio:.3g}× ({relation}).")
-    if pairs:
-        lines.append(f"\nIn these records the best PEFT learning rate is larger than full fine-tuning's in {larger} of {pairs} (task, method) pairs. "
-                     "Why PEFT methods want larger steps: full fine-tuning moves all 22.7M weights, so a small learning rate already "
-                     "changes every layer, and large steps destroy the pretrained features (the sweep shows full fine-tuning degrading "
-                     "at its largest rates). BitFit and LoRA change few parameters — bias vectors; a rank-r update B·A that starts at "
-                     "zero — each with a small effect on the output, so they need larger steps to move the function as far in the same "
-                     "number of updates, and since the pretrained weights stay frozen, large steps cannot wreck them.\n")
-    return "\n".join(lines)
+            lines.append(f"- {get_task(task).display_name}: best {method} learning rate {peft[task]:g} vs full fine-tuning {full[task]:g}: {ratio:.3g}× ({relation}).")
+    if not pairs:
+        return "\n".join(lines) + "\n"
+    lines.append(f"\nIn these records the best PEFT learning rate is larger than full fine-tuning's in {larger} of {pairs} (task, method) pairs.")
+    degrading = _full_degrades_at_high_lr(lrs)
+    if larger * 2 > pairs:
+        lines.append("Why: full fine-tuning moves every one of the model's weights, so a small learning rate already changes each layer, and "
+                     "large steps overwrite the pretrained features" + (f" — {degrading}" if degrading else "") + ". BitFit and LoRA "
+                     "change few parameters (bias vectors; a rank-r update B·A that starts at zero), each with a small effect on the output, "
+                     "so they need larger steps to move the function as far in the same number of updates, and because the pretrained "
+                     "weights stay frozen, large steps cannot destroy them.")
+    else:
+        lines.append("That does not support the usual claim that PEFT methods want larger learning rates than full fine-tuning; with "
+                     "these data sizes and epochs the sweep is the better guide." + (f" ({degrading}.)" if degrading else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _full_degrades_at_high_lr(lrs: pd.DataFrame) -> str:
+    """A data-decided clause: does full fine-tuning get worse at its largest learning rate than at its best?"""
+    full = lrs[lrs["method"] == "full"]
+    clauses = []
+    for task, group in full.groupby("task"):
+        table = analysis.over_seeds(group, ["lr"], "best_validation").sort_values("lr")
+        best, top = table.loc[table["mean"].idxmax()], table.iloc[-1]
+        if top["lr"] > best["lr"] and best["mean"] - top["mean"] > max(best["std"], top["std"], 0.01):
+            clauses.append(f"on {get_task(task).display_name} full fine-tuning drops from {best['mean']:.3f} at {best['lr']:g} to {top['mean']:.3f} at {top['lr']:g}")
+    return "; ".join(clauses)
 
 
 def _rank_discussion(frame, profile, figures, report_dir) -> str:
-    ranks = analysis.at_defaults(frame[frame["method"] == "lora"], profile.batch_size, vary="rank")
+    ranks = analysis.at_defaults(frame[frame["method"] == "lora"], profile, vary="rank")
     if ranks["rank"].nunique() < 2:
         return "No rank sweep in these records (notebook 04 runs it).\n"
+    row = ranks.iloc[0]
+    d, layers = int(row["model_hidden_size"]), int(row["model_layers"])
     lines = ["### How the rank r changes LoRA\n",
-             "LoRA adds B (d_out × r) and A (r × d_in) to each adapted layer, so it trains r·(d_in + d_out) parameters per layer: "
-             "with query and value (384 → 384) in 6 layers that is 6 · 2 · r · 768 = 9,216·r, plus the head. Counted (parameters with "
-             "`requires_grad`) against that closed form:\n"]
+             f"LoRA adds B (d_out × r) and A (r × d_in) to each adapted layer, so it trains r·(d_in + d_out) parameters per layer: "
+             f"with query and value ({d} → {d}) in {layers} layers that is {layers} · 2 · r · {2 * d} = {layers * 4 * d:,}·r, plus the head. "
+             "The closed form below is computed from the architecture; the count is the parameters with `requires_grad` in the wrapped model:\n"]
     params = ranks.groupby("rank").agg(counted=("trainable", "first"), closed_form=("lora_closed_form", "first"), percent=("percent", "first")).reset_index()
     params[["counted", "closed_form"]] = params[["counted", "closed_form"]].astype(int)
     params["agree"] = params["counted"] == params["closed_form"]
@@ -280,41 +349,55 @@ def _rank_discussion(frame, profile, figures, report_dir) -> str:
         best = table.loc[table["mean"].idxmax()]
         low, high = table.iloc[0], table.iloc[-1]
         comparison = analysis.compare(ranks[ranks["task"] == task], "rank", high["rank"], low["rank"], names=(f"r={int(high['rank'])}", f"r={int(low['rank'])}"))
-        verdict = comparison.sentence(get_task(task).main_metric, get_task(task).display_name) if comparison else ""
-        lines.append(f"- {get_task(task).display_name}: best mean at r={int(best['rank'])} ({best['mean']:.3f} ± {best['std']:.3f}); "
+        lines.append(f"- {get_task(task).display_name}: best mean at r={int(best['rank'])} ({best['mean']:.3f}); "
                      f"r={int(low['rank'])} → {low['mean']:.3f}, r={int(high['rank'])} → {high['mean']:.3f} with {int(high['rank'] / low['rank'])}× the adapter parameters. "
-                     f"Comparing the largest and smallest rank: {verdict}")
+                     + (comparison.sentence(get_task(task).main_metric, get_task(task).display_name) if comparison else ""))
     return "\n".join(lines) + "\n"
 
 
 def _cost_table(defaults: pd.DataFrame) -> str:
     table = defaults.groupby("variant", observed=True).agg(
         trainable=("trainable", "first"), samples_per_second=("samples_per_second", "mean"),
-        activations_MiB=("activations_bytes", "mean"), step_memory_MiB=("peak_bytes", "mean"), precision=("precision", "first"),
+        activations_MiB=("activations_bytes", "mean"), step_MiB=("total_bytes", "mean"), run_peak_MiB=("peak_bytes", "mean"), precision=("precision", "first"),
     ).reset_index()
     table["trainable"] = table["trainable"].map(lambda v: f"{int(v):,}")
-    table["activations_MiB"] = (table["activations_MiB"] / 2**20).round(1)
-    table["step_memory_MiB"] = (table["step_memory_MiB"] / 2**20).round(1)
+    for column in ("activations_MiB", "step_MiB", "run_peak_MiB"):
+        table[column] = (table[column] / 2**20).round(1)
     table["samples_per_second"] = table["samples_per_second"].round(1)
-    kind = defaults["memory_kind"].iloc[0]
-    note = ("Memory is the CUDA allocator's peak." if kind == "cuda_max_allocated" else
-            "On CPU there is no allocator peak to read: step memory = parameters + gradients + AdamW state + activations saved for "
-            f"backward, measured with autograd's saved-tensor hooks on one batch of {defaults['memory_batch'].iloc[0]} tokens (helpers/memory.py).")
-    return _table(table) + f"\n\nTraining speed is the mean over both tasks and seeds (samples/s, fast recipe). {note}\n"
+    cuda = defaults["memory_kind"].iloc[0] == "cuda_max_allocated"
+    if not cuda:
+        table = table.drop(columns="run_peak_MiB")
+    runs = defaults.groupby("variant", observed=True).size()
+    note = (f"Training speed: mean samples/s over {defaults['task'].nunique()} task(s) and their seeds ({runs.min()}–{runs.max()} runs per method), "
+            f"recipe `{defaults['recipe'].iloc[0]}`. `step_MiB` = parameters + gradients + AdamW state + activations saved for backward, "
+            f"measured with autograd's saved-tensor hooks on one batch of {defaults['memory_batch'].iloc[0]} tokens (helpers/memory.py)")
+    note += "; `run_peak_MiB` is the CUDA allocator's peak over the whole run." if cuda else "; on a CPU there is no allocator peak to read."
+    return _table(table) + "\n\n" + note + "\n"
 
 
 def _pooling_discussion(frame, profile) -> str:
-    pooled = analysis.at_defaults(frame, profile.batch_size, vary="pooling")
+    pooled = analysis.at_defaults(frame, profile, vary="pooling")
     pooled = pooled[pooled.groupby(["task", "variant"], observed=True)["pooling"].transform("nunique") > 1]
     if pooled.empty:
         return "No pooling comparison in these records (notebook 05 runs it).\n"
     lines = ["### Which pooling serves each method\n",
-             "`model`: the model's own head reads the [CLS] token through BERT's pooler; `mean`: the masked mean of all token "
-             "states goes to the same head (all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling).\n"]
+             "`model`: the model's own head reads the first token ([CLS]) through BERT's pooler; `mean`: the masked mean of all token "
+             "states goes to the same head instead (all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling).\n"]
+    verdicts = {}
     for (task, variant), group in pooled.groupby(["task", "variant"], observed=True):
         comparison = analysis.compare(group, "pooling", "mean", "model", names=("mean pooling", "[CLS] pooling"))
         if comparison:
+            verdicts.setdefault(str(variant), []).append(comparison.verdict)
             lines.append(f"- {variant}: " + comparison.sentence(get_task(task).main_metric, get_task(task).display_name))
+    summary = []
+    for variant, results in verdicts.items():
+        if all(v == "a" for v in results):
+            summary.append(f"{variant}: mean pooling on every task")
+        elif all(v == "b" for v in results):
+            summary.append(f"{variant}: [CLS] pooling on every task")
+        else:
+            summary.append(f"{variant}: no consistent winner")
+    lines.append("\nWhich serves each method, by these records: " + "; ".join(summary) + ".")
     return "\n".join(lines) + "\n"
 
 

@@ -80,8 +80,38 @@ def tokenize_splits(
     return tokenized
 
 
-def make_collator(tokenizer, pad_to_multiple_of: int | None = None):
-    """Pads each batch to its own longest example (dynamic padding)."""
-    from transformers import DataCollatorWithPadding
+class GlueCollator:
+    """Pads each batch (dynamic padding), drops bookkeeping columns, and counts real vs padded tokens."""
 
-    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+    def __init__(self, tokenizer, pad_to_multiple_of: int | None = None):
+        from transformers import DataCollatorWithPadding
+
+        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+        self.reset()
+
+    def reset(self) -> None:
+        self.real_tokens = self.padded_tokens = 0
+        # Σ length² over examples (real) and Σ batch·length² over batches (computed): attention FLOPs.
+        self.real_tokens_sq = self.padded_tokens_sq = 0
+
+    def counters(self) -> tuple[int, int, int, int]:
+        return self.real_tokens, self.padded_tokens, self.real_tokens_sq, self.padded_tokens_sq
+
+    def restore(self, counters: tuple[int, int, int, int]) -> None:
+        self.real_tokens, self.padded_tokens, self.real_tokens_sq, self.padded_tokens_sq = counters
+
+    def __call__(self, rows: list[dict]) -> dict:
+        rows = [{k: v for k, v in row.items() if k not in ("length", "idx")} for row in rows]
+        batch = self.pad(rows)
+        lengths = batch["attention_mask"].sum(dim=1)
+        size, length = batch["attention_mask"].shape
+        self.real_tokens += int(lengths.sum())
+        self.real_tokens_sq += int((lengths**2).sum())
+        self.padded_tokens += size * length
+        self.padded_tokens_sq += size * length * length
+        return batch
+
+
+def make_collator(tokenizer, pad_to_multiple_of: int | None = None) -> GlueCollator:
+    """Pads each batch to its own longest example (dynamic padding)."""
+    return GlueCollator(tokenizer, pad_to_multiple_of)

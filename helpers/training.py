@@ -7,13 +7,10 @@ sweep, re-run, only finishes what is missing.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
-import platform
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -22,7 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers.data import DATA_CACHE, SELECT_ON_CHOICES, load_glue
+from helpers.batching import ShuffledLengthBuckets
+from helpers.data import DATA_CACHE, SELECT_ON_CHOICES, load_glue, source_name
+from helpers.device import cpu_only, library_versions, resolve_precision
+from helpers.flops import encoder_shape, training_flops
 from helpers.methods import (
     LORA_METHODS,
     MethodConfig,
@@ -31,15 +31,15 @@ from helpers.methods import (
     lora_closed_form,
     prepare_model,
     quantization_config,
+    resolve_target_modules,
     trainable_parameter_names,
 )
-from helpers.flops import encoder_shape, training_flops
 from helpers.metrics import compute_metrics
-from helpers.models import DEFAULT_MODEL, load_model, load_tokenizer
+from helpers.models import DEFAULT_MODEL, arch_spec, describe_architecture, load_model, load_tokenizer
+from helpers.records import config_hash, find_record, write_record
 from helpers.speed import use_fast_attention, use_fast_dropout
-from helpers.records import config_hash, find_record, write_json_atomic, write_record
 from helpers.tasks import get_task
-from helpers.tokenization import tokenize_splits
+from helpers.tokenization import GlueCollator, tokenize_splits
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ class TrainConfig:
     # speed
     recipe: str = "fast"  # "fast": dynamic padding, length-grouped batches; "baseline": pad to max_length
     precision: str = "auto"  # auto: bf16/fp16 on GPUs, bf16 autocast on CPUs with bf16 instructions
-    compile: bool = False  # torch.compile the model (pays off only for long runs; see the bench)
+    compile: bool = False  # torch.compile the model (slower here: see README "Throughput")
+    length_grouping: bool = True  # fast recipe: batches of similar length (less padding); False: random batches
 
     def __post_init__(self):
         if isinstance(self.method, dict):
@@ -131,97 +132,6 @@ class TrainConfig:
         return f"{self.task}-{label}-s{self.seed}-{config_hash(self.to_dict())}"
 
 
-def cpu_has_bf16() -> bool:
-    """AVX-512 BF16 or AMX: bf16 matrix products run at several times the fp32 rate."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, recipe: str = "fast") -> str:
-    """The precision a run actually uses: `auto` is bf16 (or fp16) on GPUs, bf16 autocast on CPUs
-    with bf16 instructions in the fast recipe (same accuracy, see the bench), else fp32."""
-    if precision != "auto":
-        if precision == "fp16" and not torch.cuda.is_available():
-            raise ValueError("fp16 mixed precision needs a GPU; use bf16 or fp32 on CPU.")
-        return precision
-    if recipe == "baseline":
-        return "fp32"
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if _cpu_only() and cpu_has_bf16() else "fp32"
-
-
-def _cpu_only() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return not torch.cuda.is_available() and not (mps is not None and mps.is_available())
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "Apple MPS"
-    cpu = platform.processor() or "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu} ({torch.get_num_threads()} threads)"
-
-
-def library_versions() -> dict:
-    import datasets
-    import peft
-    import transformers
-
-    return {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "datasets": datasets.__version__,
-        "device": device_name(),
-    }
-
-
-class GlueCollator:
-    """Pads each batch (dynamic padding), drops bookkeeping columns, and counts real vs padded tokens."""
-
-    def __init__(self, tokenizer, pad_to_multiple_of: int | None = None):
-        from transformers import DataCollatorWithPadding
-
-        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
-        self.reset()
-
-    def reset(self) -> None:
-        self.real_tokens = self.padded_tokens = 0
-        # Σ length² over examples (real) and Σ batch·length² over batches (computed): attention FLOPs.
-        self.real_tokens_sq = self.padded_tokens_sq = 0
-
-    def counters(self) -> tuple[int, int, int, int]:
-        return self.real_tokens, self.padded_tokens, self.real_tokens_sq, self.padded_tokens_sq
-
-    def restore(self, counters: tuple[int, int, int, int]) -> None:
-        self.real_tokens, self.padded_tokens, self.real_tokens_sq, self.padded_tokens_sq = counters
-
-    def __call__(self, rows: list[dict]) -> dict:
-        rows = [{k: v for k, v in row.items() if k not in ("length", "idx")} for row in rows]
-        batch = self.pad(rows)
-        lengths = batch["attention_mask"].sum(dim=1)
-        size, length = batch["attention_mask"].shape
-        self.real_tokens += int(lengths.sum())
-        self.real_tokens_sq += int((lengths**2).sum())
-        self.padded_tokens += size * length
-        self.padded_tokens_sq += size * length * length
-        return batch
-
-
 def _make_trainer_class():
     from transformers import Trainer
 
@@ -229,10 +139,11 @@ def _make_trainer_class():
         """Trainer that times evaluation and checkpoint saving apart from training, and keeps every
         evaluation's metrics with its step, epoch and split."""
 
-        def __init__(self, *args, task=None, fast_eval=True, **kwargs):
+        def __init__(self, *args, task=None, fast_eval=True, length_grouping=False, **kwargs):
             super().__init__(*args, **kwargs)
             self.task = task
             self.fast_eval = fast_eval
+            self.length_grouping = length_grouping
             self.eval_seconds = 0.0
             self.save_seconds = 0.0
             self.evals: list[dict] = []
@@ -252,6 +163,13 @@ def _make_trainer_class():
                 "loss": metrics.get(f"{prefix}loss"),
             })
             return metrics
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if not self.length_grouping:
+                return super()._get_train_sampler(train_dataset)
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return ShuffledLengthBuckets(dataset["length"], batch, seed=self.args.seed)
 
         def save_model(self, output_dir=None, _internal_call=False):
             start = time.perf_counter()
@@ -305,9 +223,11 @@ def train(
     results_dir = Path(results_dir)
     run_id = config.run_id
     if not force and (existing := find_record(results_dir, run_id)) is not None:
-        if not quiet:
-            print(f"[{run_id}] record found in {results_dir}: not training again (force=True to redo).")
-        return existing
+        if existing["data"]["source"] == source_name(glue_dir):
+            if not quiet:
+                print(f"[{run_id}] record found in {results_dir}: not training again (force=True to redo).")
+            return existing
+        log.warning("[%s] the record in %s was trained on %s, not %s: training again.", run_id, results_dir, existing["data"]["source"], source_name(glue_dir))
 
     task = get_task(config.task)
     precision = resolve_precision(config.precision, config.recipe)
@@ -333,7 +253,9 @@ def train(
 
     # Model and method
     model = load_model(config.model, task, pooling=config.method.pooling, quantization_config=quantization_config(config.method))
-    fast_cpu_kernels = config.recipe == "fast" and _cpu_only()
+    architecture = describe_architecture(model)
+    targets = resolve_target_modules(model, config.method) if config.method.method in LORA_METHODS else None
+    fast_cpu_kernels = config.recipe == "fast" and cpu_only()
     if fast_cpu_kernels:
         use_fast_attention(model)
     model = prepare_model(model, config.method, seed=config.seed)
@@ -342,7 +264,8 @@ def train(
     counts = count_parameters(model)
     params = counts.to_dict()
     if config.method.method in LORA_METHODS:
-        params["lora_closed_form"] = lora_closed_form(model, config.method, head_parameter_count(model))
+        params["lora_closed_form"] = lora_closed_form(architecture, arch_spec(model), targets, config.method, head_parameter_count(model))
+        params["lora_targets"] = targets
     if not quiet:
         print(f"[{run_id}] {config.method.label()} on {task.display_name}: {counts}")
 
@@ -376,8 +299,8 @@ def train(
         data_seed=config.seed,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        use_cpu=_cpu_only(),  # also what makes torchrun on CPU use DDP with gloo
-        train_sampling_strategy="group_by_length" if config.recipe == "fast" else "random",
+        use_cpu=cpu_only(),  # also what makes torchrun on CPU use DDP with gloo
+        train_sampling_strategy="random",  # the fast recipe groups by length itself (helpers/batching.py)
         remove_unused_columns=False,
         report_to="none",
         disable_tqdm=quiet,
@@ -398,6 +321,7 @@ def train(
         callbacks=callbacks,
         task=task,
         fast_eval=config.recipe == "fast",
+        length_grouping=config.recipe == "fast" and config.length_grouping,
     )
     if quiet:
         trainer.remove_callback(PrinterCallback)  # it prints every log line to stdout without tqdm
@@ -416,9 +340,10 @@ def train(
     train_seconds = train_output.metrics["train_runtime"] - trainer.eval_seconds - trainer.save_seconds
     real_tokens, padded_tokens, real_sq, padded_sq = _sum_over_processes(*collator.counters())
     shape = encoder_shape(model)
-    weights_train = config.method.method == "full"
-    useful_flops = training_flops(shape, real_tokens, real_sq, weights_train)
-    computed_flops = training_flops(shape, padded_tokens, padded_sq, weights_train)
+    # full: weight gradients too; head: no backward through the frozen encoder at all.
+    backward = {"full": "weights", "head": "none"}.get(config.method.method, "inputs")
+    useful_flops = training_flops(shape, real_tokens, real_sq, backward)
+    computed_flops = training_flops(shape, padded_tokens, padded_sq, backward)
 
     # The best checkpoint (by the validation main metric) is loaded; score it once on each test split.
     test_start = time.perf_counter()
@@ -439,8 +364,10 @@ def train(
     record = {
         "run_id": run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": {**config.to_dict(), "precision_used": precision, "fast_cpu_kernels": fast_cpu_kernels, "lr": config.lr},
+        "config": {**config.to_dict(), "precision_used": precision, "fast_cpu_kernels": fast_cpu_kernels, "lr": config.lr,
+                   "eval_batch_size_used": args.per_device_eval_batch_size},
         "data": splits.glue_info.to_dict(),
+        "model_info": architecture,
         "versions": {**library_versions(), "world_size": trainer.args.world_size},
         "params": params,
         "trainable_names": trainable_parameter_names(model),

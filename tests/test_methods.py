@@ -15,8 +15,10 @@ from helpers.methods import (
     head_parameter_count,
     lora_closed_form,
     prepare_model,
+    resolve_target_modules,
     trainable_parameter_names,
 )
+from helpers.models import arch_spec, describe_architecture
 from helpers.training import save_trained_weights
 
 D, FF, LAYERS, HEADS, VOCAB, LABELS = 32, 64, 2, 4, 120, 2
@@ -133,11 +135,14 @@ def test_exactly_the_right_parameters_train(arch, case):
 
 
 @pytest.mark.parametrize("arch", CONFIGS)
-@pytest.mark.parametrize("method", ["lora", "dora"])
-def test_lora_closed_form_matches_the_count(arch, method):
-    config = method_config(method)
-    model = prepare_model(tiny(arch), config)
-    assert lora_closed_form(model, config, head_parameter_count(model)) == count_parameters(model).trainable
+@pytest.mark.parametrize("method, targets", [("lora", None), ("dora", None), ("lora", "all-linear")])
+def test_lora_closed_form_matches_the_count(arch, method, targets):
+    config = method_config(method, target_modules=targets)
+    base = tiny(arch)
+    architecture, spec, resolved = describe_architecture(base), arch_spec(base), resolve_target_modules(base, config)
+    model = prepare_model(base, config)
+    closed = lora_closed_form(architecture, spec, resolved, config, head_parameter_count(model))
+    assert closed == count_parameters(model).trainable
 
 
 @pytest.mark.parametrize("arch", CONFIGS)

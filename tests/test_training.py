@@ -127,3 +127,32 @@ def test_ddp_with_two_cpu_processes(glue_dir, tmp_path):
     assert record["versions"]["world_size"] == 2
     # 108 training rows, 8 per process per step, 2 processes: 7 optimizer steps in one epoch.
     assert record["timing"]["steps"] == 7
+
+
+@pytest.mark.parametrize("task, metrics", [
+    ("stsb", {"pearson", "spearmanr"}),
+    ("mnli", {"accuracy"}),
+    ("qqp", {"accuracy", "f1"}),
+    ("cola", {"matthews_correlation"}),
+    ("qnli", {"accuracy"}),
+    ("wnli", {"accuracy"}),
+])
+def test_tasks_without_local_data_train_and_are_scored_with_their_official_metrics(glue_dir, tmp_path, task, metrics):
+    config = TrainConfig(task=task, method=MethodConfig(method="head"), epochs=1, batch_size=32, max_length=32, lr=1e-2)
+    record = train(config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
+    expected_splits = {"test_matched", "test_mismatched"} if task == "mnli" else {"test"}
+    assert set(record["test"]["splits"]) == expected_splits
+    for split_metrics in record["test"]["splits"].values():
+        assert set(split_metrics) == metrics
+        assert all(value == value for value in split_metrics.values()), "no NaN"
+    assert record["best"]["metric"] == {"stsb": "pearson", "cola": "matthews_correlation"}.get(task, "accuracy")
+
+
+def test_early_stopping_and_evaluation_every_n_steps(glue_dir, tmp_path):
+    """With a learning rate of ~0 the metric never improves: patience 2 stops the run after 3 evaluations."""
+    config = TrainConfig(task="sst2", method=MethodConfig(method="head"), epochs=10, lr=1e-12, batch_size=16, max_length=32,
+                         warmup_ratio=0.0, eval_steps=3, early_stopping_patience=2)
+    record = train(config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
+    assert [e["step"] for e in record["evals"]] == [3, 6, 9]
+    assert record["timing"]["steps"] == 9, "stopped early instead of running 10 epochs (70 steps)"
+    assert record["best"]["step"] == 3

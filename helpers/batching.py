@@ -1,0 +1,46 @@
+"""How training examples are grouped into batches in the fast recipe.
+
+Padding every batch only to its longest example saves most of the compute on GLUE's short
+sentences, but only if a batch holds examples of similar length. transformers' LengthGroupedSampler
+does that grouping, then yields each group's batches from longest to shortest. Measured here
+(SST-2, 4,000 examples, 1 epoch, 3 seeds), that ordering cost accuracy against random batches
+(BitFit 0.740 vs 0.768, LoRA 0.806 vs 0.817). `ShuffledLengthBuckets` groups the same way and
+then shuffles the order of all batches, keeping the padding saving (see README "Throughput").
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Sampler
+
+
+class ShuffledLengthBuckets(Sampler[int]):
+    """Indices such that consecutive runs of `batch_size` have similar lengths, in random batch order.
+
+    Each epoch: shuffle all examples, cut them into buckets of `bucket_batches * batch_size`, sort
+    each bucket by length, cut buckets into batches, shuffle the batches. Seeded per epoch.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, bucket_batches: int = 50, seed: int = 0):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.bucket_size = batch_size * bucket_batches
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        batches = []
+        for start in range(0, len(order), self.bucket_size):
+            bucket = sorted(order[start : start + self.bucket_size], key=lambda i: self.lengths[i])
+            batches += [bucket[i : i + self.batch_size] for i in range(0, len(bucket), self.batch_size)]
+        for position in torch.randperm(len(batches), generator=generator).tolist():
+            yield from batches[position]

@@ -1,0 +1,68 @@
+"""The device a run uses: CPU/CUDA/MPS, the precision it trains in, and the versions to record."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+
+def cpu_has_bf16() -> bool:
+    """AVX-512 BF16 or AMX: bf16 matrix products run at several times the fp32 rate."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, recipe: str = "fast") -> str:
+    """The precision a run actually uses: `auto` is bf16 (or fp16) on GPUs, bf16 autocast on CPUs
+    with bf16 instructions in the fast recipe (same accuracy, see the bench), else fp32."""
+    if precision != "auto":
+        if precision == "fp16" and not torch.cuda.is_available():
+            raise ValueError("fp16 mixed precision needs a GPU; use bf16 or fp32 on CPU.")
+        return precision
+    if recipe == "baseline":
+        return "fp32"
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_only() and cpu_has_bf16() else "fp32"
+
+
+def cpu_only() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return not torch.cuda.is_available() and not (mps is not None and mps.is_available())
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "Apple MPS"
+    cpu = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu} ({torch.get_num_threads()} threads)"
+
+
+def library_versions() -> dict:
+    import datasets
+    import peft
+    import transformers
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "datasets": datasets.__version__,
+        "device": device_name(),
+    }

@@ -1,0 +1,80 @@
+"""What the analysis and the report conclude from records with known results."""
+
+import pytest
+
+from fake_records import PROFILE, fake_record
+from helpers import analysis
+from helpers.records import write_record
+from helpers.report import write_report
+
+
+def frame_of(records):
+    return analysis.runs_frame(records)
+
+
+def test_comparison_verdicts_follow_the_noise():
+    clear = analysis.Comparison("LoRA", "BitFit", 0.85, 0.01, 0.80, 0.01, 3, 3)
+    assert clear.verdict == "a" and clear.sentence("accuracy", "SST-2").startswith("On SST-2, LoRA beats BitFit by 0.050")
+    noisy = analysis.Comparison("LoRA", "BitFit", 0.82, 0.03, 0.80, 0.01, 3, 3)
+    assert noisy.verdict == "tie" and "within noise" in noisy.sentence("accuracy", "SST-2")
+    single = analysis.Comparison("LoRA", "BitFit", 0.805, 0.0, 0.80, 0.0, 1, 1)
+    assert single.verdict == "tie" and "one seed" in single.sentence("accuracy", "SST-2") and "±" not in single.sentence("accuracy", "SST-2")
+    assert analysis.Comparison("a", "b", 0.70, 0.0, 0.80, 0.0, 1, 1).verdict == "b"
+
+
+def test_pass_fail_checks_every_split_and_metric():
+    assert analysis.pass_fail("sst2", {"test": {"accuracy": 0.9}}) == "pass"
+    assert analysis.pass_fail("sst2", {"test": {"accuracy": 0.87}}) == "fail (accuracy 0.870 < 0.88)"
+    assert analysis.pass_fail("qqp", {"test": {"accuracy": 0.85, "f1": 0.79}}) == "fail (f1 0.790 < 0.8)"
+    verdict = analysis.pass_fail("mnli", {"test_matched": {"accuracy": 0.81}, "test_mismatched": {"accuracy": 0.79}})
+    assert verdict == "fail (test_mismatched accuracy 0.790 < 0.8)"
+
+
+def test_at_defaults_keeps_only_runs_that_differ_by_seed():
+    records = [fake_record("sst2", "lora", seed, 0.8) for seed in (0, 1)]
+    records += [fake_record("sst2", "lora", 0, 0.7, rank=4), fake_record("sst2", "lora", 0, 0.6, lr=1e-4), fake_record("sst2", "lora", 0, 0.5, alpha=32.0)]
+    frame = frame_of(records)
+    defaults = analysis.at_defaults(frame, PROFILE)
+    assert sorted(defaults["seed"]) == [0, 1] and set(defaults["test"]) == {0.8}
+    assert sorted(analysis.at_defaults(frame, PROFILE, vary="rank")["rank"]) == [4, 8, 8]
+    assert len(analysis.at_defaults(frame, PROFILE, vary="lr")) == 3
+    with pytest.raises(ValueError, match="share a group"):
+        analysis.over_seeds(frame, ["task", "method"])
+
+
+def test_best_lr_is_chosen_on_validation_not_test():
+    records = [fake_record("sst2", "bitfit", 0, value=0.9, lr=1e-4, validation=0.70), fake_record("sst2", "bitfit", 0, value=0.6, lr=1e-3, validation=0.80)]
+    best = analysis.best_lr(frame_of(records))
+    assert best["lr"].tolist() == [1e-3]
+
+
+def _write(records, folder):
+    for record in records:
+        write_record(record, folder)
+
+
+def test_report_sentences_are_decided_by_the_data(tmp_path):
+    records = []
+    for seed in (0, 1, 2):
+        records += [fake_record("sst2", "lora", seed, 0.85 + 0.001 * seed, trainable=74498), fake_record("sst2", "bitfit", seed, 0.80 + 0.001 * seed, trainable=26882)]
+        records += [fake_record("mrpc", "lora", seed, 0.78 + 0.02 * seed, trainable=74498), fake_record("mrpc", "bitfit", seed, 0.79 + 0.02 * seed, trainable=26882)]
+    _write(records, tmp_path / "results")
+    text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
+    assert "On SST-2, LoRA beats BitFit by 0.050" in text
+    assert "On MRPC, LoRA and BitFit are within noise of each other" in text
+    assert "| SST-2 | lora | 3 |" in text and "fail (accuracy 0.851 < 0.88)" in text
+    assert (tmp_path / "figures" / "bitfit_vs_lora.png").is_file()
+
+
+def test_learning_rate_paragraph_follows_the_sweep(tmp_path):
+    records = []
+    for lr, validation in [(1e-5, 0.70), (1e-4, 0.80), (1e-3, 0.60)]:
+        records.append(fake_record("sst2", "full", 0, 0.8, lr=lr, validation=validation))
+    for lr, validation in [(1e-5, 0.75), (1e-4, 0.70), (1e-3, 0.65)]:  # BitFit best at a *smaller* rate here
+        records.append(fake_record("sst2", "bitfit", 0, 0.8, lr=lr, validation=validation))
+    records += [fake_record("sst2", "full", 0, 0.8, validation=0.72), fake_record("sst2", "bitfit", 0, 0.8, validation=0.6)]  # default rates
+    _write(records, tmp_path / "results")
+    text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
+    assert "larger than full fine-tuning's in 0 of 1 (task, method) pairs" in text
+    assert "does not support the usual claim" in text
+    assert "full fine-tuning drops from 0.800 at 0.0001 to 0.600 at 0.001" in text
