@@ -36,7 +36,9 @@ def saved_activation_bytes(model: nn.Module, batch: dict, autocast_dtype: torch.
         key = _storage_key(tensor)
         if key not in parameter_storages and key not in seen:
             seen[key] = tensor.untyped_storage().nbytes()
-        return tensor
+        # Not the tensor itself: a saved output would then hold its own grad_fn, a reference cycle
+        # through C++ that Python's collector cannot see, and the whole graph would leak.
+        return tensor.detach()
 
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}

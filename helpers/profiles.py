@@ -71,7 +71,7 @@ PROFILES: dict[str, Profile] = {
         epochs=2,
         seeds=(0,),
         ranks=(1, 8, 64),
-        lr_grid={"full": (2e-5, 1e-4, 3e-4), "bitfit": (1e-3, 3e-3, 1e-2), "lora": (1e-3, 3e-3, 1e-2)},
+        lr_grid={"full": (2e-5, 2e-4), "bitfit": (1e-3, 1e-2), "lora": (1e-3, 1e-2)},
         batch_sizes=(16, 32),
         warmup_ratios=(0.0, 0.06),
     ),
