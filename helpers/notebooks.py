@@ -12,6 +12,8 @@ import os
 import time
 from pathlib import Path
 
+from helpers.records import write_json_atomic
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 
@@ -19,6 +21,13 @@ NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 def discover(folder: str | os.PathLike = NOTEBOOK_DIR) -> list[Path]:
     """The numbered notebooks (`NN_name.ipynb`), in order; the analysis notebook is last."""
     return sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def error_outputs(notebook_path: str | os.PathLike) -> list[str]:
@@ -57,6 +66,9 @@ def run_notebooks(
             parameters[name] = str(Path(value).resolve()) if name != "MODEL" else value
     if tasks:
         parameters["TASKS"] = list(tasks)
+    from helpers.environment import output_paths
+
+    timings_path = output_paths(PROJECT_ROOT, profile, results_dir)[0] / "meta" / "notebook_seconds.json"
     seconds: dict[str, float] = {}
     for notebook in notebooks:
         if only and not any(notebook.name.startswith(prefix) for prefix in only):
@@ -64,8 +76,6 @@ def run_notebooks(
         target = Path(output_dir) / notebook.name if output_dir else notebook
         target.parent.mkdir(parents=True, exist_ok=True)
         own = dict(parameters)
-        if notebook == notebooks[-1]:
-            own["NOTEBOOK_SECONDS"] = {k: round(v, 1) for k, v in seconds.items()}
         accepted = papermill.inspect_notebook(str(notebook))
         own = {k: v for k, v in own.items() if k in accepted}  # e.g. the analysis notebook takes no GLUE_DIR
         if progress:
@@ -79,6 +89,8 @@ def run_notebooks(
         errors = error_outputs(target)
         if errors:
             raise RuntimeError(f"{target} has error outputs: {errors}")
+        if notebook != notebooks[-1]:  # kept for the report, also when the analysis notebook is re-run alone
+            write_json_atomic(timings_path, {**_read_json(timings_path), notebook.stem: round(seconds[notebook.stem], 1)})
         if progress:
             print(f"  done in {seconds[notebook.stem] / 60:.1f} min", flush=True)
     return seconds

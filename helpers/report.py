@@ -37,7 +37,7 @@ def _cell(value) -> str:
 
 
 def _mean_std(mean: float, std: float, n: int) -> str:
-    return f"{mean:.3f} ± {std:.3f}" + ("" if n > 1 else " (1 seed)")
+    return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
 
 
 def results_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -178,13 +178,21 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     # 7. Throughput
     add("## 7. Throughput\n")
     add(_bench_section(bench_path))
+    wall_seconds = wall_seconds or _read_wall_seconds(results_dir)
     if wall_seconds:
         add("Wall time of this run of the notebooks: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in wall_seconds.items())
-            + f"; {sum(wall_seconds.values()) / 60:.1f} min before this notebook.\n")
+            + f"; {sum(wall_seconds.values()) / 60:.1f} min in all before the analysis notebook "
+            f"(each notebook's last cell states its own).\n")
     text = "\n".join(out) + "\n"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(text)
     return text
+
+
+def _read_wall_seconds(results_dir: Path) -> dict:
+    """Wall time per notebook, saved by `python -m helpers notebooks` next to the records."""
+    path = results_dir / "meta" / "notebook_seconds.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 WHAT_TRAINS = {
@@ -261,8 +269,9 @@ def _bitfit_discussion(defaults: pd.DataFrame) -> str:
             gap = full["test"].mean() - bitfit["test"].mean()
             leader = "full fine-tuning" if gap > 0 else "BitFit"
             noise = " (within noise)" if comparison and comparison.verdict == "tie" else ""
+            outcome = "the same score" if gap == 0 else f"{abs(gap):.3f} in {leader}'s favour{noise}"
             text += (f"; full fine-tuning ({int(full['trainable'].iloc[0]):,} parameters, {full['trainable'].iloc[0] / bitfit['trainable'].iloc[0]:.0f}× as many) "
-                     f"reaches {full['test'].mean():.3f}: {abs(gap):.3f} in {leader}'s favour{noise}")
+                     f"reaches {full['test'].mean():.3f}: {outcome}")
         sparse = subset[subset["variant"] == "bitfit (sparse)"]
         if not sparse.empty:
             text += f"; the sparse variant (query + first-MLP biases, {int(sparse['trainable'].iloc[0]):,} parameters) reaches {sparse['test'].mean():.3f}"

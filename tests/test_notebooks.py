@@ -48,6 +48,8 @@ def test_all_notebooks_run_in_the_smoke_profile(glue_dir, tmp_path):
     report = (tmp_path / "report.md").read_text()
     for heading in ("## 1. Model design and data", "## 2. Loss reduction", "## 3. PEFT discussion", "## 4. BitFit vs LoRA", "### How the rank r changes LoRA"):
         assert heading in report
+    wall = json.loads((tmp_path / "results" / "meta" / "notebook_seconds.json").read_text())
+    assert list(wall) == [p.stem for p in NOTEBOOKS[:-1]] and "Wall time of this run of the notebooks" in report
     assert _digest(NOTEBOOKS) == before, "the committed notebooks are never overwritten by tests"
     assert not list(NOTEBOOK_DIR.parent.glob("results/smoke/*.json")), "smoke records go to the temporary folder"
 
