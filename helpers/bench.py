@@ -12,6 +12,7 @@ in a fresh process so its peak memory is its own. Runs are timed one after anoth
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -21,9 +22,9 @@ from pathlib import Path
 
 import torch
 
+from helpers.device import cpu_has_bf16, device_name, library_versions, resolve_precision
 from helpers.records import load_record, write_json_atomic
 from helpers.tasks import get_task
-from helpers.device import device_name, library_versions, resolve_precision
 from helpers.training import RESULTS_DIR
 
 BENCH_DIR = RESULTS_DIR / "bench"
@@ -46,6 +47,20 @@ def matmul_rate(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> floa
     if device == "cuda":
         torch.cuda.synchronize()
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def fast_bf16() -> bool:
+    """bf16 matrix products in hardware: a CUDA GPU that supports them, or a CPU with AVX-512 BF16/AMX."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_bf16()
+
+
+def matmul_peaks(size: int | None = None) -> dict[str, float | None]:
+    """This machine's fp32 and bf16 matmul rates (GFLOP/s). bf16 is None where it is only emulated:
+    there it runs tens of times slower than fp32, is never used for training, and would take minutes."""
+    size = size or (8192 if torch.cuda.is_available() else 2048)  # a GPU needs large products to reach its peak
+    return {"fp32": matmul_rate(torch.float32, size), "bf16": matmul_rate(torch.bfloat16, size) if fast_bf16() else None}
 
 
 def _run(task: str, method: str, recipe: str, precision: str, samples: int, args) -> dict:
@@ -72,7 +87,7 @@ def _row(record: dict, peaks: dict) -> dict:
     timing, config = record["timing"], record["config"]
     task = get_task(config["task"])
     dtype = config["precision_used"]
-    peak = peaks["bf16" if dtype in ("bf16", "fp16") else "fp32"] * 1e9
+    peak = (peaks["bf16" if dtype in ("bf16", "fp16") else "fp32"] or math.nan) * 1e9
     return {
         "task": config["task"],
         "method": config["method"]["method"],
@@ -132,8 +147,9 @@ def markdown_table(result: dict) -> str:
     """The summary table, as committed in results/bench/summary.md and shown in the README."""
     peaks = result["matmul_gflops"]
     lines = [
-        f"Device: {result['device']}; dense matmul {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16. "
-        f"{result['settings']['epochs']} epoch(s), batch {result['settings']['batch_size']}, seeds {result['settings']['seeds']}.",
+        f"Device: {result['device']}; dense matmul {peaks['fp32']:.0f} GFLOP/s fp32, "
+        + (f"{peaks['bf16']:.0f} GFLOP/s bf16. " if peaks.get("bf16") else "bf16 not in hardware. ")
+        + f"{result['settings']['epochs']} epoch(s), batch {result['settings']['batch_size']}, seeds {result['settings']['seeds']}.",
         "",
         "| task | method | baseline samples/s | project samples/s | speed-up | padding (base → proj) | eval speed-up | dev metric baseline | dev metric project | model FLOP util. (project) | peak RSS base / proj (GB) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -175,7 +191,7 @@ def run_bench(
     samples = samples or DEFAULT_SAMPLES
     out_dir = Path(out_dir)
     project_precision = resolve_precision(project_precision, "fast")
-    peaks = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+    peaks = matmul_peaks()
     args = {"epochs": epochs, "batch_size": batch_size, "max_length": max_length, "validation_samples": validation_samples,
             "model": model, "glue_dir": glue_dir, "runs_dir": out_dir / "runs", "lr": lr}
     plan = [(task, n, method, seed, recipe) for task, n in samples.items() for method in methods for seed in seeds for recipe in ("baseline", "fast")]
@@ -195,4 +211,76 @@ def run_bench(
     }
     write_json_atomic(out_dir / f"{name}.json", result)
     (out_dir / f"{name}.md").write_text(markdown_table(result))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Step ablation: what each change of the fast recipe buys, on one fixed training step
+# ---------------------------------------------------------------------------------------------
+
+STEP_VARIANTS = {
+    # name: (autocast bf16, fast attention, fast dropout)
+    "fp32, SDPA, native dropout": (False, False, False),
+    "bf16, SDPA, native dropout": (True, False, False),
+    "bf16, eager attention, native dropout": (True, True, False),
+    "bf16, eager attention, fast dropout (project)": (True, True, True),
+}
+
+
+def step_time(method: str, bf16: bool, fast_attention: bool, fast_dropout: bool, *, batch: int = 32, length: int = 128,
+              model: str = "all-MiniLM-L6-v2", warmup: int = 3, steps: int = 5) -> float:
+    """Seconds per training step (forward, backward, AdamW) on a fixed random batch, outside Trainer."""
+    import contextlib
+
+    from helpers.methods import MethodConfig, prepare_model
+    from helpers.models import load_model
+    from helpers.speed import use_fast_attention, use_fast_dropout
+
+    torch.manual_seed(0)
+    network = load_model(model, "sst2")
+    if fast_attention:
+        use_fast_attention(network)
+    network = prepare_model(network, MethodConfig(method=method)).train()
+    if fast_dropout:
+        use_fast_dropout(network)
+    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=1e-4)
+    inputs = {"input_ids": torch.randint(1000, 20000, (batch, length)), "attention_mask": torch.ones(batch, length, dtype=torch.long),
+              "labels": torch.randint(0, 2, (batch,))}
+    inputs["attention_mask"][:, -8:] = 0  # some padding, as in real batches
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+
+    def one_step():
+        with autocast():
+            loss = network(**inputs).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    for _ in range(warmup):
+        one_step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        one_step()
+    return (time.perf_counter() - start) / steps
+
+
+def run_step_ablation(methods=("bitfit", "lora", "full"), out_dir=BENCH_DIR, model: str = "all-MiniLM-L6-v2") -> dict:
+    """Time one training step on the CPU for every variant in STEP_VARIANTS; save JSON and a markdown table."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    rows = []
+    for method in methods:
+        for name, (bf16, attention, dropout) in STEP_VARIANTS.items():
+            if bf16 and not cpu_has_bf16():
+                continue
+            seconds = step_time(method, bf16, attention, dropout, model=model)
+            rows.append({"method": method, "variant": name, "ms_per_step": round(1000 * seconds, 1), "samples_per_second": round(32 / seconds, 1)})
+    result = {"device": device_name(), "versions": library_versions(), "batch": [32, 128], "model": model, "rows": rows}
+    out_dir = Path(out_dir)
+    write_json_atomic(out_dir / "step_ablation.json", result)
+    lines = [f"One training step (forward, backward, AdamW) on a 32 × 128 batch, {device_name()}:", "",
+             "| method | variant | ms per step | samples/s |", "|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['variant']} | {r['ms_per_step']} | {r['samples_per_second']} |" for r in rows]
+    (out_dir / "step_ablation.md").write_text("\n".join(lines) + "\n")
     return result
