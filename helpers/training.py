@@ -7,6 +7,7 @@ sweep, re-run, only finishes what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -37,7 +38,7 @@ from helpers.methods import (
 from helpers.metrics import compute_metrics
 from helpers.models import DEFAULT_MODEL, arch_spec, describe_architecture, load_model, load_tokenizer
 from helpers.records import config_hash, find_record, write_record
-from helpers.speed import use_fast_attention, use_fast_dropout
+from helpers.speed import GPU_PAD_MULTIPLE, sdpa_without_cudnn, use_fast_attention, use_fast_dropout
 from helpers.tasks import get_task
 from helpers.tokenization import GlueCollator, tokenize_splits
 
@@ -269,7 +270,8 @@ def train(
     if not quiet:
         print(f"[{run_id}] {config.method.label()} on {task.display_name}: {counts}")
 
-    collator = GlueCollator(tokenizer)
+    on_gpu_fast = config.recipe == "fast" and torch.cuda.is_available()
+    collator = GlueCollator(tokenizer, pad_to_multiple_of=GPU_PAD_MULTIPLE if on_gpu_fast else None)
     train_dataset = tokenized["train"]
     steps_per_epoch = max(1, math.ceil(len(train_dataset) / (config.batch_size * config.grad_accum)))
     logging_steps = config.logging_steps or max(1, steps_per_epoch // 20)
@@ -336,7 +338,9 @@ def train(
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
 
-    train_output = trainer.train()
+    attention_kernels = sdpa_without_cudnn if on_gpu_fast else contextlib.nullcontext
+    with attention_kernels():
+        train_output = trainer.train()
     train_seconds = train_output.metrics["train_runtime"] - trainer.eval_seconds - trainer.save_seconds
     real_tokens, padded_tokens, real_sq, padded_sq = _sum_over_processes(*collator.counters())
     shape = encoder_shape(model)
@@ -348,9 +352,10 @@ def train(
     # The best checkpoint (by the validation main metric) is loaded; score it once on each test split.
     test_start = time.perf_counter()
     test_metrics = {}
-    for split in task.test_splits:
-        prediction = trainer.predict(_sorted_for_eval(tokenized[split], config.recipe), metric_key_prefix="test")
-        test_metrics[split] = compute_metrics(task, _logits(prediction.predictions), prediction.label_ids)
+    with attention_kernels():
+        for split in task.test_splits:
+            prediction = trainer.predict(_sorted_for_eval(tokenized[split], config.recipe), metric_key_prefix="test")
+            test_metrics[split] = compute_metrics(task, _logits(prediction.predictions), prediction.label_ids)
     test_seconds = time.perf_counter() - test_start
 
     if torch.cuda.is_available():
