@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 from helpers.tasks import TASKS
 
@@ -122,7 +123,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from helpers.bench import BENCH_DIR, markdown_table, run_bench
+    from helpers.bench import BENCH_DIR, markdown_table, run_bench, run_step_ablation
+
+    if args.steps:
+        run_step_ablation(methods=tuple(m.strip() for m in args.methods.split(",")), out_dir=args.out_dir or BENCH_DIR, model=args.model)
+        print((Path(args.out_dir or BENCH_DIR) / "step_ablation.md").read_text())
+        return 0
 
     samples = {}
     for item in args.samples.split(","):
@@ -209,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
     bench.add_argument("--out-dir", default=None, help="default results/bench")
     bench.add_argument("--name", default="bench", help="file name of the JSON and markdown summary")
+    bench.add_argument("--steps", action="store_true", help="instead: time one training step per speed-up of the fast recipe (step_ablation.json/.md)")
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=cmd_bench)
 
