@@ -4,6 +4,10 @@ Each task gets `TRAIN_ROWS` training rows (plus one malformed row, under the 1% 
 `DEV_ROWS` dev rows, in that task's real file format: CoLA without header, MRPC with a BOM and
 its `Quality` column, string labels for RTE/QNLI/MNLI, float scores for STS-B, and so on.
 The text is "easy": the label can be read off one word, so a small model learns it quickly.
+
+GLUE files use no quoting, so a `"` is an ordinary character. In the tasks of `QUOTED_COLUMNS`,
+rows `QUOTED_ROWS` of every file carry a field that opens a quote it never closes and one that
+quotes a phrase: a CSV reader would strip those quotes or run on across tabs and lines.
 """
 
 from __future__ import annotations
@@ -83,6 +87,27 @@ def _rows(task: str, n: int, rng: random.Random, dev: bool) -> tuple[list[str] |
     raise ValueError(task)
 
 
+# Task folder -> the TSV column whose text gets quotes (a single sentence and two pair tasks).
+QUOTED_COLUMNS = {"SST-2": "sentence", "QQP": "question1", "MNLI": "sentence1"}
+QUOTED_ROWS = (1, 2)  # before the malformed row (inserted mid-file) and not row 0, which it copies
+
+
+def unmatched_quote(text: str) -> str:
+    """The text behind a `"` that never closes, at the start of the field where CSV would see quoting."""
+    return '"' + text
+
+
+def quoted_phrase(text: str) -> str:
+    """The text as a quoted phrase opening the field, followed by more words."""
+    return f'"{text}" , they said .'
+
+
+def _add_quotes(task: str, header: list[str], rows: list[list[str]]) -> None:
+    column = header.index(QUOTED_COLUMNS[task])
+    for row_index, quote in zip(QUOTED_ROWS, (unmatched_quote, quoted_phrase)):
+        rows[row_index][column] = quote(rows[row_index][column])
+
+
 TASK_FOLDERS = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"]
 
 
@@ -105,6 +130,8 @@ def write_glue_folder(root: Path, seed: int = 0, malformed_row: bool = True, tra
         expected[task] = {}
         for file_name, n in files.items():
             header, rows, labels = _rows(task, n, rng, dev=file_name != "train.tsv")
+            if task in QUOTED_COLUMNS:
+                _add_quotes(task, header, rows)
             if malformed_row and file_name == "train.tsv":
                 rows.insert(len(rows) // 2, rows[0][:-1])  # one field short: must be skipped, not crash
             write_file(root / task / file_name, header, rows, bom=task == "MRPC")

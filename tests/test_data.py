@@ -6,12 +6,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from datasets import Dataset, DatasetDict
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from conftest import REAL_GLUE_DIR
-from glue_fixtures import DEV_ROWS, TASK_FOLDERS, TRAIN_ROWS, write_file
+from glue_fixtures import DEV_ROWS, QUOTED_COLUMNS, QUOTED_ROWS, TASK_FOLDERS, TRAIN_ROWS, write_file
 from helpers.data import GlueDataError, features_for, from_hub_splits, load_glue, load_local_task, make_splits
-from helpers.tasks import TASKS, get_task
+from helpers.tasks import get_task
 
 
 @pytest.mark.parametrize("folder", TASK_FOLDERS)
@@ -47,22 +47,178 @@ def test_string_labels_map_to_hub_ids(glue_fixture):
     assert raw["test_mismatched"].features["label"].names == ["entailment", "neutral", "contradiction"]
 
 
-@pytest.mark.parametrize("name", TASKS)
-def test_hub_rows_map_the_same_way(glue_fixture, name):
-    """A DatasetDict shaped like nyu-mll/glue (hidden-label test split included) maps to the same splits."""
-    task = get_task(name)
-    local, _ = load_local_task(task, glue_fixture[0])
-    hub_like = {"train": local["train"]}
-    for split in task.test_splits.values():
-        hub_like[split.hub_split] = local[next(n for n, s in task.test_splits.items() if s == split)]
-        hidden = local["train"].select(range(3)).to_dict()
-        hidden["label"] = [-1] * 3  # GLUE test labels are hidden on the Hub
-        hub_like[split.hub_split.replace("validation", "test")] = Dataset.from_dict(hidden)
-    mapped = from_hub_splits(task, DatasetDict(hub_like))
-    assert set(mapped) == {"train", *task.test_splits}
-    for split in mapped:
-        assert mapped[split].features == local[split].features
-        assert mapped[split]["label"] == local[split]["label"]
+@pytest.mark.parametrize("folder", QUOTED_COLUMNS)
+def test_quotes_are_ordinary_characters(glue_fixture, folder):
+    """GLUE files have no quoting: quoted text loads exactly as written, one row per line."""
+    root, expected = glue_fixture
+    task = get_task(folder)
+    raw, skipped = load_local_task(task, root)
+    column = next(hub for hub, tsv in task.tsv.columns.items() if tsv == QUOTED_COLUMNS[folder])
+    files = {"train": "train.tsv", **{name: split.tsv_file for name, split in task.test_splits.items()}}
+    for split, file_name in files.items():
+        # The text as written: a plain split on tabs, keeping only rows with every field.
+        lines = (root / folder / file_name).read_text(encoding="utf-8").splitlines()
+        header = lines[0].split("\t")
+        position = header.index(QUOTED_COLUMNS[folder])
+        rows = [line.split("\t") for line in lines[1:]]
+        written = [fields[position] for fields in rows if len(fields) == len(header)]
+        texts = raw[split][column]
+        assert len(texts) == (TRAIN_ROWS if split == "train" else DEV_ROWS)
+        assert texts == written
+        unmatched, phrase = (texts[i] for i in QUOTED_ROWS)
+        assert unmatched.startswith('"') and unmatched.count('"') == 1
+        assert phrase.startswith('"') and phrase.endswith('" , they said .') and phrase.count('"') == 2
+        assert not any("\t" in text or "\n" in text for text in texts), "no row ran on into the next"
+        assert raw[split]["label"] == pytest.approx(expected[folder][file_name])
+    assert skipped == {"train": 1, **{name: 0 for name in task.test_splits}}
+
+
+# The Hub's own format for nyu-mll/glue, written out here rather than taken from helpers.tasks, so
+# that the Hub path is checked against the dataset as published, not against our own table.
+HUB_LABEL_NAMES = {
+    "cola": ["unacceptable", "acceptable"],
+    "sst2": ["negative", "positive"],
+    "rte": ["entailment", "not_entailment"],
+    "mnli": ["entailment", "neutral", "contradiction"],
+    "wnli": ["not_entailment", "entailment"],
+    "stsb": None,  # float32 similarity score
+}
+HUB_TEXT_COLUMNS = {
+    "cola": ["sentence"],
+    "sst2": ["sentence"],
+    "rte": ["sentence1", "sentence2"],
+    "mnli": ["premise", "hypothesis"],
+    "wnli": ["sentence1", "sentence2"],
+    "stsb": ["sentence1", "sentence2"],
+}
+# Hub split -> (official GLUE dev file, our test split); the Hub's test splits have label -1.
+HUB_DEV_SPLITS = {
+    "mnli": {"validation_matched": ("dev_matched.tsv", "test_matched"), "validation_mismatched": ("dev_mismatched.tsv", "test_mismatched")},
+}
+HUB_HIDDEN_SPLITS = {"mnli": ["test_matched", "test_mismatched"]}
+# Label as written in the official TSV -> Hub label id (STS-B: the score itself).
+FILE_LABEL_TO_HUB = {
+    "cola": {"0": 0, "1": 1},
+    "sst2": {"0": 0, "1": 1},
+    "rte": {"entailment": 0, "not_entailment": 1},
+    "mnli": {"entailment": 0, "neutral": 1, "contradiction": 2},
+    "wnli": {"0": 0, "1": 1},
+}
+HUB_TRAIN_ROWS, HUB_DEV_ROWS = 30, 9
+MNLI_HEADER = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+               "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label"]
+STSB_HEADER = ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2", "score"]
+
+
+def _official_tsv_row(name: str, i: int, texts: list[str], label: str) -> list[str]:
+    """One row of the official GLUE download for this task."""
+    if name == "cola":
+        return ["gj04", label, "" if label == "1" else "*", texts[0]]
+    if name == "sst2":
+        return [texts[0], label]
+    if name == "mnli":
+        return [str(i), str(i), f"{i}n", "fiction", "( a )", "( b )", "(ROOT a)", "(ROOT b)", *texts, label, label]
+    if name == "stsb":
+        return [str(i), "main-captions", "MSRvid", "2012test", str(i), "none", "none", *texts, label]
+    return [str(i), *texts, label]  # rte, wnli
+
+
+OFFICIAL_HEADERS = {"cola": None, "sst2": ["sentence", "label"], "rte": ["index", "sentence1", "sentence2", "label"],
+                    "wnli": ["index", "sentence1", "sentence2", "label"], "mnli": MNLI_HEADER, "stsb": STSB_HEADER}
+OFFICIAL_FOLDERS = {"cola": "CoLA", "sst2": "SST-2", "rte": "RTE", "wnli": "WNLI", "mnli": "MNLI", "stsb": "STS-B"}
+
+
+def _examples(name: str, split: str, n: int) -> list[tuple[list[str], str]]:
+    """(texts, label as written in the TSV) for n rows; a few texts carry quotes."""
+    file_labels = list(FILE_LABEL_TO_HUB.get(name, {}))
+    rows = []
+    for i in range(n):
+        texts = [f"{split} {column} {i} ." for column in HUB_TEXT_COLUMNS[name]]
+        if i == 1:
+            texts[0] = f'"{split} opens a quote {i} .'
+        if i == 2:
+            texts[-1] = f'they said "{split} {i}" .'
+        label = f"{(i * 7 % 26) / 5:.2f}" if name == "stsb" else file_labels[i % len(file_labels)]
+        rows.append((texts, label))
+    return rows
+
+
+def _hub_dataset(name: str, examples: list[tuple[list[str], str]], hidden: bool) -> Dataset:
+    """A split as nyu-mll/glue publishes it: text columns, label (ClassLabel or float32), idx int32."""
+    names = HUB_LABEL_NAMES[name]
+    label_feature = Value("float32") if names is None else ClassLabel(names=names)
+    features = Features({**{c: Value("string") for c in HUB_TEXT_COLUMNS[name]}, "label": label_feature, "idx": Value("int32")})
+    columns = {c: [texts[k] for texts, _ in examples] for k, c in enumerate(HUB_TEXT_COLUMNS[name])}
+    if hidden:
+        columns["label"] = [-1.0 if names is None else -1] * len(examples)
+    elif names is None:
+        columns["label"] = [float(label) for _, label in examples]
+    else:
+        columns["label"] = [FILE_LABEL_TO_HUB[name][label] for _, label in examples]
+    columns["idx"] = list(range(len(examples)))
+    return Dataset.from_dict(columns, features=features)
+
+
+def _hub_and_local(name: str, root):
+    """The same rows as a hand-built Hub DatasetDict and as an official GLUE folder under root."""
+    dev_splits = HUB_DEV_SPLITS.get(name, {"validation": ("dev.tsv", "test")})
+    hidden_splits = HUB_HIDDEN_SPLITS.get(name, ["test"])
+    hub = {}
+    for split, n in [("train", HUB_TRAIN_ROWS), *((s, HUB_DEV_ROWS) for s in dev_splits)]:
+        examples = _examples(name, split, n)
+        hub[split] = _hub_dataset(name, examples, hidden=False)
+        file_name = "train.tsv" if split == "train" else dev_splits[split][0]
+        rows = [_official_tsv_row(name, i, texts, label) for i, (texts, label) in enumerate(examples)]
+        write_file(root / OFFICIAL_FOLDERS[name] / file_name, OFFICIAL_HEADERS[name], rows)
+    for split in hidden_splits:
+        hub[split] = _hub_dataset(name, _examples(name, split, 4), hidden=True)
+    return DatasetDict(hub), dev_splits
+
+
+@pytest.mark.parametrize("name", list(HUB_LABEL_NAMES))
+def test_hub_format_rows_map_like_the_official_files(name, tmp_path, monkeypatch):
+    """nyu-mll/glue as published and the official download of the same rows give the same splits."""
+    import datasets
+
+    hub, dev_splits = _hub_and_local(name, tmp_path / "glue")
+    raw_from_hub = from_hub_splits(name, hub)
+    raw_from_files, _ = load_local_task(name, tmp_path / "glue")
+    assert set(raw_from_hub) == set(raw_from_files) == {"train", *(ours for _, ours in dev_splits.values())}
+    for split in raw_from_hub:
+        assert raw_from_hub[split].features == raw_from_files[split].features
+        assert raw_from_hub[split].to_dict() == raw_from_files[split].to_dict()
+
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, config, **kwargs: calls.append((path, config)) or hub)
+    from_hub = load_glue(name, cache_dir=tmp_path / "cache", split_seed=3)
+    from_files = load_glue(name, glue_dir=tmp_path / "glue", split_seed=3)
+    assert calls == [("nyu-mll/glue", name)]
+    assert from_hub.glue_info.source == "hub:nyu-mll/glue"
+    assert set(from_hub) == {"train", "validation", *(ours for _, ours in dev_splits.values())}
+    for split in from_hub:
+        assert from_hub[split].column_names == hub["train"].column_names
+        assert from_hub[split].features == hub["train"].features, "the Hub's column types and label names"
+        assert from_hub[split].to_dict() == from_files[split].to_dict()
+        labels = from_hub[split]["label"]
+        assert min(labels) >= 0, "no hidden (-1) labels in a labelled split"
+        if HUB_LABEL_NAMES[name] is None:
+            assert from_hub[split].features["label"] == Value("float32")
+            assert all(isinstance(label, float) for label in labels)
+        else:
+            assert isinstance(from_hub[split].features["label"], ClassLabel)
+            assert all(type(label) is int for label in labels)
+    # GLUE dev -> our test split(s), row for row; the Hub's hidden test rows are nowhere.
+    for hub_split, (_, ours) in dev_splits.items():
+        assert from_hub[ours].to_dict() == hub[hub_split].to_dict()
+    first_text = HUB_TEXT_COLUMNS[name][0]
+    used = {text for split in from_hub.values() for text in split[first_text]}
+    assert used.isdisjoint(text for split in HUB_HIDDEN_SPLITS.get(name, ["test"]) for text in hub[split][first_text])
+    # Validation is a slice carved from the Hub's train split, disjoint from what we train on.
+    train_rows = {row["idx"]: row for row in hub["train"]}
+    assert len(from_hub["validation"]) == round(0.1 * HUB_TRAIN_ROWS)
+    assert len(from_hub["validation"]) + len(from_hub["train"]) == HUB_TRAIN_ROWS
+    assert set(from_hub["validation"]["idx"]).isdisjoint(from_hub["train"]["idx"])
+    assert all(train_rows[row["idx"]] == row for row in from_hub["validation"])
 
 
 def test_validation_is_a_seeded_stratified_slice_of_train(glue_dir):
