@@ -34,9 +34,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 # (flag, field, type, help): the settings of a run, shared by `train` (one value) and `sweep` (comma lists).
 RUN_OPTIONS = [
     ("--task", "task", str, TASK_HELP),
-    ("--method", "method", str, "full, head, bitfit, lora, dora, ia3, prefix, prompt, ptuning, qlora (CUDA only)"),
+    ("--method", "method", str, "full, head, bitfit, lora (default), dora, ia3, prefix, prompt, ptuning, qlora (CUDA only)"),
     ("--model", "model", str, "all-MiniLM-L6-v2 (packaged, default) or any from_pretrained name/path, e.g. roberta-base"),
-    ("--pooling", "pooling", str, "model: first token (+ BERT pooler), as AutoModelForSequenceClassification; mean: masked token mean"),
+    ("--pooling", "pooling", str, "model (default): first token (+ BERT pooler), as AutoModelForSequenceClassification; mean: masked token mean"),
     ("--rank", "rank", int, "LoRA/DoRA rank r (default 8)"),
     ("--alpha", "alpha", float, "LoRA alpha; the update is scaled by alpha/r (default 16)"),
     ("--lora-dropout", "lora_dropout", float, "dropout on the LoRA input, in [0, 1) (default 0.1)"),
@@ -50,10 +50,11 @@ RUN_OPTIONS = [
     ("--grad-accum", "grad_accum", int, "gradient accumulation steps (default 1)"),
     ("--epochs", "epochs", float, "training epochs (default 3)"),
     ("--warmup-ratio", "warmup_ratio", float, "fraction of steps with rising learning rate (default 0.06)"),
+    ("--warmup-steps", "warmup_steps", int, "number of steps with rising learning rate; overrides --warmup-ratio (default: use the ratio)"),
     ("--weight-decay", "weight_decay", float, "AdamW weight decay (default 0.01)"),
     ("--max-length", "max_length", int, "truncate sequences to this many tokens (default 128)"),
     ("--seed", "seed", int, "training seed: head init, dropout, batch order (default 0)"),
-    ("--eval-steps", "eval_steps", int, "also evaluate every N steps (default: once per epoch)"),
+    ("--eval-steps", "eval_steps", int, "also evaluate every N steps, besides every epoch end (default: only every epoch)"),
     ("--logging-steps", "logging_steps", int, "log the training loss every N steps (default: ~20 per epoch)"),
     ("--early-stopping-patience", "early_stopping_patience", int, "stop after N evaluations without improvement (default: off)"),
     ("--eval-batch-size", "eval_batch_size", int, "evaluation batch size (default 128)"),
@@ -62,8 +63,13 @@ RUN_OPTIONS = [
     ("--select-on", "select_on", str, "train_slice (default): select on a held-out slice of train; dev: on the GLUE dev set"),
     ("--validation-fraction", "validation_fraction", float, "fraction of train held out for validation (default 0.1)"),
     ("--split-seed", "split_seed", int, "seed of the validation slice and subsampling (default 42)"),
-    ("--max-train-samples", "max_train_samples", int, "seeded, stratified subsample of the training split"),
-    ("--max-validation-samples", "max_validation_samples", int, "seeded, stratified subsample of the validation split"),
+    ("--max-train-samples", "max_train_samples", int, "seeded, stratified subsample of the training split (default: all)"),
+    ("--max-validation-samples", "max_validation_samples", int, "seeded, stratified subsample of the validation split (default: all)"),
+]
+# (flag, field, help): on/off settings of a run, given once (not gridded) in both `train` and `sweep`.
+SWITCH_OPTIONS = [
+    ("--compile", "compile", "torch.compile the model (default: off; slower on CPU, see README \"Throughput\")"),
+    ("--length-grouping", "length_grouping", "fast recipe: batches of similar length, less padding (default: on); --no-length-grouping: random batches"),
 ]
 
 
@@ -74,6 +80,8 @@ def add_run_options(parser: argparse.ArgumentParser, lists: bool) -> None:
     group = parser.add_argument_group("run settings" + (" (comma-separated lists form a grid)" if lists else ""))
     for flag, dest, kind, help_text in RUN_OPTIONS:
         group.add_argument(flag, dest=dest, type=str if lists else kind, default=None, required=flag == "--task", help=help_text)
+    for flag, dest, help_text in SWITCH_OPTIONS:  # None when not given, so TrainConfig's default applies
+        group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
     output = parser.add_argument_group("data and output")
     output.add_argument("--glue-dir", default=None, help="local GLUE folder in the official layout; default $GLUE_DIR, else the Hub")
     output.add_argument("--results-dir", default=None, help="where run records go (default results/)")
@@ -83,7 +91,9 @@ def add_run_options(parser: argparse.ArgumentParser, lists: bool) -> None:
 
 
 def _run_values(args: argparse.Namespace) -> dict:
-    return {dest: getattr(args, dest) for _, dest, _, _ in RUN_OPTIONS if getattr(args, dest) is not None}
+    """The run settings given on the command line (switches included), by TrainConfig/MethodConfig field."""
+    fields = [dest for _, dest, _, _ in RUN_OPTIONS] + [dest for _, dest, _ in SWITCH_OPTIONS]
+    return {dest: getattr(args, dest) for dest in fields if getattr(args, dest) is not None}
 
 
 def _output_kwargs(args: argparse.Namespace) -> dict:
@@ -110,6 +120,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     types = {dest: kind for _, dest, kind, _ in RUN_OPTIONS}
     grid = {}
     for dest, text in _run_values(args).items():
+        if dest not in types:  # a switch: one value for the whole grid
+            grid[dest] = [text]
+            continue
         separator = ";" if dest == "target_modules" else ","
         grid[dest] = [types[dest](item.strip()) for item in text.split(separator) if item.strip()]
     configs = expand_grid(grid)
@@ -193,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
             data.add_argument(flag, dest=dest, type=kind, default=defaults[dest], help=help_text)
     data.set_defaults(func=cmd_data)
 
-    train = commands.add_parser("train", help="train and evaluate one run; writes its record to results/", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # No ArgumentDefaultsHelpFormatter here: the run options default to None (meaning "TrainConfig's
+    # default"), so it would print "(default: None)" beside help texts that give the real default.
+    train = commands.add_parser("train", help="train and evaluate one run; writes its record to results/")
     add_run_options(train, lists=False)
     train.set_defaults(func=cmd_train)
 
@@ -247,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    # OSError: a missing file, or a --model that from_pretrained cannot find (training names the model).
+    except (ValueError, OSError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -288,10 +288,22 @@ def count_parameters(model: nn.Module) -> ParamCounts:
     for name, parameter in model.named_parameters():
         if ".original_module." in name:
             continue
-        total += parameter.numel()
+        count = _parameter_count(parameter)
+        total += count
         if parameter.requires_grad:
-            trainable += parameter.numel()
+            trainable += count
     return ParamCounts(trainable, total)
+
+
+def _parameter_count(parameter: nn.Parameter) -> int:
+    """Model parameters held by one tensor: numel, except for bitsandbytes 4-bit weights (QLoRA).
+
+    A `Params4bit` packs two 4-bit values into each byte of its storage, so its numel counts half
+    the weights (or fewer, with a wider quant_storage); peft's get_nb_trainable_parameters does the same.
+    """
+    if type(parameter).__name__ == "Params4bit":
+        return parameter.numel() * 2 * parameter.element_size()
+    return parameter.numel()
 
 
 def trainable_parameter_names(model: nn.Module) -> list[str]:

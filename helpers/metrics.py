@@ -54,3 +54,17 @@ def compute_metrics(task: TaskSpec | str, logits_or_predictions, labels) -> dict
         else:
             raise ValueError(f"Unknown metric {metric!r} in the task table for {task.display_name}.")
     return results
+
+
+def majority_class_metrics(task: TaskSpec | str, train_labels, labels) -> dict[str, float]:
+    """The metrics of a model that ignores its input: it always predicts the most frequent training
+    label (for regression, the mean training score). A run that does not beat this learned nothing usable."""
+    task = get_task(task)
+    train_labels = np.asarray(train_labels).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    if task.is_regression:
+        constant = float(train_labels.mean())
+    else:
+        values, counts = np.unique(train_labels, return_counts=True)
+        constant = values[np.argmax(counts)]
+    return compute_metrics(task, np.full(len(labels), constant), labels)

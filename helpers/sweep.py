@@ -76,8 +76,11 @@ def run_sweep(
     with tqdm(total=len(configs), initial=0, desc="sweep", unit="run", disable=not progress) as bar:
         if done:
             bar.write(f"{done} of {len(configs)} runs already have records in {results_dir}; training the rest.")
+        # Runs are quiet (no bar per run), but each trained run's trainable / total / percent line is
+        # still printed, above the sweep's bar.
+        announce = bar.write if progress else None
         for config in configs:
             bar.set_postfix_str(config.run_id, refresh=True)
-            records.append(train(config, glue_dir=glue_dir, results_dir=results_dir, force=force, quiet=True, **train_kwargs))
+            records.append(train(config, glue_dir=glue_dir, results_dir=results_dir, force=force, quiet=True, announce=announce, **train_kwargs))
             bar.update(1)
     return records

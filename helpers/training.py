@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from helpers.methods import (
     resolve_target_modules,
     trainable_parameter_names,
 )
-from helpers.metrics import compute_metrics
+from helpers.metrics import compute_metrics, majority_class_metrics
 from helpers.models import DEFAULT_MODEL, arch_spec, describe_architecture, load_model, load_tokenizer
 from helpers.records import config_hash, find_record, write_record
 from helpers.speed import GPU_PAD_MULTIPLE, sdpa_without_cudnn, use_fast_attention, use_fast_dropout
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 RECIPES = ("fast", "baseline")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+UNHASHED_WHEN_NONE = ("warmup_steps",)
 
 # Default peak learning rates, from short sweeps on SST-2 and MRPC with the packaged MiniLM
 # (notebook 05 sweeps them properly): PEFT methods train few parameters from a good starting
@@ -76,6 +78,7 @@ class TrainConfig:
     batch_size: int = 32
     epochs: float = 3.0
     warmup_ratio: float = 0.06  # fraction of steps with linearly rising learning rate
+    warmup_steps: int | None = None  # a number of warmup steps instead of the ratio (overrides it)
     weight_decay: float = 0.01
     grad_accum: int = 1
     max_length: int = 128
@@ -87,7 +90,7 @@ class TrainConfig:
     max_train_samples: int | None = None
     max_validation_samples: int | None = None
     # evaluation and logging
-    eval_steps: int | None = None  # None: evaluate on the validation split once per epoch
+    eval_steps: int | None = None  # N: also evaluate every N steps; the validation split is evaluated every epoch regardless
     logging_steps: int | None = None  # None: about 20 loss points per epoch
     early_stopping_patience: int | None = None  # evaluations without improvement before stopping
     eval_batch_size: int = 128
@@ -105,6 +108,8 @@ class TrainConfig:
             (self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}"),
             (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
             (0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}"),
+            (self.warmup_steps is None or (isinstance(self.warmup_steps, int) and not isinstance(self.warmup_steps, bool) and self.warmup_steps >= 0),
+             f"warmup_steps must be a whole number of steps >= 0 (or None to use warmup_ratio), got {self.warmup_steps!r}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}"),
             (self.max_length > 0, f"max_length must be positive, got {self.max_length}"),
@@ -121,6 +126,7 @@ class TrainConfig:
             self.lr = DEFAULT_LR[self.method.method]
 
     def to_dict(self) -> dict:
+        """The resolved config as plain values (the method as its own dict), as saved in the record."""
         values = asdict(self)
         values["method"] = self.method.to_dict()
         return values
@@ -130,7 +136,12 @@ class TrainConfig:
         """Readable prefix + hash of the resolved config, e.g. `sst2-lora-r8-s0-1a2b3c4d5e`."""
         label = self.method.label().replace(" ", "").replace("=", "").replace("(", "-").replace(")", "")
         label = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in label)
-        return f"{self.task}-{label}-s{self.seed}-{config_hash(self.to_dict())}"
+        hashed = self.to_dict()
+        # Fields added after records were written hash only when set, so those records keep their ids.
+        for name in UNHASHED_WHEN_NONE:
+            if hashed[name] is None:
+                del hashed[name]
+        return f"{self.task}-{label}-s{self.seed}-{config_hash(hashed)}"
 
 
 def _make_trainer_class():
@@ -186,6 +197,31 @@ def _make_trainer_class():
     return GlueTrainer
 
 
+def _make_epoch_evaluation_callback():
+    from transformers import TrainerCallback
+
+    class EvaluateAtEpochEnd(TrainerCallback):
+        """With `eval_steps`, Trainer evaluates every N steps only; this adds the end of every epoch.
+
+        It also saves there, so that load_best_model_at_end can load a best model found at an epoch
+        end; a step that was just evaluated (N divides the epoch, or the last step) is not redone.
+        """
+
+        def __init__(self):
+            self.last_evaluated_step = -1
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.last_evaluated_step = state.global_step
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if state.global_step != self.last_evaluated_step:
+                control.should_evaluate = True
+                control.should_save = True
+            return control
+
+    return EvaluateAtEpochEnd()
+
+
 def _history(log_history: list[dict]) -> list[dict]:
     rows = []
     for entry in log_history:
@@ -217,18 +253,24 @@ def train(
     force: bool = False,
     quiet: bool = False,
     save_adapter: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> dict:
-    """Train and evaluate one configuration; returns its run record (loading it if it exists)."""
+    """Train and evaluate one configuration; returns its run record (loading it if it exists).
+
+    `announce` receives the trainable / total / percent line before training (default: print,
+    unless quiet); a sweep passes its progress bar's `write` so the line does not break the bar.
+    """
     from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments, set_seed
 
     results_dir = Path(results_dir)
     run_id = config.run_id
     if not force and (existing := find_record(results_dir, run_id)) is not None:
-        if existing["data"]["source"] == source_name(glue_dir):
+        existing_source = existing.get("data", {}).get("source", "unknown")  # older or hand-edited records may lack it
+        if existing_source == source_name(glue_dir):
             if not quiet:
                 print(f"[{run_id}] record found in {results_dir}: not training again (force=True to redo).")
             return existing
-        log.warning("[%s] the record in %s was trained on %s, not %s: training again.", run_id, results_dir, existing["data"]["source"], source_name(glue_dir))
+        log.warning("[%s] the record in %s was trained on %s, not %s: training again.", run_id, results_dir, existing_source, source_name(glue_dir))
 
     task = get_task(config.task)
     precision = resolve_precision(config.precision, config.recipe)
@@ -248,12 +290,14 @@ def train(
         max_validation_samples=config.max_validation_samples,
         cache_dir=cache_dir,
     )
-    tokenizer = load_tokenizer(config.model)
+    with _naming_the_model(config.model):
+        tokenizer = load_tokenizer(config.model)
     padding = "max_length" if config.recipe == "baseline" else False
     tokenized = tokenize_splits(splits, task, tokenizer, max_length=config.max_length, padding=padding, cache_dir=cache_dir)
 
     # Model and method
-    model = load_model(config.model, task, pooling=config.method.pooling, quantization_config=quantization_config(config.method))
+    with _naming_the_model(config.model):
+        model = load_model(config.model, task, pooling=config.method.pooling, quantization_config=quantization_config(config.method))
     architecture = describe_architecture(model)
     targets = resolve_target_modules(model, config.method) if config.method.method in LORA_METHODS else None
     fast_cpu_kernels = config.recipe == "fast" and cpu_only()
@@ -267,14 +311,20 @@ def train(
     if config.method.method in LORA_METHODS:
         params["lora_closed_form"] = lora_closed_form(architecture, arch_spec(model), targets, config.method, head_parameter_count(model))
         params["lora_targets"] = targets
-    if not quiet:
-        print(f"[{run_id}] {config.method.label()} on {task.display_name}: {counts}")
+        if params["lora_closed_form"] != counts.trainable:  # an adapted layer missed or a shape misread
+            log.warning("[%s] LoRA closed form r*(d_in + d_out) + head gives %s trainable parameters, but %s are counted (targets %s).",
+                        run_id, f"{params['lora_closed_form']:,}", f"{counts.trainable:,}", targets)
+    if announce is None and not quiet:
+        announce = print
+    if announce is not None:
+        announce(f"[{run_id}] {config.method.label()} on {task.display_name}: {counts}")
 
     on_gpu_fast = config.recipe == "fast" and torch.cuda.is_available()
     collator = GlueCollator(tokenizer, pad_to_multiple_of=GPU_PAD_MULTIPLE if on_gpu_fast else None)
     train_dataset = tokenized["train"]
     steps_per_epoch = max(1, math.ceil(len(train_dataset) / (config.batch_size * config.grad_accum)))
     logging_steps = config.logging_steps or max(1, steps_per_epoch // 20)
+    # Every epoch always; with eval_steps also every N steps (the epoch ends come from a callback).
     strategy = "steps" if config.eval_steps else "epoch"
     checkpoint_dir = results_dir / "checkpoints" / run_id
     args = TrainingArguments(
@@ -285,7 +335,8 @@ def train(
         gradient_accumulation_steps=config.grad_accum,
         num_train_epochs=config.epochs,
         lr_scheduler_type="linear",
-        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        # transformers reads an int as a number of steps and a float < 1 as a ratio of the total steps
+        warmup_steps=config.warmup_steps if config.warmup_steps is not None else config.warmup_ratio,
         weight_decay=config.weight_decay,
         eval_strategy=strategy,
         save_strategy=strategy,
@@ -310,7 +361,7 @@ def train(
         dataloader_pin_memory=torch.cuda.is_available(),
         torch_compile=config.compile,
     )
-    callbacks = []
+    callbacks = [_make_epoch_evaluation_callback()] if config.eval_steps else []
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     trainer = _make_trainer_class()(
@@ -380,6 +431,9 @@ def train(
         "evals": trainer.evals,
         "best": best_eval,
         "test": {"split": task.main_test_split, "metrics": test_metrics[task.main_test_split], "splits": test_metrics},
+        # The floor every run must beat: always predicting the most frequent training label.
+        "majority_class": {split: majority_class_metrics(task, splits["train"]["label"], splits[split]["label"])
+                           for split in ("validation", *task.test_splits)},
         "timing": {
             "train_seconds": round(train_seconds, 3),
             "train_samples_per_second": round(samples_seen / train_seconds, 3),
@@ -406,6 +460,16 @@ def train(
             test_text = ", ".join(f"{k}={v:.4f}" for k, v in record["test"]["metrics"].items())
             print(f"[{run_id}] test ({task.main_test_split}): {test_text}; {record['timing']['train_samples_per_second']:.1f} train samples/s")
     return record
+
+
+@contextlib.contextmanager
+def _naming_the_model(name: str):
+    """from_pretrained's OSError does not always say which model it could not load (offline, it never does)."""
+    try:
+        yield
+    except OSError as error:
+        raise OSError(f"Could not load the model {name!r}: {error} The model name or path must exist on the Hugging Face Hub "
+                      "(in the local cache when offline) or on disk.") from error
 
 
 def _sum_over_processes(*counts: int) -> list[int]:

@@ -268,3 +268,14 @@ def test_default_targets_resolve_per_architecture():
 def test_qlora_refuses_without_cuda():
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
         MethodConfig(method="qlora")
+
+
+class Params4bit(torch.nn.Parameter):
+    """Stands in for bitsandbytes' 4-bit weight: only its class name and uint8 storage matter here."""
+
+
+def test_4bit_weights_count_two_parameters_per_byte():
+    model = torch.nn.Linear(8, 4)  # 32 weights + 4 biases
+    model.weight = Params4bit(torch.zeros(16, 1, dtype=torch.uint8), requires_grad=False)  # 32 weights packed in 16 bytes
+    counts = count_parameters(model)
+    assert (counts.trainable, counts.total) == (4, 32 + 4)

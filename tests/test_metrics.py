@@ -74,3 +74,19 @@ def test_mnli_three_classes():
 def test_mismatched_lengths_are_refused():
     with pytest.raises(ValueError, match="3 predictions for 2 labels"):
         compute_metrics("rte", [0, 1, 1], [0, 1])
+
+
+def test_majority_class_baseline_matches_hand_computed_values():
+    from helpers.metrics import majority_class_metrics
+
+    # MRPC-like: 7 of 10 training pairs are paraphrases, so the constant prediction is 1.
+    train = [1] * 7 + [0] * 3
+    test = [1, 1, 0, 1, 0, 1, 1, 0]  # 5 of 8 positive
+    metrics = majority_class_metrics("mrpc", train, test)
+    assert metrics["accuracy"] == pytest.approx(5 / 8)
+    assert metrics["f1"] == pytest.approx(2 * (5 / 8) / (1 + 5 / 8))  # precision 5/8, recall 1
+    # CoLA: a constant predictor has MCC 0; STS-B: the mean score correlates with nothing.
+    assert majority_class_metrics("cola", [1, 1, 0], [0, 1, 1, 0])["matthews_correlation"] == 0.0
+    assert majority_class_metrics("stsb", [1.0, 3.0], [0.5, 4.0, 2.0]) == {"pearson": 0.0, "spearmanr": 0.0}
+    # The majority of *train* is used, even when the test split's majority differs.
+    assert majority_class_metrics("sst2", [0, 0, 1], [1, 1, 1, 0])["accuracy"] == pytest.approx(1 / 4)

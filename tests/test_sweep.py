@@ -17,7 +17,7 @@ def test_unknown_setting_is_named():
         expand_grid({"colour": ["red"]})
 
 
-def test_a_killed_sweep_resumes_without_recomputing(glue_dir, tmp_path, monkeypatch):
+def test_a_killed_sweep_resumes_without_recomputing(glue_dir, tmp_path, monkeypatch, capsys):
     configs = expand_grid({"task": ["rte"], "method": ["head"], "seed": [0, 1, 2]}, fixed={"epochs": 1, "batch_size": 16, "max_length": 32, "lr": 1e-2})
     real_train = sweep_module.train
     trained = []
@@ -38,7 +38,10 @@ def test_a_killed_sweep_resumes_without_recomputing(glue_dir, tmp_path, monkeypa
     loads = []
     monkeypatch.setattr(sweep_module, "train", real_train)
     monkeypatch.setattr("helpers.training.load_glue", lambda *a, **k: loads.append(1) or load_glue(*a, **k))
-    records = run_sweep(configs, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False)
+    capsys.readouterr()
+    records = run_sweep(configs, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", progress=True)
     assert len(loads) == 1, "only the run without a record is trained"
+    printed = capsys.readouterr().out
+    assert printed.count("trainable params:") == 1 and configs[2].run_id in printed, "one parameter-count line per trained run"
     assert [r["run_id"] for r in records] == [c.run_id for c in configs]
     assert len(list(tmp_path.glob("*.json"))) == 3

@@ -10,7 +10,7 @@ import pytest
 
 from glue_fixtures import write_file
 from helpers.methods import MethodConfig
-from helpers.records import REQUIRED_KEYS, load_records
+from helpers.records import REQUIRED_KEYS, load_records, write_record
 from helpers.training import TrainConfig, train
 
 FAST = dict(batch_size=16, max_length=32, eval_batch_size=64, logging_steps=2)
@@ -36,15 +36,22 @@ def test_integration_run_learns_and_records_everything(lora_record):
     losses = [row["loss"] for row in record["history"]]
     assert len(losses) >= 5
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, "training loss falls"
+    assert all({"step", "epoch", "loss", "lr"} <= set(row) for row in record["history"])
     assert [e["epoch"] for e in record["evals"]] == [1.0, 2.0, 3.0]
+    assert all({"step", "epoch", "split", "metrics"} <= set(e) for e in record["evals"])
     assert all(e["split"] == "validation" for e in record["evals"])
+    assert {"step", "epoch", "metric", "value"} <= set(record["best"])
     assert record["best"]["metric"] == "accuracy" and record["best"]["value"] > 0.7, "beats chance (0.5) on the easy fixture"
     assert record["test"]["metrics"]["accuracy"] > 0.7
+    # The majority-class floor is recorded for validation and test, and this run clears it.
+    assert set(record["majority_class"]) == {"validation", "test"}
+    assert 0.3 < record["majority_class"]["test"]["accuracy"] < 0.7
+    assert record["test"]["metrics"]["accuracy"] > record["majority_class"]["test"]["accuracy"]
     config = record["config"]
     for key in ("task", "model", "method", "lr", "batch_size", "epochs", "warmup_ratio", "weight_decay", "max_length", "seed", "max_train_samples", "select_on"):
         assert key in config
     assert config["method"] == {"method": "lora", "pooling": "model", "rank": 8, "alpha": 16.0, "lora_dropout": 0.1, "target_modules": None}
-    assert record["data"]["sizes"] == {"train": 96, "validation": 24, "test": 24}
+    assert record["data"]["sizes"] == {"train": 96, "validation": 24, "test": 24}, "split sizes"
     assert {"python", "torch", "transformers", "peft", "device"} <= set(record["versions"])
     params = record["params"]
     assert params["trainable"] == params["lora_closed_form"] == 6 * 2 * 8 * (384 + 384) + 384 * 2 + 2
@@ -53,6 +60,7 @@ def test_integration_run_learns_and_records_everything(lora_record):
     for key in ("train_seconds", "train_samples_per_second", "train_tokens_per_second", "eval_seconds"):
         assert timing[key] > 0
     assert timing["samples_seen"] == 3 * 96
+    assert {"peak_bytes", "kind"} <= set(record["memory"])
     assert record["memory"]["kind"] in ("cpu_breakdown_total", "cuda_max_allocated") and record["memory"]["peak_bytes"] > 0
     assert record["memory"]["breakdown"]["activations_bytes"] > 0
 
@@ -113,6 +121,33 @@ def test_cli_train_runs_and_reports(glue_dir, tmp_path):
     assert bad.returncode == 2 and "rank must be a positive integer" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_cli_names_a_model_it_cannot_load(glue_dir, tmp_path, monkeypatch, capsys):
+    from helpers.cli import main
+    from helpers.data import load_glue
+
+    monkeypatch.setattr("helpers.training.load_glue", lambda *a, **k: load_glue(*a, **{**k, "cache_dir": tmp_path / "cache"}))
+    code = main(["train", "--task", "rte", "--model", "/nonexistent/model", "--glue-dir", str(glue_dir), "--results-dir", str(tmp_path), "--quiet"])
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert "error: Could not load the model '/nonexistent/model'" in stderr and "must exist on the Hugging Face Hub" in stderr
+
+
+class StopBeforeTraining(Exception):
+    """Raised by a patched step of `train` so a test checks what happens before training, cheaply."""
+
+
+def stop(*args, **kwargs):
+    raise StopBeforeTraining
+
+
+def test_lora_closed_form_that_disagrees_with_the_count_is_logged(glue_dir, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr("helpers.training.lora_closed_form", lambda *args: 1)
+    monkeypatch.setattr("helpers.training._make_trainer_class", stop)
+    with pytest.raises(StopBeforeTraining):
+        train(sst2_config(), glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
+    assert "LoRA closed form" in caplog.text and "1 trainable parameters" in caplog.text
+
+
 def test_ddp_with_two_cpu_processes(glue_dir, tmp_path):
     """The same run launched with torchrun trains with DDP (gloo on CPU) and writes one record."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m", "helpers", "train",
@@ -148,11 +183,49 @@ def test_tasks_without_local_data_train_and_are_scored_with_their_official_metri
     assert record["best"]["metric"] == {"stsb": "pearson", "cola": "matthews_correlation"}.get(task, "accuracy")
 
 
-def test_early_stopping_and_evaluation_every_n_steps(glue_dir, tmp_path):
-    """With a learning rate of ~0 the metric never improves: patience 2 stops the run after 3 evaluations."""
+def test_early_stopping_warmup_steps_and_evaluation_every_n_steps_and_every_epoch(glue_dir, tmp_path):
+    """With a learning rate of ~0 the metric never improves: patience 3 stops the run after 4 evaluations."""
     config = TrainConfig(task="sst2", method=MethodConfig(method="head"), epochs=10, lr=1e-12, batch_size=16, max_length=32,
-                         warmup_ratio=0.0, eval_steps=3, early_stopping_patience=2)
+                         warmup_steps=2, eval_steps=3, early_stopping_patience=3)
     record = train(config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
-    assert [e["step"] for e in record["evals"]] == [3, 6, 9]
+    # 108 training rows (120 less the 10% validation slice), 16 per step: 7 steps per epoch. Every 3 steps
+    # (3, 6, 9) plus the end of the first epoch (7), which 3 does not divide.
+    assert [e["step"] for e in record["evals"]] == [3, 6, 7, 9]
+    assert record["evals"][2]["epoch"] == 1.0
     assert record["timing"]["steps"] == 9, "stopped early instead of running 10 epochs (70 steps)"
     assert record["best"]["step"] == 3
+    # 2 warmup steps: the learning rate rises 0, lr/2, then peaks at the third step.
+    assert [row["lr"] for row in record["history"][:3]] == pytest.approx([0.0, 0.5e-12, 1e-12], abs=1e-16)
+
+
+def test_warmup_steps_must_be_a_whole_number_and_only_change_the_run_id_when_set():
+    for bad in (-1, 0.5, True):
+        with pytest.raises(ValueError, match="warmup_steps must be a whole number"):
+            TrainConfig(warmup_steps=bad)
+    assert TrainConfig(warmup_steps=None).run_id == TrainConfig().run_id
+    assert TrainConfig(warmup_steps=10).run_id != TrainConfig().run_id
+
+
+def test_a_record_without_data_source_is_trained_again(glue_dir, tmp_path, monkeypatch, caplog):
+    config = sst2_config()
+    write_record({**{key: {} for key in REQUIRED_KEYS}, "run_id": config.run_id}, tmp_path)
+    monkeypatch.setattr("helpers.training.load_glue", stop)
+    with pytest.raises(StopBeforeTraining):
+        train(config, glue_dir=glue_dir, results_dir=tmp_path, quiet=True)
+    assert "was trained on unknown" in caplog.text
+
+
+def test_cli_switches_and_warmup_steps_reach_the_configs(monkeypatch):
+    from helpers.cli import _run_values, build_parser, main
+    from helpers.sweep import make_config
+
+    args = build_parser().parse_args(["train", "--task", "rte", "--compile", "--no-length-grouping", "--warmup-steps", "5"])
+    config = make_config(_run_values(args))
+    assert (config.compile, config.length_grouping, config.warmup_steps) == (True, False, 5)
+    defaults = make_config(_run_values(build_parser().parse_args(["train", "--task", "rte"])))
+    assert (defaults.compile, defaults.length_grouping, defaults.warmup_steps) == (False, True, None)
+
+    swept = []
+    monkeypatch.setattr("helpers.sweep.run_sweep", lambda configs, **kwargs: swept.extend(configs) or [])
+    assert main(["sweep", "--task", "rte", "--warmup-steps", "0,10", "--no-length-grouping", "--quiet"]) == 0
+    assert [(c.warmup_steps, c.length_grouping) for c in swept] == [(0, False), (10, False)]
