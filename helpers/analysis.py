@@ -84,6 +84,10 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "device": record["versions"].get("device"),
         }
         row["default_lr"] = math.isclose(row["lr"], DEFAULT_LR[row["method"]], rel_tol=1e-9)
+        # What always predicting the training set's most frequent label scores on the test split (NaN in old records).
+        majority = record.get("majority_class", {})
+        row["majority"] = majority.get(task.main_test_split, {}).get(task.main_metric, math.nan)
+        row["validation_majority"] = majority.get("validation", {}).get(task.main_metric, math.nan)
         rows.append(row)
     frame = pd.DataFrame(rows)
     if not frame.empty:
@@ -164,6 +168,7 @@ class Comparison:
     b_std: float
     n_a: int
     n_b: int
+    floor: float = math.nan  # the majority-class score: a mean at or below it means the runs learned nothing usable
 
     @property
     def difference(self) -> float:
@@ -177,11 +182,17 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
+        """'a', 'b', 'tie', or 'degenerate' when neither side beats always predicting the majority class."""
+        if at_or_below(self.a_mean, self.floor) and at_or_below(self.b_mean, self.floor):
+            return "degenerate"
         if abs(self.difference) <= self.margin:
             return "tie"
         return "a" if self.difference > 0 else "b"
 
     def sentence(self, metric: str, where: str) -> str:
+        if self.verdict == "degenerate":
+            return (f"On {where}, neither {self.a} ({self.a_mean:.3f}) nor {self.b} ({self.b_mean:.3f}) beats always predicting the "
+                    f"majority class ({self.floor:.3f} {metric}): no comparison can be drawn from these runs.")
         if min(self.n_a, self.n_b) > 1:
             values = f"{self.a} {self.a_mean:.3f} ± {self.a_std:.3f} vs {self.b} {self.b_mean:.3f} ± {self.b_std:.3f}, {metric}, {self.n_a}/{self.n_b} seeds"
         else:
@@ -189,7 +200,15 @@ class Comparison:
         if self.verdict == "tie":
             return f"On {where}, {self.a} and {self.b} are within noise of each other ({values})."
         winner, loser = (self.a, self.b) if self.verdict == "a" else (self.b, self.a)
-        return f"On {where}, {winner} beats {loser} by {abs(self.difference):.3f} ({values})."
+        sentence = f"On {where}, {winner} beats {loser} by {abs(self.difference):.3f} ({values})."
+        if at_or_below(min(self.a_mean, self.b_mean), self.floor):
+            sentence += f" {loser} does not beat always predicting the majority class ({self.floor:.3f})."
+        return sentence
+
+
+def at_or_below(value: float, floor: float) -> bool:
+    """True when a score is no better than the majority-class floor (False when the floor is unknown)."""
+    return not math.isnan(floor) and value <= floor + 1e-9
 
 
 def compare(frame: pd.DataFrame, column: str, a, b, value: str = "test", names: tuple[str, str] | None = None) -> Comparison | None:
@@ -198,11 +217,13 @@ def compare(frame: pd.DataFrame, column: str, a, b, value: str = "test", names: 
     if first.empty or second.empty:
         return None
     names = names or (str(a), str(b))
+    floor_column = {"test": "majority", "best_validation": "validation_majority"}.get(value)
+    floor = float(frame[floor_column].mean()) if floor_column in frame else math.nan
     return Comparison(
         a=names[0], b=names[1],
         a_mean=float(first.mean()), a_std=float(first.std()) if len(first) > 1 else 0.0,
         b_mean=float(second.mean()), b_std=float(second.std()) if len(second) > 1 else 0.0,
-        n_a=len(first), n_b=len(second),
+        n_a=len(first), n_b=len(second), floor=floor,
     )
 
 
@@ -220,7 +241,29 @@ def pass_fail(task: str, split_metrics: dict[str, dict[str, float]]) -> str:
 
 
 def best_lr(frame: pd.DataFrame, selection: str = "best_validation") -> pd.DataFrame:
-    """Per task and method: the learning rate with the best mean validation score (never the test)."""
+    """Per task and method: the learning rate with the best mean validation score (never the test),
+    and `tied`: every rate within noise of it (the best's std over seeds, at least 0.01 with one seed).
+    `degenerate` marks sweeps where no rate beats always predicting the majority class."""
     table = over_seeds(frame, ["task", "method", "lr"], selection)
-    best = table.loc[table.groupby(["task", "method"], observed=True)["mean"].idxmax()]
+    floors = frame.groupby(["task", "method"], observed=True)["validation_majority"].mean() if "validation_majority" in frame else None
+    rows = []
+    for (task, method), group in table.groupby(["task", "method"], observed=True):
+        best = group.loc[group["mean"].idxmax()]
+        margin = best["std"] if best["n"] > 1 else max(best["std"], 0.01)
+        tied = sorted(group.loc[best["mean"] - group["mean"] <= margin, "lr"])
+        floor = floors.get((task, method), math.nan) if floors is not None else math.nan
+        rows.append({**best.to_dict(), "tied": tied, "degenerate": at_or_below(best["mean"], floor)})
+    best = pd.DataFrame(rows)
     return best.rename(columns={"mean": "validation_mean", "std": "validation_std"}).reset_index(drop=True)
+
+
+def lr_relation(peft: dict, full: dict) -> str:
+    """'larger', 'smaller' or 'undecided': are all rates tied for best for a PEFT method above (below)
+    all rates tied for best for full fine-tuning? Rows are best_lr rows; degenerate sweeps decide nothing."""
+    if peft["degenerate"] or full["degenerate"]:
+        return "undecided"
+    if min(peft["tied"]) > max(full["tied"]):
+        return "larger"
+    if max(peft["tied"]) < min(full["tied"]):
+        return "smaller"
+    return "undecided"

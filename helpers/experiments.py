@@ -13,7 +13,7 @@ import os
 from helpers.methods import MethodConfig
 from helpers.models import DEFAULT_MODEL
 from helpers.profiles import Profile, get_profile
-from helpers.training import TrainConfig
+from helpers.training import DEFAULT_LR, TrainConfig
 
 DEFAULT_TASKS = ("sst2", "mrpc")
 # Methods compared in notebook 05 besides BitFit and LoRA.
@@ -50,16 +50,25 @@ def _rank_sweep(profile, tasks, model, **kw):
     return [c for rank in profile.ranks for c in _lora(profile, tasks, model, rank=rank, **kw)]
 
 
-def _methods(profile, tasks, model, **kw):
-    methods = [MethodConfig(method="bitfit"), MethodConfig(method="bitfit", bitfit_variant="sparse"), MethodConfig(method="lora")]
-    methods += [MethodConfig(method=m) for m in OTHER_METHODS]
-    return [_config(profile, t, model, s, m, **kw) for m in methods for t in tasks for s in profile.seeds]
+def _methods(profile, tasks, model, methods=None, **kw):
+    """Every method at its defaults; `methods` (names, "bitfit sparse" for the sparse variant) picks a subset."""
+    every = [MethodConfig(method="bitfit"), MethodConfig(method="bitfit", bitfit_variant="sparse"), MethodConfig(method="lora")]
+    every += [MethodConfig(method=m) for m in OTHER_METHODS]
+    if methods is not None:
+        names = [m.method + (" sparse" if m.bitfit_variant == "sparse" and m.method == "bitfit" else "") for m in every]
+        unknown = set(methods) - set(names)
+        if unknown:
+            raise ValueError(f"Unknown method(s) {sorted(unknown)} for the methods experiment; choose from {names}.")
+        every = [m for m, name in zip(every, names) if name in methods]
+    return [_config(profile, t, model, s, m, **kw) for m in every for t in tasks for s in profile.seeds]
 
 
 def _lr_sweep(profile, tasks, model, **kw):
+    """Each method's grid plus its default rate (DEFAULT_LR), so the sweep contains the runs the other experiments use."""
+    kw.pop("lr", None)  # the sweep sets the rate itself
     return [
         _config(profile, t, model, s, MethodConfig(method=m), lr=lr, **kw)
-        for m, lrs in profile.lr_grid.items() for lr in lrs for t in tasks for s in profile.lr_sweep_seeds
+        for m, lrs in profile.lr_grid.items() for lr in sorted({*lrs, DEFAULT_LR[m]}) for t in tasks for s in profile.lr_sweep_seeds
     ]
 
 

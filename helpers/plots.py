@@ -102,8 +102,12 @@ def method_bars(frame: pd.DataFrame, folder=None, name="bitfit_vs_lora", title="
         for x, (_, row) in zip(positions, table.iterrows()):
             ax.annotate(f"{row['percent']:.2g}% trained\nn={row['n']}", (x, row["mean"]), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
         ax.set_xticks(positions, table["variant"].astype(str), rotation=20)
-        low = max(0.0, float((table["mean"] - table["std"]).min()) - 0.1)
-        ax.set(ylim=(low, min(1.0, float((table["mean"] + table["std"]).max()) + 0.08)), ylabel=_metric_label(task), title=f"{get_task(task).display_name}: {title}")
+        majority = subset["majority"].mean() if "majority" in subset else float("nan")
+        if not np.isnan(majority):
+            ax.axhline(majority, color="grey", linestyle="--", linewidth=1, label=f"majority class ({majority:.3f})")
+            ax.legend(loc="lower right", fontsize=8)
+        # The axis starts at 0 so bar heights compare honestly; the dashed line is what predicting one class scores.
+        ax.set(ylim=(0.0, min(1.05, float((table["mean"] + table["std"]).max()) + 0.12)), ylabel=_metric_label(task), title=f"{get_task(task).display_name}: {title}")
     return _save(figure, folder, name)
 
 

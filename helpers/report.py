@@ -53,10 +53,12 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
                 values = group[f"{split}_{metric}"]
                 means.setdefault(split, {})[metric] = values.mean()
                 cells[f"{prefix} {metric}"] = _mean_std(values.mean(), values.std() if len(values) > 1 else 0.0, len(values))
+        majority = group["majority"].mean() if "majority" in group else float("nan")
         rows.append({
             "task": spec.display_name, "method": str(variant), "seeds": len(group),
             "trainable": f"{int(group['trainable'].iloc[0]):,} ({group['percent'].iloc[0]:.3g}%)",
             **cells,
+            "majority class": "" if pd.isna(majority) else f"{majority:.3f}" + (" ≥ mean: learned nothing" if analysis.at_or_below(group["test"].mean(), majority) else ""),
             "course baseline": "; ".join(f"{metric} ≥ {bar}" + (f" ({split})" if len(spec.baselines) > 1 else "") for split, bars in spec.baselines.items() for metric, bar in bars.items()),
             "pass/fail (mean)": analysis.pass_fail(task, means),
         })
@@ -134,6 +136,8 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     add("## 1. Model design and data\n")
     add(_model_design(defaults))
     add(_data_section(defaults))
+    if (figures_dir / "token_lengths.png").is_file():  # drawn by notebook 01 from the data, not from records
+        add(_figure(figures_dir / "token_lengths.png", report_dir, "Token lengths per task (notebook 01); the dashed line is the truncation length."))
 
     # 2. Loss and results
     add("## 2. Loss reduction, validation and test results\n")
@@ -174,6 +178,7 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     for column, caption in [("batch_size", "LoRA r=8: effect of the batch size (learning rate fixed)."), ("warmup_ratio", "LoRA r=8: effect of the warmup ratio.")]:
         if f"effect_{column}" in figures:
             add(_figure(figures[f"effect_{column}"], report_dir, caption))
+    add(_best_settings(frame, profile))
 
     # 7. Throughput
     add("## 7. Throughput\n")
@@ -190,23 +195,33 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
 
 
 def _read_wall_seconds(results_dir: Path) -> dict:
-    """Wall time per notebook, saved by `python -m helpers notebooks` next to the records."""
+    """Wall time per training notebook, saved by `python -m helpers notebooks` next to the records
+    (the analysis notebook, which writes this report, is left out: its time is known only after)."""
     path = results_dir / "meta" / "notebook_seconds.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    seconds = json.loads(path.read_text()) if path.is_file() else {}
+    return {name: value for name, value in seconds.items() if "analysis" not in name}
 
 
-WHAT_TRAINS = {
-    "full": "every weight",
-    "head": "the classifier only",
-    "bitfit": "every bias vector (+ classifier)",
-    "bitfit (sparse)": "query and first-MLP biases only (+ classifier)",
-    "lora": "low-rank B·A on query and value (r=8, α=16) (+ classifier)",
-    "dora": "LoRA + a magnitude per output column (+ classifier)",
-    "ia3": "scaling vectors on keys, values and the MLP (+ classifier)",
-    "prefix": "20 key/value prefix vectors in every layer (+ classifier)",
-    "prompt": "20 virtual input embeddings (+ classifier)",
-    "ptuning": "20 virtual input tokens produced by an MLP prompt encoder (+ classifier)",
-}
+def what_trains(row) -> str:
+    """What a method trains, with the knobs the run actually used."""
+    method = str(row["variant"])
+    tokens = f"{int(row['num_virtual_tokens'])}" if pd.notna(row.get("num_virtual_tokens")) else "the"
+    targets = {"query,value": "query and value"}.get(row.get("targets"), row.get("targets") or "")
+    lora = f"rank-{int(row['rank'])} B·A (α={row['alpha']:g}) on {targets}" if pd.notna(row.get("rank")) else ""
+    text = {
+        "full": "every weight",
+        "head": "the classifier only",
+        "bitfit": "every bias vector",
+        "bitfit (sparse)": "query and first-MLP biases only",
+        "lora": lora,
+        "qlora": lora + " over a 4-bit base",
+        "dora": lora + " + a magnitude per output column",
+        "ia3": "scaling vectors on keys, values and the MLP",
+        "prefix": f"{tokens} key/value prefix vectors in every layer",
+        "prompt": f"{tokens} virtual input embeddings",
+        "ptuning": f"{tokens} virtual input tokens produced by an MLP prompt encoder",
+    }.get(method, "")
+    return text if method in ("full", "head") else text + " (+ classifier)"
 
 
 def _model_design(defaults: pd.DataFrame) -> str:
@@ -224,8 +239,9 @@ def _model_design(defaults: pd.DataFrame) -> str:
                  "adapter; the pooler is pretrained and stays frozen except under full fine-tuning and BitFit (its bias)."
                  + (" A mean-pooling variant is compared in §6." if pooled else ""))
     lines.append("- **What trains** (everything else is frozen):\n")
+    first = {row["variant"]: row for _, row in defaults.groupby("variant", observed=True).head(1).iterrows()}
     design = defaults.groupby("variant", observed=True).agg(trainable=("trainable", "first"), percent=("percent", "first")).reset_index()
-    design["what trains"] = design["variant"].map(lambda v: WHAT_TRAINS.get(str(v), ""))
+    design["what trains"] = design["variant"].map(lambda v: what_trains(first[v]))
     design["trainable"] = design["trainable"].map(lambda v: f"{int(v):,}")
     design["percent"] = design["percent"].map(lambda v: f"{v:.3g}%")
     return "\n".join(lines) + "\n\n" + _table(design) + "\n"
@@ -279,7 +295,31 @@ def _bitfit_discussion(defaults: pd.DataFrame) -> str:
         comparison = analysis.compare(subset, "variant", "bitfit", "head", names=("BitFit", "the classifier alone"))
         if comparison:
             lines.append("  - Biases or just the head? " + comparison.sentence(spec.main_metric, spec.display_name))
+        verdict = _bitfit_verdict(subset)
+        if verdict:
+            lines.append("  - Verdict on the explanation: " + verdict)
     return "\n".join(lines) + "\n"
+
+
+def _bitfit_verdict(subset: pd.DataFrame) -> str:
+    """Does this task's data support 'biases recover most of full fine-tuning and beat the head alone'?"""
+    means = subset.groupby("variant", observed=True)["test"].mean()
+    if not {"bitfit", "head", "full"} <= set(means.index.astype(str)):
+        return ""
+    bitfit, head, full = means["bitfit"], means["head"], means["full"]
+    floor = subset["majority"].mean() if "majority" in subset else float("nan")
+    if analysis.at_or_below(bitfit, floor):
+        return f"not supported here: BitFit ({bitfit:.3f}) does not beat always predicting the majority class ({floor:.3f})."
+    full_vs_head = analysis.compare(subset, "variant", "full", "head")
+    if full_vs_head.verdict != "a":
+        return (f"undecided: full fine-tuning ({full:.3f}) does not clearly beat the classifier alone ({head:.3f}) in these runs, "
+                "so there is no gap for the biases to close.")
+    recovered = (bitfit - head) / (full - head)
+    bitfit_vs_head = analysis.compare(subset, "variant", "bitfit", "head")
+    supported = recovered >= 0.5 and bitfit_vs_head.verdict == "a"
+    return (f"{'supported' if supported else 'not supported'}: BitFit closes {recovered:.0%} of the gap between the classifier alone "
+            f"({head:.3f}) and full fine-tuning ({full:.3f}) while training {subset.loc[subset['variant'] == 'bitfit', 'percent'].iloc[0]:.2g}% "
+            "of the parameters" + ("" if bitfit_vs_head.verdict == "a" else ", and it does not clearly beat the classifier alone") + ".")
 
 
 def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
@@ -296,24 +336,31 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
     shown = best.copy()
     shown["task"] = shown["task"].map(lambda t: get_task(t).display_name)
     shown = shown.rename(columns={"validation_mean": "best validation (mean)", "validation_std": "std", "n": "seeds"})
-    lines.append(_table(shown[["task", "method", "lr", "best validation (mean)", "std", "seeds"]]) + "\n")
+    shown["within noise of the best"] = shown["tied"].map(lambda rates: ", ".join(f"{r:g}" for r in rates))
+    shown["learned?"] = shown["degenerate"].map(lambda d: "no: majority class" if d else "yes")
+    lines.append(_table(shown[["task", "method", "lr", "best validation (mean)", "std", "seeds", "within noise of the best", "learned?"]]) + "\n")
     if "lr_sensitivity" in figures:
         lines.append(_figure(figures["lr_sensitivity"], report_dir, "Validation metric against the learning rate per method (circle: best)."))
-    full = best[best["method"] == "full"].set_index("task")["lr"]
-    larger = pairs = 0
+    full = {row["task"]: row for _, row in best[best["method"] == "full"].iterrows()}
+    relations = []
     for method in ("bitfit", "lora", "head"):
-        peft = best[best["method"] == method].set_index("task")["lr"]
-        for task in peft.index.intersection(full.index):
-            ratio = peft[task] / full[task]
-            pairs += 1
-            larger += ratio > 1
-            relation = "larger" if ratio > 1 else "smaller" if ratio < 1 else "equal"
-            lines.append(f"- {get_task(task).display_name}: best {method} learning rate {peft[task]:g} vs full fine-tuning {full[task]:g}: {ratio:.3g}× ({relation}).")
-    if not pairs:
+        for _, peft in best[best["method"] == method].iterrows():
+            if peft["task"] not in full:
+                continue
+            reference = full[peft["task"]]
+            relation = analysis.lr_relation(peft, reference)
+            relations.append(relation)
+            lines.append(f"- {get_task(peft['task']).display_name}: best {method} learning rate {peft['lr']:g} vs full fine-tuning "
+                         f"{reference['lr']:g} ({peft['lr'] / reference['lr']:.3g}×): **{relation}**"
+                         + (" (a rate tied for best lies on the other side, or a sweep learned nothing)" if relation == "undecided" else "") + ".")
+    if not relations:
         return "\n".join(lines) + "\n"
-    lines.append(f"\nIn these records the best PEFT learning rate is larger than full fine-tuning's in {larger} of {pairs} (task, method) pairs.")
+    larger, decided = relations.count("larger"), len(relations) - relations.count("undecided")
+    lines.append(f"\nThe PEFT method's best learning rates are larger than full fine-tuning's in {larger} of {len(relations)} (task, method) pairs, "
+                 f"smaller in {relations.count('smaller')}, undecided in {len(relations) - decided} (a pair counts only when every rate "
+                 "within noise of the best lies on the same side).")
     degrading = _full_degrades_at_high_lr(lrs)
-    if larger * 2 > pairs:
+    if decided and larger * 2 > len(relations):
         lines.append("Why: full fine-tuning moves every one of the model's weights, so a small learning rate already changes each layer, and "
                      "large steps overwrite the pretrained features" + (f" — {degrading}" if degrading else "") + ". BitFit and LoRA "
                      "change few parameters (bias vectors; a rank-r update B·A that starts at zero), each with a small effect on the output, "
@@ -384,6 +431,24 @@ def _cost_table(defaults: pd.DataFrame) -> str:
     return _table(table) + "\n\n" + note + "\n"
 
 
+def _best_settings(frame, profile) -> str:
+    """Best batch size and warmup ratio for LoRA by mean validation score, with the grid searched."""
+    lines = []
+    for column, label in [("batch_size", "batch size"), ("warmup_ratio", "warmup ratio")]:
+        subset = analysis.at_defaults(frame[frame["method"] == "lora"], profile, vary=column)
+        if subset[column].nunique() < 2:
+            continue
+        table = analysis.over_seeds(subset, ["task", column], "best_validation")
+        grid = ", ".join(f"{v:g}" for v in sorted(set(table[column])))
+        for task, group in table.groupby("task"):
+            best = group.loc[group["mean"].idxmax()]
+            margin = best["std"] if best["n"] > 1 else max(best["std"], 0.01)
+            tied = [f"{v:g}" for v in group.loc[best["mean"] - group["mean"] <= margin, column]]
+            lines.append(f"- LoRA on {get_task(task).display_name}, {label} (grid {grid}): best {best[column]:g} "
+                         f"(validation {best['mean']:.3f}); within noise of it: {', '.join(tied)}.")
+    return ("Best settings by validation score:\n\n" + "\n".join(lines) + "\n") if lines else ""
+
+
 def _pooling_discussion(frame, profile) -> str:
     pooled = analysis.at_defaults(frame, profile, vary="pooling")
     pooled = pooled[pooled.groupby(["task", "variant"], observed=True)["pooling"].transform("nunique") > 1]
@@ -391,7 +456,9 @@ def _pooling_discussion(frame, profile) -> str:
         return "No pooling comparison in these records (notebook 05 runs it).\n"
     lines = ["### Which pooling serves each method\n",
              "`model`: the model's own head reads the first token ([CLS]) through BERT's pooler; `mean`: the masked mean of all token "
-             "states goes to the same head instead (all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling).\n"]
+             "states goes to the same head instead"
+             + (" (all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling)" if "minilm" in str(pooled["model"].iloc[0]).lower() else "")
+             + ".\n"]
     verdicts = {}
     for (task, variant), group in pooled.groupby(["task", "variant"], observed=True):
         comparison = analysis.compare(group, "pooling", "mean", "model", names=("mean pooling", "[CLS] pooling"))
@@ -400,7 +467,10 @@ def _pooling_discussion(frame, profile) -> str:
             lines.append(f"- {variant}: " + comparison.sentence(get_task(task).main_metric, get_task(task).display_name))
     summary = []
     for variant, results in verdicts.items():
-        if all(v == "a" for v in results):
+        results = [v for v in results if v != "degenerate"]  # tasks where neither pooling learned anything decide nothing
+        if not results:
+            summary.append(f"{variant}: undecided (neither pooling beats the majority class)")
+        elif all(v == "a" for v in results):
             summary.append(f"{variant}: mean pooling on every task")
         elif all(v == "b" for v in results):
             summary.append(f"{variant}: [CLS] pooling on every task")
