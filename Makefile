@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= quick
-GLUE_DIR ?= $(wildcard ../shared/glue)
+GLUE_DIR ?= $(abspath $(wildcard ../shared/glue))
 export GLUE_DIR
 
 .PHONY: setup test run report clean-cache

@@ -28,15 +28,30 @@ def on_hosted_notebook() -> bool:
     return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ
 
 
+def _too_old(pip_spec: str) -> bool:
+    """True when an installed package is older than the spec's `>=` floor (e.g. Colab's preinstalled transformers 4.x)."""
+    name, _, floor = pip_spec.partition(">=")
+    if not floor:
+        return False
+    try:
+        from importlib.metadata import version
+
+        from packaging.version import Version
+
+        return Version(version(name)) < Version(floor)
+    except Exception:  # not installed under that name, or no `packaging`: let pip decide
+        return False
+
+
 def ensure_packages(install: bool | None = None) -> list[str]:
-    """pip-install the missing packages (by default only on Colab/Kaggle); returns what was missing."""
-    missing = [pip_name for pip_name, module in REQUIRED if importlib.util.find_spec(module) is None]
+    """pip-install the missing or too-old packages (by default only on Colab/Kaggle); returns them."""
+    missing = [pip_name for pip_name, module in REQUIRED if importlib.util.find_spec(module) is None or _too_old(pip_name)]
     if install is None:
         install = on_hosted_notebook()
     if missing and install:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--upgrade", *missing], check=True)
     elif missing:
-        print(f"Missing packages: {', '.join(missing)}. Install the project first: pip install -e . (see README).")
+        print(f"Missing or too old: {', '.join(missing)}. Install the project first: pip install -e . (see README).")
     return missing
 
 

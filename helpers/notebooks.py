@@ -61,6 +61,8 @@ def run_notebooks(
     if len(notebooks) < 6:
         raise RuntimeError(f"Expected at least six numbered notebooks in {NOTEBOOK_DIR}, found {len(notebooks)}.")
     parameters = {"PROFILE": profile}
+    # The notebooks run with notebooks/ as working directory: a relative $GLUE_DIR must not change meaning.
+    glue_dir = glue_dir or os.environ.get("GLUE_DIR") or None
     for name, value in [("RESULTS_DIR", results_dir), ("FIGURES_DIR", figures_dir), ("REPORT_PATH", report_path), ("GLUE_DIR", glue_dir), ("MODEL", model)]:
         if value is not None:
             parameters[name] = str(Path(value).resolve()) if name != "MODEL" else value
@@ -89,8 +91,8 @@ def run_notebooks(
         errors = error_outputs(target)
         if errors:
             raise RuntimeError(f"{target} has error outputs: {errors}")
-        if notebook != notebooks[-1]:  # kept for the report, also when the analysis notebook is re-run alone
-            write_json_atomic(timings_path, {**_read_json(timings_path), notebook.stem: round(seconds[notebook.stem], 1)})
+        # Kept beside the records: the report (written by the analysis notebook) and the README quote them.
+        write_json_atomic(timings_path, {**_read_json(timings_path), notebook.stem: round(seconds[notebook.stem], 1)})
         if progress:
             print(f"  done in {seconds[notebook.stem] / 60:.1f} min", flush=True)
     return seconds
