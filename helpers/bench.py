@@ -221,6 +221,7 @@ def run_bench(
 STEP_VARIANTS = {
     # name: (autocast bf16, fast attention, fast dropout)
     "fp32, SDPA, native dropout": (False, False, False),
+    "fp32, eager attention, fast dropout (project without bf16)": (False, True, True),
     "bf16, SDPA, native dropout": (True, False, False),
     "bf16, eager attention, native dropout": (True, True, False),
     "bf16, eager attention, fast dropout (project)": (True, True, True),

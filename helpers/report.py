@@ -360,15 +360,20 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
                  f"smaller in {relations.count('smaller')}, undecided in {len(relations) - decided} (a pair counts only when every rate "
                  "within noise of the best lies on the same side).")
     degrading = _full_degrades_at_high_lr(lrs)
-    if decided and larger * 2 > len(relations):
-        lines.append("Why: full fine-tuning moves every one of the model's weights, so a small learning rate already changes each layer, and "
+    smaller = relations.count("smaller")
+    if not decided:
+        lines.append("No pair is decided, so these records say nothing about which learning rates PEFT methods want.")
+    elif larger == decided:
+        lines.append(("Every decided pair agrees" + (f" ({len(relations) - decided} undecided, where a sweep learned nothing or rates tie)" if decided < len(relations) else "")
+                      + ". ") + "Why: full fine-tuning moves every one of the model's weights, so a small learning rate already changes each layer, and "
                      "large steps overwrite the pretrained features" + (f" — {degrading}" if degrading else "") + ". BitFit and LoRA "
                      "change few parameters (bias vectors; a rank-r update B·A that starts at zero), each with a small effect on the output, "
                      "so they need larger steps to move the function as far in the same number of updates, and because the pretrained "
                      "weights stay frozen, large steps cannot destroy them.")
     else:
-        lines.append("That does not support the usual claim that PEFT methods want larger learning rates than full fine-tuning; with "
-                     "these data sizes and epochs the sweep is the better guide." + (f" ({degrading}.)" if degrading else ""))
+        lines.append(f"Of the decided pairs, {larger} put the PEFT rate higher and {smaller} lower: these records do not support the usual claim that "
+                     "PEFT methods want larger learning rates than full fine-tuning; with these data sizes and epochs the sweep is the "
+                     "better guide." + (f" ({degrading}.)" if degrading else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -467,13 +472,14 @@ def _pooling_discussion(frame, profile) -> str:
             lines.append(f"- {variant}: " + comparison.sentence(get_task(task).main_metric, get_task(task).display_name))
     summary = []
     for variant, results in verdicts.items():
-        results = [v for v in results if v != "degenerate"]  # tasks where neither pooling learned anything decide nothing
-        if not results:
+        decided = [v for v in results if v != "degenerate"]  # tasks where neither pooling learned anything decide nothing
+        where = "every task" if len(decided) == len(results) else f"{len(decided)} of {len(results)} tasks (the others learned nothing)"
+        if not decided:
             summary.append(f"{variant}: undecided (neither pooling beats the majority class)")
-        elif all(v == "a" for v in results):
-            summary.append(f"{variant}: mean pooling on every task")
-        elif all(v == "b" for v in results):
-            summary.append(f"{variant}: [CLS] pooling on every task")
+        elif all(v == "a" for v in decided):
+            summary.append(f"{variant}: mean pooling on {where}")
+        elif all(v == "b" for v in decided):
+            summary.append(f"{variant}: [CLS] pooling on {where}")
         else:
             summary.append(f"{variant}: no consistent winner")
     lines.append("\nWhich serves each method, by these records: " + "; ".join(summary) + ".")
