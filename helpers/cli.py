@@ -60,6 +60,7 @@ RUN_OPTIONS = [
     ("--eval-batch-size", "eval_batch_size", int, "evaluation batch size (default 128)"),
     ("--recipe", "recipe", str, "fast (default): dynamic padding + length-grouped batches; baseline: pad to max_length, random batches"),
     ("--precision", "precision", str, "auto (default), fp32, bf16, fp16"),
+    ("--length-bucket-batches", "length_bucket_batches", int, "fast recipe: batches per length bucket (default 50); fewer: more random batches, more padding"),
     ("--select-on", "select_on", str, "train_slice (default): select on a held-out slice of train; dev: on the GLUE dev set"),
     ("--validation-fraction", "validation_fraction", float, "fraction of train held out for validation (default 0.1)"),
     ("--split-seed", "split_seed", int, "seed of the validation slice and subsampling (default 42)"),

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 RECIPES = ("fast", "baseline")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-UNHASHED_WHEN_NONE = ("warmup_steps",)
+UNHASHED_WHEN_NONE = ("warmup_steps", "length_bucket_batches")
 
 # Default peak learning rates, from short sweeps on SST-2 and MRPC with the packaged MiniLM
 # (notebook 05 sweeps them properly): PEFT methods train few parameters from a good starting
@@ -99,6 +99,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16/fp16 on GPUs, bf16 autocast on CPUs with bf16 instructions
     compile: bool = False  # torch.compile the model (slower here: see README "Throughput")
     length_grouping: bool = True  # fast recipe: batches of similar length (less padding); False: random batches
+    length_bucket_batches: int | None = None  # batches per length bucket (None: 50); fewer: more random batches, more padding
 
     def __post_init__(self):
         if isinstance(self.method, dict):
@@ -118,6 +119,7 @@ class TrainConfig:
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
             (self.select_on in SELECT_ON_CHOICES, f"select_on must be one of {SELECT_ON_CHOICES}, got {self.select_on!r}"),
             (self.eval_steps is None or self.eval_steps > 0, f"eval_steps must be positive, got {self.eval_steps}"),
+            (self.length_bucket_batches is None or self.length_bucket_batches >= 1, f"length_bucket_batches must be >= 1, got {self.length_bucket_batches}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -151,11 +153,12 @@ def _make_trainer_class():
         """Trainer that times evaluation and checkpoint saving apart from training, and keeps every
         evaluation's metrics with its step, epoch and split."""
 
-        def __init__(self, *args, task=None, fast_eval=True, length_grouping=False, **kwargs):
+        def __init__(self, *args, task=None, fast_eval=True, length_grouping=False, bucket_batches=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.task = task
             self.fast_eval = fast_eval
             self.length_grouping = length_grouping
+            self.bucket_batches = bucket_batches or ShuffledLengthBuckets.DEFAULT_BUCKET_BATCHES
             self.eval_seconds = 0.0
             self.save_seconds = 0.0
             self.evals: list[dict] = []
@@ -181,7 +184,7 @@ def _make_trainer_class():
             if not self.length_grouping:
                 return super()._get_train_sampler(train_dataset)
             batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return ShuffledLengthBuckets(dataset["length"], batch, seed=self.args.seed)
+            return ShuffledLengthBuckets(dataset["length"], batch, bucket_batches=self.bucket_batches, seed=self.args.seed)
 
         def save_model(self, output_dir=None, _internal_call=False):
             start = time.perf_counter()
@@ -375,6 +378,7 @@ def train(
         task=task,
         fast_eval=config.recipe == "fast",
         length_grouping=config.recipe == "fast" and config.length_grouping,
+        bucket_batches=config.length_bucket_batches,
     )
     if quiet:
         trainer.remove_callback(PrinterCallback)  # it prints every log line to stdout without tqdm
