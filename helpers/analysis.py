@@ -50,6 +50,8 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "batch_size": config["batch_size"],
             "epochs": config["epochs"],
             "warmup_ratio": config["warmup_ratio"],
+            "warmup_steps": config.get("warmup_steps"),
+            "length_bucket_batches": config.get("length_bucket_batches"),
             "weight_decay": config["weight_decay"],
             "grad_accum": config["grad_accum"],
             "max_length": config["max_length"],
@@ -129,6 +131,9 @@ def at_defaults(frame: pd.DataFrame, profile=None, *, vary: str | None = None, m
         keep &= frame["default_lr"]
     if vary != "warmup_ratio":
         keep &= np.isclose(frame["warmup_ratio"], _TRAIN_DEFAULTS.warmup_ratio)
+    for column in ("warmup_steps", "length_bucket_batches"):  # settings that are unset by default
+        if vary != column and column in frame:
+            keep &= frame[column].isna()
     if vary != "pooling":
         keep &= frame["pooling"] == "model"
     is_lora = frame["method"].isin(["lora", "dora", "qlora"])
@@ -208,7 +213,7 @@ class Comparison:
 
 def at_or_below(value: float, floor: float) -> bool:
     """True when a score is no better than the majority-class floor (False when the floor is unknown)."""
-    return not math.isnan(floor) and value <= floor + 1e-9
+    return not math.isnan(floor) and not value > floor + 1e-9  # a NaN score (a diverged run) is no better than the floor
 
 
 def compare(frame: pd.DataFrame, column: str, a, b, value: str = "test", names: tuple[str, str] | None = None) -> Comparison | None:
@@ -240,21 +245,29 @@ def pass_fail(task: str, split_metrics: dict[str, dict[str, float]]) -> str:
     return "pass" if not misses else "fail (" + "; ".join(misses) + ")"
 
 
-def best_lr(frame: pd.DataFrame, selection: str = "best_validation") -> pd.DataFrame:
-    """Per task and method: the learning rate with the best mean validation score (never the test),
-    and `tied`: every rate within noise of it (the best's std over seeds, at least 0.01 with one seed).
-    `degenerate` marks sweeps where no rate beats always predicting the majority class."""
-    table = over_seeds(frame, ["task", "method", "lr"], selection)
-    floors = frame.groupby(["task", "method"], observed=True)["validation_majority"].mean() if "validation_majority" in frame else None
+def best_setting(frame: pd.DataFrame, column: str, by=("task", "method"), selection: str = "best_validation") -> pd.DataFrame:
+    """Per group: the value of `column` with the best mean validation score (never the test), `tied`: every
+    value within noise of it (the same rule as Comparison: the larger std of the two, at least 0.01 with
+    one seed), and `degenerate`: no value beats always predicting the majority class."""
+    by = list(by)
+    table = over_seeds(frame, [*by, column], selection)
+    floor_column = "validation_majority" if selection == "best_validation" else "majority"
+    floors = frame.groupby(by, observed=True)[floor_column].mean() if floor_column in frame else None
     rows = []
-    for (task, method), group in table.groupby(["task", "method"], observed=True):
+    for group_key, group in table.groupby(by, observed=True):
         best = group.loc[group["mean"].idxmax()]
-        margin = best["std"] if best["n"] > 1 else max(best["std"], 0.01)
-        tied = sorted(group.loc[best["mean"] - group["mean"] <= margin, "lr"])
-        floor = floors.get((task, method), math.nan) if floors is not None else math.nan
+        margins = np.maximum(group["std"], best["std"])
+        margins = np.where((group["n"] > 1) & (best["n"] > 1), margins, np.maximum(margins, 0.01))
+        tied = sorted(group.loc[best["mean"] - group["mean"] <= margins, column])
+        key = group_key[0] if len(by) == 1 and isinstance(group_key, tuple) else group_key
+        floor = floors.get(key, math.nan) if floors is not None else math.nan
         rows.append({**best.to_dict(), "tied": tied, "degenerate": at_or_below(best["mean"], floor)})
-    best = pd.DataFrame(rows)
-    return best.rename(columns={"mean": "validation_mean", "std": "validation_std"}).reset_index(drop=True)
+    return pd.DataFrame(rows).rename(columns={"mean": "validation_mean", "std": "validation_std"}).reset_index(drop=True)
+
+
+def best_lr(frame: pd.DataFrame, selection: str = "best_validation") -> pd.DataFrame:
+    """Per task and method: the best learning rate, the rates tied with it, and whether the sweep learned anything."""
+    return best_setting(frame, "lr", ("task", "method"), selection)
 
 
 def lr_relation(peft: dict, full: dict) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from helpers.device import cpu_has_bf16, device_name, library_versions, resolve_precision
+from helpers.device import cpu_has_bf16, device_name, fast_bf16, library_versions, resolve_precision
 from helpers.records import load_record, write_json_atomic
 from helpers.tasks import get_task
 from helpers.training import RESULTS_DIR
@@ -49,18 +49,15 @@ def matmul_rate(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> floa
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def fast_bf16() -> bool:
-    """bf16 matrix products in hardware: a CUDA GPU that supports them, or a CPU with AVX-512 BF16/AMX."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return cpu_has_bf16()
-
-
 def matmul_peaks(size: int | None = None) -> dict[str, float | None]:
     """This machine's fp32 and bf16 matmul rates (GFLOP/s). bf16 is None where it is only emulated:
     there it runs tens of times slower than fp32, is never used for training, and would take minutes."""
     size = size or (8192 if torch.cuda.is_available() else 2048)  # a GPU needs large products to reach its peak
-    return {"fp32": matmul_rate(torch.float32, size), "bf16": matmul_rate(torch.bfloat16, size) if fast_bf16() else None}
+    return {
+        "fp32": matmul_rate(torch.float32, size),
+        "bf16": matmul_rate(torch.bfloat16, size) if fast_bf16() else None,
+        "fp16": matmul_rate(torch.float16, size) if torch.cuda.is_available() else None,  # CPUs never train in fp16 here
+    }
 
 
 def _run(task: str, method: str, recipe: str, precision: str, samples: int, args) -> dict:
@@ -87,7 +84,7 @@ def _row(record: dict, peaks: dict) -> dict:
     timing, config = record["timing"], record["config"]
     task = get_task(config["task"])
     dtype = config["precision_used"]
-    peak = (peaks["bf16" if dtype in ("bf16", "fp16") else "fp32"] or math.nan) * 1e9
+    peak = (peaks.get(dtype) or math.nan) * 1e9  # the rate of the dtype the run trained in
     return {
         "task": config["task"],
         "method": config["method"]["method"],

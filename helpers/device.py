@@ -18,6 +18,21 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cuda_has_bf16() -> bool:
+    """bf16 in the GPU's hardware (Ampere and newer); torch's plain check also counts slow emulation (e.g. a T4)."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch without the argument: its check is the hardware one
+        return torch.cuda.is_bf16_supported()
+
+
+def fast_bf16() -> bool:
+    """bf16 matrix products in hardware on the device training runs on (GPU if any, else CPU)."""
+    return cuda_has_bf16() if torch.cuda.is_available() else cpu_has_bf16()
+
+
 def resolve_precision(precision: str, recipe: str = "fast") -> str:
     """The precision a run actually uses: `auto` is bf16 (or fp16) on GPUs, bf16 autocast on CPUs
     with bf16 instructions in the fast recipe (same accuracy, see the bench), else fp32."""
@@ -28,7 +43,7 @@ def resolve_precision(precision: str, recipe: str = "fast") -> str:
     if recipe == "baseline":
         return "fp32"
     if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cuda_has_bf16() else "fp16"
     return "bf16" if cpu_only() and cpu_has_bf16() else "fp32"
 
 

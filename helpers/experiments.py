@@ -51,12 +51,16 @@ def _rank_sweep(profile, tasks, model, **kw):
 
 
 def _methods(profile, tasks, model, methods=None, **kw):
-    """Every method at its defaults; `methods` (names, "bitfit sparse" for the sparse variant) picks a subset."""
+    """Every method at its defaults; `methods`, a list of names as the report writes them ("bitfit (sparse)"
+    for the sparse variant; "bitfit sparse" is accepted too), picks a subset."""
     every = [MethodConfig(method="bitfit"), MethodConfig(method="bitfit", bitfit_variant="sparse"), MethodConfig(method="lora")]
     every += [MethodConfig(method=m) for m in OTHER_METHODS]
     if methods is not None:
-        names = [m.method + (" sparse" if m.bitfit_variant == "sparse" and m.method == "bitfit" else "") for m in every]
-        unknown = set(methods) - set(names)
+        if isinstance(methods, str):
+            raise ValueError(f"methods must be a list of names, e.g. [{methods!r}], not a string.")
+        names = [m.method + (" (sparse)" if m.bitfit_variant == "sparse" and m.method == "bitfit" else "") for m in every]
+        methods = {"bitfit (sparse)" if name == "bitfit sparse" else name for name in methods}
+        unknown = methods - set(names)
         if unknown:
             raise ValueError(f"Unknown method(s) {sorted(unknown)} for the methods experiment; choose from {names}.")
         every = [m for m, name in zip(every, names) if name in methods]

@@ -107,7 +107,8 @@ def method_bars(frame: pd.DataFrame, folder=None, name="bitfit_vs_lora", title="
             ax.axhline(majority, color="grey", linestyle="--", linewidth=1, label=f"majority class ({majority:.3f})")
             ax.legend(loc="lower right", fontsize=8)
         # The axis starts at 0 so bar heights compare honestly; the dashed line is what predicting one class scores.
-        ax.set(ylim=(0.0, min(1.05, float((table["mean"] + table["std"]).max()) + 0.12)), ylabel=_metric_label(task), title=f"{get_task(task).display_name}: {title}")
+        bottom = min(0.0, float((table["mean"] - table["std"]).min()) - 0.05)  # CoLA's MCC can be negative
+        ax.set(ylim=(bottom, min(1.05, float((table["mean"] + table["std"]).max()) + 0.12)), ylabel=_metric_label(task), title=f"{get_task(task).display_name}: {title}")
     return _save(figure, folder, name)
 
 

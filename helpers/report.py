@@ -311,6 +311,9 @@ def _bitfit_verdict(subset: pd.DataFrame) -> str:
     if analysis.at_or_below(bitfit, floor):
         return f"not supported here: BitFit ({bitfit:.3f}) does not beat always predicting the majority class ({floor:.3f})."
     full_vs_head = analysis.compare(subset, "variant", "full", "head")
+    if full_vs_head.verdict == "degenerate":
+        return (f"undecided: neither full fine-tuning ({full:.3f}) nor the classifier alone ({head:.3f}) beats the majority class "
+                f"({floor:.3f}) here, while BitFit reaches {bitfit:.3f}; the gap the explanation is about cannot be measured.")
     if full_vs_head.verdict != "a":
         return (f"undecided: full fine-tuning ({full:.3f}) does not clearly beat the classifier alone ({head:.3f}) in these runs, "
                 "so there is no gap for the biases to close.")
@@ -363,8 +366,12 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
     smaller = relations.count("smaller")
     if not decided:
         lines.append("No pair is decided, so these records say nothing about which learning rates PEFT methods want.")
+    elif decided * 2 < len(relations):
+        lines.append(f"Only {decided} of {len(relations)} pairs are decided ({larger} larger, {smaller} smaller): too few to support or "
+                     "contradict the usual claim that PEFT methods want larger learning rates than full fine-tuning.")
     elif larger == decided:
-        lines.append(("Every decided pair agrees" + (f" ({len(relations) - decided} undecided, where a sweep learned nothing or rates tie)" if decided < len(relations) else "")
+        lines.append(("In every decided pair the PEFT method's best rate is the higher one"
+                      + (f" ({len(relations) - decided} undecided, where a sweep learned nothing or rates tie)" if decided < len(relations) else "")
                       + ". ") + "Why: full fine-tuning moves every one of the model's weights, so a small learning rate already changes each layer, and "
                      "large steps overwrite the pretrained features" + (f" — {degrading}" if degrading else "") + ". BitFit and LoRA "
                      "change few parameters (bias vectors; a rank-r update B·A that starts at zero), each with a small effect on the output, "
@@ -443,14 +450,14 @@ def _best_settings(frame, profile) -> str:
         subset = analysis.at_defaults(frame[frame["method"] == "lora"], profile, vary=column)
         if subset[column].nunique() < 2:
             continue
-        table = analysis.over_seeds(subset, ["task", column], "best_validation")
-        grid = ", ".join(f"{v:g}" for v in sorted(set(table[column])))
-        for task, group in table.groupby("task"):
-            best = group.loc[group["mean"].idxmax()]
-            margin = best["std"] if best["n"] > 1 else max(best["std"], 0.01)
-            tied = [f"{v:g}" for v in group.loc[best["mean"] - group["mean"] <= margin, column]]
-            lines.append(f"- LoRA on {get_task(task).display_name}, {label} (grid {grid}): best {best[column]:g} "
-                         f"(validation {best['mean']:.3f}); within noise of it: {', '.join(tied)}.")
+        grid = ", ".join(f"{v:g}" for v in sorted(set(subset[column])))
+        for _, best in analysis.best_setting(subset, column, ("task",)).iterrows():
+            where = f"- LoRA on {get_task(best['task']).display_name}, {label} (grid {grid}): "
+            if best["degenerate"]:
+                lines.append(where + "no setting beats always predicting the majority class; nothing to choose.")
+                continue
+            lines.append(where + f"best {best[column]:g} (validation {best['validation_mean']:.3f}); "
+                         f"within noise of it: {', '.join(f'{v:g}' for v in best['tied'])}.")
     return ("Best settings by validation score:\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 

@@ -11,7 +11,7 @@ PROFILE = get_profile("smoke")
 
 
 def fake_record(task: str, method: str, seed: int, value: float, *, lr: float | None = None, validation: float | None = None,
-                trainable: int = 1000, **method_knobs) -> dict:
+                trainable: int = 1000, majority: float | None = None, **method_knobs) -> dict:
     """A complete record of one run whose main test metric is `value` (other metrics derived from it)."""
     config = TrainConfig(task=task, method=MethodConfig(method=method, **method_knobs), seed=seed, lr=lr, **PROFILE.data_settings())
     spec = get_task(task)
@@ -33,4 +33,6 @@ def fake_record(task: str, method: str, seed: int, value: float, *, lr: float | 
         "memory": {"peak_bytes": 2**27, "kind": "cpu_breakdown_total",
                    "breakdown": {"parameters_bytes": 2**26, "gradients_bytes": 0, "optimizer_bytes": 0, "activations_bytes": 2**25, "total_bytes": 2**27, "batch_shape": [16, 64]}},
     }
+    if majority is not None:  # what always predicting the majority class scores
+        record["majority_class"] = {split: {name: majority for name in spec.metrics} for split in ("validation", *spec.test_splits)}
     return record

@@ -76,5 +76,31 @@ def test_learning_rate_paragraph_follows_the_sweep(tmp_path):
     _write(records, tmp_path / "results")
     text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
     assert "larger than full fine-tuning's in 0 of 1 (task, method) pairs" in text
-    assert "does not support the usual claim" in text
+    assert "do not support the usual claim" in text
     assert "full fine-tuning drops from 0.800 at 0.0001 to 0.600 at 0.001" in text
+
+
+def test_runs_that_do_not_beat_the_majority_class_are_not_compared():
+    frame = frame_of([fake_record("mrpc", "lora", 0, 0.684, majority=0.684), fake_record("mrpc", "bitfit", 0, 0.684, majority=0.684),
+                      fake_record("mrpc", "full", 0, 0.75, majority=0.684)])
+    stuck = analysis.compare(frame, "variant", "lora", "bitfit")
+    assert stuck.verdict == "degenerate" and "no comparison" in stuck.sentence("accuracy", "MRPC")
+    one_learned = analysis.compare(frame, "variant", "full", "lora")
+    assert one_learned.verdict == "a" and "lora does not beat always predicting the majority class" in one_learned.sentence("accuracy", "MRPC")
+    assert analysis.at_or_below(float("nan"), 0.5), "a diverged (NaN) run is no better than the floor"
+    assert not analysis.at_or_below(0.9, float("nan")), "unknown floor: nothing is flagged"
+
+
+def test_best_learning_rate_keeps_ties_and_decides_the_relation_only_when_unambiguous():
+    records = [fake_record("sst2", "full", 0, 0.8, lr=lr, validation=v, majority=0.5) for lr, v in [(1e-5, 0.70), (1e-4, 0.80), (1e-3, 0.60)]]
+    records += [fake_record("sst2", "bitfit", 0, 0.8, lr=lr, validation=v, majority=0.5) for lr, v in [(1e-4, 0.60), (1e-3, 0.795), (1e-2, 0.80)]]
+    records += [fake_record("mrpc", m, 0, 0.68, lr=lr, validation=0.675, majority=0.675) for m in ("full", "bitfit") for lr in (1e-4, 1e-3)]
+    best = analysis.best_lr(frame_of(records)).set_index(["task", "method"])
+    assert best.loc[("sst2", "bitfit"), "lr"] == 1e-2 and best.loc[("sst2", "bitfit"), "tied"] == [1e-3, 1e-2]
+    assert best.loc[("sst2", "full"), "tied"] == [1e-4] and not best.loc[("sst2", "full"), "degenerate"]
+    assert best.loc[("mrpc", "bitfit"), "degenerate"]
+    assert analysis.lr_relation(best.loc[("sst2", "bitfit")], best.loc[("sst2", "full")]) == "larger"
+    assert analysis.lr_relation(best.loc[("mrpc", "bitfit")], best.loc[("mrpc", "full")]) == "undecided"
+    overlapping = {"degenerate": False, "tied": [1e-4, 1e-3]}
+    assert analysis.lr_relation(overlapping, {"degenerate": False, "tied": [1e-4]}) == "undecided"
+    assert analysis.lr_relation({"degenerate": False, "tied": [1e-5]}, {"degenerate": False, "tied": [1e-4]}) == "smaller"

@@ -4,7 +4,7 @@ import json
 
 from transformers import AutoModelForSequenceClassification, BertConfig
 
-from helpers.bench import STEP_VARIANTS, fast_bf16, markdown_table, run_bench, run_step_ablation
+from helpers.bench import STEP_VARIANTS, markdown_table, run_bench, run_step_ablation
 from helpers.device import cpu_has_bf16
 from helpers.models import load_tokenizer
 
@@ -25,10 +25,15 @@ def test_bench_runs_on_a_tiny_model_and_reports_both_recipes(glue_dir, tmp_path)
         assert row["precision"] == ("fp32" if row["recipe"] == "baseline" else result["settings"]["project_precision"])
     baseline_rows = [r for r in result["rows"] if r["recipe"] == "baseline"]
     assert all(r["padding_fraction"] > 0 for r in baseline_rows), "the baseline pads every example to max_length"
-    assert result["matmul_gflops"]["fp32"] > 0
-    # bf16 is measured only where the hardware has it (emulated bf16 takes minutes and is never used)
-    assert (result["matmul_gflops"]["bf16"] is not None) == fast_bf16()
-    assert (result["matmul_gflops"]["bf16"] or 1) > 0
+    peaks = result["matmul_gflops"]
+    assert peaks["fp32"] > 0
+    # bf16 is measured only where the hardware has it (emulated bf16 takes minutes and is never used),
+    # and then it is the rate the project's runs are compared with.
+    if peaks["bf16"] is None:
+        assert "bf16 not in hardware" in (tmp_path / "bench" / "bench.md").read_text()
+        assert all(r["precision"] == "fp32" for r in result["rows"])
+    else:
+        assert peaks["bf16"] > 0
     assert len(result["summary"]) == 4 and all("speedup" in entry and "dev_difference" in entry for entry in result["summary"])
     saved = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert saved["summary"] == result["summary"]

@@ -65,3 +65,11 @@ def test_all_notebooks_run_in_the_smoke_profile(glue_dir, tmp_path):
     rebuilt = (tmp_path / "report2.md").read_text().replace("figures2/", "figures/")
     section = lambda text: text[text.index("## 1."):text.index("## 7.")]  # noqa: E731 (7: wall time differs)
     assert section(rebuilt) == section(report)
+
+
+def test_setup_treats_packages_below_their_floor_as_missing():
+    from helpers.environment import _too_old
+
+    assert _too_old("transformers>=99.0") and not _too_old("transformers>=1.0")
+    assert not _too_old("seaborn"), "no floor, nothing to compare"
+    assert not _too_old("surely-not-installed-package>=1.0"), "not installed: left to pip"

@@ -45,3 +45,17 @@ def test_a_killed_sweep_resumes_without_recomputing(glue_dir, tmp_path, monkeypa
     assert printed.count("trainable params:") == 1 and configs[2].run_id in printed, "one parameter-count line per trained run"
     assert [r["run_id"] for r in records] == [c.run_id for c in configs]
     assert len(list(tmp_path.glob("*.json"))) == 3
+
+
+def test_experiment_grids_add_the_default_rate_and_filter_methods():
+    from helpers.experiments import experiment_configs
+    from helpers.training import DEFAULT_LR
+
+    rates = {(c.method.method, c.lr) for c in experiment_configs("lr_sweep", "smoke", tasks=("sst2",))}
+    assert ("bitfit", DEFAULT_LR["bitfit"]) in rates and ("full", DEFAULT_LR["full"]) in rates
+    chosen = experiment_configs("methods", "smoke", tasks=("sst2",), methods=["lora", "bitfit (sparse)"])
+    assert sorted((c.method.method, c.method.bitfit_variant) for c in chosen) == [("bitfit", "sparse"), ("lora", "all")]
+    with pytest.raises(ValueError, match="Unknown method"):
+        experiment_configs("methods", "smoke", methods=["lorax"])
+    with pytest.raises(ValueError, match="not a string"):
+        experiment_configs("methods", "smoke", methods="lora")

@@ -177,6 +177,8 @@ def test_tasks_without_local_data_train_and_are_scored_with_their_official_metri
     record = train(config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
     expected_splits = {"test_matched", "test_mismatched"} if task == "mnli" else {"test"}
     assert set(record["test"]["splits"]) == expected_splits
+    assert set(record["majority_class"]) == {"validation", *expected_splits}
+    assert all(set(m) == metrics for m in record["majority_class"].values())
     for split_metrics in record["test"]["splits"].values():
         assert set(split_metrics) == metrics
         assert all(value == value for value in split_metrics.values()), "no NaN"
