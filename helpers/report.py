@@ -487,6 +487,8 @@ def _pooling_discussion(frame, profile) -> str:
             summary.append(f"{variant}: mean pooling on {where}")
         elif all(v == "b" for v in decided):
             summary.append(f"{variant}: [CLS] pooling on {where}")
+        elif all(v == "tie" for v in decided):
+            summary.append(f"{variant}: within noise on {where}")
         else:
             summary.append(f"{variant}: no consistent winner")
     lines.append("\nWhich serves each method, by these records: " + "; ".join(summary) + ".")

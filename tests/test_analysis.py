@@ -104,3 +104,17 @@ def test_best_learning_rate_keeps_ties_and_decides_the_relation_only_when_unambi
     overlapping = {"degenerate": False, "tied": [1e-4, 1e-3]}
     assert analysis.lr_relation(overlapping, {"degenerate": False, "tied": [1e-4]}) == "undecided"
     assert analysis.lr_relation({"degenerate": False, "tied": [1e-5]}, {"degenerate": False, "tied": [1e-4]}) == "smaller"
+
+
+def test_pooling_summary_counts_only_tasks_that_learned(tmp_path):
+    records = []
+    for pooling, sst2 in (("model", 0.72), ("mean", 0.77)):  # BitFit: mean pooling wins on SST-2
+        records.append(fake_record("sst2", "bitfit", 0, sst2, majority=0.5, pooling=pooling, trainable=26882))
+        records.append(fake_record("mrpc", "bitfit", 0, 0.684, majority=0.684, pooling=pooling, trainable=26882))
+    for pooling, sst2 in (("model", 0.783), ("mean", 0.780)):  # LoRA: a tie on SST-2
+        records.append(fake_record("sst2", "lora", 0, sst2, majority=0.5, pooling=pooling, trainable=74498))
+        records.append(fake_record("mrpc", "lora", 0, 0.684, majority=0.684, pooling=pooling, trainable=74498))
+    _write(records, tmp_path / "results")
+    text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
+    assert "bitfit: mean pooling on 1 of 2 tasks (the others learned nothing)" in text
+    assert "lora: within noise on 1 of 2 tasks (the others learned nothing)" in text
