@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from helpers.methods import MethodConfig
 from helpers.records import load_records
 from helpers.tasks import get_task
-from helpers.training import DEFAULT_LR, TrainConfig
+from helpers.training import DEFAULT_LR, RESOLVED_KEYS, TrainConfig
 
 _METHOD_DEFAULTS = MethodConfig()
 _TRAIN_DEFAULTS = TrainConfig()
@@ -84,6 +85,9 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             **{f"test_{name}": value for name, value in test.items()},
             **{f"{split}_{name}": value for split, metrics in record["test"]["splits"].items() for name, value in metrics.items()},
             "device": record["versions"].get("device"),
+            "recipe_version": config.get("recipe_version", 1),
+            "data_fingerprint": config.get("data_fingerprint") or record["data"].get("fingerprint") or record["data"].get("source"),
+            "settings": {key: value for key, value in config.items() if key not in ("method", "seed", *RESOLVED_KEYS)},
         }
         row["default_lr"] = math.isclose(row["lr"], DEFAULT_LR[row["method"]], rel_tol=1e-9)
         # What always predicting the training set's most frequent label scores on the test split (NaN in old records).
@@ -109,31 +113,31 @@ def load_frame(results_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[dict]
     return runs_frame(records), records, problems
 
 
+# Settings that at_defaults does not compare with the defaults: the run's identity (chosen by
+# majority below), the seed, and what the method and profile decide (checked separately).
+_NOT_DEFAULTS = {"task", "model", "method", "seed", "lr", "precision", "recipe_version", "data_fingerprint"}
+_PROFILE_SETTINGS = {"epochs", "max_length", "max_train_samples", "max_validation_samples", "batch_size", "eval_batch_size"}
+_VARY_SETTING = {"targets": "target_modules"}
+
+
 def at_defaults(frame: pd.DataFrame, profile=None, *, vary: str | None = None, model: str | None = None) -> pd.DataFrame:
     """Runs at the default settings of their method and of the profile, except the one setting `vary`.
 
-    Everything but the seed must match, so that groups of runs differ only by seed: the model (the
-    most common one unless given), the profile's data and training settings, and each method's knobs.
+    Everything but the seed must match, so that groups of runs differ only by seed: every training
+    setting of the config (data split, selection split, evaluation, batching, ...) equals its default
+    or the profile's value; the model is the most common one unless given; and per task, only the
+    newest recipe version and the most common data and precision are kept.
     """
     if frame.empty:
         return frame
     keep = frame["model"] == (model or frame["model"].mode().iloc[0])
-    keep &= frame["recipe"] == "fast"
-    keep &= np.isclose(frame["weight_decay"], _TRAIN_DEFAULTS.weight_decay) & (frame["grad_accum"] == 1)
-    if profile is not None:
-        keep &= np.isclose(frame["epochs"], profile.epochs) & (frame["max_length"] == profile.max_length)
-        for column in ("max_train_samples", "max_validation_samples"):
-            wanted = getattr(profile, column)
-            keep &= frame[column].isna() if wanted is None else frame[column] == wanted
-        if vary != "batch_size":
-            keep &= frame["batch_size"] == profile.batch_size
+    reference = TrainConfig(**(profile.data_settings() if profile is not None else {})).to_dict()
+    skipped = _NOT_DEFAULTS | {_VARY_SETTING.get(vary, vary)} | (set() if profile is not None else _PROFILE_SETTINGS)
+    for name, wanted in reference.items():
+        if name not in skipped:
+            keep &= frame["settings"].map(lambda settings, name=name, wanted=wanted: _same(settings.get(name, wanted), wanted))
     if vary != "lr":
         keep &= frame["default_lr"]
-    if vary != "warmup_ratio":
-        keep &= np.isclose(frame["warmup_ratio"], _TRAIN_DEFAULTS.warmup_ratio)
-    for column in ("warmup_steps", "length_bucket_batches"):  # settings that are unset by default
-        if vary != column and column in frame:
-            keep &= frame[column].isna()
     if vary != "pooling":
         keep &= frame["pooling"] == "model"
     is_lora = frame["method"].isin(["lora", "dora", "qlora"])
@@ -146,7 +150,23 @@ def at_defaults(frame: pd.DataFrame, profile=None, *, vary: str | None = None, m
     keep &= ~prompts | (frame["num_virtual_tokens"] == _METHOD_DEFAULTS.num_virtual_tokens)
     keep &= (frame["method"] != "prefix") | (frame["prefix_projection"] == _METHOD_DEFAULTS.prefix_projection)
     keep &= (frame["method"] != "ptuning") | (frame["encoder_hidden_size"] == _METHOD_DEFAULTS.encoder_hidden_size)
-    return frame[keep]
+    return _one_identity_per_task(frame[keep])
+
+
+def _same(value, wanted) -> bool:
+    if isinstance(value, (int, float)) and isinstance(wanted, (int, float)) and not isinstance(value, bool):
+        return math.isclose(value, wanted, rel_tol=1e-9)
+    return value == wanted
+
+
+def _one_identity_per_task(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per task: the newest recipe version, then the most common data and precision among its runs."""
+    kept = []
+    for _, group in frame.groupby("task", sort=False):
+        group = group[group["recipe_version"] == group["recipe_version"].max()]
+        identity = group[["data_fingerprint", "precision"]].astype(str).agg("|".join, axis=1)
+        kept.extend(group.index[identity == identity.mode().iloc[0]])
+    return frame[frame.index.isin(kept)]
 
 
 def over_seeds(frame: pd.DataFrame, by: list[str], value: str = "test") -> pd.DataFrame:
@@ -158,39 +178,82 @@ def over_seeds(frame: pd.DataFrame, by: list[str], value: str = "test") -> pd.Da
     grouped = frame.groupby(by, observed=True)[value]
     table = grouped.agg(mean="mean", std="std", n="count").reset_index()
     table["std"] = table["std"].fillna(0.0)
+    intervals = [t_interval(values) for _, values in grouped]
+    table["ci95_low"], table["ci95_high"] = [low for low, _ in intervals], [high for _, high in intervals]
     return table
+
+
+MIN_SEEDS = 3  # seeds each side needs before a comparison is decided
+ALPHA = 0.05  # significance level of Welch's t-test (two-sided)
+
+
+def t_interval(values, confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval for the mean over seeds; (nan, nan) with fewer than two values."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return math.nan, math.nan
+    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def welch(a, b) -> tuple[float, float, float]:
+    """Welch's t-test of mean(a) - mean(b): (p-value, 95% interval low, high) of the difference.
+
+    Two sets of seeds with no spread at all (identical runs) have p = 0 if their means differ, 1 if not.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    difference = a.mean() - b.mean()
+    var_a, var_b = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if var_a + var_b < 1e-18:  # no spread (up to rounding): scipy's test is undefined
+        return (0.0 if difference != 0 else 1.0), difference, difference
+    p_value = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    dof = (var_a + var_b) ** 2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
+    half = stats.t.ppf(0.975, dof) * math.sqrt(var_a + var_b)
+    return p_value, float(difference - half), float(difference + half)
 
 
 @dataclass
 class Comparison:
-    """The verdict on 'does A beat B', decided from the per-seed values."""
+    """The verdict on 'does A beat B', decided from the per-seed values by Welch's t-test.
+
+    A side needs at least MIN_SEEDS seeds; with fewer the verdict is 'undecided'. With enough, A
+    beats B when the two-sided p-value is under ALPHA; otherwise they are within noise ('tie').
+    """
 
     a: str
     b: str
-    a_mean: float
-    a_std: float
-    b_mean: float
-    b_std: float
-    n_a: int
-    n_b: int
+    a_values: tuple[float, ...]
+    b_values: tuple[float, ...]
     floor: float = math.nan  # the majority-class score: a mean at or below it means the runs learned nothing usable
+
+    a_mean = property(lambda self: float(np.mean(self.a_values)))
+    b_mean = property(lambda self: float(np.mean(self.b_values)))
+    a_std = property(lambda self: float(np.std(self.a_values, ddof=1)) if len(self.a_values) > 1 else 0.0)
+    b_std = property(lambda self: float(np.std(self.b_values, ddof=1)) if len(self.b_values) > 1 else 0.0)
+    n_a = property(lambda self: len(self.a_values))
+    n_b = property(lambda self: len(self.b_values))
 
     @property
     def difference(self) -> float:
         return self.a_mean - self.b_mean
 
     @property
-    def margin(self) -> float:
-        """Noise level: the larger of the two standard deviations (or 1 point with a single seed)."""
-        spread = max(self.a_std, self.b_std)
-        return spread if min(self.n_a, self.n_b) > 1 else max(spread, 0.01)
+    def decided(self) -> bool:
+        return min(self.n_a, self.n_b) >= MIN_SEEDS
+
+    @property
+    def test(self) -> tuple[float, float, float]:
+        """(p-value, 95% interval of the difference): NaNs when undecided."""
+        return welch(self.a_values, self.b_values) if self.decided else (math.nan, math.nan, math.nan)
 
     @property
     def verdict(self) -> str:
-        """'a', 'b', 'tie', or 'degenerate' when neither side beats always predicting the majority class."""
+        """'a', 'b', 'tie', 'undecided' (too few seeds), or 'degenerate' when neither side beats the majority class."""
         if at_or_below(self.a_mean, self.floor) and at_or_below(self.b_mean, self.floor):
             return "degenerate"
-        if abs(self.difference) <= self.margin:
+        if not self.decided:
+            return "undecided"
+        if not self.test[0] < ALPHA:
             return "tie"
         return "a" if self.difference > 0 else "b"
 
@@ -198,14 +261,16 @@ class Comparison:
         if self.verdict == "degenerate":
             return (f"On {where}, neither {self.a} ({self.a_mean:.3f}) nor {self.b} ({self.b_mean:.3f}) beats always predicting the "
                     f"majority class ({self.floor:.3f} {metric}): no comparison can be drawn from these runs.")
-        if min(self.n_a, self.n_b) > 1:
-            values = f"{self.a} {self.a_mean:.3f} ± {self.a_std:.3f} vs {self.b} {self.b_mean:.3f} ± {self.b_std:.3f}, {metric}, {self.n_a}/{self.n_b} seeds"
-        else:
-            values = f"{self.a} {self.a_mean:.3f} vs {self.b} {self.b_mean:.3f}, {metric}, one seed: differences under 0.01 count as ties"
+        values = f"{self.a} {self.a_mean:.3f} ± {self.a_std:.3f} vs {self.b} {self.b_mean:.3f} ± {self.b_std:.3f}, {metric}, {self.n_a}/{self.n_b} seeds"
+        if self.verdict == "undecided":
+            return (f"On {where}, {self.a} and {self.b} cannot be compared yet ({values}): a verdict needs at least {MIN_SEEDS} "
+                    f"seeds a side; undecided ({min(self.n_a, self.n_b)} seed{'s' if min(self.n_a, self.n_b) != 1 else ''}).")
+        p_value, low, high = self.test
+        test = f"Welch's t-test p = {p_value:.3f}; 95% interval of the difference {low:+.3f} to {high:+.3f}"
         if self.verdict == "tie":
-            return f"On {where}, {self.a} and {self.b} are within noise of each other ({values})."
+            return f"On {where}, {self.a} and {self.b} are within noise of each other ({values}; {test})."
         winner, loser = (self.a, self.b) if self.verdict == "a" else (self.b, self.a)
-        sentence = f"On {where}, {winner} beats {loser} by {abs(self.difference):.3f} ({values})."
+        sentence = f"On {where}, {winner} beats {loser} by {abs(self.difference):.3f} ({values}; {test})."
         if at_or_below(min(self.a_mean, self.b_mean), self.floor):
             sentence += f" {loser} does not beat always predicting the majority class ({self.floor:.3f})."
         return sentence
@@ -224,12 +289,7 @@ def compare(frame: pd.DataFrame, column: str, a, b, value: str = "test", names: 
     names = names or (str(a), str(b))
     floor_column = {"test": "majority", "best_validation": "validation_majority"}.get(value)
     floor = float(frame[floor_column].mean()) if floor_column in frame else math.nan
-    return Comparison(
-        a=names[0], b=names[1],
-        a_mean=float(first.mean()), a_std=float(first.std()) if len(first) > 1 else 0.0,
-        b_mean=float(second.mean()), b_std=float(second.std()) if len(second) > 1 else 0.0,
-        n_a=len(first), n_b=len(second), floor=floor,
-    )
+    return Comparison(a=names[0], b=names[1], a_values=tuple(map(float, first)), b_values=tuple(map(float, second)), floor=floor)
 
 
 def pass_fail(task: str, split_metrics: dict[str, dict[str, float]]) -> str:
@@ -246,9 +306,10 @@ def pass_fail(task: str, split_metrics: dict[str, dict[str, float]]) -> str:
 
 
 def best_setting(frame: pd.DataFrame, column: str, by=("task", "method"), selection: str = "best_validation") -> pd.DataFrame:
-    """Per group: the value of `column` with the best mean validation score (never the test), `tied`: every
-    value within noise of it (the same rule as Comparison: the larger std of the two, at least 0.01 with
-    one seed), and `degenerate`: no value beats always predicting the majority class."""
+    """Per group: the value of `column` with the best mean validation score (never the test);
+    `tied`: every value not significantly worse than it (Welch's t-test, as in Comparison);
+    `decided`: whether every value had MIN_SEEDS seeds (otherwise `tied` lists every value within
+    0.01 of the best, a hint, not a verdict); `degenerate`: no value beats the majority class."""
     by = list(by)
     table = over_seeds(frame, [*by, column], selection)
     floor_column = "validation_majority" if selection == "best_validation" else "majority"
@@ -256,12 +317,17 @@ def best_setting(frame: pd.DataFrame, column: str, by=("task", "method"), select
     rows = []
     for group_key, group in table.groupby(by, observed=True):
         best = group.loc[group["mean"].idxmax()]
-        margins = np.maximum(group["std"], best["std"])
-        margins = np.where((group["n"] > 1) & (best["n"] > 1), margins, np.maximum(margins, 0.01))
-        tied = sorted(group.loc[best["mean"] - group["mean"] <= margins, column])
         key = group_key[0] if len(by) == 1 and isinstance(group_key, tuple) else group_key
+        members = frame[(frame[by] == pd.Series(dict(zip(by, group_key if isinstance(group_key, tuple) else (group_key,))))).all(axis=1)]
+        per_value = {value: members.loc[members[column] == value, selection].dropna().to_numpy() for value in group[column]}
+        decided = bool((group["n"] >= MIN_SEEDS).all())
+        if decided:
+            tied = sorted(value for value, values in per_value.items()
+                          if value == best[column] or not (welch(per_value[best[column]], values)[0] < ALPHA))
+        else:
+            tied = sorted(group.loc[best["mean"] - group["mean"] <= 0.01, column])
         floor = floors.get(key, math.nan) if floors is not None else math.nan
-        rows.append({**best.to_dict(), "tied": tied, "degenerate": at_or_below(best["mean"], floor)})
+        rows.append({**best.to_dict(), "tied": tied, "decided": decided, "degenerate": at_or_below(best["mean"], floor)})
     return pd.DataFrame(rows).rename(columns={"mean": "validation_mean", "std": "validation_std"}).reset_index(drop=True)
 
 
@@ -272,8 +338,9 @@ def best_lr(frame: pd.DataFrame, selection: str = "best_validation") -> pd.DataF
 
 def lr_relation(peft: dict, full: dict) -> str:
     """'larger', 'smaller' or 'undecided': are all rates tied for best for a PEFT method above (below)
-    all rates tied for best for full fine-tuning? Rows are best_lr rows; degenerate sweeps decide nothing."""
-    if peft["degenerate"] or full["degenerate"]:
+    all rates tied for best for full fine-tuning? Rows are best_lr rows; degenerate sweeps, and sweeps
+    with fewer than MIN_SEEDS seeds per rate, decide nothing."""
+    if peft["degenerate"] or full["degenerate"] or not (peft.get("decided", False) and full.get("decided", False)):
         return "undecided"
     if min(peft["tied"]) > max(full["tied"]):
         return "larger"

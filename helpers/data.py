@@ -9,11 +9,18 @@ label ids and these splits:
 - `test` (MNLI: `test_matched` and `test_mismatched`): the GLUE dev set, labelled, used for
   reporting. GLUE's own test labels are hidden, so they are never used.
 
-How the splits were made (source, exact sizes, seeds, skipped rows) is attached as `.glue_info`.
+How the splits were made (source, exact sizes, seeds, skipped rows) is attached as `.glue_info`,
+with the data's fingerprint: a hash of every row (text and label) of the raw train and dev files,
+in file order. Run ids include it, so runs on different data never share a record: subsets are
+drawn by position, so even the same rows in another order (the Hub's SST-2 train against the TSV)
+make another training set.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
@@ -42,7 +49,7 @@ class SplitInfo:
     """How a `load_glue` result was made; saved in every run record."""
 
     task: str
-    source: str  # "hub:nyu-mll/glue" or "local:<folder>"
+    source: str  # "hub:nyu-mll/glue" or "local:<folder name>" (no machine paths in records)
     select_on: str  # "train_slice" or "dev"
     validation_fraction: float
     split_seed: int
@@ -51,15 +58,64 @@ class SplitInfo:
     stratified: bool
     sizes: dict[str, int] = field(default_factory=dict)
     skipped_rows: dict[str, int] = field(default_factory=dict)
+    fingerprint: str | None = None  # data_fingerprint of the raw files
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def source_name(glue_dir: str | os.PathLike | None) -> str:
-    """Where `load_glue` would read from: `local:<absolute folder>` or `hub:nyu-mll/glue`."""
+    """Where `load_glue` would read from: `local:<folder name>` or `hub:nyu-mll/glue`.
+
+    Only the folder's name, so records carry no machine paths; the fingerprint identifies the data.
+    """
     local_dir = resolve_glue_dir(glue_dir)
-    return f"local:{local_dir.resolve()}" if local_dir is not None else f"hub:{HUB_DATASET}"
+    return f"local:{local_dir.resolve().name}" if local_dir is not None else f"hub:{HUB_DATASET}"
+
+
+def same_source(recorded: str, glue_dir: str | os.PathLike | None) -> bool:
+    """Whether a record's `source` (older records: `local:<absolute folder>`) names where `glue_dir` reads."""
+    if recorded.startswith("local:"):
+        recorded = "local:" + Path(recorded[len("local:"):]).name
+    return recorded == source_name(glue_dir)
+
+
+def fingerprint_rows(raw: DatasetDict, task: TaskSpec) -> str:
+    """A short hash of every split's rows (text columns and label) in order; `idx` is left out."""
+    digest = hashlib.sha256()
+    for split in sorted(raw):
+        digest.update(f"[{split}]".encode())
+        table = raw[split].data.table.select([*task.text_columns, "label"]).to_pydict()  # Arrow: fast
+        for row in zip(*table.values()):
+            digest.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()[:12]
+
+
+def data_fingerprint(task: TaskSpec | str, glue_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike = DATA_CACHE) -> str:
+    """The fingerprint of the raw data `load_glue` would read (read once per process and file version)."""
+    task = get_task(task)
+    return _raw_task(task.name, *_source_key(task, glue_dir), str(cache_dir))[2]
+
+
+def _source_key(task: TaskSpec, glue_dir) -> tuple[str, tuple]:
+    """Where the raw data comes from, with each local file's size and modification time (a changed file is read again)."""
+    local_dir = resolve_glue_dir(glue_dir)
+    if local_dir is None:
+        return "", ()
+    task_dir = local_dir / task.display_name
+    files = ("train.tsv", *(split.tsv_file for split in task.test_splits.values()))
+    stats = tuple((name, (task_dir / name).stat().st_size, (task_dir / name).stat().st_mtime_ns) for name in files if (task_dir / name).is_file())
+    return str(local_dir.resolve()), stats
+
+
+@functools.lru_cache(maxsize=4)
+def _raw_task(task_name: str, local_dir: str, _file_stats: tuple, cache_dir: str) -> tuple[DatasetDict, dict[str, int], str]:
+    task = get_task(task_name)
+    if local_dir:
+        raw, skipped = load_local_task(task, local_dir)
+    else:
+        raw, skipped = load_hub_task(task, cache_dir), {}
+    return raw, skipped, fingerprint_rows(raw, task)
 
 
 def features_for(task: TaskSpec) -> Features:
@@ -320,12 +376,8 @@ def load_glue(
     is given, else the Hub's `nyu-mll/glue`. See the module docstring for what each split is.
     """
     task = get_task(task)
-    local_dir = resolve_glue_dir(glue_dir)
     source = source_name(glue_dir)
-    if local_dir is not None:
-        raw, skipped = load_local_task(task, local_dir)
-    else:
-        raw, skipped = load_hub_task(task, cache_dir), {}
+    raw, skipped, fingerprint = _raw_task(task.name, *_source_key(task, glue_dir), str(cache_dir))
     splits, how = make_splits(
         raw,
         task,
@@ -345,7 +397,8 @@ def load_glue(
         max_validation_samples=max_validation_samples,
         stratified=how["stratified"],
         sizes={name: len(ds) for name, ds in splits.items()},
-        skipped_rows=skipped,
+        skipped_rows=dict(skipped),
+        fingerprint=fingerprint,
     )
     return splits
 

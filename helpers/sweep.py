@@ -71,6 +71,10 @@ def run_sweep(
     from tqdm.auto import tqdm
 
     results_dir = Path(results_dir)
+    # Complete each run id with the fingerprint of its data (read once per task), so the records
+    # counted here are those of this data.
+    cache = {"cache_dir": train_kwargs["cache_dir"]} if "cache_dir" in train_kwargs else {}
+    configs = [c if c.data_fingerprint else c.with_data(glue_dir, **cache) for c in configs]
     done = 0 if force else sum(find_record(results_dir, c.run_id) is not None for c in configs)
     records = []
     with tqdm(total=len(configs), initial=0, desc="sweep", unit="run", disable=not progress) as bar:

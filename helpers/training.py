@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from helpers.batching import ShuffledLengthBuckets
-from helpers.data import DATA_CACHE, SELECT_ON_CHOICES, load_glue, source_name
+from helpers.data import DATA_CACHE, SELECT_ON_CHOICES, data_fingerprint, load_glue, same_source, source_name
 from helpers.device import cpu_only, library_versions, resolve_precision
 from helpers.flops import encoder_shape, training_flops
 from helpers.methods import (
@@ -37,7 +37,15 @@ from helpers.methods import (
     trainable_parameter_names,
 )
 from helpers.metrics import compute_metrics, majority_class_metrics
-from helpers.models import DEFAULT_MODEL, arch_spec, describe_architecture, load_model, load_tokenizer
+from helpers.models import (
+    DEFAULT_MODEL,
+    arch_spec,
+    canonical_model_name,
+    default_target_modules,
+    describe_architecture,
+    load_model,
+    load_tokenizer,
+)
 from helpers.records import config_hash, find_record, write_record
 from helpers.speed import GPU_PAD_MULTIPLE, sdpa_without_cudnn, use_fast_attention, use_fast_dropout
 from helpers.tasks import get_task
@@ -49,6 +57,14 @@ RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 RECIPES = ("fast", "baseline")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 UNHASHED_WHEN_NONE = ("warmup_steps", "length_bucket_batches")
+# How a run trains, as a version in its identity: a change that can change results under the same
+# settings gets a new version, so the study never reuses a record made the old way.
+#   1: length buckets seeded with seed + epoch (seed 0's second epoch replayed seed 1's first).
+#   2: every (seed, epoch) its own batch order; the id also holds the precision actually used and
+#      the data's fingerprint, and settings are canonical (2 and 2.0 epochs are one run).
+RECIPE_VERSION = 2
+# Record config keys that are not TrainConfig fields (what the run resolved or measured).
+RESOLVED_KEYS = ("precision_used", "fast_cpu_kernels", "eval_batch_size_used")
 
 # Default peak learning rates, from short sweeps on SST-2 and MRPC with the packaged MiniLM
 # (notebook 05 sweeps them properly): PEFT methods train few parameters from a good starting
@@ -100,6 +116,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (slower here: see README "Throughput")
     length_grouping: bool = True  # fast recipe: batches of similar length (less padding); False: random batches
     length_bucket_batches: int | None = None  # batches per length bucket (None: 50); fewer: more random batches, more padding
+    # identity (set by the code, not by hand)
+    recipe_version: int = RECIPE_VERSION  # records made before a recipe change keep their version
+    data_fingerprint: str | None = None  # helpers.data.data_fingerprint; filled in by train() and sweeps
 
     def __post_init__(self):
         if isinstance(self.method, dict):
@@ -120,6 +139,7 @@ class TrainConfig:
             (self.select_on in SELECT_ON_CHOICES, f"select_on must be one of {SELECT_ON_CHOICES}, got {self.select_on!r}"),
             (self.eval_steps is None or self.eval_steps > 0, f"eval_steps must be positive, got {self.eval_steps}"),
             (self.length_bucket_batches is None or self.length_bucket_batches >= 1, f"length_bucket_batches must be >= 1, got {self.length_bucket_batches}"),
+            (self.recipe_version in range(1, RECIPE_VERSION + 1), f"recipe_version must be 1 to {RECIPE_VERSION}, got {self.recipe_version!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -133,17 +153,73 @@ class TrainConfig:
         values["method"] = self.method.to_dict()
         return values
 
+    @classmethod
+    def from_record(cls, config: dict) -> "TrainConfig":
+        """The config of a saved run (its record's `config`), so that its run id can be recomputed."""
+        values = {key: value for key, value in config.items() if key not in RESOLVED_KEYS}
+        values.setdefault("recipe_version", 1)  # records from before recipe versions
+        if values["recipe_version"] >= 2 and "precision_used" in config:
+            values["precision"] = config["precision_used"]  # what `auto` resolved to on the machine that ran it
+        rebuilt = cls(**values)
+        if rebuilt.recipe_version == 1:  # its id hashed only the fields that existed when it ran
+            rebuilt._recorded_keys = frozenset(values) - {"recipe_version"}
+        return rebuilt
+
+    def with_data(self, glue_dir=None, cache_dir=DATA_CACHE) -> "TrainConfig":
+        """This config with the fingerprint of the data it would train on (what makes its run id complete)."""
+        return replace(self, data_fingerprint=data_fingerprint(self.task, glue_dir, cache_dir))
+
     @property
     def run_id(self) -> str:
         """Readable prefix + hash of the resolved config, e.g. `sst2-lora-r8-s0-1a2b3c4d5e`."""
         label = self.method.label().replace(" ", "").replace("=", "").replace("(", "-").replace(")", "")
         label = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in label)
+        hashed = self._legacy_identity() if self.recipe_version == 1 else self._identity()
+        return f"{self.task}-{label}-s{self.seed}-{config_hash(hashed)}"
+
+    def _legacy_identity(self) -> dict:
+        """Recipe version 1: the config as given (Python types included), so old records keep their ids."""
         hashed = self.to_dict()
+        del hashed["recipe_version"], hashed["data_fingerprint"]
         # Fields added after records were written hash only when set, so those records keep their ids.
         for name in UNHASHED_WHEN_NONE:
             if hashed[name] is None:
                 del hashed[name]
-        return f"{self.task}-{label}-s{self.seed}-{config_hash(hashed)}"
+        recorded = getattr(self, "_recorded_keys", None)  # a record from before some fields existed
+        return {key: value for key, value in hashed.items() if recorded is None or key in recorded}
+
+    def _identity(self) -> dict:
+        """Recipe version 2 on: canonical values, the precision actually used, and the data."""
+        hashed = canonical_config(self.to_dict())
+        try:
+            hashed["precision"] = resolve_precision(self.precision, self.recipe)
+        except ValueError:  # fp16 on a CPU: train() refuses it with this message
+            pass
+        if self.data_fingerprint is None:
+            del hashed["data_fingerprint"]  # an incomplete id (grids before the data is read); train() completes it
+        return hashed
+
+
+_FLOAT_FIELDS = ("lr", "epochs", "warmup_ratio", "weight_decay", "validation_fraction", "alpha", "lora_dropout")
+
+
+def canonical_config(values: dict) -> dict:
+    """One spelling per setting: floats as floats (2 and 2.0 epochs are one run), the model's
+    canonical name (aliases of the packaged MiniLM are one model), LoRA's default targets as None."""
+    values = {**values, "method": dict(values["method"])}
+    for scope in (values, values["method"]):
+        for name in _FLOAT_FIELDS:
+            if isinstance(scope.get(name), (int, float)) and not isinstance(scope.get(name), bool):
+                scope[name] = float(scope[name])
+    values["model"] = canonical_model_name(values["model"])
+    targets, defaults = values["method"].get("target_modules"), None
+    if targets:
+        defaults = default_target_modules(values["model"])
+    if targets and defaults:
+        resolved = {d for d in defaults for t in targets if d == t or d.endswith("." + t)}
+        if resolved == set(defaults) and all(any(d == t or d.endswith("." + t) for d in defaults) for t in targets):
+            values["method"]["target_modules"] = None
+    return values
 
 
 def _make_trainer_class():
@@ -266,14 +342,19 @@ def train(
     from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments, set_seed
 
     results_dir = Path(results_dir)
+    if config.data_fingerprint is None:
+        config = config.with_data(glue_dir, cache_dir)
     run_id = config.run_id
     if not force and (existing := find_record(results_dir, run_id)) is not None:
-        existing_source = existing.get("data", {}).get("source", "unknown")  # older or hand-edited records may lack it
-        if existing_source == source_name(glue_dir):
+        if config.recipe_version >= 2 or same_source(existing.get("data", {}).get("source", "unknown"), glue_dir):
             if not quiet:
                 print(f"[{run_id}] record found in {results_dir}: not training again (force=True to redo).")
             return existing
-        log.warning("[%s] the record in %s was trained on %s, not %s: training again.", run_id, results_dir, existing_source, source_name(glue_dir))
+        log.warning("[%s] the record in %s was trained on %s, not %s: training again.", run_id, results_dir,
+                    existing.get("data", {}).get("source", "unknown"), source_name(glue_dir))
+    if config.recipe_version != RECIPE_VERSION:
+        raise ValueError(f"[{run_id}] describes a run of recipe version {config.recipe_version}, but this code trains version "
+                         f"{RECIPE_VERSION} (helpers.training.RECIPE_VERSION): load its record, or train it anew without recipe_version.")
 
     task = get_task(config.task)
     precision = resolve_precision(config.precision, config.recipe)
@@ -293,6 +374,9 @@ def train(
         max_validation_samples=config.max_validation_samples,
         cache_dir=cache_dir,
     )
+    if splits.glue_info.fingerprint != config.data_fingerprint:
+        raise ValueError(f"[{run_id}] the {task.display_name} data changed while the run was being set up "
+                         f"(fingerprint {splits.glue_info.fingerprint}, expected {config.data_fingerprint}): run it again.")
     with _naming_the_model(config.model):
         tokenizer = load_tokenizer(config.model)
     padding = "max_length" if config.recipe == "baseline" else False

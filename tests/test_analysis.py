@@ -12,14 +12,27 @@ def frame_of(records):
     return analysis.runs_frame(records)
 
 
-def test_comparison_verdicts_follow_the_noise():
-    clear = analysis.Comparison("LoRA", "BitFit", 0.85, 0.01, 0.80, 0.01, 3, 3)
+def test_comparison_verdicts_need_three_seeds_and_a_significant_welch_test():
+    clear = analysis.Comparison("LoRA", "BitFit", (0.84, 0.85, 0.86), (0.79, 0.80, 0.81))
     assert clear.verdict == "a" and clear.sentence("accuracy", "SST-2").startswith("On SST-2, LoRA beats BitFit by 0.050")
-    noisy = analysis.Comparison("LoRA", "BitFit", 0.82, 0.03, 0.80, 0.01, 3, 3)
+    p_value, low, high = clear.test
+    assert p_value < 0.05 and low < 0.05 < high and "Welch's t-test p = " in clear.sentence("accuracy", "SST-2")
+    noisy = analysis.Comparison("LoRA", "BitFit", (0.79, 0.82, 0.85), (0.79, 0.80, 0.81))
     assert noisy.verdict == "tie" and "within noise" in noisy.sentence("accuracy", "SST-2")
-    single = analysis.Comparison("LoRA", "BitFit", 0.805, 0.0, 0.80, 0.0, 1, 1)
-    assert single.verdict == "tie" and "one seed" in single.sentence("accuracy", "SST-2") and "±" not in single.sentence("accuracy", "SST-2")
-    assert analysis.Comparison("a", "b", 0.70, 0.0, 0.80, 0.0, 1, 1).verdict == "b"
+    # A single seed decides nothing, however large the difference (single BitFit seeds ranged 0.54-0.75).
+    single = analysis.Comparison("LoRA", "BitFit", (0.90,), (0.60,))
+    assert single.verdict == "undecided" and "undecided (1 seed)" in single.sentence("accuracy", "SST-2")
+    assert analysis.Comparison("a", "b", (0.7, 0.7), (0.8, 0.8, 0.8)).verdict == "undecided"
+    assert analysis.Comparison("a", "b", (0.7, 0.7, 0.7), (0.8, 0.8, 0.8)).verdict == "b", "identical seeds: no spread, a clear difference"
+    # The interval matches scipy's Welch test.
+    from scipy import stats
+    assert p_value == pytest.approx(stats.ttest_ind((0.84, 0.85, 0.86), (0.79, 0.80, 0.81), equal_var=False).pvalue)
+
+
+def test_tables_carry_a_95_percent_interval():
+    frame = frame_of([fake_record("sst2", "lora", seed, value) for seed, value in enumerate((0.80, 0.82, 0.84))])
+    row = analysis.over_seeds(frame, ["variant"]).iloc[0]
+    assert row["mean"] == pytest.approx(0.82) and row["ci95_low"] == pytest.approx(0.82 - 4.302653 * 0.02 / 3**0.5, abs=1e-5)
 
 
 def test_pass_fail_checks_every_split_and_metric():
@@ -40,6 +53,16 @@ def test_at_defaults_keeps_only_runs_that_differ_by_seed():
     assert len(analysis.at_defaults(frame, PROFILE, vary="lr")) == 3
     with pytest.raises(ValueError, match="share a group"):
         analysis.over_seeds(frame, ["task", "method"])
+    # Runs that differ in any other setting are not extra seeds of the defaults.
+    for name, value in [("select_on", "dev"), ("split_seed", 7), ("validation_fraction", 0.2), ("length_grouping", False),
+                        ("compile", True), ("eval_steps", 5), ("early_stopping_patience", 2)]:
+        odd = fake_record("sst2", "lora", 2, 0.1)
+        odd["config"][name] = value
+        assert sorted(analysis.at_defaults(frame_of([*records, odd]), PROFILE)["seed"]) == [0, 1], name
+    # An older recipe version is not mixed with the current one.
+    old = fake_record("sst2", "lora", 2, 0.1)
+    old["config"]["recipe_version"] = 1
+    assert sorted(analysis.at_defaults(frame_of([*records, old]), PROFILE)["seed"]) == [0, 1]
 
 
 def test_best_lr_is_chosen_on_validation_not_test():
@@ -68,11 +91,12 @@ def test_report_sentences_are_decided_by_the_data(tmp_path):
 
 def test_learning_rate_paragraph_follows_the_sweep(tmp_path):
     records = []
-    for lr, validation in [(1e-5, 0.70), (1e-4, 0.80), (1e-3, 0.60)]:
-        records.append(fake_record("sst2", "full", 0, 0.8, lr=lr, validation=validation))
-    for lr, validation in [(1e-5, 0.75), (1e-4, 0.70), (1e-3, 0.65)]:  # BitFit best at a *smaller* rate here
-        records.append(fake_record("sst2", "bitfit", 0, 0.8, lr=lr, validation=validation))
-    records += [fake_record("sst2", "full", 0, 0.8, validation=0.72), fake_record("sst2", "bitfit", 0, 0.8, validation=0.6)]  # default rates
+    for seed, jitter in enumerate((0.0, 0.002, -0.002)):
+        for lr, validation in [(1e-5, 0.70), (1e-4, 0.80), (1e-3, 0.60)]:
+            records.append(fake_record("sst2", "full", seed, 0.8, lr=lr, validation=validation + jitter))
+        for lr, validation in [(1e-5, 0.75), (1e-4, 0.70), (1e-3, 0.65)]:  # BitFit best at a *smaller* rate here
+            records.append(fake_record("sst2", "bitfit", seed, 0.8, lr=lr, validation=validation + jitter))
+        records += [fake_record("sst2", "full", seed, 0.8, validation=0.72 + jitter), fake_record("sst2", "bitfit", seed, 0.8, validation=0.6 + jitter)]
     _write(records, tmp_path / "results")
     text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
     assert "larger than full fine-tuning's in 0 of 1 (task, method) pairs" in text
@@ -80,9 +104,17 @@ def test_learning_rate_paragraph_follows_the_sweep(tmp_path):
     assert "full fine-tuning drops from 0.800 at 0.0001 to 0.600 at 0.001" in text
 
 
+def test_a_one_seed_learning_rate_sweep_decides_nothing():
+    records = [fake_record("sst2", "full", 0, 0.8, lr=lr, validation=v, majority=0.5) for lr, v in [(1e-5, 0.70), (1e-4, 0.80)]]
+    records += [fake_record("sst2", "bitfit", 0, 0.8, lr=lr, validation=v, majority=0.5) for lr, v in [(1e-3, 0.70), (1e-2, 0.80)]]
+    best = analysis.best_lr(frame_of(records)).set_index(["task", "method"])
+    assert not best.loc[("sst2", "bitfit"), "decided"]
+    assert analysis.lr_relation(best.loc[("sst2", "bitfit")], best.loc[("sst2", "full")]) == "undecided"
+
+
 def test_runs_that_do_not_beat_the_majority_class_are_not_compared():
-    frame = frame_of([fake_record("mrpc", "lora", 0, 0.684, majority=0.684), fake_record("mrpc", "bitfit", 0, 0.684, majority=0.684),
-                      fake_record("mrpc", "full", 0, 0.75, majority=0.684)])
+    frame = frame_of([fake_record("mrpc", m, seed, value + 0.001 * seed * (m == "full"), majority=0.684)
+                      for seed in range(3) for m, value in (("lora", 0.684), ("bitfit", 0.684), ("full", 0.75))])
     stuck = analysis.compare(frame, "variant", "lora", "bitfit")
     assert stuck.verdict == "degenerate" and "no comparison" in stuck.sentence("accuracy", "MRPC")
     one_learned = analysis.compare(frame, "variant", "full", "lora")
@@ -92,29 +124,34 @@ def test_runs_that_do_not_beat_the_majority_class_are_not_compared():
 
 
 def test_best_learning_rate_keeps_ties_and_decides_the_relation_only_when_unambiguous():
-    records = [fake_record("sst2", "full", 0, 0.8, lr=lr, validation=v, majority=0.5) for lr, v in [(1e-5, 0.70), (1e-4, 0.80), (1e-3, 0.60)]]
-    records += [fake_record("sst2", "bitfit", 0, 0.8, lr=lr, validation=v, majority=0.5) for lr, v in [(1e-4, 0.60), (1e-3, 0.795), (1e-2, 0.80)]]
-    records += [fake_record("mrpc", m, 0, 0.68, lr=lr, validation=0.675, majority=0.675) for m in ("full", "bitfit") for lr in (1e-4, 1e-3)]
+    jitters = (0.0, 0.004, -0.004)
+    records = [fake_record("sst2", "full", seed, 0.8, lr=lr, validation=v + j, majority=0.5)
+               for seed, j in enumerate(jitters) for lr, v in [(1e-5, 0.70), (1e-4, 0.80), (1e-3, 0.60)]]
+    records += [fake_record("sst2", "bitfit", seed, 0.8, lr=lr, validation=v + j, majority=0.5)
+                for seed, j in enumerate(jitters) for lr, v in [(1e-4, 0.60), (1e-3, 0.797), (1e-2, 0.80)]]
+    records += [fake_record("mrpc", m, seed, 0.68, lr=lr, validation=0.675, majority=0.675) for seed in range(3) for m in ("full", "bitfit") for lr in (1e-4, 1e-3)]
     best = analysis.best_lr(frame_of(records)).set_index(["task", "method"])
     assert best.loc[("sst2", "bitfit"), "lr"] == 1e-2 and best.loc[("sst2", "bitfit"), "tied"] == [1e-3, 1e-2]
     assert best.loc[("sst2", "full"), "tied"] == [1e-4] and not best.loc[("sst2", "full"), "degenerate"]
+    assert best.loc[("sst2", "full"), "decided"]
     assert best.loc[("mrpc", "bitfit"), "degenerate"]
     assert analysis.lr_relation(best.loc[("sst2", "bitfit")], best.loc[("sst2", "full")]) == "larger"
     assert analysis.lr_relation(best.loc[("mrpc", "bitfit")], best.loc[("mrpc", "full")]) == "undecided"
-    overlapping = {"degenerate": False, "tied": [1e-4, 1e-3]}
-    assert analysis.lr_relation(overlapping, {"degenerate": False, "tied": [1e-4]}) == "undecided"
-    assert analysis.lr_relation({"degenerate": False, "tied": [1e-5]}, {"degenerate": False, "tied": [1e-4]}) == "smaller"
+    overlapping = {"degenerate": False, "decided": True, "tied": [1e-4, 1e-3]}
+    assert analysis.lr_relation(overlapping, {"degenerate": False, "decided": True, "tied": [1e-4]}) == "undecided"
+    assert analysis.lr_relation({"degenerate": False, "decided": True, "tied": [1e-5]}, {"degenerate": False, "decided": True, "tied": [1e-4]}) == "smaller"
 
 
 def test_pooling_summary_counts_only_tasks_that_learned(tmp_path):
     records = []
-    for pooling, sst2 in (("model", 0.72), ("mean", 0.77)):  # BitFit: mean pooling wins on SST-2
-        records.append(fake_record("sst2", "bitfit", 0, sst2, majority=0.5, pooling=pooling, trainable=26882))
-        records.append(fake_record("mrpc", "bitfit", 0, 0.684, majority=0.684, pooling=pooling, trainable=26882))
-    for pooling, sst2 in (("model", 0.783), ("mean", 0.780)):  # LoRA: a tie on SST-2
-        records.append(fake_record("sst2", "lora", 0, sst2, majority=0.5, pooling=pooling, trainable=74498))
-        records.append(fake_record("mrpc", "lora", 0, 0.684, majority=0.684, pooling=pooling, trainable=74498))
+    for seed, jitter in enumerate((0.0, 0.003, -0.003)):
+        for pooling, sst2 in (("model", 0.72), ("mean", 0.77)):  # BitFit: mean pooling wins on SST-2
+            records.append(fake_record("sst2", "bitfit", seed, sst2 + jitter, majority=0.5, pooling=pooling, trainable=26882))
+            records.append(fake_record("mrpc", "bitfit", seed, 0.684, majority=0.684, pooling=pooling, trainable=26882))
+        for pooling, sst2 in (("model", 0.783), ("mean", 0.780)):  # LoRA: a tie on SST-2
+            records.append(fake_record("sst2", "lora", seed, sst2 + 3 * jitter * (pooling == "mean"), majority=0.5, pooling=pooling, trainable=74498))
+            records.append(fake_record("mrpc", "lora", seed, 0.684, majority=0.684, pooling=pooling, trainable=74498))
     _write(records, tmp_path / "results")
     text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
-    assert "bitfit: mean pooling on 1 of 2 tasks (the others learned nothing)" in text
-    assert "lora: within noise on 1 of 2 tasks (the others learned nothing)" in text
+    assert "bitfit: mean pooling on 1 of 2 tasks (the others undecided)" in text
+    assert "lora: within noise on 1 of 2 tasks (the others undecided)" in text

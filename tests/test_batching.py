@@ -2,7 +2,7 @@
 
 import random
 
-from helpers.batching import ShuffledLengthBuckets
+from helpers.batching import ShuffledLengthBuckets, epoch_seed
 
 
 def _padding(order, lengths, batch_size):
@@ -30,3 +30,16 @@ def test_same_seed_same_order_and_smaller_buckets_mean_more_random_batches():
     wide = _padding(list(ShuffledLengthBuckets(lengths, 32, bucket_batches=30, seed=5)), lengths, 32)
     narrow = _padding(list(ShuffledLengthBuckets(lengths, 32, bucket_batches=2, seed=5)), lengths, 32)
     assert wide < narrow
+
+
+def test_no_seed_replays_another_seeds_epoch():
+    """Regression: with `seed + epoch`, seed 0's second epoch was seed 1's first."""
+    lengths = list(range(3, 259))
+    orders = {}
+    for seed in range(4):
+        sampler = ShuffledLengthBuckets(lengths, 16, bucket_batches=2, seed=seed)
+        for epoch in range(3):
+            sampler.set_epoch(epoch)
+            orders[(seed, epoch)] = tuple(sampler)
+    assert len(set(orders.values())) == len(orders), "every (seed, epoch) pair has its own batch order"
+    assert len({epoch_seed(s, e) for s in range(50) for e in range(50)}) == 2500

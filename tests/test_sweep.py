@@ -19,6 +19,7 @@ def test_unknown_setting_is_named():
 
 def test_a_killed_sweep_resumes_without_recomputing(glue_dir, tmp_path, monkeypatch, capsys):
     configs = expand_grid({"task": ["rte"], "method": ["head"], "seed": [0, 1, 2]}, fixed={"epochs": 1, "batch_size": 16, "max_length": 32, "lr": 1e-2})
+    configs = [c.with_data(glue_dir, tmp_path / "cache") for c in configs]  # complete ids, as the sweep makes them
     real_train = sweep_module.train
     trained = []
 

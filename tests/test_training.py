@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -208,13 +209,58 @@ def test_warmup_steps_must_be_a_whole_number_and_only_change_the_run_id_when_set
     assert TrainConfig(warmup_steps=10).run_id != TrainConfig().run_id
 
 
-def test_a_record_without_data_source_is_trained_again(glue_dir, tmp_path, monkeypatch, caplog):
-    config = sst2_config()
-    write_record({**{key: {} for key in REQUIRED_KEYS}, "run_id": config.run_id}, tmp_path)
+def test_records_of_different_data_coexist(lora_record, glue_dir, tmp_path, monkeypatch):
+    """The same settings on other data (here the same rows in another order) are another run."""
+    record, results = lora_record
+    shuffled = tmp_path / "glue"
+    shutil.copytree(glue_dir / "SST-2", shuffled / "SST-2")
+    train_file = shuffled / "SST-2" / "train.tsv"
+    header, *rows = train_file.read_text().splitlines()
+    train_file.write_text("\n".join([header, *reversed(rows)]) + "\n")
+    other = sst2_config().with_data(shuffled, results / "cache")
+    assert other.data_fingerprint != record["config"]["data_fingerprint"] and other.run_id != record["run_id"]
     monkeypatch.setattr("helpers.training.load_glue", stop)
-    with pytest.raises(StopBeforeTraining):
-        train(config, glue_dir=glue_dir, results_dir=tmp_path, quiet=True)
-    assert "was trained on unknown" in caplog.text
+    with pytest.raises(StopBeforeTraining):  # not answered by the other data's record
+        train(sst2_config(), glue_dir=shuffled, results_dir=results, cache_dir=results / "cache", quiet=True)
+    assert (results / f"{record['run_id']}.json").is_file()
+    assert record["data"]["source"] == "local:" + Path(glue_dir).name, "no machine path in the record"
+
+
+def test_committed_records_keep_their_run_ids():
+    """Every committed record's id is recomputed from its config: refactoring must not change ids
+    (a long sweep would train everything again)."""
+    paths = [p for p in (Path(__file__).resolve().parents[1] / "results").rglob("*.json") if "run_id" in p.read_text()[:200]]
+    assert len(paths) > 100
+    for path in paths:
+        record = json.loads(path.read_text())
+        assert TrainConfig.from_record(record["config"]).run_id == record["run_id"], path.name
+    pinned = TrainConfig.from_record(json.loads((Path(__file__).resolve().parents[1] / "results" / "full" / "sst2-bitfit-s0-add7d437e3.json").read_text())["config"])
+    assert pinned.run_id == "sst2-bitfit-s0-add7d437e3"
+
+
+def test_one_config_one_run_id_however_it_is_spelled():
+    base = TrainConfig(task="sst2", epochs=2, method=MethodConfig(method="lora", alpha=16))
+    assert TrainConfig(task="SST-2", epochs=2.0, method=MethodConfig(method="lora", alpha=16.0)).run_id == base.run_id
+    assert TrainConfig(task="sst2", epochs=2, model="sentence-transformers/all-MiniLM-L6-v2").run_id == base.run_id
+    assert TrainConfig(task="sst2", epochs=2, method=MethodConfig(method="lora", target_modules="query,value")).run_id == base.run_id
+    assert TrainConfig(task="sst2", epochs=2, method=MethodConfig(method="lora", target_modules="query")).run_id != base.run_id
+
+
+def test_recipe_version_precision_and_data_are_part_of_the_identity():
+    base = TrainConfig(task="sst2", data_fingerprint="abc")
+    assert TrainConfig(task="sst2", data_fingerprint="abd").run_id != base.run_id
+    assert TrainConfig(task="sst2", data_fingerprint="abc", recipe_version=1).run_id != base.run_id
+    assert TrainConfig(task="sst2", data_fingerprint="abc", precision="bf16").run_id != TrainConfig(task="sst2", data_fingerprint="abc", precision="fp32").run_id
+    # `auto` is hashed as what it resolves to on this machine
+    from helpers.device import resolve_precision
+    assert base.run_id == TrainConfig(task="sst2", data_fingerprint="abc", precision=resolve_precision("auto")).run_id
+    with pytest.raises(ValueError, match="recipe_version"):
+        TrainConfig(recipe_version=99)
+
+
+def test_an_old_recipe_is_loaded_but_never_trained(glue_dir, tmp_path):
+    with pytest.raises(ValueError, match="recipe version 1"):
+        train(sst2_config(recipe_version=1), glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
 
 
 def test_cli_switches_and_warmup_steps_reach_the_configs(monkeypatch):
