@@ -1,0 +1,127 @@
+"""The committed study (`results/full/`), as tiers of run grids that resume across sessions.
+
+Tier 1, the course core on SST-2 and MRPC, has three steps, each decided by the records of the
+one before (selection on the validation slice, never on the GLUE dev set):
+
+- `1a`: a learning-rate grid per method (head, BitFit, LoRA r=8, full), one seed, SST-2 capped at
+  8,000 training examples (stated in PLAN.md), MRPC whole; 2 epochs.
+- `1b`: seeds 1 and 2 at each grid's best rate and its two neighbours, so that the best rate is
+  chosen over 3 seeds and the "which rate is best" verdicts have their test.
+- `1c`: each method at its selected rate, 3 seeds, on the whole training sets, 2 epochs.
+
+`python -m helpers.study --tier 1a` trains what has no record yet; `--dry-run` lists the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+from helpers.sweep import expand_grid, run_sweep
+from helpers.training import RESULTS_DIR, TrainConfig
+
+STUDY_DIR = RESULTS_DIR / "full"
+TASKS = ("sst2", "mrpc")
+SEEDS = (0, 1, 2)
+# Shared by every tier-1 run: 2 epochs (the validation curves of the two 3-epoch checks in
+# results/full peaked by epoch 2), a validation slice capped at 2,000 examples (evaluated every epoch).
+COMMON = {"epochs": 2, "max_validation_samples": 2000, "batch_size": 32, "max_length": 128}
+GRID_TRAIN_SAMPLES = 8000  # the learning-rate grid's SST-2 cap (MRPC has 3,301: whole)
+# Each grid brackets the rates where its method is known to peak; extend it when the best is at an edge.
+LR_GRID = {
+    "head": (1e-3, 3e-3, 1e-2, 3e-2),
+    "bitfit": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+    "lora": (3e-4, 1e-3, 3e-3, 1e-2),
+    "full": (1e-5, 3e-5, 1e-4, 3e-4),
+}
+METHOD_ORDER = ("bitfit", "lora", "full", "head")  # the course core first, if the time runs out
+
+
+def tier_1a() -> list[TrainConfig]:
+    configs = []
+    for method in METHOD_ORDER:
+        configs += expand_grid({"task": list(TASKS), "lr": list(LR_GRID[method])},
+                               {**COMMON, "method": method, "seed": 0, "max_train_samples": GRID_TRAIN_SAMPLES})
+    return configs
+
+
+def _best_validation(config: TrainConfig, results_dir: Path, glue_dir) -> float | None:
+    """The recorded best validation score of this run, or None if it has no record yet."""
+    from helpers.records import find_record
+
+    record = find_record(results_dir, config.with_data(glue_dir).run_id)
+    value = record["best"].get("value") if record is not None else None
+    return None if value is None or math.isnan(value) else value
+
+
+def tier_1b(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
+    """Seeds 1 and 2 at each 1a grid's best rate (seed 0, validation) and its two neighbours."""
+    configs = []
+    for task in TASKS:
+        for method in METHOD_ORDER:
+            grid = LR_GRID[method]
+            scores = {c.lr: _best_validation(c, results_dir, glue_dir) for c in tier_1a() if (c.task, c.method.method) == (task, method)}
+            scores = {lr: value for lr, value in scores.items() if value is not None}
+            if not scores:
+                continue
+            best = grid.index(max(scores, key=scores.get))
+            for lr in grid[max(0, best - 1): best + 2]:
+                configs += expand_grid({"seed": [1, 2]}, {**COMMON, "task": task, "method": method, "lr": lr, "max_train_samples": GRID_TRAIN_SAMPLES})
+    return configs
+
+
+def selected_rates(results_dir: Path = STUDY_DIR, glue_dir=None) -> dict[tuple[str, str], float]:
+    """Per (task, method): among the rates with all 3 seeds (1a + 1b), the best mean validation score."""
+    chosen = {}
+    for task in TASKS:
+        for method in METHOD_ORDER:
+            means = {}
+            for lr in LR_GRID[method]:
+                configs = expand_grid({"seed": list(SEEDS)}, {**COMMON, "task": task, "method": method, "lr": lr, "max_train_samples": GRID_TRAIN_SAMPLES})
+                values = [v for c in configs if (v := _best_validation(c, results_dir, glue_dir)) is not None]
+                if len(values) == len(SEEDS):
+                    means[lr] = sum(values) / len(values)
+            if means:
+                chosen[(task, method)] = max(means, key=means.get)
+    return chosen
+
+
+def tier_1c(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
+    """Each method at its selected rate, 3 seeds, whole training sets."""
+    rates = selected_rates(results_dir, glue_dir)
+    configs = []
+    for method in METHOD_ORDER:
+        for task in TASKS:
+            if (task, method) in rates:
+                configs += expand_grid({"seed": list(SEEDS)}, {**COMMON, "task": task, "method": method, "lr": rates[(task, method)]})
+    return configs
+
+
+TIERS = {"1a": lambda results_dir, glue_dir: tier_1a(), "1b": tier_1b, "1c": tier_1c}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.study", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tier", required=True, help=f"comma-separated tiers, run in order: {', '.join(TIERS)}")
+    parser.add_argument("--results-dir", default=str(STUDY_DIR), help="where the study's records live (default results/full)")
+    parser.add_argument("--glue-dir", default=None, help="local GLUE folder (default $GLUE_DIR, else the Hub)")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs of each tier without training")
+    args = parser.parse_args(argv)
+    for tier in args.tier.split(","):
+        if tier not in TIERS:
+            parser.error(f"unknown tier {tier!r}; choose from {', '.join(TIERS)}")
+        glue_dir = args.glue_dir or os.environ.get("GLUE_DIR")
+        configs = TIERS[tier](Path(args.results_dir), glue_dir)
+        print(f"tier {tier}: {len(configs)} runs")
+        if args.dry_run:
+            for config in configs:
+                print(f"  {config.task:<5} {config.method.label():<8} lr={config.lr:g} seed={config.seed} train≤{config.max_train_samples}")
+            continue
+        run_sweep(configs, glue_dir=glue_dir, results_dir=args.results_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
