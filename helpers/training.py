@@ -510,7 +510,7 @@ def train(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": {**config.to_dict(), "precision_used": precision, "fast_cpu_kernels": fast_cpu_kernels, "lr": config.lr,
                    "eval_batch_size_used": args.per_device_eval_batch_size},
-        "data": splits.glue_info.to_dict(),
+        "data": {**splits.glue_info.to_dict(), "token_lengths": _token_lengths(tokenized)},
         "model_info": architecture,
         "versions": {**library_versions(), "world_size": trainer.args.world_size},
         "params": params,
@@ -601,6 +601,17 @@ def _pad_probe(batch: dict, length: int, pad_id: int) -> dict:
     # Count every position as real so the measurement does not depend on the batch's padding.
     padded["attention_mask"] = torch.ones_like(padded["attention_mask"])
     return padded
+
+
+def _token_lengths(tokenized) -> dict:
+    """Mean and median tokens per example of each split (after truncation): SST-2's train holds
+    phrases and its dev set whole sentences, which this makes visible in every record."""
+    lengths = {}
+    for split, dataset in tokenized.items():
+        values = np.asarray(dataset["length"]) if "length" in dataset.column_names and len(dataset) else None
+        if values is not None:
+            lengths[split] = {"mean": round(float(values.mean()), 2), "median": float(np.median(values))}
+    return lengths
 
 
 def _best_eval(evals: list[dict], metric: str) -> dict:

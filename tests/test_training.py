@@ -53,6 +53,8 @@ def test_integration_run_learns_and_records_everything(lora_record):
         assert key in config
     assert config["method"] == {"method": "lora", "pooling": "model", "rank": 8, "alpha": 16.0, "lora_dropout": 0.1, "target_modules": None}
     assert record["data"]["sizes"] == {"train": 96, "validation": 24, "test": 24}, "split sizes"
+    assert set(record["data"]["token_lengths"]) == {"train", "validation", "test"}
+    assert 3 < record["data"]["token_lengths"]["test"]["mean"] <= 32, "real tokens per example, truncated at max_length"
     assert {"python", "torch", "transformers", "peft", "device"} <= set(record["versions"])
     params = record["params"]
     assert params["trainable"] == params["lora_closed_form"] == 6 * 2 * 8 * (384 + 384) + 384 * 2 + 2
