@@ -85,6 +85,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             **{f"test_{name}": value for name, value in test.items()},
             **{f"{split}_{name}": value for split, metrics in record["test"]["splits"].items() for name, value in metrics.items()},
             "device": record["versions"].get("device"),
+            **{f"{split}_tokens_mean": stats_["mean"] for split, stats_ in record["data"].get("token_lengths", {}).items()},
             "recipe_version": config.get("recipe_version", 1),
             "data_fingerprint": config.get("data_fingerprint") or record["data"].get("fingerprint") or record["data"].get("source"),
             "settings": {key: value for key, value in config.items() if key not in ("method", "seed", *RESOLVED_KEYS)},
@@ -120,13 +121,14 @@ _PROFILE_SETTINGS = {"epochs", "max_length", "max_train_samples", "max_validatio
 _VARY_SETTING = {"targets": "target_modules"}
 
 
-def at_defaults(frame: pd.DataFrame, profile=None, *, vary: str | None = None, model: str | None = None) -> pd.DataFrame:
+def at_defaults(frame: pd.DataFrame, profile=None, *, vary: str | None = None, model: str | None = None, alpha: str = "fixed") -> pd.DataFrame:
     """Runs at the default settings of their method and of the profile, except the one setting `vary`.
 
     Everything but the seed must match, so that groups of runs differ only by seed: every training
     setting of the config (data split, selection split, evaluation, batching, ...) equals its default
     or the profile's value; the model is the most common one unless given; and per task, only the
-    newest recipe version and the most common data and precision are kept.
+    newest recipe version and the most common data and precision are kept. LoRA's alpha is the
+    default (`alpha="fixed"`) or twice the rank (`alpha="2r"`, a constant scale alpha/r = 2).
     """
     if frame.empty:
         return frame
@@ -141,7 +143,8 @@ def at_defaults(frame: pd.DataFrame, profile=None, *, vary: str | None = None, m
     if vary != "pooling":
         keep &= frame["pooling"] == "model"
     is_lora = frame["method"].isin(["lora", "dora", "qlora"])
-    keep &= ~is_lora | (np.isclose(frame["alpha"].astype(float), _METHOD_DEFAULTS.alpha) & np.isclose(frame["lora_dropout"].astype(float), _METHOD_DEFAULTS.lora_dropout))
+    wanted_alpha = 2.0 * frame["rank"].astype(float) if alpha == "2r" else _METHOD_DEFAULTS.alpha
+    keep &= ~is_lora | (np.isclose(frame["alpha"].astype(float), wanted_alpha) & np.isclose(frame["lora_dropout"].astype(float), _METHOD_DEFAULTS.lora_dropout))
     if vary != "rank":
         keep &= ~is_lora | (frame["rank"] == _METHOD_DEFAULTS.rank)
     if vary != "targets":

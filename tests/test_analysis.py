@@ -155,3 +155,21 @@ def test_pooling_summary_counts_only_tasks_that_learned(tmp_path):
     text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
     assert "bitfit: mean pooling on 1 of 2 tasks (the others undecided)" in text
     assert "lora: within noise on 1 of 2 tasks (the others undecided)" in text
+
+
+def test_report_separates_rank_from_the_alpha_scale_and_labels_published_numbers(tmp_path):
+    records = []
+    for seed, jitter in enumerate((0.0, 0.004, -0.004)):
+        for rank in (1, 8):
+            records.append(fake_record("sst2", "lora", seed, 0.80 + jitter + 0.05 * (rank == 8), rank=rank, alpha=16.0, majority=0.5))
+            if rank != 8:  # r=8 with alpha 16 is also alpha = 2r
+                records.append(fake_record("sst2", "lora", seed, 0.85 + jitter, rank=rank, alpha=2.0 * rank, majority=0.5))
+        records.append(fake_record("sst2", "bitfit", seed, 0.82 + jitter, majority=0.5))
+    for record in records:
+        record["data"]["token_lengths"] = {"train": {"mean": 11.0}, "validation": {"mean": 11.0}, "test": {"mean": 25.0}}
+    _write(records, tmp_path / "results")
+    text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
+    assert "- α = 16: On SST-2, r=8 beats r=1 by 0.050" in text
+    assert "- α = 2r: On SST-2, r=8 and r=1 are within noise of each other" in text
+    assert "published numbers, not runs of this project" in text and "| SST-2 | BitFit, LoRA paper" in text
+    assert "11.0 tokens per training example against 25.0 per test example" in text
