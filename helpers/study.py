@@ -9,6 +9,9 @@ one before (selection on the validation slice, never on the GLUE dev set):
   chosen over 3 seeds and the "which rate is best" verdicts have their test.
 - `1c`: each method at its selected rate, 3 seeds, on the whole training sets, 2 epochs.
 
+Tier 2 (LoRA rank sweep, alpha = 16 and alpha = 2r), tier 3 (batch size and warmup for BitFit and
+LoRA) and tier 6 (overfitting 32 examples) use the rates tier 1 selected; see results/full/PLAN.md.
+
 `python -m helpers.study --tier 1a` trains what has no record yet; `--dry-run` lists the runs.
 """
 
@@ -99,7 +102,45 @@ def tier_1c(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     return configs
 
 
-TIERS = {"1a": lambda results_dir, glue_dir: tier_1a(), "1b": tier_1b, "1c": tier_1c}
+RANKS = (1, 2, 4, 8, 16, 32, 64)
+BATCH_SIZES = (16, 64)  # 32 comes from tier 1
+WARMUP_RATIOS = (0.0, 0.2)  # 6% comes from tier 1
+OVERFIT = {"max_train_samples": 32, "epochs": 30, "batch_size": 8, "max_validation_samples": 200, "eval_train": True}
+
+
+def _at_selected_rate(results_dir, glue_dir, methods, grid: dict, fixed: dict) -> list[TrainConfig]:
+    """Grid runs of each method at its tier-1 rate, 3 seeds, SST-2 at the grid's cap, MRPC whole."""
+    rates = selected_rates(results_dir, glue_dir)
+    configs = []
+    for task in TASKS:
+        for method in methods:
+            if (task, method) in rates:
+                base = {**COMMON, "task": task, "method": method, "lr": rates[(task, method)], "max_train_samples": GRID_TRAIN_SAMPLES, **fixed}
+                configs += expand_grid({**grid, "seed": list(SEEDS)}, base)
+    return configs
+
+
+def tier_2(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
+    """LoRA rank sweep at alpha = 16 on both tasks, and at alpha = 2r (constant scale) on MRPC."""
+    fixed_alpha = _at_selected_rate(results_dir, glue_dir, ("lora",), {"rank": list(RANKS)}, {"alpha": 16.0})
+    scaled = [c for rank in RANKS for c in _at_selected_rate(results_dir, glue_dir, ("lora",), {"rank": [rank]}, {"alpha": 2.0 * rank})
+              if c.task == "mrpc"]
+    return list({c.run_id: c for c in fixed_alpha + scaled}.values())
+
+
+def tier_3(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
+    """Batch size, then warmup, one factor at a time, for BitFit and LoRA."""
+    return (_at_selected_rate(results_dir, glue_dir, ("bitfit", "lora"), {"batch_size": list(BATCH_SIZES)}, {})
+            + _at_selected_rate(results_dir, glue_dir, ("bitfit", "lora"), {"warmup_ratio": list(WARMUP_RATIOS)}, {}))
+
+
+def tier_6(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
+    """The overfitting check: every core method on 32 training examples for 30 epochs, scoring the
+    training split each epoch (it should reach ~100% accuracy), at each method's default rate."""
+    return expand_grid({"task": list(TASKS), "method": list(METHOD_ORDER)}, {**COMMON, **OVERFIT, "seed": 0})
+
+
+TIERS = {"1a": lambda results_dir, glue_dir: tier_1a(), "1b": tier_1b, "1c": tier_1c, "2": tier_2, "3": tier_3, "6": tier_6}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,8 @@ RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 RECIPES = ("fast", "baseline")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 UNHASHED_WHEN_NONE = ("warmup_steps", "length_bucket_batches")
+# Fields added after recipe version 2 records were written: hashed only when not at these defaults.
+UNHASHED_AT_DEFAULT = {"eval_train": False}
 # How a run trains, as a version in its identity: a change that can change results under the same
 # settings gets a new version, so the study never reuses a record made the old way.
 #   1: length buckets seeded with seed + epoch (seed 0's second epoch replayed seed 1's first).
@@ -110,6 +112,7 @@ class TrainConfig:
     logging_steps: int | None = None  # None: about 20 loss points per epoch
     early_stopping_patience: int | None = None  # evaluations without improvement before stopping
     eval_batch_size: int = 128
+    eval_train: bool = False  # also score the training split at every evaluation (the overfitting check)
     # speed
     recipe: str = "fast"  # "fast": dynamic padding, length-grouped batches; "baseline": pad to max_length
     precision: str = "auto"  # auto: bf16/fp16 on GPUs, bf16 autocast on CPUs with bf16 instructions
@@ -181,6 +184,9 @@ class TrainConfig:
         """Recipe version 1: the config as given (Python types included), so old records keep their ids."""
         hashed = self.to_dict()
         del hashed["recipe_version"], hashed["data_fingerprint"]
+        for name, default in UNHASHED_AT_DEFAULT.items():
+            if hashed[name] == default:
+                del hashed[name]
         # Fields added after records were written hash only when set, so those records keep their ids.
         for name in UNHASHED_WHEN_NONE:
             if hashed[name] is None:
@@ -191,6 +197,9 @@ class TrainConfig:
     def _identity(self) -> dict:
         """Recipe version 2 on: canonical values, the precision actually used, and the data."""
         hashed = canonical_config(self.to_dict())
+        for name, default in UNHASHED_AT_DEFAULT.items():
+            if hashed[name] == default:
+                del hashed[name]
         try:
             hashed["precision"] = resolve_precision(self.precision, self.recipe)
         except ValueError:  # fp16 on a CPU: train() refuses it with this message
@@ -240,16 +249,23 @@ def _make_trainer_class():
             self.evals: list[dict] = []
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            if isinstance(eval_dataset if eval_dataset is not None else self.eval_dataset, dict):
+                start = time.perf_counter()  # one call per named split follows (`eval_<split>`), each recorded
+                metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+                self.eval_seconds += time.perf_counter() - start
+                return metrics
+            nested = metric_key_prefix.startswith("eval_")
             start = time.perf_counter()
             counters = self.data_collator.counters()
             metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
             self.data_collator.restore(counters)  # evaluation batches are not training tokens
-            self.eval_seconds += time.perf_counter() - start
+            if not nested:
+                self.eval_seconds += time.perf_counter() - start
             prefix = f"{metric_key_prefix}_"
             self.evals.append({
                 "step": self.state.global_step,
                 "epoch": round(self.state.epoch or 0.0, 4),
-                "split": "validation",
+                "split": metric_key_prefix[len("eval_"):] if nested else "validation",
                 "metrics": {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix) and k[len(prefix):] in self.task.metrics},
                 "loss": metrics.get(f"{prefix}loss"),
             })
@@ -313,6 +329,14 @@ def _history(log_history: list[dict]) -> list[dict]:
                 "grad_norm": entry.get("grad_norm"),
             })
     return rows
+
+
+def _eval_datasets(tokenized, config: TrainConfig):
+    """The validation split, and with `eval_train` the training split too (Trainer names their metrics)."""
+    validation = _sorted_for_eval(tokenized["validation"], config.recipe)
+    if not config.eval_train:
+        return validation
+    return {"validation": validation, "train": _sorted_for_eval(tokenized["train"], config.recipe)}
 
 
 def _sorted_for_eval(dataset, recipe: str = "fast"):
@@ -432,7 +456,7 @@ def train(
         save_total_limit=1,
         save_only_model=True,
         load_best_model_at_end=True,
-        metric_for_best_model=task.main_metric,
+        metric_for_best_model=f"validation_{task.main_metric}" if config.eval_train else task.main_metric,
         greater_is_better=True,
         logging_steps=logging_steps,
         seed=config.seed,
@@ -455,7 +479,7 @@ def train(
         model=model,
         args=args,
         train_dataset=train_dataset,
-        eval_dataset=_sorted_for_eval(tokenized["validation"], config.recipe),
+        eval_dataset=_eval_datasets(tokenized, config),
         data_collator=collator,
         compute_metrics=lambda prediction: compute_metrics(task, _logits(prediction.predictions), prediction.label_ids),
         callbacks=callbacks,
@@ -503,7 +527,7 @@ def train(
         memory = {"peak_bytes": breakdown["total_bytes"], "kind": "cpu_breakdown_total"}
     memory.update({"breakdown": breakdown, "process_peak_rss_bytes": process_peak_rss_bytes()})
 
-    best_eval = _best_eval(trainer.evals, task.main_metric)
+    best_eval = _best_eval([e for e in trainer.evals if e["split"] == "validation"], task.main_metric)
     samples_seen = len(train_dataset) * float(train_output.metrics.get("epoch", config.epochs))
     record = {
         "run_id": run_id,

@@ -279,3 +279,18 @@ def test_cli_switches_and_warmup_steps_reach_the_configs(monkeypatch):
     monkeypatch.setattr("helpers.sweep.run_sweep", lambda configs, **kwargs: swept.extend(configs) or [])
     assert main(["sweep", "--task", "rte", "--warmup-steps", "0,10", "--no-length-grouping", "--quiet"]) == 0
     assert [(c.warmup_steps, c.length_grouping) for c in swept] == [(0, False), (10, False)]
+
+
+def test_recipe_version_2_ids_are_pinned():
+    """Ids of the study's records: a change here makes every sweep train again."""
+    assert TrainConfig(task="sst2", data_fingerprint="x", precision="fp32").run_id == "sst2-lorar8-s0-a7c30fb721"
+
+
+def test_overfit_check_scores_the_training_split_every_epoch(glue_dir, tmp_path):
+    config = sst2_config(method="full", lr=1e-4, epochs=4, max_train_samples=16, eval_train=True, batch_size=8)
+    record = train(config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
+    by_split = {split: [e for e in record["evals"] if e["split"] == split] for split in ("train", "validation")}
+    assert [e["epoch"] for e in by_split["train"]] == [e["epoch"] for e in by_split["validation"]] == [1.0, 2.0, 3.0, 4.0]
+    assert by_split["train"][-1]["metrics"]["accuracy"] == 1.0, "16 examples, 4 epochs of full fine-tuning: memorised"
+    assert record["best"]["value"] == max(e["metrics"]["accuracy"] for e in by_split["validation"]), "selected on validation"
+    assert config.run_id != sst2_config(method="full", lr=1e-4, epochs=4, max_train_samples=16, batch_size=8).run_id
