@@ -195,3 +195,27 @@ def metric_vs_parameters(frame: pd.DataFrame, folder=None, name="metric_vs_param
             ax.annotate(str(row["variant"]), (row["percent"], row["mean"]), textcoords="offset points", xytext=(5, 5), fontsize=9)
         ax.set(xscale="log", xlabel="trainable parameters (% of model, log)", ylabel=_metric_label(task), title=f"{get_task(task).display_name}: score vs trainable parameters")
     return _save(figure, folder, name)
+
+
+def run_label(record: dict) -> str:
+    """A run's short label in figures and tables: method, rank and targets, variant, pooling."""
+    return _label(record)
+
+
+def overfit_curves(records: list[dict], folder=None, name="overfit"):
+    """The overfitting check: training-split and validation accuracy per epoch, one line per method, one panel per task."""
+    tasks = list(dict.fromkeys(r["config"]["task"] for r in records))
+    figure, axes = _subplots(1, len(tasks), figsize=(5.5 * len(tasks), 3.8), squeeze=False)
+    for axis, task in zip(axes[0], tasks):
+        metric = get_task(task).main_metric
+        for index, record in enumerate(r for r in records if r["config"]["task"] == task):
+            color = sns.color_palette()[index % 10]
+            for split, style in (("train", "-"), ("validation", ":")):
+                points = [(e["epoch"], e["metrics"].get(metric)) for e in record["evals"] if e["split"] == split]
+                if points:
+                    epochs, values = zip(*points)
+                    axis.plot(epochs, values, style, color=color, label=f"{_label(record)} ({split})" if split == "train" else None)
+        axis.set(title=f"{get_task(task).display_name}: {record['data']['sizes']['train']} training examples",
+                 xlabel="epoch", ylabel=f"{METRIC_LABEL.get(metric, metric)} (solid: train, dotted: validation)", ylim=(0, 1.02))
+        axis.legend(fontsize="small", loc="lower right")
+    return _save(figure, folder, name)

@@ -151,6 +151,8 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     add(_validation_test_gap(defaults))
     add(_published_context(defaults))
 
+    add(_overfit_section(records, figures_dir, report_dir))
+
     # 3. PEFT discussion
     add("## 3. PEFT discussion\n")
     add(_bitfit_discussion(defaults))
@@ -245,9 +247,9 @@ def _model_design(defaults: pd.DataFrame) -> str:
                  "adapter; the pooler is pretrained and stays frozen except under full fine-tuning and BitFit (its bias)."
                  + (" A mean-pooling variant is compared in §6." if pooled else ""))
     lines.append("- **What trains** (everything else is frozen):\n")
-    first = {row["variant"]: row for _, row in defaults.groupby("variant", observed=True).head(1).iterrows()}
+    first = {str(row["variant"]): row for _, row in defaults.groupby("variant", observed=True).head(1).iterrows()}
     design = defaults.groupby("variant", observed=True).agg(trainable=("trainable", "first"), percent=("percent", "first")).reset_index()
-    design["what trains"] = design["variant"].map(lambda v: what_trains(first[v]))
+    design["what trains"] = design["variant"].astype(str).map(lambda v: what_trains(first[v]))
     design["trainable"] = design["trainable"].map(lambda v: f"{int(v):,}")
     design["percent"] = design["percent"].map(lambda v: f"{v:.3g}%")
     return "\n".join(lines) + "\n\n" + _table(design) + "\n"
@@ -432,6 +434,31 @@ def _rank_discussion(frame, profile, figures, report_dir) -> str:
                      f"r={int(low['rank'])} → {low['mean']:.3f}, r={int(high['rank'])} → {high['mean']:.3f} with {int(high['rank'] / low['rank'])}× the adapter parameters. "
                      + (comparison.sentence(get_task(task).main_metric, get_task(task).display_name) if comparison else ""))
     return "\n".join(lines) + "\n"
+
+
+def _overfit_section(records: list[dict], figures_dir: Path, report_dir: Path) -> str:
+    """The sanity check every fine-tuning setup should pass: can each method memorise a few examples?"""
+    checks = [r for r in records if r["config"].get("eval_train")]
+    if not checks:
+        return ""
+    plots.overfit_curves(checks, figures_dir)
+    rows = []
+    for record in checks:
+        metric = get_task(record["config"]["task"]).main_metric
+        train = [(e["epoch"], e["metrics"].get(metric)) for e in record["evals"] if e["split"] == "train"]
+        reached = next((epoch for epoch, value in train if value is not None and value >= 0.99), None)
+        rows.append({"task": get_task(record["config"]["task"]).display_name, "method": plots.run_label(record), "lr": f"{record['config']['lr']:g}",
+                     "training examples": record["data"]["sizes"]["train"], "epochs": record["config"]["epochs"],
+                     f"final train {metric}": round(train[-1][1], 3) if train else None,
+                     "first epoch ≥ 0.99": f"{reached:g}" if reached is not None else "never",
+                     f"final validation {metric}": round(next(e["metrics"][metric] for e in reversed(record["evals"]) if e["split"] == "validation"), 3)})
+    table = pd.DataFrame(rows)
+    never = table[table["first epoch ≥ 0.99"] == "never"]
+    verdict = ("Every method memorises its training examples, as a working training loop must." if never.empty else
+               f"Not every method memorises them: {', '.join(never['method'] + ' on ' + never['task'])} stay below 0.99 training accuracy.")
+    return ("### Overfitting check\n\nEach method trained on a few examples for many epochs, scoring the training split every epoch "
+            "(validation for contrast):\n\n" + _table(table) + "\n\n" + verdict + "\n\n"
+            + _figure(figures_dir / "overfit.png", report_dir, "Overfitting check: training (solid) and validation (dotted) accuracy per epoch."))
 
 
 def _alpha_discussion(frame, profile) -> str:

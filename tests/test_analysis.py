@@ -173,3 +173,18 @@ def test_report_separates_rank_from_the_alpha_scale_and_labels_published_numbers
     assert "- α = 2r: On SST-2, r=8 and r=1 are within noise of each other" in text
     assert "published numbers, not runs of this project" in text and "| SST-2 | BitFit, LoRA paper" in text
     assert "11.0 tokens per training example against 25.0 per test example" in text
+
+
+def test_overfit_check_is_reported_apart_from_the_comparisons(tmp_path):
+    records = [fake_record("sst2", m, seed, 0.8, majority=0.5) for m in ("bitfit", "lora") for seed in range(3)]
+    for method, curve in (("full", [0.6, 0.9, 1.0]), ("head", [0.55, 0.6, 0.62])):
+        check = fake_record("sst2", method, 0, 0.6, majority=0.5)
+        check["config"]["eval_train"] = True
+        check["evals"] = [{"step": e, "epoch": float(e), "split": split, "metrics": {"accuracy": value if split == "train" else 0.6}}
+                          for e, value in enumerate(curve, 1) for split in ("train", "validation")]
+        records.append(check)
+    _write(records, tmp_path / "results")
+    text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
+    assert "### Overfitting check" in text and "head on SST-2 stay below 0.99" in text
+    assert "| SST-2 | full |" in text and (tmp_path / "figures" / "overfit.png").is_file()
+    assert "| SST-2 | full | 3 |" not in text, "the checks are not seeds of the main comparison"
