@@ -121,7 +121,8 @@ _PROFILE_SETTINGS = {"epochs", "max_length", "max_train_samples", "max_validatio
 _VARY_SETTING = {"targets": "target_modules"}
 
 
-def at_defaults(frame: pd.DataFrame, profile=None, *, vary: str | None = None, model: str | None = None, alpha: str = "fixed") -> pd.DataFrame:
+def at_defaults(frame: pd.DataFrame, profile=None, *, vary: str | None = None, model: str | None = None, alpha: str = "fixed",
+                grid: bool = False, rates: dict | None = None) -> pd.DataFrame:
     """Runs at the default settings of their method and of the profile, except the one setting `vary`.
 
     Everything but the seed must match, so that groups of runs differ only by seed: every training
@@ -129,17 +130,22 @@ def at_defaults(frame: pd.DataFrame, profile=None, *, vary: str | None = None, m
     or the profile's value; the model is the most common one unless given; and per task, only the
     newest recipe version and the most common data and precision are kept. LoRA's alpha is the
     default (`alpha="fixed"`) or twice the rank (`alpha="2r"`, a constant scale alpha/r = 2).
+    `grid`: the profile's grid runs (their training subset); `rates`: {(task, variant): lr} to use
+    instead of each method's default rate (a profile with tuned rates, see selected_lr).
     """
     if frame.empty:
         return frame
     keep = frame["model"] == (model or frame["model"].mode().iloc[0])
-    reference = TrainConfig(**(profile.data_settings() if profile is not None else {})).to_dict()
+    reference = TrainConfig(**(profile.data_settings(grid=grid) if profile is not None else {})).to_dict()
     skipped = _NOT_DEFAULTS | {_VARY_SETTING.get(vary, vary)} | (set() if profile is not None else _PROFILE_SETTINGS)
     for name, wanted in reference.items():
         if name not in skipped:
             keep &= frame["settings"].map(lambda settings, name=name, wanted=wanted: _same(settings.get(name, wanted), wanted))
-    if vary != "lr":
+    if vary != "lr" and rates is None:
         keep &= frame["default_lr"]
+    elif vary != "lr":
+        wanted_lr = [rates.get((task, str(variant))) for task, variant in zip(frame["task"], frame["variant"])]
+        keep &= np.array([w is not None and math.isclose(lr, w, rel_tol=1e-9) for lr, w in zip(frame["lr"], wanted_lr)], dtype=bool)
     if vary != "pooling":
         keep &= frame["pooling"] == "model"
     is_lora = frame["method"].isin(["lora", "dora", "qlora"])
@@ -337,6 +343,17 @@ def best_setting(frame: pd.DataFrame, column: str, by=("task", "method"), select
 def best_lr(frame: pd.DataFrame, selection: str = "best_validation") -> pd.DataFrame:
     """Per task and method: the best learning rate, the rates tied with it, and whether the sweep learned anything."""
     return best_setting(frame, "lr", ("task", "method"), selection)
+
+
+def selected_lr(grid: pd.DataFrame, selection: str = "best_validation") -> dict[tuple[str, str], float]:
+    """Per (task, variant): the learning rate a study uses after its grid: among the rates with the
+    most seeds, the best mean validation score (helpers.study trains the final runs at it)."""
+    chosen = {}
+    for (task, variant), group in grid.groupby(["task", "variant"], observed=True):
+        table = over_seeds(group, ["lr"], selection)
+        table = table[table["n"] == table["n"].max()]
+        chosen[(task, str(variant))] = float(table.loc[table["mean"].idxmax(), "lr"])
+    return chosen
 
 
 def lr_relation(peft: dict, full: dict) -> str:

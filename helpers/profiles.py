@@ -2,7 +2,8 @@
 
 - smoke: a few dozen examples, one short epoch; CI runs every notebook this way (minutes).
 - quick: small subsets, one seed; all notebooks in under 15 minutes on a 2-core CPU.
-- full:  SST-2 capped at 8,000 training examples, MRPC whole, 3 epochs, 3 seeds (hours on CPU).
+- full:  the committed study (helpers.study): grids on SST-2 capped at 8,000 examples, then each
+         method at its selected learning rate, whole training sets, 2 epochs, 3 seeds (hours on CPU).
 """
 
 from __future__ import annotations
@@ -25,14 +26,20 @@ class Profile:
     max_length: int = 128
     batch_size: int = 32
     eval_batch_size: int = 128
+    # Grids (learning rate, rank, batch size, warmup) may run on a smaller training subset than the
+    # main comparison; None: the same as max_train_samples.
+    grid_max_train_samples: int | None = None
+    # True: each method is compared at the learning rate its grid selected (best mean validation
+    # score, helpers.analysis.selected_lr); False: at its default rate (helpers.training.DEFAULT_LR).
+    tuned_lr: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def data_settings(self) -> dict:
-        """The TrainConfig fields every run of this profile shares."""
+    def data_settings(self, grid: bool = False) -> dict:
+        """The TrainConfig fields every run of this profile shares (`grid`: a grid run's)."""
         return {
-            "max_train_samples": self.max_train_samples,
+            "max_train_samples": self.grid_max_train_samples if grid and self.grid_max_train_samples else self.max_train_samples,
             "max_validation_samples": self.max_validation_samples,
             "epochs": self.epochs,
             "max_length": self.max_length,
@@ -45,10 +52,10 @@ class Profile:
 # (1e-4 to 1e-3 appear for full fine-tuning and for the PEFT methods), so "which rate is best" is
 # decided by the runs, not by where each grid was placed.
 LR_GRID_FULL = {
-    "full": (1e-5, 3e-5, 1e-4, 3e-4, 1e-3),
-    "bitfit": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
-    "lora": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
-    "head": (1e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+    "head": (1e-3, 3e-3, 1e-2, 3e-2),
+    "bitfit": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+    "lora": (3e-4, 1e-3, 3e-3, 1e-2),
+    "full": (1e-5, 3e-5, 1e-4, 3e-4),
 }
 
 PROFILES: dict[str, Profile] = {
@@ -77,16 +84,21 @@ PROFILES: dict[str, Profile] = {
         batch_sizes=(16, 32),
         warmup_ratios=(0.0, 0.06),
     ),
+    # The committed study (helpers.study, results/full/PLAN.md): grids on SST-2 capped at 8,000
+    # examples (MRPC whole), then each method at its selected rate on the whole training sets.
     "full": Profile(
         name="full",
-        max_train_samples=8000,
-        max_validation_samples=1000,
-        epochs=3,
+        max_train_samples=None,
+        max_validation_samples=2000,
+        epochs=2,
         seeds=(0, 1, 2),
         ranks=(1, 2, 4, 8, 16, 32, 64),
         lr_grid=LR_GRID_FULL,
         batch_sizes=(16, 32, 64),
         warmup_ratios=(0.0, 0.06, 0.2),
+        lr_sweep_seeds=(0, 1, 2),
+        grid_max_train_samples=8000,
+        tuned_lr=True,
     ),
 }
 

@@ -72,7 +72,7 @@ def _figure(path: Path, report_dir: Path, caption: str) -> str:
 def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, profile) -> dict[str, Path]:
     """Every report figure that the records support; returns {name: path}."""
     figures = {}
-    main = analysis.at_defaults(frame, profile)
+    main = _runs(frame, profile)
     main = main[main["variant"].isin(["bitfit", "lora"])]
     if not main.empty:
         plots.method_bars(main, figures_dir, "bitfit_vs_lora", "BitFit vs LoRA (r=8)")
@@ -82,7 +82,7 @@ def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, p
         plots.training_curves(chosen, figures_dir, "training_curves", f" (seed {first_seed})")
         figures["training_curves"] = figures_dir / "training_curves.png"
         figures["first_seed"] = first_seed
-    ranks = analysis.at_defaults(frame[frame["method"] == "lora"], profile, vary="rank")
+    ranks = _runs(frame[frame["method"] == "lora"], profile, vary="rank", grid=True)
     if ranks["rank"].nunique() > 1:
         plots.rank_sweep(ranks, figures_dir)
         figures["rank_sweep"] = figures_dir / "rank_sweep.png"
@@ -90,23 +90,32 @@ def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, p
     if not lrs.empty:
         plots.lr_sensitivity(lrs, figures_dir)
         figures["lr_sensitivity"] = figures_dir / "lr_sensitivity.png"
-    methods = analysis.at_defaults(frame, profile)
+    methods = _runs(frame, profile)
     if methods["variant"].nunique() > 2:
         plots.method_bars(methods, figures_dir, "methods", "all methods")
         plots.cost_per_method(methods, figures_dir)
         plots.metric_vs_parameters(methods, figures_dir)
         figures.update({n: figures_dir / f"{n}.png" for n in ("methods", "time_memory", "metric_vs_parameters")})
     for column, label in [("batch_size", "batch size"), ("warmup_ratio", "warmup ratio")]:
-        subset = analysis.at_defaults(frame[frame["method"] == "lora"], profile, vary=column)
+        subset = _runs(frame[frame["method"] == "lora"], profile, vary=column, grid=True)
         if subset[column].nunique() > 1:
             plots.setting_effect(subset, column, label, figures_dir, f"effect_{column}")
             figures[f"effect_{column}"] = figures_dir / f"effect_{column}.png"
     return figures
 
 
+def _runs(frame: pd.DataFrame, profile, *, vary: str | None = None, grid: bool = False, alpha: str = "fixed") -> pd.DataFrame:
+    """The runs at the profile's settings except `vary`, each method at the profile's learning rate:
+    its default rate, or for a profile with tuned rates the one its grid selected (analysis.selected_lr)."""
+    rates = None
+    if profile.tuned_lr:
+        rates = analysis.selected_lr(analysis.at_defaults(frame, profile, vary="lr", grid=True))
+    return analysis.at_defaults(frame, profile, vary=vary, grid=grid, alpha=alpha, rates=rates)
+
+
 def _lr_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
     """Learning-rate sweep runs: defaults except the learning rate, for methods tried at several rates."""
-    lrs = analysis.at_defaults(frame, profile, vary="lr")
+    lrs = analysis.at_defaults(frame, profile, vary="lr", grid=True)
     return lrs[lrs.groupby(["task", "variant"], observed=True)["lr"].transform("nunique") > 1]
 
 
@@ -118,7 +127,7 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     if frame.empty:
         raise ValueError(f"No run records in {results_dir}: run the notebooks (or `python -m helpers sweep`) first.")
     figures = build_figures(frame, records, figures_dir, profile)
-    defaults = analysis.at_defaults(frame, profile)
+    defaults = _runs(frame, profile)
     if defaults.empty:
         raise ValueError(f"No records in {results_dir} match profile {profile.name!r}'s settings; pass the profile the runs used.")
     report_dir = report_path.parent
@@ -410,7 +419,7 @@ def _full_degrades_at_high_lr(lrs: pd.DataFrame) -> str:
 
 
 def _rank_discussion(frame, profile, figures, report_dir) -> str:
-    ranks = analysis.at_defaults(frame[frame["method"] == "lora"], profile, vary="rank")
+    ranks = _runs(frame[frame["method"] == "lora"], profile, vary="rank", grid=True)
     if ranks["rank"].nunique() < 2:
         return "No rank sweep in these records (notebook 04 runs it).\n"
     row = ranks.iloc[0]
@@ -465,8 +474,8 @@ def _alpha_discussion(frame, profile) -> str:
     """Rank against the alpha/r scale: LoRA scales its update by alpha/r, so with alpha fixed a larger
     rank also means a smaller scale. Runs with alpha = 2r keep the scale at 2 and separate the two."""
     lora = frame[frame["method"] == "lora"]
-    fixed = analysis.at_defaults(lora, profile, vary="rank")
-    scaled = analysis.at_defaults(lora, profile, vary="rank", alpha="2r")
+    fixed = _runs(lora, profile, vary="rank", grid=True)
+    scaled = _runs(lora, profile, vary="rank", grid=True, alpha="2r")
     if scaled["rank"].nunique() < 2:
         return ("With α fixed at 16, the scale α/r falls from 16 at r=1 to 0.25 at r=64, so a rank sweep at fixed α also sweeps "
                 "the update's scale; no α = 2r runs in these records separate the two.\n")
@@ -557,7 +566,7 @@ def _best_settings(frame, profile) -> str:
     """Best batch size and warmup ratio for LoRA by mean validation score, with the grid searched."""
     lines = []
     for column, label in [("batch_size", "batch size"), ("warmup_ratio", "warmup ratio")]:
-        subset = analysis.at_defaults(frame[frame["method"] == "lora"], profile, vary=column)
+        subset = _runs(frame[frame["method"] == "lora"], profile, vary=column, grid=True)
         if subset[column].nunique() < 2:
             continue
         grid = ", ".join(f"{v:g}" for v in sorted(set(subset[column])))
@@ -574,7 +583,7 @@ def _best_settings(frame, profile) -> str:
 
 
 def _pooling_discussion(frame, profile) -> str:
-    pooled = analysis.at_defaults(frame, profile, vary="pooling")
+    pooled = _runs(frame, profile, vary="pooling")
     pooled = pooled[pooled.groupby(["task", "variant"], observed=True)["pooling"].transform("nunique") > 1]
     if pooled.empty:
         return "No pooling comparison in these records (notebook 05 runs it).\n"

@@ -22,23 +22,20 @@ import math
 import os
 from pathlib import Path
 
+from helpers.profiles import get_profile
 from helpers.sweep import expand_grid, run_sweep
 from helpers.training import RESULTS_DIR, TrainConfig
 
-STUDY_DIR = RESULTS_DIR / "full"
+PROFILE = get_profile("full")  # the study's settings live in its profile
+STUDY_DIR = RESULTS_DIR / PROFILE.name
 TASKS = ("sst2", "mrpc")
-SEEDS = (0, 1, 2)
-# Shared by every tier-1 run: 2 epochs (the validation curves of the two 3-epoch checks in
-# results/full peaked by epoch 2), a validation slice capped at 2,000 examples (evaluated every epoch).
-COMMON = {"epochs": 2, "max_validation_samples": 2000, "batch_size": 32, "max_length": 128}
-GRID_TRAIN_SAMPLES = 8000  # the learning-rate grid's SST-2 cap (MRPC has 3,301: whole)
+SEEDS = PROFILE.seeds
+# Shared by every run: 2 epochs (the validation curves of the two 3-epoch checks in results/full
+# peaked by epoch 2), a validation slice capped at 2,000 examples (evaluated every epoch).
+COMMON = {k: v for k, v in PROFILE.data_settings().items() if k != "max_train_samples"}
+GRID_TRAIN_SAMPLES = PROFILE.grid_max_train_samples  # the grids' SST-2 cap (MRPC has 3,301: whole)
 # Each grid brackets the rates where its method is known to peak; extend it when the best is at an edge.
-LR_GRID = {
-    "head": (1e-3, 3e-3, 1e-2, 3e-2),
-    "bitfit": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
-    "lora": (3e-4, 1e-3, 3e-3, 1e-2),
-    "full": (1e-5, 3e-5, 1e-4, 3e-4),
-}
+LR_GRID = PROFILE.lr_grid
 METHOD_ORDER = ("bitfit", "lora", "full", "head")  # the course core first, if the time runs out
 
 
@@ -102,9 +99,9 @@ def tier_1c(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     return configs
 
 
-RANKS = (1, 2, 4, 8, 16, 32, 64)
-BATCH_SIZES = (16, 64)  # 32 comes from tier 1
-WARMUP_RATIOS = (0.0, 0.2)  # 6% comes from tier 1
+RANKS = PROFILE.ranks
+BATCH_SIZES = tuple(b for b in PROFILE.batch_sizes if b != PROFILE.batch_size)  # the default comes from tier 1
+WARMUP_RATIOS = tuple(w for w in PROFILE.warmup_ratios if w != TrainConfig.warmup_ratio)  # likewise
 OVERFIT = {"max_train_samples": 32, "epochs": 30, "batch_size": 8, "max_validation_samples": 200, "eval_train": True}
 
 

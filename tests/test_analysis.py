@@ -188,3 +188,23 @@ def test_overfit_check_is_reported_apart_from_the_comparisons(tmp_path):
     assert "### Overfitting check" in text and "head on SST-2 stay below 0.99" in text
     assert "| SST-2 | full |" in text and (tmp_path / "figures" / "overfit.png").is_file()
     assert "| SST-2 | full | 3 |" not in text, "the checks are not seeds of the main comparison"
+
+
+def test_a_tuned_profile_compares_each_method_at_the_rate_its_grid_selected(tmp_path):
+    from dataclasses import replace
+
+    tuned = replace(PROFILE, name="tuned", grid_max_train_samples=24, tuned_lr=True, lr_grid={"bitfit": (1e-3, 1e-2)})
+    records = []
+    for seed, jitter in enumerate((0.0, 0.004, -0.004)):
+        for lr, validation in ((1e-3, 0.70), (1e-2, 0.80)):  # the grid, on 24 examples: 1e-2 wins on validation
+            grid = fake_record("sst2", "bitfit", seed, 0.5, lr=lr, validation=validation + jitter, majority=0.5)
+            grid["config"]["max_train_samples"], grid["run_id"] = 24, grid["run_id"] + "-grid"
+            records.append(grid)
+        records.append(fake_record("sst2", "bitfit", seed, 0.85 + jitter, lr=1e-2, majority=0.5))  # final runs at the selected rate
+        records.append(fake_record("sst2", "bitfit", seed, 0.60 + jitter, majority=0.5))  # at the default rate: not the comparison
+    frame = frame_of(records)
+    grid_runs = analysis.at_defaults(frame, tuned, vary="lr", grid=True)
+    assert len(grid_runs) == 6 and analysis.selected_lr(grid_runs) == {("sst2", "bitfit"): 1e-2}
+    _write(records, tmp_path / "results")
+    text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", tuned, bench_path=tmp_path / "none.json")
+    assert "| SST-2 | bitfit | 3 | 1,000 (0.0044%) | 0.850 ± 0.004 |" in text
