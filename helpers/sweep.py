@@ -71,7 +71,7 @@ def run_sweep(
     from tqdm.auto import tqdm
 
     results_dir = Path(results_dir)
-    done = 0 if force else sum(find_record(results_dir, c.run_id) is not None for c in configs)
+    done = 0 if force else sum(find_record(results_dir, c.run_id, warn=False) is not None for c in configs)
     records = []
     with tqdm(total=len(configs), initial=0, desc="sweep", unit="run", disable=not progress) as bar:
         if done:

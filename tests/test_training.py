@@ -209,8 +209,12 @@ def test_warmup_steps_must_be_a_whole_number_and_only_change_the_run_id_when_set
 
 
 def test_a_record_without_data_source_is_trained_again(glue_dir, tmp_path, monkeypatch, caplog):
+    from fake_records import fake_record
+
     config = sst2_config()
-    write_record({**{key: {} for key in REQUIRED_KEYS}, "run_id": config.run_id}, tmp_path)
+    old = fake_record("sst2", "lora", 0, 0.5)
+    del old["data"]["source"]
+    write_record({**old, "run_id": config.run_id}, tmp_path)
     monkeypatch.setattr("helpers.training.load_glue", stop)
     with pytest.raises(StopBeforeTraining):
         train(config, glue_dir=glue_dir, results_dir=tmp_path, quiet=True)
