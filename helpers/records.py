@@ -79,6 +79,29 @@ class RecordError(ValueError):
     """A file under results/ that is not a readable run record."""
 
 
+class StorageError(OSError):
+    """The results folder cannot take what a run writes (not a folder, read-only, disk full); says where."""
+
+
+def prepare_results_dir(folder: str | os.PathLike) -> Path:
+    """Check, before any training, that run records can be written to `folder` (created if missing),
+    and remove the temporary files that killed writers left there."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise StorageError(f"The results folder {folder} is a file, not a folder: pass --results-dir a folder (it is created if missing).")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(prefix=f".write-check.{os.getpid()}.", suffix=".tmp", dir=folder)
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        raise StorageError(f"Cannot write run records to {folder}: {error.strerror or error}"
+                           f"{f' ({error.filename})' if error.filename and str(error.filename) != str(folder) else ''}. "
+                           "Nothing was trained; pass --results-dir a writable folder.") from error
+    clean_stale_temporaries(folder)
+    return folder
+
+
 def config_hash(config: dict) -> str:
     """A short, stable hash of a resolved config (key order does not matter)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -150,6 +173,7 @@ def write_record(record: dict, results_dir: str | os.PathLike) -> Path:
     record, non_finite = finite_json({"schema": SCHEMA_VERSION, **record})
     if non_finite:
         record["non_finite"] = non_finite
+        log.warning("[%s] non-finite number(s) (a diverged run?) written as null: %s", record.get("run_id"), ", ".join(non_finite[:5]) + (" ..." if len(non_finite) > 5 else ""))
     problems = schema_problems(record)
     if problems:
         raise RecordError(f"Run record {record.get('run_id')!r} does not fit the record schema: {'; '.join(problems)}.")

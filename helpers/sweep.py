@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 from helpers.methods import LORA_METHODS, PROMPT_METHODS, MethodConfig
-from helpers.records import find_record
-from helpers.training import RESULTS_DIR, TrainConfig, train
+from helpers.records import find_record, prepare_results_dir
+from helpers.training import RESULTS_DIR, TrainConfig, check_run, train
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,10 @@ def run_sweep(
 
     results_dir = Path(results_dir)
     done = 0 if force else sum(find_record(results_dir, c.run_id, warn=False) is not None for c in configs)
+    if done < len(configs):  # a mistake in the last config of the grid fails now, not after hours of training
+        for config in configs:
+            check_run(config)
+        prepare_results_dir(results_dir)
     records = []
     with tqdm(total=len(configs), initial=0, desc="sweep", unit="run", disable=not progress) as bar:
         if done:
