@@ -79,7 +79,7 @@ class MethodConfig:
             if not isinstance(self.rank, int) or self.rank <= 0:
                 raise ValueError(f"LoRA rank must be a positive integer, got {self.rank!r}.")
             if not (math.isfinite(self.alpha) and self.alpha > 0):
-                raise ValueError(f"LoRA alpha must be a positive, finite number, got {self.alpha!r}.")
+                raise ValueError(f"LoRA alpha must be > 0 and finite, got {self.alpha!r}.")
             if not 0 <= self.lora_dropout < 1:
                 raise ValueError(f"LoRA dropout must be in [0, 1), got {self.lora_dropout!r}.")
         if self.method in PROMPT_METHODS and (not isinstance(self.num_virtual_tokens, int) or self.num_virtual_tokens <= 0):

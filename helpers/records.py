@@ -79,6 +79,10 @@ class RecordError(ValueError):
     """A file under results/ that is not a readable run record."""
 
 
+class RecordVersionError(RecordError):
+    """A run record of another schema version: readers skip it, and no run overwrites it."""
+
+
 class StorageError(OSError):
     """The results folder cannot take what a run writes (not a folder, read-only, disk full); says where."""
 
@@ -250,7 +254,8 @@ def load_record(path: str | os.PathLike) -> dict:
         raise RecordError(f"{path}: JSON but not a run record (needs keys {list(REQUIRED_KEYS)})")
     problems = schema_problems(record)
     if problems:
-        raise RecordError(f"{path}: not a valid run record: {'; '.join(problems)}")
+        other_version = "schema" in record and record["schema"] != SCHEMA_VERSION
+        raise (RecordVersionError if other_version else RecordError)(f"{path}: not a valid run record: {'; '.join(problems)}")
     return record
 
 
@@ -260,12 +265,19 @@ def _refuse_constant(name: str):
 
 def find_record(results_dir: str | os.PathLike, run_id: str, warn: bool = True) -> dict | None:
     """The finished record of this run id, or None; an invalid one counts as missing (with a warning,
-    unless `warn` is False: a sweep counting its records leaves the warning to the run that replaces it)."""
+    unless `warn` is False: a sweep counting its records leaves the warning to the run that replaces it).
+
+    A record of another schema version is somebody's valid result: RecordVersionError, so that no run
+    replaces it (force=True, which does not look, does).
+    """
     path = record_path(results_dir, run_id)
     if not path.is_file():
         return None
     try:
         return load_record(path)
+    except RecordVersionError as error:
+        raise RecordVersionError(f"{error}. Not training over it: move it elsewhere, use the project version that wrote it, "
+                                 "or pass --force to replace it.") from None
     except RecordError as error:
         if warn:
             log.warning("%s; the run is trained again and its new record replaces the file.", error)

@@ -111,14 +111,14 @@ class TrainConfig:
         self.task = get_task(self.task).name
         checks = [
             (self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}"),
-            (math.isfinite(self.epochs) and self.epochs > 0, f"epochs must be a positive, finite number, got {self.epochs}"),
+            (math.isfinite(self.epochs) and self.epochs > 0, f"epochs must be positive and finite, got {self.epochs}"),
             (0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}"),
             (self.warmup_steps is None or (isinstance(self.warmup_steps, int) and not isinstance(self.warmup_steps, bool) and self.warmup_steps >= 0),
              f"warmup_steps must be a whole number of steps >= 0 (or None to use warmup_ratio), got {self.warmup_steps!r}"),
-            (math.isfinite(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be a finite number >= 0, got {self.weight_decay}"),
+            (math.isfinite(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be >= 0 and finite, got {self.weight_decay}"),
             (self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}"),
             (self.max_length > 0, f"max_length must be positive, got {self.max_length}"),
-            (self.lr is None or (math.isfinite(self.lr) and self.lr > 0), f"lr must be a positive, finite number, got {self.lr}"),
+            (self.lr is None or (math.isfinite(self.lr) and self.lr > 0), f"lr must be positive and finite, got {self.lr}"),
             (0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}"),
             (0 <= self.split_seed < 2**32, f"split_seed must be in [0, 2**32), got {self.split_seed}"),
             (0 < self.validation_fraction < 1, f"validation_fraction must be in (0, 1), got {self.validation_fraction}"),

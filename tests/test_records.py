@@ -12,6 +12,7 @@ from helpers.records import (
     REQUIRED_KEYS,
     STALE_TEMP_SECONDS,
     RecordError,
+    RecordVersionError,
     clean_stale_temporaries,
     find_record,
     load_record,
@@ -124,7 +125,24 @@ def test_records_of_another_shape_are_skipped_and_listed(tmp_path, name, change,
     records, problems = load_records(tmp_path)
     assert [r["run_id"] for r in records] == ["good"]
     assert len(problems) == 1 and "odd.json" in problems[0] and message in problems[0], problems
-    assert find_record(tmp_path, "odd") is None, "a sweep treats it as missing (and retrains) instead of crashing"
+    if name == "schema 99":  # somebody's valid record: never trained over
+        with pytest.raises(RecordVersionError, match="Not training over it"):
+            find_record(tmp_path, "odd")
+    else:
+        assert find_record(tmp_path, "odd") is None, "a sweep treats it as missing (and retrains) instead of crashing"
+
+
+def test_a_record_of_another_schema_version_is_not_trained_over(tmp_path, monkeypatch):
+    from helpers.sweep import expand_grid, run_sweep
+
+    config = expand_grid({"task": ["sst2"], "method": ["head"]})[0]
+    newer = {**a_record(config.run_id), "schema": 99}
+    (tmp_path / f"{config.run_id}.json").write_text(json.dumps(newer))
+    before = (tmp_path / f"{config.run_id}.json").read_text()
+    monkeypatch.setattr("helpers.training.load_glue", lambda *a, **k: pytest.fail("must not train"))
+    with pytest.raises(RecordVersionError, match="schema version 99; this code reads version 1"):
+        run_sweep([config], results_dir=tmp_path, progress=False)
+    assert (tmp_path / f"{config.run_id}.json").read_text() == before
 
 
 def test_nan_literals_in_a_file_make_it_invalid(tmp_path):
@@ -168,3 +186,41 @@ def test_a_writer_killed_mid_write_leaves_a_temp_file_that_the_next_run_removes(
     assert len(leftovers) == 1, "the kill left its temp file"
     assert clean_stale_temporaries(tmp_path) == leftovers
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_diverged_run_and_a_foreign_file_do_not_break_the_report(tmp_path):
+    from fake_records import PROFILE
+    from helpers.report import write_report
+
+    records = [fake_record(task, method, seed, 0.8) for task in ("sst2", "mrpc") for method in ("bitfit", "lora") for seed in (0, 1)]
+    diverged = records[0]
+    diverged["history"][0]["loss"] = float("nan")
+    diverged["test"]["metrics"]["accuracy"] = float("nan")
+    diverged["test"]["splits"]["test"]["accuracy"] = float("nan")
+    for record in records:
+        write_record(record, tmp_path / "results")
+    strict_json(tmp_path / "results" / f"{diverged['run_id']}.json")
+    foreign = {**records[1], "schema": 1, "run_id": "foreign", "data": [records[1]["data"]]}  # well-formed JSON, another shape
+    (tmp_path / "results" / "foreign.json").write_text(json.dumps(foreign))
+    text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
+    assert "NaN" not in text and "Infinity" not in text
+    assert "> 1 file(s) in the results folder were not valid records and were skipped." in text
+
+
+def test_an_invalid_record_is_reported_once_when_a_sweep_retrains_it(tmp_path, monkeypatch, caplog):
+    from helpers.sweep import expand_grid, run_sweep
+
+    config = expand_grid({"task": ["sst2"], "method": ["head"]})[0]
+    (tmp_path / f"{config.run_id}.json").write_text('{"run_id": "trunc')
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr("helpers.training.load_glue", stop)
+    with pytest.raises(Stop):
+        run_sweep([config], results_dir=tmp_path, progress=False)
+    assert caplog.text.count("not a readable run record") == 1
+    assert "is trained again and its new record replaces the file" in caplog.text
