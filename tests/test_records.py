@@ -9,7 +9,6 @@ import pytest
 from fake_records import fake_record
 from helpers import records as records_module
 from helpers.records import (
-    REQUIRED_KEYS,
     STALE_TEMP_SECONDS,
     RecordError,
     RecordVersionError,
