@@ -115,23 +115,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_list(flag: str, kind: type, text: str, separator: str = ",") -> list:
+    """The values of one sweep option (`--seed 0,1,2`); a value that is not of the option's type, or a
+    list with no values at all, is an error naming the option."""
+    items = [item.strip() for item in text.split(separator) if item.strip()]
+    if not items:
+        raise ValueError(f"{flag} {text!r} lists no values; give one or more, separated by {separator!r}.")
+    values = []
+    for item in items:
+        try:
+            values.append(kind(item))
+        except ValueError:
+            expected = {int: "a whole number", float: "a number"}.get(kind, kind.__name__)
+            raise ValueError(f"{flag}: {item!r} is not {expected} (in {text!r}).") from None
+    return values
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from helpers.sweep import expand_grid, run_sweep
 
-    types = {dest: kind for _, dest, kind, _ in RUN_OPTIONS}
+    options = {dest: (flag, kind) for flag, dest, kind, _ in RUN_OPTIONS}
     grid = {}
     for dest, text in _run_values(args).items():
-        if dest not in types:  # a switch: one value for the whole grid
+        if dest not in options:  # a switch: one value for the whole grid
             grid[dest] = [text]
             continue
-        separator = ";" if dest == "target_modules" else ","
-        grid[dest] = [types[dest](item.strip()) for item in text.split(separator) if item.strip()]
+        grid[dest] = parse_list(*options[dest], text, separator=";" if dest == "target_modules" else ",")
     configs = expand_grid(grid)
     print(f"{len(configs)} runs in the grid.")
     records = run_sweep(configs, progress=not args.quiet, **_output_kwargs(args))
     for record in records:
         task = record["config"]["task"]
-        metrics = ", ".join(f"{k}={v:.4f}" for k, v in record["test"]["metrics"].items())
+        metrics = ", ".join(f"{k}={v:.4f}" if v is not None else f"{k}=null" for k, v in record["test"]["metrics"].items())
         print(f"{record['run_id']:<60} {task:<6} {metrics}")
     return 0
 
@@ -257,9 +272,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def join_negative_numbers(argv: list[str]) -> list[str]:
+    """`--lr -1e-3` as `--lr=-1e-3`: argparse takes a value that starts with '-' for an option (and
+    says "expected one argument") unless it looks like a plain integer or decimal."""
+    joined, position = [], 0
+    while position < len(argv):
+        arg = argv[position]
+        value = argv[position + 1] if position + 1 < len(argv) else None
+        if arg.startswith("--") and "=" not in arg and value is not None and value.startswith("-") and _is_number_list(value):
+            joined.append(f"{arg}={value}")
+            position += 2
+        else:
+            joined.append(arg)
+            position += 1
+    return joined
+
+
+def _is_number_list(text: str) -> bool:
+    try:
+        [float(item) for item in text.split(",")]
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)

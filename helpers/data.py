@@ -162,6 +162,35 @@ def _parse_label(raw: str, task: TaskSpec) -> float | int:
     return label
 
 
+# (leading bytes, what the file is, how to fix it): files that are not the UTF-8 text GLUE ships.
+NOT_TEXT_SIGNATURES = [
+    (b"\x1f\x8b", "gzip-compressed", "decompress it: gunzip -c {path} > plain.tsv, then put plain.tsv in its place"),
+    (b"PK\x03\x04", "a zip archive", "unzip it and put the .tsv file it holds in its place"),
+    (b"\xff\xfe", "UTF-16 text", "convert it to UTF-8: iconv -f UTF-16 -t UTF-8 {path} > utf8.tsv, then put utf8.tsv in its place"),
+    (b"\xfe\xff", "UTF-16 text", "convert it to UTF-8: iconv -f UTF-16 -t UTF-8 {path} > utf8.tsv, then put utf8.tsv in its place"),
+]
+
+
+def check_text_file(path: Path) -> None:
+    """Refuse, naming the file and the fix, a compressed, UTF-16 or binary file before parsing it as TSV."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    for signature, kind, fix in NOT_TEXT_SIGNATURES:
+        if head.startswith(signature):
+            raise GlueDataError(f"{path} is {kind}, not the UTF-8 text of the official GLUE files; {fix.format(path=path)}.")
+    if b"\x00" in head:
+        if head.count(b"\x00") * 3 > len(head):  # every other byte zero: ASCII text in UTF-16
+            encoding = "UTF-16LE" if head[1:2] == b"\x00" else "UTF-16BE"
+            raise GlueDataError(f"{path} looks like {encoding} text without a byte-order mark, not the UTF-8 text of the official GLUE "
+                                f"files; convert it to UTF-8: iconv -f {encoding} -t UTF-8 {path} > utf8.tsv, then put utf8.tsv in its place.")
+        raise GlueDataError(f"{path} looks like a binary file (it holds NUL bytes), not the UTF-8 text of the official GLUE "
+                            f"files; download the task again ({_layout_hint_for_file(path)}).")
+
+
+def _layout_hint_for_file(path: Path) -> str:
+    return f"expected a tab-separated text file such as {path.parent.name}/{path.name} from the GLUE download"
+
+
 def read_glue_tsv(path: Path, task: TaskSpec) -> tuple[dict[str, list], int]:
     """Parse one official GLUE TSV file into Hub-style columns; returns (columns, skipped rows).
 
@@ -172,6 +201,29 @@ def read_glue_tsv(path: Path, task: TaskSpec) -> tuple[dict[str, list], int]:
         raise GlueDataError(
             f"GLUE file not found: {path}. Expected the official GLUE layout {_layout_hint(task)}."
         )
+    check_text_file(path)
+    try:
+        return _parse_glue_tsv(path, task)
+    except UnicodeDecodeError:
+        line_number, byte = _first_undecodable_line(path)
+        raise GlueDataError(
+            f"{path} is not UTF-8 text: line {line_number} holds the byte {byte!r}, which UTF-8 cannot decode (a Latin-1 or "
+            "Windows-1252 file?). The official GLUE files are UTF-8: download the task again, or convert the file: "
+            f"iconv -f LATIN1 -t UTF-8 {path} > utf8.tsv, then put utf8.tsv in its place."
+        ) from None
+
+
+def _first_undecodable_line(path: Path) -> tuple[int, bytes]:
+    with open(path, "rb") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return line_number, line[error.start:error.start + 1]
+    return 0, b""
+
+
+def _parse_glue_tsv(path: Path, task: TaskSpec) -> tuple[dict[str, list], int]:
     fmt = task.tsv
     columns: dict[str, list] = {name: [] for name in (*task.text_columns, "label", "idx")}
     bad_rows: list[str] = []

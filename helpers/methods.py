@@ -19,6 +19,7 @@ The classification head always trains and, for peft methods, is saved with the a
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -30,6 +31,7 @@ from helpers.models import POOLING_CHOICES, ArchSpec, arch_spec, linear_layer_na
 METHODS = ("full", "head", "bitfit", "lora", "dora", "ia3", "prefix", "prompt", "ptuning", "qlora")
 LORA_METHODS = ("lora", "dora", "qlora")
 PROMPT_METHODS = ("prefix", "prompt", "ptuning")
+INPUT_TOKEN_METHODS = ("prompt", "ptuning")  # their virtual tokens are prepended to the input and take positions
 BITFIT_VARIANTS = ("all", "sparse")
 ALL_LINEAR = "all-linear"
 
@@ -67,14 +69,17 @@ class MethodConfig:
         if self.method not in METHODS:
             raise ValueError(f"Unknown method {self.method!r}. Valid methods: {', '.join(METHODS)}.")
         if isinstance(self.target_modules, str):
-            self.target_modules = tuple(name.strip() for name in self.target_modules.split(",") if name.strip())
+            text = self.target_modules
+            self.target_modules = tuple(name.strip() for name in text.split(",") if name.strip())
+            if not self.target_modules:  # "," or "": a typo, not a request for the default
+                raise ValueError(f"target_modules {text!r} names no layers; give layer names (e.g. query,value) or {ALL_LINEAR!r}.")
         if self.target_modules is not None:
             self.target_modules = tuple(self.target_modules) or None
         if self.method in LORA_METHODS:
             if not isinstance(self.rank, int) or self.rank <= 0:
                 raise ValueError(f"LoRA rank must be a positive integer, got {self.rank!r}.")
-            if self.alpha <= 0:
-                raise ValueError(f"LoRA alpha must be > 0, got {self.alpha!r}.")
+            if not (math.isfinite(self.alpha) and self.alpha > 0):
+                raise ValueError(f"LoRA alpha must be > 0 and finite, got {self.alpha!r}.")
             if not 0 <= self.lora_dropout < 1:
                 raise ValueError(f"LoRA dropout must be in [0, 1), got {self.lora_dropout!r}.")
         if self.method in PROMPT_METHODS and (not isinstance(self.num_virtual_tokens, int) or self.num_virtual_tokens <= 0):

@@ -20,6 +20,8 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # Names that mean the packaged copy of all-MiniLM-L6-v2.
 PACKAGED_MODEL_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
 POOLING_CHOICES = ("model", "mean")
+# Encoders whose position ids start after the padding index (RoBERTa's scheme): that many fewer usable positions.
+POSITION_IDS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert")
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,28 @@ def default_target_modules(name: str) -> tuple[str, ...] | None:
         return None
     spec = ARCHITECTURES.get(model_type)
     return (spec.query, spec.value) if spec else None
+
+
+@functools.lru_cache(maxsize=None)
+def max_input_tokens(name: str | None) -> int | None:
+    """How many tokens one input of the model can hold (its position embeddings), read from its config
+    alone (no weights); None if the config does not say. OSError if `name` is not a model."""
+    from transformers import AutoConfig
+
+    path = resolve_model_path(name)
+    if path.startswith(("/", "./", "../", "~")) and not os.path.exists(os.path.expanduser(path)):
+        raise OSError(f"there is no folder {path}.")
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+        raise OSError(f"the folder {path} holds no config.json, so it is not a saved model "
+                      "(save_pretrained writes config.json, the weights and the tokenizer files).")
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except ValueError as error:  # a config.json without a known model_type
+        raise OSError(str(error)) from error
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is not None and config.model_type in POSITION_IDS_AFTER_PADDING:
+        positions -= (config.pad_token_id or 0) + 1
+    return positions
 
 
 def load_tokenizer(name: str | None = None):

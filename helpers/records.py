@@ -1,8 +1,11 @@
 """Run records: one JSON file per run, written atomically; the only input of plots and the report.
 
 A record holds (see README "Run records"): run_id, config, data, versions, params, history, evals,
-best, test, timing, memory. Readers skip (and report) files that are not valid records, so one
-corrupted file never stops an analysis.
+best, test, timing, memory. Readers check every file against `RECORD_SCHEMA` and skip (and report)
+files that are not valid records, so one corrupted or foreign file never stops an analysis.
+
+Files are strict JSON: a non-finite number (a diverged loss, a NaN correlation) is written as `null`,
+and a record lists where that happened under `non_finite`.
 """
 
 from __future__ import annotations
@@ -10,18 +13,97 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("run_id", "config", "data", "versions", "params", "history", "evals", "best", "test", "timing", "memory")
+NUMBER = (int, float)
+OPTIONAL_INT = (int, type(None))
+# What readers (sweep, analysis, report) use without checking, as dotted path -> allowed types. A file
+# that breaks any of these is skipped and listed, instead of crashing a reader half-way.
+RECORD_SCHEMA = {
+    "schema": int,
+    "run_id": str,
+    "config": dict,
+    "config.task": str,
+    "config.model": str,
+    "config.method": dict,
+    "config.method.method": str,
+    "config.lr": NUMBER,
+    "config.batch_size": int,
+    "config.epochs": NUMBER,
+    "config.warmup_ratio": NUMBER,
+    "config.weight_decay": NUMBER,
+    "config.grad_accum": int,
+    "config.max_length": int,
+    "config.max_train_samples": OPTIONAL_INT,
+    "config.max_validation_samples": OPTIONAL_INT,
+    "config.recipe": str,
+    "config.seed": int,
+    "data": dict,
+    "data.sizes": dict,
+    "data.select_on": str,
+    "versions": dict,
+    "params": dict,
+    "params.trainable": int,
+    "params.total": int,
+    "params.percent": NUMBER,
+    "history": list,
+    "evals": list,
+    "best": dict,
+    "test": dict,
+    "test.metrics": dict,
+    "test.splits": dict,
+    "timing": dict,
+    "timing.train_seconds": NUMBER,
+    "timing.train_samples_per_second": NUMBER,
+    "timing.train_tokens_per_second": NUMBER,
+    "memory": dict,
+    "memory.peak_bytes": int,
+    "memory.kind": str,
+}
+# Temporary files of write_json_atomic: `.<name>.<writer pid>.<random>.tmp` (older ones lack the pid).
+TEMP_NAME = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+\.tmp$")
+# A temporary file without a writer pid is stale once this old (writing a record takes milliseconds).
+STALE_TEMP_SECONDS = 3600
 
 
 class RecordError(ValueError):
     """A file under results/ that is not a readable run record."""
+
+
+class RecordVersionError(RecordError):
+    """A run record of another schema version: readers skip it, and no run overwrites it."""
+
+
+class StorageError(OSError):
+    """The results folder cannot take what a run writes (not a folder, read-only, disk full); says where."""
+
+
+def prepare_results_dir(folder: str | os.PathLike) -> Path:
+    """Check, before any training, that run records can be written to `folder` (created if missing),
+    and remove the temporary files that killed writers left there."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise StorageError(f"The results folder {folder} is a file, not a folder: pass --results-dir a folder (it is created if missing).")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(prefix=f".write-check.{os.getpid()}.", suffix=".tmp", dir=folder)
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        raise StorageError(f"Cannot write run records to {folder}: {error.strerror or error}"
+                           f"{f' ({error.filename})' if error.filename and str(error.filename) != str(folder) else ''}. "
+                           "Nothing was trained; pass --results-dir a writable folder.") from error
+    clean_stale_temporaries(folder)
+    return folder
 
 
 def config_hash(config: dict) -> str:
@@ -34,13 +116,20 @@ def record_path(results_dir: str | os.PathLike, run_id: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, payload: dict) -> Path:
-    """Write JSON to a temp file in the same folder, then rename: readers never see half a file."""
+    """Write strict JSON to a temp file in the same folder, then rename: readers never see half a file.
+
+    Non-finite numbers become null (see `finite_json`). The temp file's name carries this process's
+    id, so `clean_stale_temporaries` can tell a file left by a killed writer from one being written.
+    """
     path = Path(path)
+    payload, non_finite = finite_json(payload)
+    if non_finite:
+        log.warning("%s: non-finite number(s) written as null at %s", path, ", ".join(non_finite[:5]) + (" ..." if len(non_finite) > 5 else ""))
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w") as handle:
-            json.dump(payload, handle, indent=1, default=_jsonable)
+            json.dump(payload, handle, indent=1, allow_nan=False)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp_name, 0o644)  # mkstemp creates 0600; records are meant to be shared
@@ -56,45 +145,191 @@ def _jsonable(value):
         return value.item()
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, tuple):
+        return list(value)
     raise TypeError(f"Not JSON serialisable: {type(value).__name__}")
 
 
+def finite_json(value, where: str = "") -> tuple[object, list[str]]:
+    """`value` as plain JSON types with every NaN/Infinity replaced by None; also the paths replaced.
+
+    JSON has no NaN or Infinity (Python's `json` writes them, most other readers refuse them), and a
+    diverged run is still a result worth keeping, so its non-finite numbers are kept as null.
+    """
+    if isinstance(value, dict):
+        pairs = [(key, finite_json(item, f"{where}.{key}" if where else str(key))) for key, item in value.items()]
+        return {key: item for key, (item, _) in pairs}, [path for _, (_, paths) in pairs for path in paths]
+    if isinstance(value, list):
+        pairs = [finite_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [item for item, _ in pairs], [path for _, paths in pairs for path in paths]
+    if value is None or isinstance(value, (str, bool, int)):
+        return value, []
+    if isinstance(value, float):
+        return (value, []) if math.isfinite(value) else (None, [where])
+    return finite_json(_jsonable(value), where)
+
+
 def write_record(record: dict, results_dir: str | os.PathLike) -> Path:
-    """Save one run record as `<results_dir>/<run_id>.json`, atomically."""
+    """Save one run record as `<results_dir>/<run_id>.json`, atomically; refuses what readers would skip."""
     missing = [key for key in REQUIRED_KEYS if key not in record]
     if missing:
         raise RecordError(f"Run record {record.get('run_id')!r} lacks {missing}.")
-    return write_json_atomic(record_path(results_dir, record["run_id"]), {"schema": SCHEMA_VERSION, **record})
+    record, non_finite = finite_json({"schema": SCHEMA_VERSION, **record})
+    if non_finite:
+        record["non_finite"] = non_finite
+        log.warning("[%s] non-finite number(s) (a diverged run?) written as null: %s", record.get("run_id"), ", ".join(non_finite[:5]) + (" ..." if len(non_finite) > 5 else ""))
+    problems = schema_problems(record)
+    if problems:
+        raise RecordError(f"Run record {record.get('run_id')!r} does not fit the record schema: {'; '.join(problems)}.")
+    return write_json_atomic(record_path(results_dir, record["run_id"]), record)
+
+
+def schema_problems(record) -> list[str]:
+    """What makes `record` not a valid run record of this schema version (empty list: valid)."""
+    from helpers.tasks import TASKS
+
+    if not isinstance(record, dict):
+        return [f"a JSON {type(record).__name__}, not an object"]
+    if "schema" in record and record["schema"] != SCHEMA_VERSION:
+        return [f"schema version {record['schema']!r}; this code reads version {SCHEMA_VERSION}"]
+    problems = []
+    for path, kinds in RECORD_SCHEMA.items():
+        parent, _, key = path.rpartition(".")
+        container = _lookup(record, parent) if parent else record
+        if not isinstance(container, dict):
+            continue  # the parent's own problem is reported
+        if key not in container:
+            problems.append(f"no {path!r}")
+        elif not isinstance(container[key], kinds) or (isinstance(container[key], bool) and bool not in _tuple(kinds)):
+            problems.append(f"{path!r} is {_describe(container[key])}, expected {' or '.join(_type_name(k) for k in _tuple(kinds))}")
+    if problems:
+        return problems
+    if record["config"]["task"] not in TASKS:
+        return [f"unknown task {record['config']['task']!r}"]
+    for split, metrics in [("test.metrics", record["test"]["metrics"]), *((f"test.splits.{s}", m) for s, m in record["test"]["splits"].items())]:
+        if not isinstance(metrics, dict):
+            problems.append(f"{split!r} is {_describe(metrics)}, expected object")
+            continue
+        problems += [f"{split}.{name} is {_describe(value)}, expected a number or null"
+                     for name, value in metrics.items() if value is not None and (isinstance(value, bool) or not isinstance(value, NUMBER))]
+    task = TASKS[record["config"]["task"]]
+    if task.main_metric not in record["test"]["metrics"]:
+        problems.append(f"test.metrics lacks the task's main metric {task.main_metric!r}")
+    missing_sizes = [split for split in ("train", "validation", task.main_test_split) if split not in record["data"]["sizes"]]
+    if missing_sizes:
+        problems.append(f"data.sizes lacks {missing_sizes}")
+    return problems
+
+
+def _lookup(record: dict, path: str):
+    value = record
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _tuple(kinds) -> tuple:
+    return kinds if isinstance(kinds, tuple) else (kinds,)
+
+
+def _type_name(kind: type) -> str:
+    return {dict: "object", list: "list", str: "string", int: "integer", float: "number", type(None): "null"}.get(kind, kind.__name__)
+
+
+def _describe(value) -> str:
+    if value is None:
+        return "null"
+    name = _type_name(type(value))
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name} ({json.dumps(value)[:40]})"
 
 
 def load_record(path: str | os.PathLike) -> dict:
-    """Read one record; raises RecordError naming the file if it is not a valid record."""
+    """Read one record; raises RecordError naming the file and the problem if it is not a valid record."""
     path = Path(path)
     try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise RecordError(f"{path}: not a readable run record ({error}). Delete it to re-run that config.") from error
+        record = json.loads(path.read_text(), parse_constant=_refuse_constant)
+    except (OSError, UnicodeDecodeError, ValueError) as error:  # JSONDecodeError is a ValueError
+        raise RecordError(f"{path}: not a readable run record ({error})") from error
     if not isinstance(record, dict) or any(key not in record for key in REQUIRED_KEYS):
-        raise RecordError(f"{path}: JSON but not a run record (needs keys {list(REQUIRED_KEYS)}).")
+        raise RecordError(f"{path}: JSON but not a run record (needs keys {list(REQUIRED_KEYS)})")
+    problems = schema_problems(record)
+    if problems:
+        other_version = "schema" in record and record["schema"] != SCHEMA_VERSION
+        raise (RecordVersionError if other_version else RecordError)(f"{path}: not a valid run record: {'; '.join(problems)}")
     return record
 
 
-def find_record(results_dir: str | os.PathLike, run_id: str) -> dict | None:
-    """The finished record of this run id, or None (a corrupted one is reported and treated as missing)."""
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON (non-finite numbers are written as null)")
+
+
+def find_record(results_dir: str | os.PathLike, run_id: str, warn: bool = True) -> dict | None:
+    """The finished record of this run id, or None; an invalid one counts as missing (with a warning,
+    unless `warn` is False: a sweep counting its records leaves the warning to the run that replaces it).
+
+    A record of another schema version is somebody's valid result: RecordVersionError, so that no run
+    replaces it (force=True, which does not look, does).
+    """
     path = record_path(results_dir, run_id)
     if not path.is_file():
         return None
     try:
         return load_record(path)
+    except RecordVersionError as error:
+        raise RecordVersionError(f"{error}. Not training over it: move it elsewhere, use the project version that wrote it, "
+                                 "or pass --force to replace it.") from None
     except RecordError as error:
-        log.warning("%s; the run will be trained again.", error)
+        if warn:
+            log.warning("%s; the run is trained again and its new record replaces the file.", error)
         return None
+
+
+def clean_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that writers killed mid-write left in `folder`; returns them.
+
+    A file whose writer process is still alive is left alone (it may be writing right now); one
+    without a writer id (written before ids were added) only once it is STALE_TEMP_SECONDS old.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for path in folder.glob(".*.tmp"):
+        match = TEMP_NAME.match(path.name)
+        if match is None:
+            continue
+        try:
+            stale = not _process_alive(int(match["pid"])) if match["pid"] else time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS
+            if stale:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # its writer renamed it, or another run removed it
+            continue
+    if removed:
+        log.info("Removed %d temporary file(s) left by interrupted writers in %s", len(removed), folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    except OverflowError:
+        return False
+    return True
 
 
 def load_records(results_dir: str | os.PathLike, pattern: str = "*.json") -> tuple[list[dict], list[str]]:
     """Every valid record under `results_dir` (not recursive) and a list of problems with the others."""
     records, problems = [], []
     for path in sorted(Path(results_dir).glob(pattern)):
+        if path.name.startswith("."):  # temporary files of writers
+            continue
         try:
             records.append(load_record(path))
         except RecordError as error:

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 from helpers.methods import LORA_METHODS, PROMPT_METHODS, MethodConfig
-from helpers.records import find_record
-from helpers.training import RESULTS_DIR, TrainConfig, train
+from helpers.records import find_record, prepare_results_dir
+from helpers.training import RESULTS_DIR, TrainConfig, check_run, train
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,11 @@ def run_sweep(
     # counted here are those of this data.
     cache = {"cache_dir": train_kwargs["cache_dir"]} if "cache_dir" in train_kwargs else {}
     configs = [c if c.data_fingerprint else c.with_data(glue_dir, **cache) for c in configs]
-    done = 0 if force else sum(find_record(results_dir, c.run_id) is not None for c in configs)
+    done = 0 if force else sum(find_record(results_dir, c.run_id, warn=False) is not None for c in configs)
+    if done < len(configs):  # a mistake in the last config of the grid fails now, not after hours of training
+        for config in configs:
+            check_run(config)
+        prepare_results_dir(results_dir)
     records = []
     with tqdm(total=len(configs), initial=0, desc="sweep", unit="run", disable=not progress) as bar:
         if done:

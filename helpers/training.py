@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -26,6 +27,7 @@ from helpers.data import DATA_CACHE, SELECT_ON_CHOICES, data_fingerprint, load_g
 from helpers.device import cpu_only, library_versions, resolve_precision
 from helpers.flops import encoder_shape, training_flops
 from helpers.methods import (
+    INPUT_TOKEN_METHODS,
     LORA_METHODS,
     MethodConfig,
     count_parameters,
@@ -45,8 +47,9 @@ from helpers.models import (
     describe_architecture,
     load_model,
     load_tokenizer,
+    max_input_tokens,
 )
-from helpers.records import config_hash, find_record, write_record
+from helpers.records import StorageError, config_hash, find_record, load_record, prepare_results_dir, write_record
 from helpers.speed import GPU_PAD_MULTIPLE, sdpa_without_cudnn, use_fast_attention, use_fast_dropout
 from helpers.tasks import get_task
 from helpers.tokenization import GlueCollator, tokenize_splits
@@ -67,6 +70,8 @@ UNHASHED_AT_DEFAULT = {"eval_train": False}
 RECIPE_VERSION = 2
 # Record config keys that are not TrainConfig fields (what the run resolved or measured).
 RESOLVED_KEYS = ("precision_used", "fast_cpu_kernels", "eval_batch_size_used")
+# Where a trained run's record goes when the results folder cannot take it (disk full), so the run is not lost.
+UNSAVED_RECORDS_DIR = Path(tempfile.gettempdir()) / "peft-glue-unsaved-records"
 
 # Default peak learning rates, from short sweeps on SST-2 and MRPC with the packaged MiniLM
 # (notebook 05 sweeps them properly): PEFT methods train few parameters from a good starting
@@ -129,14 +134,24 @@ class TrainConfig:
         self.task = get_task(self.task).name
         checks = [
             (self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}"),
-            (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
+            (math.isfinite(self.epochs) and self.epochs > 0, f"epochs must be positive and finite, got {self.epochs}"),
             (0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}"),
             (self.warmup_steps is None or (isinstance(self.warmup_steps, int) and not isinstance(self.warmup_steps, bool) and self.warmup_steps >= 0),
              f"warmup_steps must be a whole number of steps >= 0 (or None to use warmup_ratio), got {self.warmup_steps!r}"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (math.isfinite(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be >= 0 and finite, got {self.weight_decay}"),
             (self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}"),
             (self.max_length > 0, f"max_length must be positive, got {self.max_length}"),
-            (self.lr is None or self.lr > 0, f"lr must be positive, got {self.lr}"),
+            (self.lr is None or (math.isfinite(self.lr) and self.lr > 0), f"lr must be positive and finite, got {self.lr}"),
+            (0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}"),
+            (0 <= self.split_seed < 2**32, f"split_seed must be in [0, 2**32), got {self.split_seed}"),
+            (0 < self.validation_fraction < 1, f"validation_fraction must be in (0, 1), got {self.validation_fraction}"),
+            (self.max_train_samples is None or self.max_train_samples > 0, f"max_train_samples must be a positive number of examples, got {self.max_train_samples}"),
+            (self.max_validation_samples is None or self.max_validation_samples > 0,
+             f"max_validation_samples must be a positive number of examples, got {self.max_validation_samples}"),
+            (self.eval_batch_size > 0, f"eval_batch_size must be positive, got {self.eval_batch_size}"),
+            (self.logging_steps is None or self.logging_steps > 0, f"logging_steps must be positive, got {self.logging_steps}"),
+            (self.early_stopping_patience is None or self.early_stopping_patience >= 0,
+             f"early_stopping_patience must be >= 0 (0 or None: off), got {self.early_stopping_patience}"),
             (self.recipe in RECIPES, f"recipe must be one of {RECIPES}, got {self.recipe!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
             (self.select_on in SELECT_ON_CHOICES, f"select_on must be one of {SELECT_ON_CHOICES}, got {self.select_on!r}"),
@@ -278,6 +293,16 @@ def _make_trainer_class():
             batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return ShuffledLengthBuckets(dataset["length"], batch, bucket_batches=self.bucket_batches, seed=self.args.seed)
 
+        def _save_checkpoint(self, model, trial):
+            try:
+                super()._save_checkpoint(model, trial)
+            except Exception as error:
+                if not _is_storage_error(error):
+                    raise
+                raise StorageError(f"Could not save a checkpoint in {self.args.output_dir} ({type(error).__name__}: {error}). "
+                                   "Is the disk full? Free some space or pass another --results-dir, then run again; "
+                                   "this run was not recorded.") from error
+
         def save_model(self, output_dir=None, _internal_call=False):
             start = time.perf_counter()
             super().save_model(output_dir, _internal_call)
@@ -380,6 +405,7 @@ def train(
         raise ValueError(f"[{run_id}] describes a run of recipe version {config.recipe_version}, but this code trains version "
                          f"{RECIPE_VERSION} (helpers.training.RECIPE_VERSION): load its record, or train it anew without recipe_version.")
 
+    check_run(config, results_dir)
     task = get_task(config.task)
     precision = resolve_precision(config.precision, config.recipe)
     wall_start = time.perf_counter()
@@ -438,6 +464,7 @@ def train(
     # Every epoch always; with eval_steps also every N steps (the epoch ends come from a callback).
     strategy = "steps" if config.eval_steps else "epoch"
     checkpoint_dir = results_dir / "checkpoints" / run_id
+    check_free_space(results_dir, model)
     args = TrainingArguments(
         output_dir=str(checkpoint_dir),
         learning_rate=config.lr,
@@ -502,8 +529,13 @@ def train(
         torch.cuda.reset_peak_memory_stats()
 
     attention_kernels = sdpa_without_cudnn if on_gpu_fast else contextlib.nullcontext
-    with attention_kernels():
-        train_output = trainer.train()
+    try:
+        with attention_kernels():
+            train_output = trainer.train()
+    except BaseException:
+        if trainer.is_world_process_zero():
+            remove_checkpoints(checkpoint_dir)
+        raise
     train_seconds = train_output.metrics["train_runtime"] - trainer.eval_seconds - trainer.save_seconds
     real_tokens, padded_tokens, real_sq, padded_sq = _sum_over_processes(*collator.counters())
     shape = encoder_shape(model)
@@ -564,14 +596,66 @@ def train(
         "memory": memory,
     }
     if trainer.is_world_process_zero():
-        if save_adapter:
-            record["adapter_path"] = str(save_trained_weights(trainer.model, results_dir / "adapters" / run_id))
-        write_record(record, results_dir)
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        remove_checkpoints(checkpoint_dir)  # first: the space they free may be what the record needs
+        try:
+            if save_adapter:
+                record["adapter_path"] = str(save_trained_weights(trainer.model, results_dir / "adapters" / run_id))
+            record = load_record(write_record(record, results_dir))  # as saved: strict JSON, non-finite numbers as null
+        except Exception as error:
+            if not _is_storage_error(error):
+                raise
+            raise StorageError(_unsaved_record_message(record, results_dir, error)) from error
         if not quiet:
-            test_text = ", ".join(f"{k}={v:.4f}" for k, v in record["test"]["metrics"].items())
+            test_text = ", ".join(f"{k}={v:.4f}" if v is not None else f"{k}=null" for k, v in record["test"]["metrics"].items())
             print(f"[{run_id}] test ({task.main_test_split}): {test_text}; {record['timing']['train_samples_per_second']:.1f} train samples/s")
     return record
+
+
+def check_run(config: TrainConfig, results_dir: str | os.PathLike | None = None) -> None:
+    """What can be checked before loading data or training: the model exists and takes `max_length`
+    tokens (plus a prompt method's virtual tokens); the results folder is writable."""
+    with _naming_the_model(config.model):
+        limit = max_input_tokens(config.model)
+    virtual = config.method.num_virtual_tokens if config.method.method in INPUT_TOKEN_METHODS else 0
+    if limit is not None and config.max_length + virtual > limit:
+        taken = f" ({virtual} of them taken by {config.method.method}'s virtual tokens)" if virtual else ""
+        raise ValueError(f"max_length {config.max_length} is more than the model {config.model!r} takes: it has {limit} positions{taken}. "
+                         f"Use a max_length of at most {limit - virtual}.")
+    if results_dir is not None:
+        prepare_results_dir(results_dir)
+
+
+def check_free_space(results_dir: Path, model) -> None:
+    """Checkpoints (the best and the latest) must fit on the results folder's disk: fail before training, not after."""
+    weights = (p for p in model.parameters() if p.requires_grad or not hasattr(model, "peft_config"))  # peft saves the adapter only
+    needed = 2 * sum(p.numel() * p.element_size() for p in weights) + 2**20
+    free = shutil.disk_usage(results_dir).free
+    if free < needed:
+        raise StorageError(f"Only {free / 2**20:,.0f} MiB free on the disk of {results_dir}; this run's checkpoints need about "
+                           f"{needed / 2**20:,.0f} MiB. Free some space or pass another --results-dir. Nothing was trained.")
+
+
+def remove_checkpoints(checkpoint_dir: Path) -> None:
+    """Delete a run's checkpoints, and the `checkpoints/` folder once no run has any left there."""
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # not empty: another run is training into it
+        checkpoint_dir.parent.rmdir()
+
+
+def _is_storage_error(error: Exception) -> bool:
+    """A failed write: an OSError, or safetensors' SafetensorError (not an OSError) on a full disk."""
+    return isinstance(error, OSError) or type(error).__name__ == "SafetensorError"
+
+
+def _unsaved_record_message(record: dict, results_dir: Path, error: Exception) -> str:
+    """Explain a record that could not be written, after keeping a copy elsewhere if possible."""
+    reason = getattr(error, "strerror", None) or f"{type(error).__name__}: {error}"
+    message = f"Training finished but its record could not be written to {results_dir}: {reason}."
+    try:
+        copy = write_record(record, UNSAVED_RECORDS_DIR)
+    except OSError:
+        return message + " No copy could be written either; the run has to be trained again once there is space."
+    return message + f" A copy was saved as {copy}: move it into {results_dir} once there is space, and the run counts as done."
 
 
 @contextlib.contextmanager

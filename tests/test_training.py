@@ -120,6 +120,7 @@ def test_cli_train_runs_and_reports(glue_dir, tmp_path):
     assert summary["params"]["trainable"] < 0.2 * summary["params"]["total"]
     records, problems = load_records(tmp_path)
     assert len(records) == 1 and not problems
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", f"{records[0]['run_id']}.json"], "no checkpoints/ or temp files left"
     bad = subprocess.run([*command[:6], "--method", "lora", "--rank", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "rank must be a positive integer" in bad.stderr and "Traceback" not in bad.stderr
 
