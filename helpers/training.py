@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ from helpers.batching import ShuffledLengthBuckets
 from helpers.data import DATA_CACHE, SELECT_ON_CHOICES, load_glue, source_name
 from helpers.device import cpu_only, library_versions, resolve_precision
 from helpers.flops import encoder_shape, training_flops
+from helpers.locks import RunLock
 from helpers.methods import (
     LORA_METHODS,
     MethodConfig,
@@ -257,12 +259,40 @@ def train(
     quiet: bool = False,
     save_adapter: bool = False,
     announce: Callable[[str], None] | None = None,
+    lock: RunLock | bool = True,
 ) -> dict:
     """Train and evaluate one configuration; returns its run record (loading it if it exists).
 
     `announce` receives the trainable / total / percent line before training (default: print,
     unless quiet); a sweep passes its progress bar's `write` so the line does not break the bar.
+    `lock`: True claims the run first (helpers/locks.py), waiting while another process trains it,
+    and then returns the record that process wrote; a RunLock is one the caller already holds (a
+    sweep worker); False trains without one. Under torchrun there is no lock: every process of the
+    run would otherwise wait for the first.
     """
+    kwargs = dict(glue_dir=glue_dir, results_dir=results_dir, cache_dir=cache_dir, force=force, quiet=quiet,
+                  save_adapter=save_adapter, announce=announce)
+    existing = None if force else find_record(results_dir, config.run_id)
+    reusable = existing is not None and existing.get("data", {}).get("source", "unknown") == source_name(glue_dir)
+    # A record to reuse needs no lock (and a read-only results folder stays readable).
+    if lock is not True or reusable or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return _train_claimed(config, **kwargs)
+    with RunLock(results_dir, config.run_id):
+        return _train_claimed(config, **kwargs)
+
+
+def _train_claimed(
+    config: TrainConfig,
+    *,
+    glue_dir: str | os.PathLike | None = None,
+    results_dir: str | os.PathLike = RESULTS_DIR,
+    cache_dir: str | os.PathLike = DATA_CACHE,
+    force: bool = False,
+    quiet: bool = False,
+    save_adapter: bool = False,
+    announce: Callable[[str], None] | None = None,
+) -> dict:
+    """`train` once the run is claimed (or needs no claim)."""
     from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments, set_seed
 
     results_dir = Path(results_dir)
@@ -329,7 +359,7 @@ def train(
     logging_steps = config.logging_steps or max(1, steps_per_epoch // 20)
     # Every epoch always; with eval_steps also every N steps (the epoch ends come from a callback).
     strategy = "steps" if config.eval_steps else "epoch"
-    checkpoint_dir = results_dir / "checkpoints" / run_id
+    checkpoint_dir = results_dir / "checkpoints" / checkpoint_folder_name(run_id)
     args = TrainingArguments(
         output_dir=str(checkpoint_dir),
         learning_rate=config.lr,
@@ -464,6 +494,17 @@ def train(
             test_text = ", ".join(f"{k}={v:.4f}" for k, v in record["test"]["metrics"].items())
             print(f"[{run_id}] test ({task.main_test_split}): {test_text}; {record['timing']['train_samples_per_second']:.1f} train samples/s")
     return record
+
+
+def checkpoint_folder_name(run_id: str) -> str:
+    """`<run_id>-<host>-<pid>`: checkpoints are per process, so a process that took over a stale run
+    never writes into (or deletes) the folder of one still running. Under torchrun every process of
+    the run must read the same folder, so there it is `<run_id>-ddp-<master address>-<master port>`."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        name = f"{run_id}-ddp-{os.environ.get('MASTER_ADDR', 'localhost')}-{os.environ.get('MASTER_PORT', '')}"
+    else:
+        name = f"{run_id}-{socket.gethostname()}-{os.getpid()}"
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)
 
 
 @contextlib.contextmanager
