@@ -139,7 +139,7 @@ class RunLock:
     """
 
     def __init__(self, results_dir: str | os.PathLike, run_id: str, *, heartbeat: float = HEARTBEAT_SECONDS,
-                 stale_after: float = STALE_AFTER_SECONDS, poll: float = POLL_SECONDS):
+                 stale_after: float = STALE_AFTER_SECONDS, poll: float | None = None):
         if stale_after <= heartbeat:
             raise ValueError(f"stale_after ({stale_after} s) must be longer than the heartbeat ({heartbeat} s).")
         self.results_dir = Path(results_dir)
@@ -147,7 +147,7 @@ class RunLock:
         self.path = lock_path(results_dir, run_id)
         self.heartbeat = heartbeat
         self.stale_after = stale_after
-        self.poll = poll
+        self.poll = POLL_SECONDS if poll is None else poll
         self.token = uuid.uuid4().hex
         self.held = False
         self._stop = threading.Event()

@@ -32,7 +32,8 @@ def test_integration_run_learns_and_records_everything(lora_record):
     record, results = lora_record
     assert set(REQUIRED_KEYS) <= set(record)
     assert (results / f"{record['run_id']}.json").is_file()
-    assert not (results / "checkpoints" / record["run_id"]).exists(), "checkpoints are cleaned up"
+    assert not list((results / "checkpoints").glob(record["run_id"] + "*")), "checkpoints are cleaned up"
+    assert not list(results.glob("*.lock*")), "the run's lock is released"
     losses = [row["loss"] for row in record["history"]]
     assert len(losses) >= 5
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, "training loss falls"
@@ -70,6 +71,29 @@ def test_existing_record_is_loaded_instead_of_training(lora_record, glue_dir, mo
     monkeypatch.setattr("helpers.training.load_glue", lambda *a, **k: pytest.fail("must not train again"))
     again = train(sst2_config(), glue_dir=glue_dir, results_dir=results, quiet=True)
     assert again["run_id"] == record["run_id"] and again["test"] == record["test"]
+
+
+def test_a_run_being_trained_elsewhere_is_waited_for_and_not_trained_again(glue_dir, tmp_path, monkeypatch):
+    import threading
+
+    from helpers.locks import RunLock
+
+    monkeypatch.setattr("helpers.locks.POLL_SECONDS", 0.1)
+    config = sst2_config("head", epochs=1)
+    elsewhere = RunLock(tmp_path, config.run_id)
+    elsewhere.acquire(wait=False)  # another process claimed the run and is training it
+
+    def finish_elsewhere():
+        train(config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True, lock=elsewhere)
+        elsewhere.release()
+
+    other = threading.Timer(0.3, finish_elsewhere)
+    other.start()
+    announced = []
+    record = train(config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True, announce=announced.append)
+    other.join()
+    assert announced == [], "not trained here: the other process's record is returned"
+    assert record == json.loads((tmp_path / f"{config.run_id}.json").read_text())
 
 
 def test_same_config_and_seed_gives_the_same_metrics(lora_record, glue_dir, tmp_path):
