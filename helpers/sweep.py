@@ -24,6 +24,10 @@ from helpers.training import RESULTS_DIR, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
+# Processes a sweep trains in at once. 1 until `python -m helpers bench --grid` has measured 2 workers
+# x 1 thread against 1 worker x 2 threads on the 2-core CPU (see README "Parallel sweeps").
+DEFAULT_WORKERS = 1
+
 METHOD_FIELDS = {f for f in MethodConfig.__dataclass_fields__}
 TRAIN_FIELDS = {f for f in TrainConfig.__dataclass_fields__} - {"method"}
 # Knobs that only mean something for some methods: other methods ignore them in the grid.
@@ -105,7 +109,7 @@ def run_sweep(
     results_dir: str | os.PathLike = RESULTS_DIR,
     force: bool = False,
     progress: bool = True,
-    workers: int = 1,
+    workers: int = DEFAULT_WORKERS,
     threads: int | None = None,
     shard: tuple[int, int] | str | None = None,
     poll: float = POLL_SECONDS,
