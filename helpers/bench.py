@@ -73,6 +73,8 @@ def _run(task: str, method: str, recipe: str, precision: str, samples: int, args
         command += ["--glue-dir", str(args["glue_dir"])]
     if args.get("lr"):
         command += ["--lr", str(args["lr"])]
+    if args.get("compile") and recipe == "fast":
+        command += ["--compile"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"bench run failed: {' '.join(command)}\n{done.stderr[-3000:]}")
@@ -146,7 +148,8 @@ def markdown_table(result: dict) -> str:
     lines = [
         f"Device: {result['device']}; dense matmul {peaks['fp32']:.0f} GFLOP/s fp32, "
         + (f"{peaks['bf16']:.0f} GFLOP/s bf16. " if peaks.get("bf16") else "bf16 not in hardware. ")
-        + f"{result['settings']['epochs']} epoch(s), batch {result['settings']['batch_size']}, seeds {result['settings']['seeds']}.",
+        + f"{result['settings']['epochs']} epoch(s), batch {result['settings']['batch_size']}, seeds {result['settings']['seeds']}."
+        + (" Project runs: torch.compile over lengths padded to multiples of 32, compile time included." if result["settings"].get("project_compile") else ""),
         "",
         "| task | method | baseline samples/s | project samples/s | speed-up | padding (base → proj) | eval speed-up | dev metric baseline | dev metric project | model FLOP util. (project) | peak RSS base / proj (GB) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -180,9 +183,12 @@ def run_bench(
     out_dir: str | os.PathLike = BENCH_DIR,
     name: str = "bench",
     lr: float | None = None,
+    compile: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Run both recipes for every task, method and seed; save and return the JSON result."""
+    """Run both recipes for every task, method and seed; save and return the JSON result.
+    `compile`: the project's runs use torch.compile over bucketed lengths (`--compile`), compile time
+    included in their training time."""
     from tqdm.auto import tqdm
 
     samples = samples or DEFAULT_SAMPLES
@@ -190,7 +196,7 @@ def run_bench(
     project_precision = resolve_precision(project_precision, "fast")
     peaks = matmul_peaks()
     args = {"epochs": epochs, "batch_size": batch_size, "max_length": max_length, "validation_samples": validation_samples,
-            "model": model, "glue_dir": glue_dir, "runs_dir": out_dir / "runs", "lr": lr}
+            "model": model, "glue_dir": glue_dir, "runs_dir": out_dir / "runs", "lr": lr, "compile": compile}
     plan = [(task, n, method, seed, recipe) for task, n in samples.items() for method in methods for seed in seeds for recipe in ("baseline", "fast")]
     rows = []
     for task, n, method, seed, recipe in tqdm(plan, desc="bench", unit="run", disable=not progress):
@@ -202,7 +208,8 @@ def run_bench(
         "versions": library_versions(),
         "matmul_gflops": peaks,
         "settings": {"samples": samples, "methods": list(methods), "seeds": list(seeds), "epochs": epochs, "batch_size": batch_size,
-                     "max_length": max_length, "validation_samples": validation_samples, "project_precision": project_precision, "model": model},
+                     "max_length": max_length, "validation_samples": validation_samples, "project_precision": project_precision, "model": model,
+                     "project_compile": compile},
         "rows": rows,
         "summary": summarise(rows),
     }

@@ -41,7 +41,14 @@ from helpers.methods import (
 from helpers.metrics import compute_metrics, majority_class_metrics
 from helpers.models import DEFAULT_MODEL, arch_spec, describe_architecture, load_model, load_tokenizer
 from helpers.records import config_hash, find_record, write_record
-from helpers.speed import GPU_PAD_MULTIPLE, sdpa_without_cudnn, use_fast_attention, use_fast_dropout
+from helpers.speed import (
+    COMPILE_PAD_MULTIPLE,
+    GPU_PAD_MULTIPLE,
+    sdpa_without_cudnn,
+    static_bucket_shapes,
+    use_fast_attention,
+    use_fast_dropout,
+)
 from helpers.tasks import get_task
 from helpers.tokenization import GlueCollator, tokenize_splits
 
@@ -353,7 +360,9 @@ def _train_claimed(
         announce(f"[{run_id}] {config.method.label()} on {task.display_name}: {counts}")
 
     on_gpu_fast = config.recipe == "fast" and torch.cuda.is_available()
-    collator = GlueCollator(tokenizer, pad_to_multiple_of=GPU_PAD_MULTIPLE if on_gpu_fast else None)
+    bucketed_compile = config.compile and config.recipe == "fast"  # a few fixed lengths, one compiled graph each (helpers/speed.py)
+    pad_multiple = COMPILE_PAD_MULTIPLE if bucketed_compile else GPU_PAD_MULTIPLE if on_gpu_fast else None
+    collator = GlueCollator(tokenizer, pad_to_multiple_of=pad_multiple)
     train_dataset = tokenized["train"]
     steps_per_epoch = max(1, math.ceil(len(train_dataset) / (config.batch_size * config.grad_accum)))
     logging_steps = config.logging_steps or max(1, steps_per_epoch // 20)
@@ -424,7 +433,8 @@ def _train_claimed(
         torch.cuda.reset_peak_memory_stats()
 
     attention_kernels = sdpa_without_cudnn if on_gpu_fast else contextlib.nullcontext
-    with attention_kernels():
+    compiled_shapes = static_bucket_shapes if bucketed_compile else contextlib.nullcontext
+    with attention_kernels(), compiled_shapes():
         train_output = trainer.train()
     train_seconds = train_output.metrics["train_runtime"] - trainer.eval_seconds - trainer.save_seconds
     real_tokens, padded_tokens, real_sq, padded_sq = _sum_over_processes(*collator.counters())
@@ -437,7 +447,7 @@ def _train_claimed(
     # The best checkpoint (by the validation main metric) is loaded; score it once on each test split.
     test_start = time.perf_counter()
     test_metrics = {}
-    with attention_kernels():
+    with attention_kernels(), compiled_shapes():
         for split in task.test_splits:
             prediction = trainer.predict(_sorted_for_eval(tokenized[split], config.recipe), metric_key_prefix="test")
             test_metrics[split] = compute_metrics(task, _logits(prediction.predictions), prediction.label_ids)

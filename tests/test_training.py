@@ -104,6 +104,26 @@ def test_same_config_and_seed_gives_the_same_metrics(lora_record, glue_dir, tmp_
     assert [h["loss"] for h in again["history"]] == [h["loss"] for h in record["history"]]
 
 
+def test_compile_pads_every_batch_to_a_fixed_bucket(glue_dir, tmp_path, monkeypatch):
+    import torch
+
+    import helpers.training as training
+
+    lengths, compiled = [], []
+
+    class RecordingCollator(training.GlueCollator):
+        def __call__(self, rows):
+            batch = super().__call__(rows)
+            lengths.append(batch["input_ids"].shape[1])
+            return batch
+
+    monkeypatch.setattr(training, "GlueCollator", RecordingCollator)
+    monkeypatch.setattr(torch, "compile", lambda model=None, **kwargs: compiled.append(kwargs) or model)  # the shapes, not inductor
+    train(sst2_config("head", epochs=1, compile=True, max_length=64), glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
+    assert compiled, "the model went through torch.compile"
+    assert lengths and all(length % 32 == 0 for length in lengths), f"lengths padded to multiples of 32, got {sorted(set(lengths))}"
+
+
 def test_run_id_follows_the_resolved_config():
     assert sst2_config().run_id == sst2_config().run_id
     assert sst2_config(seed=1).run_id != sst2_config().run_id
