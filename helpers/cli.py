@@ -131,8 +131,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"{len(configs)} runs in the grid" + (f"; shard {shard[0]}/{shard[1]}: {len(shard_of(configs, shard))} of them." if shard else "."))
     records = run_sweep(configs, progress=not args.quiet, workers=args.workers, threads=args.threads, shard=shard, **_output_kwargs(args))
     for record in records:
-        if record is None:  # another process's run that failed there
-            continue
         task = record["config"]["task"]
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in record["test"]["metrics"].items())
         print(f"{record['run_id']:<60} {task:<6} {metrics}")

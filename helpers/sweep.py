@@ -152,14 +152,21 @@ def run_sweep(
 
         settings = dict(glue_dir=glue_dir, results_dir=results_dir, fresh_since=fresh_since, poll=poll, train_kwargs=train_kwargs)
         if workers == 1:
-            if threads:
-                torch.set_num_threads(threads)
-            claim_and_train(configs, on_event=on_event, announce=announce, **settings)
+            previous_threads = torch.get_num_threads()
+            torch.set_num_threads(threads or previous_threads)
+            try:
+                claim_and_train(configs, on_event=on_event, announce=announce, **settings)
+            finally:
+                torch.set_num_threads(previous_threads)
         else:
             _run_workers(configs, workers, threads or max(1, usable_cores() // workers), on_event, announce, settings)
         if counts["found"] > done:
             bar.write(f"{counts['trained']} runs trained here; {counts['found'] - done} were trained by another process meanwhile.")
-    return [find_record(results_dir, c.run_id) for c in configs]
+    records = [find_record(results_dir, c.run_id) for c in configs]
+    missing = [c.run_id for c, record in zip(configs, records) if record is None]
+    if missing:
+        raise RuntimeError(f"{len(missing)} run(s) of the sweep have no record: {', '.join(missing)}. Start the sweep again to train them.")
+    return records
 
 
 def _made(folder: Path) -> Path:
@@ -266,15 +273,19 @@ def _run_workers(configs, workers: int, threads: int, on_event, announce, settin
                 on_event(kind, *rest)
     finally:
         stop.set()
+        while any(p.is_alive() for p in processes):  # keep emptying the queue: a worker exits only once its messages are out
+            try:
+                events.get(timeout=0.2)
+            except queue.Empty:
+                pass
         for process in processes:
             process.join()
     if failure is not None:
         run_id, worker, text = failure
         raise RuntimeError(f"Sweep worker {worker} failed on {run_id}:\n{text}")
-    lost = [p.name for p in processes if p.exitcode not in (0, None)]
-    if lost:
-        raise RuntimeError(f"Sweep worker(s) {', '.join(lost)} stopped without finishing (exit codes "
-                           f"{[p.exitcode for p in processes]}); their runs' locks will be taken over when the sweep is started again.")
+    lost = [f"{p.name} (exit code {p.exitcode})" for p in processes if p.exitcode != 0]
+    if lost:  # its run was taken over by the others (same host, dead pid), or is missing and reported by run_sweep
+        log.warning("Sweep worker(s) %s stopped without finishing.", ", ".join(lost))
 
 
 def _worker_main(configs, index: int, threads: int, settings: dict, events, stop) -> None:
