@@ -133,7 +133,6 @@ def run_sweep(
     configs = shard_of(configs, shard)
     fresh_since = filesystem_now(_made(results_dir)) if force else None
     done = sum(_finished(results_dir, c.run_id, glue_dir, fresh_since) for c in configs)
-    counts = {"trained": 0, "found": 0}
     with tqdm(total=len(configs), initial=0, desc="sweep", unit="run", disable=not progress) as bar:
         if done:
             bar.write(f"{done} of {len(configs)} runs already have records in {results_dir}; training the rest.")
@@ -141,14 +140,19 @@ def run_sweep(
         # still printed, above the sweep's bar.
         announce = bar.write if progress else None
 
+        outcome: dict[str, str] = {}  # run id -> "trained" or "found"; every worker reports the runs the others finished
+
         def on_event(kind: str, run_id: str, worker: int) -> None:
             if kind == "started":
                 bar.set_postfix_str(run_id, refresh=True)
                 return
-            counts[kind] += 1
             if kind == "trained":
                 log.info("[%s] trained by worker %d", run_id, worker)
-            bar.update(1)
+            elif run_id in outcome:
+                return
+            if run_id not in outcome:
+                bar.update(1)
+            outcome[run_id] = kind
 
         settings = dict(glue_dir=glue_dir, results_dir=results_dir, fresh_since=fresh_since, poll=poll, train_kwargs=train_kwargs)
         if workers == 1:
@@ -160,8 +164,9 @@ def run_sweep(
                 torch.set_num_threads(previous_threads)
         else:
             _run_workers(configs, workers, threads or max(1, usable_cores() // workers), on_event, announce, settings)
-        if counts["found"] > done:
-            bar.write(f"{counts['trained']} runs trained here; {counts['found'] - done} were trained by another process meanwhile.")
+        trained = sum(kind == "trained" for kind in outcome.values())
+        if len(outcome) - trained > done:
+            bar.write(f"{trained} runs trained here; {len(outcome) - trained - done} were trained by another process meanwhile.")
     records = [find_record(results_dir, c.run_id) for c in configs]
     missing = [c.run_id for c, record in zip(configs, records) if record is None]
     if missing:
