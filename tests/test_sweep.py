@@ -150,15 +150,17 @@ def test_two_sweeps_started_together_train_every_run_once(tiny_model, glue_dir, 
     assert not [p for p in (tmp_path / "results" / "checkpoints").iterdir()], "per-process checkpoint folders removed"
 
 
-def test_two_shards_in_parallel_give_the_records_of_one_sweep_with_two_workers(tiny_model, glue_dir, tmp_path, caplog):
+def test_two_shards_in_parallel_give_the_records_of_one_sweep_with_two_workers(tiny_model, glue_dir, tmp_path, caplog, capsys):
     grid = tiny_grid(tiny_model)
     configs = expand_grid(grid)
     with caplog.at_level(logging.INFO, logger="helpers.sweep"):
-        records = run_sweep(configs, glue_dir=glue_dir, results_dir=tmp_path / "one", cache_dir=tmp_path / "cache", progress=False,
+        records = run_sweep(configs, glue_dir=glue_dir, results_dir=tmp_path / "one", cache_dir=tmp_path / "cache", progress=True,
                             workers=2, threads=1, poll=0.2)
     assert [r["run_id"] for r in records] == [c.run_id for c in configs]
     trained = [message for message in caplog.messages if "trained by worker" in message]
     assert sorted(m.split("]")[0][1:] for m in trained) == sorted(c.run_id for c in configs), "each run trained once over the workers"
+    printed = capsys.readouterr().out
+    assert printed.count("trainable params:") == len(configs) and "another process" not in printed, "the workers' runs count once"
 
     by_shard = sweeps_started_together(tmp_path, grid, tmp_path / "sharded", glue_dir, ["0/2", "1/2"])
     assert sorted(by_shard[0]) == sorted(c.run_id for c in shard_of(configs, "0/2"))
