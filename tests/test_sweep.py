@@ -209,3 +209,23 @@ def test_a_sweep_waits_for_a_run_another_process_trains_and_takes_over_a_dead_on
     other.join()
     assert trained == [dead.run_id], "the stale run is taken over; the busy one is waited for, not trained again"
     assert [r["run_id"] for r in records] == [busy.run_id, dead.run_id]
+
+
+def test_force_retrains_each_run_once_whatever_its_record(tiny_model, glue_dir, tmp_path, monkeypatch):
+    configs = expand_grid({**tiny_grid(tiny_model), "task": ["sst2"], "method": ["bitfit"]})
+    first = run_sweep(configs, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False)
+    trained = []
+    real_train = sweep_module.train
+    monkeypatch.setattr(sweep_module, "train", lambda config, **kwargs: trained.append(config.run_id) or real_train(config, **kwargs))
+    again = run_sweep(configs, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False, force=True)
+    assert trained == [configs[0].run_id], "trained again, once"
+    assert again[0]["created"] >= first[0]["created"] and again[0]["test"] == first[0]["test"]
+
+
+def test_a_worker_that_fails_stops_the_sweep_with_its_error(tiny_model, glue_dir, tmp_path):
+    good = expand_grid({**tiny_grid(tiny_model), "task": ["sst2"], "method": ["bitfit"]})
+    broken = expand_grid({**tiny_grid(tiny_model), "task": ["sst2"], "method": ["bitfit"], "model": [str(tmp_path / "no-such-model")]})
+    with pytest.raises(RuntimeError, match=f"failed on {broken[0].run_id}"):
+        run_sweep(broken + good, glue_dir=glue_dir, results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", progress=False,
+                  workers=2, threads=1, poll=0.2)
+    assert not list((tmp_path / "results").glob("*.lock")), "the failed run's lock is released"
