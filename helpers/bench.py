@@ -73,6 +73,8 @@ def _run(task: str, method: str, recipe: str, precision: str, samples: int, args
         command += ["--glue-dir", str(args["glue_dir"])]
     if args.get("lr"):
         command += ["--lr", str(args["lr"])]
+    if args.get("compile") and recipe == "fast":
+        command += ["--compile"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"bench run failed: {' '.join(command)}\n{done.stderr[-3000:]}")
@@ -146,7 +148,8 @@ def markdown_table(result: dict) -> str:
     lines = [
         f"Device: {result['device']}; dense matmul {peaks['fp32']:.0f} GFLOP/s fp32, "
         + (f"{peaks['bf16']:.0f} GFLOP/s bf16. " if peaks.get("bf16") else "bf16 not in hardware. ")
-        + f"{result['settings']['epochs']} epoch(s), batch {result['settings']['batch_size']}, seeds {result['settings']['seeds']}.",
+        + f"{result['settings']['epochs']} epoch(s), batch {result['settings']['batch_size']}, seeds {result['settings']['seeds']}."
+        + (" Project runs: torch.compile over lengths padded to multiples of 32, compile time included." if result["settings"].get("project_compile") else ""),
         "",
         "| task | method | baseline samples/s | project samples/s | speed-up | padding (base → proj) | eval speed-up | dev metric baseline | dev metric project | model FLOP util. (project) | peak RSS base / proj (GB) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -180,9 +183,12 @@ def run_bench(
     out_dir: str | os.PathLike = BENCH_DIR,
     name: str = "bench",
     lr: float | None = None,
+    compile: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Run both recipes for every task, method and seed; save and return the JSON result."""
+    """Run both recipes for every task, method and seed; save and return the JSON result.
+    `compile`: the project's runs use torch.compile over bucketed lengths (`--compile`), compile time
+    included in their training time."""
     from tqdm.auto import tqdm
 
     samples = samples or DEFAULT_SAMPLES
@@ -190,7 +196,7 @@ def run_bench(
     project_precision = resolve_precision(project_precision, "fast")
     peaks = matmul_peaks()
     args = {"epochs": epochs, "batch_size": batch_size, "max_length": max_length, "validation_samples": validation_samples,
-            "model": model, "glue_dir": glue_dir, "runs_dir": out_dir / "runs", "lr": lr}
+            "model": model, "glue_dir": glue_dir, "runs_dir": out_dir / "runs", "lr": lr, "compile": compile}
     plan = [(task, n, method, seed, recipe) for task, n in samples.items() for method in methods for seed in seeds for recipe in ("baseline", "fast")]
     rows = []
     for task, n, method, seed, recipe in tqdm(plan, desc="bench", unit="run", disable=not progress):
@@ -202,7 +208,8 @@ def run_bench(
         "versions": library_versions(),
         "matmul_gflops": peaks,
         "settings": {"samples": samples, "methods": list(methods), "seeds": list(seeds), "epochs": epochs, "batch_size": batch_size,
-                     "max_length": max_length, "validation_samples": validation_samples, "project_precision": project_precision, "model": model},
+                     "max_length": max_length, "validation_samples": validation_samples, "project_precision": project_precision, "model": model,
+                     "project_compile": compile},
         "rows": rows,
         "summary": summarise(rows),
     }
@@ -282,3 +289,142 @@ def run_step_ablation(methods=("bitfit", "lora", "full"), out_dir=BENCH_DIR, mod
     lines += [f"| {r['method']} | {r['variant']} | {r['ms_per_step']} | {r['samples_per_second']} |" for r in rows]
     (out_dir / "step_ablation.md").write_text("\n".join(lines) + "\n")
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Grid throughput: one sweep in one process against several processes sharing the cores
+# ---------------------------------------------------------------------------------------------
+
+GRID_SAMPLES = {"sst2": 2000, "mrpc": 2000}
+GRID_METHODS = ("bitfit", "lora")
+GRID_SEEDS = (0, 1)
+GRID_LAYOUTS = ((1, 2), (2, 1))  # (workers, torch threads per worker): today's sweep first, the ratio is against it
+
+
+def parse_layouts(text: str) -> tuple[tuple[int, int], ...]:
+    """`"1x2,2x1"` as ((1, 2), (2, 1)): workers x threads per worker."""
+    layouts = []
+    for item in text.split(","):
+        workers, _, threads = item.strip().partition("x")
+        if not (workers.isdigit() and threads.isdigit()) or int(workers) < 1 or int(threads) < 1:
+            raise ValueError(f"--layouts takes workers x threads pairs like 1x2,2x1; got {item!r}.")
+        layouts.append((int(workers), int(threads)))
+    return tuple(layouts)
+
+
+def _warm_data_caches(samples: dict[str, int], validation_samples: int, max_length: int, model: str, glue_dir) -> None:
+    """Load and tokenize every task once, so that no layout pays for the tokenization cache."""
+    from helpers.data import load_glue
+    from helpers.models import load_tokenizer
+    from helpers.tokenization import tokenize_splits
+
+    tokenizer = load_tokenizer(model)
+    for task, count in samples.items():
+        splits = load_glue(task, glue_dir=glue_dir, max_train_samples=count, max_validation_samples=validation_samples)
+        tokenize_splits(splits, task, tokenizer, max_length=max_length)
+
+
+def _sweep_wall_seconds(workers: int, threads: int, runs_dir: Path, args: dict) -> float:
+    """Train the grid with `python -m helpers sweep` in a fresh folder; its wall time, process start included."""
+    import shutil
+
+    shutil.rmtree(runs_dir, ignore_errors=True)
+    samples = args["samples"]
+    if len(set(samples.values())) != 1:
+        raise ValueError(f"The grid bench takes one training-subset size for every task, got {samples}.")
+    command = [
+        sys.executable, "-m", "helpers", "sweep", "--task", ",".join(samples), "--method", ",".join(args["methods"]),
+        "--seed", ",".join(str(s) for s in args["seeds"]), "--max-train-samples", str(next(iter(samples.values()))),
+        "--max-validation-samples", str(args["validation_samples"]), "--epochs", str(args["epochs"]),
+        "--batch-size", str(args["batch_size"]), "--max-length", str(args["max_length"]), "--model", args["model"],
+        "--workers", str(workers), "--threads", str(threads), "--results-dir", str(runs_dir), "--quiet",
+    ]
+    if args["glue_dir"]:
+        command += ["--glue-dir", str(args["glue_dir"])]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"grid bench sweep failed: {' '.join(command)}\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def run_grid_bench(
+    *,
+    samples: dict[str, int] | None = None,
+    methods: tuple[str, ...] = GRID_METHODS,
+    seeds: tuple[int, ...] = GRID_SEEDS,
+    layouts: tuple[tuple[int, int], ...] = GRID_LAYOUTS,
+    repeats: int = 1,
+    epochs: float = 1.0,
+    batch_size: int = 32,
+    max_length: int = 128,
+    validation_samples: int = 256,
+    model: str = "all-MiniLM-L6-v2",
+    glue_dir: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike = BENCH_DIR / "grid",
+    name: str = "grid",
+    progress: bool = True,
+) -> dict:
+    """Time one fixed grid (tasks x methods x seeds) as a sweep in each layout (workers x threads),
+    one layout after the other, in a fresh results folder each; save and return runs per hour and
+    each layout's ratio to the first. With repeats > 1 the order alternates (A B, B A, ...) so that
+    a machine getting busier or quieter does not favour one layout."""
+    from tqdm.auto import tqdm
+
+    samples = samples or GRID_SAMPLES
+    out_dir = Path(out_dir)
+    args = {"samples": samples, "methods": list(methods), "seeds": list(seeds), "epochs": epochs, "batch_size": batch_size,
+            "max_length": max_length, "validation_samples": validation_samples, "model": model, "glue_dir": glue_dir}
+    runs = len(samples) * len(methods) * len(seeds)
+    _warm_data_caches(samples, validation_samples, max_length, model, glue_dir)
+    plan = [(repeat, layout) for repeat in range(repeats) for layout in (layouts if repeat % 2 == 0 else layouts[::-1])]
+    rows = []
+    for repeat, (workers, threads) in tqdm(plan, desc="grid bench", unit="sweep", disable=not progress):
+        runs_dir = out_dir / "runs" / f"{workers}x{threads}-{repeat}"
+        seconds = _sweep_wall_seconds(workers, threads, runs_dir, args)
+        records = [load_record(path) for path in sorted(runs_dir.glob("*.json"))]
+        if len(records) != runs:
+            raise RuntimeError(f"The {workers}x{threads} sweep left {len(records)} records in {runs_dir}, expected {runs}.")
+        rows.append({
+            "workers": workers, "threads": threads, "repeat": repeat, "wall_seconds": round(seconds, 2), "runs": runs,
+            "runs_per_hour": round(runs * 3600 / seconds, 2),
+            "mean_run_samples_per_second": round(statistics.mean(r["timing"]["train_samples_per_second"] for r in records), 2),
+            "mean_run_wall_seconds": round(statistics.mean(r["timing"]["wall_seconds"] for r in records), 2),
+        })
+    summary = []
+    for workers, threads in layouts:
+        chosen = [r for r in rows if (r["workers"], r["threads"]) == (workers, threads)]
+        summary.append({"workers": workers, "threads": threads, "runs_per_hour": statistics.mean(r["runs_per_hour"] for r in chosen),
+                        "wall_seconds": statistics.mean(r["wall_seconds"] for r in chosen),
+                        "mean_run_samples_per_second": statistics.mean(r["mean_run_samples_per_second"] for r in chosen)})
+    for entry in summary:
+        entry["ratio"] = entry["runs_per_hour"] / summary[0]["runs_per_hour"]
+    result = {
+        "device": device_name(),
+        "cores": os.cpu_count(),
+        "versions": library_versions(),
+        "settings": {**args, "layouts": [list(layout) for layout in layouts], "repeats": repeats, "runs": runs},
+        "rows": rows,
+        "summary": summary,
+    }
+    write_json_atomic(out_dir / f"{name}.json", result)
+    (out_dir / f"{name}.md").write_text(grid_markdown_table(result))
+    return result
+
+
+def grid_markdown_table(result: dict) -> str:
+    """Runs per hour of each layout, side by side, and the ratio to the first."""
+    settings = result["settings"]
+    lines = [
+        f"Device: {result['device']} ({result['cores']} cores). Grid: {settings['runs']} runs "
+        f"({', '.join(f'{t} {n:,}' for t, n in settings['samples'].items())} training examples; {', '.join(settings['methods'])}; "
+        f"seeds {settings['seeds']}; {settings['epochs']} epoch(s), batch {settings['batch_size']}); {settings['repeats']} repeat(s).",
+        "",
+        "| workers × threads | wall time (min) | runs per hour | ratio | samples/s per run (mean) |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in result["summary"]:
+        lines.append(f"| {entry['workers']} × {entry['threads']} | {entry['wall_seconds'] / 60:.1f} | {entry['runs_per_hour']:.1f} "
+                     f"| **{entry['ratio']:.2f}×** | {entry['mean_run_samples_per_second']:.1f} |")
+    return "\n".join(lines) + "\n"

@@ -69,7 +69,7 @@ RUN_OPTIONS = [
 ]
 # (flag, field, help): on/off settings of a run, given once (not gridded) in both `train` and `sweep`.
 SWITCH_OPTIONS = [
-    ("--compile", "compile", "torch.compile the model (default: off; slower on CPU, see README \"Throughput\")"),
+    ("--compile", "compile", "torch.compile the model, lengths padded to multiples of 32 so each gets one static graph (default: off; see README \"Throughput\")"),
     ("--length-grouping", "length_grouping", "fast recipe: batches of similar length, less padding (default: on); --no-length-grouping: random batches"),
 ]
 
@@ -132,7 +132,7 @@ def parse_list(flag: str, kind: type, text: str, separator: str = ",") -> list:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from helpers.sweep import expand_grid, run_sweep
+    from helpers.sweep import expand_grid, parse_shard, run_sweep, shard_of
 
     options = {dest: (flag, kind) for flag, dest, kind, _ in RUN_OPTIONS}
     grid = {}
@@ -142,8 +142,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             continue
         grid[dest] = parse_list(*options[dest], text, separator=";" if dest == "target_modules" else ",")
     configs = expand_grid(grid)
-    print(f"{len(configs)} runs in the grid.")
-    records = run_sweep(configs, progress=not args.quiet, **_output_kwargs(args))
+    shard = parse_shard(args.shard)
+    print(f"{len(configs)} runs in the grid" + (f"; shard {shard[0]}/{shard[1]}: {len(shard_of(configs, shard))} of them." if shard else "."))
+    records = run_sweep(configs, progress=not args.quiet, workers=args.workers, threads=args.threads, shard=shard, **_output_kwargs(args))
     for record in records:
         task = record["config"]["task"]
         metrics = ", ".join(f"{k}={v:.4f}" if v is not None else f"{k}=null" for k, v in record["test"]["metrics"].items())
@@ -154,19 +155,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from helpers.bench import BENCH_DIR, markdown_table, run_bench, run_step_ablation
 
+    if args.grid:
+        return _cmd_grid_bench(args)
     if args.steps:
         run_step_ablation(methods=tuple(m.strip() for m in args.methods.split(",")), out_dir=args.out_dir or BENCH_DIR, model=args.model)
         print((Path(args.out_dir or BENCH_DIR) / "step_ablation.md").read_text())
         return 0
 
-    samples = {}
-    for item in args.samples.split(","):
-        task, _, count = item.partition("=")
-        if not count.isdigit():
-            raise ValueError(f"--samples takes task=count pairs like sst2=2000,rte=600; got {item!r}.")
-        samples[task.strip()] = int(count)
     result = run_bench(
-        samples=samples,
+        samples=_parse_samples(args.samples),
         methods=tuple(m.strip() for m in args.methods.split(",")),
         seeds=tuple(int(s) for s in args.seeds.split(",")),
         epochs=args.epochs,
@@ -179,9 +176,43 @@ def cmd_bench(args: argparse.Namespace) -> int:
         out_dir=args.out_dir or BENCH_DIR,
         name=args.name,
         lr=args.lr,
+        compile=args.project_compile,
         progress=not args.quiet,
     )
     print(markdown_table(result))
+    return 0
+
+
+def _parse_samples(text: str) -> dict[str, int]:
+    samples = {}
+    for item in text.split(","):
+        task, _, count = item.partition("=")
+        if not count.isdigit():
+            raise ValueError(f"--samples takes task=count pairs like sst2=2000,rte=600; got {item!r}.")
+        samples[task.strip()] = int(count)
+    return samples
+
+
+def _cmd_grid_bench(args: argparse.Namespace) -> int:
+    from helpers.bench import BENCH_DIR, grid_markdown_table, parse_layouts, run_grid_bench
+
+    result = run_grid_bench(
+        samples=_parse_samples(args.grid_samples),
+        methods=tuple(m.strip() for m in args.grid_methods.split(",")),
+        seeds=tuple(int(s) for s in args.grid_seeds.split(",")),
+        layouts=parse_layouts(args.layouts),
+        repeats=args.repeats,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        validation_samples=args.validation_samples,
+        model=args.model,
+        glue_dir=args.glue_dir,
+        out_dir=args.out_dir or BENCH_DIR / "grid",
+        name="grid" if args.name == "bench" else args.name,
+        progress=not args.quiet,
+    )
+    print(grid_markdown_table(result))
     return 0
 
 
@@ -230,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="train a grid of runs (comma lists), skipping runs that have records")
     add_run_options(sweep, lists=True)
+    from helpers.sweep import DEFAULT_WORKERS
+
+    parallel = sweep.add_argument_group("parallel runs (every run is claimed by a lock file beside its record, so sweeps sharing a results folder split the grid)")
+    parallel.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help=f"processes training runs at once on this machine (default {DEFAULT_WORKERS})")
+    parallel.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: usable cores / workers)")
+    parallel.add_argument("--shard", default=None, help="i/n: train only shard i (0-based) of n, every n-th run of the grid sorted by run id; "
+                          "for job arrays, e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT (default: the whole grid)")
     sweep.set_defaults(func=cmd_sweep)
 
     bench = commands.add_parser("bench", help="time the usual notebook recipe against this project's, side by side", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -242,11 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--validation-samples", type=int, default=256, help="validation subset evaluated once per epoch")
     bench.add_argument("--project-precision", default="auto", help="auto: bf16 where the CPU/GPU supports it, else fp32")
     bench.add_argument("--lr", type=float, default=None, help="learning rate (default: per method)")
+    bench.add_argument("--project-compile", action="store_true", help="the project's runs use torch.compile over lengths padded to multiples of 32 (compile time counted)")
     bench.add_argument("--model", default="all-MiniLM-L6-v2")
     bench.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
     bench.add_argument("--out-dir", default=None, help="default results/bench")
     bench.add_argument("--name", default="bench", help="file name of the JSON and markdown summary")
     bench.add_argument("--steps", action="store_true", help="instead: time one training step per speed-up of the fast recipe (step_ablation.json/.md)")
+    grid = bench.add_argument_group("grid throughput (--grid): one fixed grid swept in each workers x threads layout, side by side")
+    grid.add_argument("--grid", action="store_true", help="instead: runs per hour of a sweep in each --layouts (grid.json/.md in results/bench/grid)")
+    grid.add_argument("--layouts", default="1x2,2x1", help="workers x torch threads per worker; ratios are against the first")
+    grid.add_argument("--grid-samples", default="sst2=2000,mrpc=2000", help="tasks and training-subset size (one size for all)")
+    grid.add_argument("--grid-methods", default="bitfit,lora")
+    grid.add_argument("--grid-seeds", default="0,1")
+    grid.add_argument("--repeats", type=int, default=1, help="sweeps per layout; the order alternates (A B, B A, ...)")
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=cmd_bench)
 

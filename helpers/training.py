@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -26,6 +27,7 @@ from helpers.batching import ShuffledLengthBuckets
 from helpers.data import DATA_CACHE, SELECT_ON_CHOICES, data_fingerprint, load_glue, same_source, source_name
 from helpers.device import cpu_only, library_versions, resolve_precision
 from helpers.flops import encoder_shape, training_flops
+from helpers.locks import RunLock
 from helpers.methods import (
     INPUT_TOKEN_METHODS,
     LORA_METHODS,
@@ -50,7 +52,14 @@ from helpers.models import (
     max_input_tokens,
 )
 from helpers.records import StorageError, config_hash, find_record, load_record, prepare_results_dir, write_record
-from helpers.speed import GPU_PAD_MULTIPLE, sdpa_without_cudnn, use_fast_attention, use_fast_dropout
+from helpers.speed import (
+    COMPILE_PAD_MULTIPLE,
+    GPU_PAD_MULTIPLE,
+    sdpa_without_cudnn,
+    static_bucket_shapes,
+    use_fast_attention,
+    use_fast_dropout,
+)
 from helpers.tasks import get_task
 from helpers.tokenization import GlueCollator, tokenize_splits
 
@@ -382,12 +391,49 @@ def train(
     quiet: bool = False,
     save_adapter: bool = False,
     announce: Callable[[str], None] | None = None,
+    lock: RunLock | bool = True,
 ) -> dict:
     """Train and evaluate one configuration; returns its run record (loading it if it exists).
 
     `announce` receives the trainable / total / percent line before training (default: print,
     unless quiet); a sweep passes its progress bar's `write` so the line does not break the bar.
+    `lock`: True claims the run first (helpers/locks.py), waiting while another process trains it,
+    and then returns the record that process wrote; a RunLock is one the caller already holds (a
+    sweep worker); False trains without one. Under torchrun there is no lock: every process of the
+    run would otherwise wait for the first.
     """
+    kwargs = dict(glue_dir=glue_dir, results_dir=results_dir, cache_dir=cache_dir, force=force, quiet=quiet,
+                  save_adapter=save_adapter, announce=announce)
+    if config.data_fingerprint is None:  # the run id is complete only with the data's fingerprint
+        config = config.with_data(glue_dir, cache_dir)
+    reusable = not force and reusable_record(find_record(results_dir, config.run_id, warn=False), config, glue_dir)
+    # A record to reuse needs no lock (and a read-only results folder stays readable).
+    if lock is not True or reusable or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return _train_claimed(config, **kwargs)
+    with RunLock(results_dir, config.run_id):
+        return _train_claimed(config, **kwargs)
+
+
+def reusable_record(record: dict | None, config: TrainConfig, glue_dir) -> bool:
+    """Whether a record found under a run id answers it: always from recipe version 2 on (the data's
+    fingerprint is part of the id); older ids named no data, so the record's source must match."""
+    if record is None:
+        return False
+    return config.recipe_version >= 2 or same_source(record.get("data", {}).get("source", "unknown"), glue_dir)
+
+
+def _train_claimed(
+    config: TrainConfig,
+    *,
+    glue_dir: str | os.PathLike | None = None,
+    results_dir: str | os.PathLike = RESULTS_DIR,
+    cache_dir: str | os.PathLike = DATA_CACHE,
+    force: bool = False,
+    quiet: bool = False,
+    save_adapter: bool = False,
+    announce: Callable[[str], None] | None = None,
+) -> dict:
+    """`train` once the run is claimed (or needs no claim)."""
     from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments, set_seed
 
     results_dir = Path(results_dir)
@@ -395,7 +441,7 @@ def train(
         config = config.with_data(glue_dir, cache_dir)
     run_id = config.run_id
     if not force and (existing := find_record(results_dir, run_id)) is not None:
-        if config.recipe_version >= 2 or same_source(existing.get("data", {}).get("source", "unknown"), glue_dir):
+        if reusable_record(existing, config, glue_dir):
             if not quiet:
                 print(f"[{run_id}] record found in {results_dir}: not training again (force=True to redo).")
             return existing
@@ -457,13 +503,15 @@ def train(
         announce(f"[{run_id}] {config.method.label()} on {task.display_name}: {counts}")
 
     on_gpu_fast = config.recipe == "fast" and torch.cuda.is_available()
-    collator = GlueCollator(tokenizer, pad_to_multiple_of=GPU_PAD_MULTIPLE if on_gpu_fast else None)
+    bucketed_compile = config.compile and config.recipe == "fast"  # a few fixed lengths, one compiled graph each (helpers/speed.py)
+    pad_multiple = COMPILE_PAD_MULTIPLE if bucketed_compile else GPU_PAD_MULTIPLE if on_gpu_fast else None
+    collator = GlueCollator(tokenizer, pad_to_multiple_of=pad_multiple)
     train_dataset = tokenized["train"]
     steps_per_epoch = max(1, math.ceil(len(train_dataset) / (config.batch_size * config.grad_accum)))
     logging_steps = config.logging_steps or max(1, steps_per_epoch // 20)
     # Every epoch always; with eval_steps also every N steps (the epoch ends come from a callback).
     strategy = "steps" if config.eval_steps else "epoch"
-    checkpoint_dir = results_dir / "checkpoints" / run_id
+    checkpoint_dir = results_dir / "checkpoints" / checkpoint_folder_name(run_id)
     check_free_space(results_dir, model)
     args = TrainingArguments(
         output_dir=str(checkpoint_dir),
@@ -529,8 +577,9 @@ def train(
         torch.cuda.reset_peak_memory_stats()
 
     attention_kernels = sdpa_without_cudnn if on_gpu_fast else contextlib.nullcontext
+    compiled_shapes = static_bucket_shapes if bucketed_compile else contextlib.nullcontext
     try:
-        with attention_kernels():
+        with attention_kernels(), compiled_shapes():
             train_output = trainer.train()
     except BaseException:
         if trainer.is_world_process_zero():
@@ -547,7 +596,7 @@ def train(
     # The best checkpoint (by the validation main metric) is loaded; score it once on each test split.
     test_start = time.perf_counter()
     test_metrics = {}
-    with attention_kernels():
+    with attention_kernels(), compiled_shapes():
         for split in task.test_splits:
             prediction = trainer.predict(_sorted_for_eval(tokenized[split], config.recipe), metric_key_prefix="test")
             test_metrics[split] = compute_metrics(task, _logits(prediction.predictions), prediction.label_ids)
@@ -656,6 +705,17 @@ def _unsaved_record_message(record: dict, results_dir: Path, error: Exception) -
     except OSError:
         return message + " No copy could be written either; the run has to be trained again once there is space."
     return message + f" A copy was saved as {copy}: move it into {results_dir} once there is space, and the run counts as done."
+
+
+def checkpoint_folder_name(run_id: str) -> str:
+    """`<run_id>-<host>-<pid>`: checkpoints are per process, so a process that took over a stale run
+    never writes into (or deletes) the folder of one still running. Under torchrun every process of
+    the run must read the same folder, so there it is `<run_id>-ddp-<master address>-<master port>`."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        name = f"{run_id}-ddp-{os.environ.get('MASTER_ADDR', 'localhost')}-{os.environ.get('MASTER_PORT', '')}"
+    else:
+        name = f"{run_id}-{socket.gethostname()}-{os.getpid()}"
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)
 
 
 @contextlib.contextmanager

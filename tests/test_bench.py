@@ -4,7 +4,9 @@ import json
 
 from transformers import AutoModelForSequenceClassification, BertConfig
 
-from helpers.bench import STEP_VARIANTS, markdown_table, run_bench, run_step_ablation
+import pytest
+
+from helpers.bench import STEP_VARIANTS, grid_markdown_table, markdown_table, parse_layouts, run_bench, run_grid_bench, run_step_ablation
 from helpers.device import cpu_has_bf16
 from helpers.models import load_tokenizer
 
@@ -45,3 +47,27 @@ def test_bench_runs_on_a_tiny_model_and_reports_both_recipes(glue_dir, tmp_path)
     assert [row["variant"] for row in ablation["rows"]] == expected
     assert all(row["ms_per_step"] > 0 for row in ablation["rows"])
     assert (tmp_path / "bench" / "step_ablation.md").read_text().count("| lora |") == len(expected)
+
+
+def test_grid_bench_sweeps_the_grid_in_each_layout_and_reports_the_ratio(glue_dir, tmp_path):
+    model_dir = tmp_path / "tiny-bert"
+    tokenizer = load_tokenizer()
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+
+    result = run_grid_bench(samples={"sst2": 40, "mrpc": 40}, methods=("bitfit",), seeds=(0,), layouts=((1, 1), (2, 1)), epochs=1,
+                            batch_size=16, max_length=32, validation_samples=8, model=str(model_dir), glue_dir=glue_dir,
+                            out_dir=tmp_path / "grid", progress=False)
+    assert [(r["workers"], r["threads"]) for r in result["rows"]] == [(1, 1), (2, 1)]
+    for row in result["rows"]:
+        assert row["runs"] == 2 and row["wall_seconds"] > 0 and row["runs_per_hour"] == pytest.approx(2 * 3600 / row["wall_seconds"], rel=0.01)
+        assert len(list((tmp_path / "grid" / "runs" / f"{row['workers']}x{row['threads']}-0").glob("*.json"))) == 2
+    first, second = result["summary"]
+    assert first["ratio"] == 1.0 and second["ratio"] == pytest.approx(second["runs_per_hour"] / first["runs_per_hour"])
+    table = (tmp_path / "grid" / "grid.md").read_text()
+    assert table == grid_markdown_table(result) and "| 2 × 1 |" in table
+    assert json.loads((tmp_path / "grid" / "grid.json").read_text())["summary"] == result["summary"]
+    assert parse_layouts("1x2, 2x1") == ((1, 2), (2, 1))
+    with pytest.raises(ValueError, match="workers x threads"):
+        parse_layouts("2")

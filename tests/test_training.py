@@ -33,7 +33,8 @@ def test_integration_run_learns_and_records_everything(lora_record):
     record, results = lora_record
     assert set(REQUIRED_KEYS) <= set(record)
     assert (results / f"{record['run_id']}.json").is_file()
-    assert not (results / "checkpoints" / record["run_id"]).exists(), "checkpoints are cleaned up"
+    assert not list((results / "checkpoints").glob(record["run_id"] + "*")), "checkpoints are cleaned up"
+    assert not list(results.glob("*.lock*")), "the run's lock is released"
     losses = [row["loss"] for row in record["history"]]
     assert len(losses) >= 5
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, "training loss falls"
@@ -75,12 +76,55 @@ def test_existing_record_is_loaded_instead_of_training(lora_record, glue_dir, mo
     assert again["run_id"] == record["run_id"] and again["test"] == record["test"]
 
 
+def test_a_run_being_trained_elsewhere_is_waited_for_and_not_trained_again(glue_dir, tmp_path, monkeypatch):
+    import threading
+
+    from helpers.locks import RunLock
+
+    monkeypatch.setattr("helpers.locks.POLL_SECONDS", 0.1)
+    config = sst2_config("head", epochs=1)
+    elsewhere = RunLock(tmp_path, config.run_id)
+    elsewhere.acquire(wait=False)  # another process claimed the run and is training it
+
+    def finish_elsewhere():
+        train(config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True, lock=elsewhere)
+        elsewhere.release()
+
+    other = threading.Timer(0.3, finish_elsewhere)
+    other.start()
+    announced = []
+    record = train(config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True, announce=announced.append)
+    other.join()
+    assert announced == [], "not trained here: the other process's record is returned"
+    assert record == json.loads((tmp_path / f"{config.run_id}.json").read_text())
+
+
 def test_same_config_and_seed_gives_the_same_metrics(lora_record, glue_dir, tmp_path):
     record, _ = lora_record
     again = train(sst2_config(), glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
     assert again["test"] == record["test"]
     assert [e["metrics"] for e in again["evals"]] == [e["metrics"] for e in record["evals"]]
     assert [h["loss"] for h in again["history"]] == [h["loss"] for h in record["history"]]
+
+
+def test_compile_pads_every_batch_to_a_fixed_bucket(glue_dir, tmp_path, monkeypatch):
+    import torch
+
+    import helpers.training as training
+
+    lengths, compiled = [], []
+
+    class RecordingCollator(training.GlueCollator):
+        def __call__(self, rows):
+            batch = super().__call__(rows)
+            lengths.append(batch["input_ids"].shape[1])
+            return batch
+
+    monkeypatch.setattr(training, "GlueCollator", RecordingCollator)
+    monkeypatch.setattr(torch, "compile", lambda model=None, **kwargs: compiled.append(kwargs) or model)  # the shapes, not inductor
+    train(sst2_config("head", epochs=1, compile=True, max_length=64), glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
+    assert compiled, "the model went through torch.compile"
+    assert lengths and all(length % 32 == 0 for length in lengths), f"lengths padded to multiples of 32, got {sorted(set(lengths))}"
 
 
 def test_run_id_follows_the_resolved_config():
