@@ -1,4 +1,4 @@
-"""The command line: `python -m helpers {data,train,sweep,bench,report} --help`."""
+"""The command line: `python -m helpers {data,train,sweep,icl,bench,report} --help`."""
 
 from __future__ import annotations
 
@@ -192,6 +192,23 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_icl(args: argparse.Namespace) -> int:
+    from helpers.icl import icl_grid, run_icl
+    from helpers.llm import load_causal_lm
+    from helpers.training import RESULTS_DIR
+
+    ints = lambda text: [int(item) for item in text.split(",") if item.strip()]  # noqa: E731
+    configs = icl_grid(args.task, args.model, ints(args.shots), [s.strip() for s in args.scoring.split(",") if s.strip()], ints(args.seed),
+                       chat_template=args.chat_template, max_new_tokens=args.max_new_tokens, max_eval_samples=args.max_eval_samples,
+                       split_seed=args.split_seed)
+    print(f"{len(configs)} ICL runs.")
+    model, tokenizer = load_causal_lm(args.model)  # once for the whole grid
+    for config in configs:
+        run_icl(config, model=model, tokenizer=tokenizer, glue_dir=args.glue_dir, results_dir=args.results_dir or RESULTS_DIR,
+                force=args.force, batch_size=args.batch_size, quiet=args.quiet)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m helpers", description="Parameter-efficient fine-tuning on GLUE.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -234,6 +251,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", action="store_true", help="instead: time one training step per speed-up of the fast recipe (step_ablation.json/.md)")
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=cmd_bench)
+
+    icl = commands.add_parser("icl", help="in-context learning baseline: prompt a causal LM zero-/k-shot; one run record per setting",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    icl.add_argument("--task", required=True, help=TASK_HELP + "; not STS-B (regression)")
+    icl.add_argument("--model", default="smollm2", help="smollm2: the packaged SmolLM2-135M-Instruct (GGUF); or any causal LM name/path for from_pretrained")
+    icl.add_argument("--shots", default="0,1,4", help="comma list of demonstration counts k")
+    icl.add_argument("--scoring", default="loglik,generate", help="loglik: label-word log-likelihood; generate: greedy answer parsed to a label (unparseable counts as wrong)")
+    icl.add_argument("--seed", default="0,1,2", help="comma list of demonstration draws (zero-shot runs once)")
+    icl.add_argument("--max-eval-samples", type=int, default=None, help="seeded, stratified subsample of each test split (default: all)")
+    icl.add_argument("--split-seed", type=int, default=42, help="seed of the validation slice (kept out of the demonstration pool) and subsampling")
+    icl.add_argument("--max-new-tokens", type=int, default=5, help="generate: answer length in tokens")
+    icl.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=True, help="use the tokenizer's chat template when it has one")
+    icl.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass")
+    icl.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
+    icl.add_argument("--results-dir", default=None, help="where run records go (default results/)")
+    icl.add_argument("--force", action="store_true", help="run again even if a record exists")
+    icl.add_argument("--quiet", action="store_true")
+    icl.set_defaults(func=cmd_icl)
 
     report = commands.add_parser("report", help="write report.md and figures/ from the run records (no training)")
     report.add_argument("--profile", default="quick", help="smoke, quick or full: reads results/<profile>/")
