@@ -317,8 +317,11 @@ def lora_closed_form(architecture: dict, spec: ArchSpec, targets: list[str], con
     wrapped model, so a mismatch with the counted parameters would reveal wrongly adapted layers.
     """
     d, ff = architecture["hidden_size"], architecture["intermediate_size"]
-    shapes = {spec.query: (d, d), spec.key: (d, d), spec.value: (d, d), spec.attention_output: (d, d),
+    kv = architecture.get("key_value_size", d)  # grouped-query attention: narrower keys and values
+    shapes = {spec.query: (d, d), spec.key: (d, kv), spec.value: (d, kv), spec.attention_output: (d, d),
               spec.intermediate: (d, ff), spec.mlp_output: (ff, d)}
+    if spec.gate is not None:
+        shapes[spec.gate] = (d, ff)
     per_layer = 0
     for target in targets:
         if target not in shapes:

@@ -36,6 +36,7 @@ class ArchSpec:
     # Which token the head reads: "first" ([CLS]-style encoders) or "last" (decoders such as Llama,
     # whose head reads the rightmost non-padding token, so left and right padding give the same result).
     reads: str = "first"
+    gate: str | None = None  # gated MLPs (Llama): the second d -> 4d layer
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
@@ -70,6 +71,7 @@ ARCHITECTURES["llama"] = ArchSpec(
     intermediate="mlp.up_proj",
     mlp_output="mlp.down_proj",
     head=("score",),
+    gate="mlp.gate_proj",
     encoder="norm",
     reads="last",
 )
@@ -218,7 +220,7 @@ def use_mean_pooling(model: nn.Module) -> nn.Module:
 def describe_architecture(model: nn.Module) -> dict:
     """Type, width, depth, heads, MLP width and parameter count of a (not yet PEFT-wrapped) model."""
     cfg = model.config
-    return {
+    info = {
         "model_type": cfg.model_type,
         "hidden_size": getattr(cfg, "hidden_size", None) or getattr(cfg, "dim", None),
         "layers": getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers", None),
@@ -226,6 +228,11 @@ def describe_architecture(model: nn.Module) -> dict:
         "intermediate_size": getattr(cfg, "intermediate_size", None) or getattr(cfg, "hidden_dim", None),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    if getattr(cfg, "num_key_value_heads", None) not in (None, info["heads"]):
+        # Grouped-query attention (Llama, Qwen): keys and values are narrower than queries.
+        head_dim = getattr(cfg, "head_dim", None) or info["hidden_size"] // info["heads"]
+        info["key_value_size"] = cfg.num_key_value_heads * head_dim
+    return info
 
 
 def linear_layer_names(model: nn.Module) -> list[str]:

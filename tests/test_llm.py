@@ -308,3 +308,28 @@ def test_packaged_smollm2_scores_three_examples():
     assert scores.shape == (3, 2) and np.all(scores < 0) and np.all(np.isfinite(scores))
     answers = generate_answers(model, tokenizer, prompts[:1], max_new_tokens=3)
     assert isinstance(answers[0], str)
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_llama_classifier_trains_with_lora_through_the_training_loop(glue_dir, tmp_path, padding_side):
+    from helpers.methods import MethodConfig
+    from helpers.training import TrainConfig, train
+
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny-llama"
+    tokenizer = tiny_tokenizer(chat=False)
+    tokenizer.padding_side = padding_side
+    tokenizer.save_pretrained(folder)
+    # Saved as a causal LM without a padding id, as LLM checkpoints are: loading sets it from the tokenizer.
+    lm_config = tiny_llama_config(len(tokenizer))
+    lm_config.pad_token_id = None
+    LlamaForCausalLM(lm_config).save_pretrained(folder)
+    config = TrainConfig(task="sst2", model=str(folder), method=MethodConfig(method="lora", rank=4, target_modules=("all-linear",)),
+                         epochs=1, batch_size=8, max_train_samples=32, max_validation_samples=16, lr=1e-2)
+    record = train(config, glue_dir=glue_dir, results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", quiet=True)
+    assert record["model_info"]["model_type"] == "llama" and record["model_info"]["key_value_size"] == 16
+    # The closed form r·(d_in + d_out) per adapted layer (narrow keys/values, gated MLP) + head matches the count.
+    assert record["params"]["lora_closed_form"] == record["params"]["trainable"]
+    assert set(record["params"]["lora_targets"]) == {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                                      "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
+    assert record["timing"]["model_flops_per_second"] > 0 and 0 <= record["test"]["metrics"]["accuracy"] <= 1
