@@ -18,6 +18,7 @@ TASK_HELP = "GLUE task: " + ", ".join(spec.display_name for spec in TASKS.values
 def cmd_data(args: argparse.Namespace) -> int:
     from helpers.data import describe, load_glue
 
+    args.task = _task_name(args, args.task)
     splits = load_glue(
         args.task,
         glue_dir=args.glue_dir,
@@ -83,12 +84,28 @@ def add_run_options(parser: argparse.ArgumentParser, lists: bool) -> None:
         group.add_argument(flag, dest=dest, type=str if lists else kind, default=None, required=flag == "--task", help=help_text)
     for flag, dest, help_text in SWITCH_OPTIONS:  # None when not given, so TrainConfig's default applies
         group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+    add_dataset_options(parser)
     output = parser.add_argument_group("data and output")
     output.add_argument("--glue-dir", default=None, help="local GLUE folder in the official layout; default $GLUE_DIR, else the Hub")
     output.add_argument("--results-dir", default=None, help="where run records go (default results/)")
     output.add_argument("--force", action="store_true", help="train again even if a record for this config exists")
     output.add_argument("--save-adapter", action="store_true", help="also save the trained weights (adapter + head) as safetensors")
     output.add_argument("--quiet", action="store_true", help="no progress bars or per-run messages")
+
+
+def add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("your own dataset (instead of a GLUE task: --task FILE|FOLDER|hub:NAME[/CONFIG])")
+    group.add_argument("--text-columns", default=None, help="the text column, or two comma-separated for pairs (default: text)")
+    group.add_argument("--label-column", default=None, help="the label column (default: label); whole numbers or words: classes; fractions: regression")
+    group.add_argument("--test-fraction", type=float, default=None, help="held out as the test split when there is no test/validation file (default 0.2)")
+
+
+def _task_name(args: argparse.Namespace, task: str) -> str:
+    """A GLUE task name as given; a file, folder or hub: dataset registered in the task table, by its row's name."""
+    from helpers.datasets_spec import register_dataset, spec_from_args
+
+    spec = spec_from_args(task, args.text_columns, args.label_column, args.test_fraction)
+    return task if spec is None else register_dataset(spec).name
 
 
 def _run_values(args: argparse.Namespace) -> dict:
@@ -107,7 +124,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from helpers.sweep import make_config
     from helpers.training import train
 
-    config = make_config(_run_values(args))
+    values = _run_values(args)
+    values["task"] = _task_name(args, values["task"])
+    config = make_config(values)
     record = train(config, quiet=args.quiet, **_output_kwargs(args))
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one summary
         return 0
@@ -126,6 +145,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             continue
         separator = ";" if dest == "target_modules" else ","
         grid[dest] = [types[dest](item.strip()) for item in text.split(separator) if item.strip()]
+    grid["task"] = [_task_name(args, task) for task in grid["task"]]
     configs = expand_grid(grid)
     print(f"{len(configs)} runs in the grid.")
     records = run_sweep(configs, progress=not args.quiet, **_output_kwargs(args))
@@ -222,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, dest, kind, help_text in RUN_OPTIONS:
         if dest in DATA_FIELDS:
             data.add_argument(flag, dest=dest, type=kind, default=defaults[dest], help=help_text)
+    add_dataset_options(data)
     data.set_defaults(func=cmd_data)
 
     # No ArgumentDefaultsHelpFormatter here: the run options default to None (meaning "TrainConfig's

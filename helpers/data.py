@@ -56,8 +56,12 @@ class SplitInfo:
         return asdict(self)
 
 
-def source_name(glue_dir: str | os.PathLike | None) -> str:
-    """Where `load_glue` would read from: `local:<absolute folder>` or `hub:nyu-mll/glue`."""
+def source_name(glue_dir: str | os.PathLike | None, task: TaskSpec | str | None = None) -> str:
+    """Where `load_glue` would read from: `local:<absolute folder>` or `hub:nyu-mll/glue` (a user dataset: its own source)."""
+    if task is not None and get_task(task).dataset is not None:
+        from helpers.datasets_spec import dataset_source
+
+        return dataset_source(get_task(task).dataset)
     local_dir = resolve_glue_dir(glue_dir)
     return f"local:{local_dir.resolve()}" if local_dir is not None else f"hub:{HUB_DATASET}"
 
@@ -321,8 +325,12 @@ def load_glue(
     """
     task = get_task(task)
     local_dir = resolve_glue_dir(glue_dir)
-    source = source_name(glue_dir)
-    if local_dir is not None:
+    source = source_name(glue_dir, task)
+    if task.dataset is not None:  # a user's dataset (helpers.datasets_spec), not GLUE
+        from helpers.datasets_spec import load_dataset_task
+
+        raw, skipped = load_dataset_task(task), {}
+    elif local_dir is not None:
         raw, skipped = load_local_task(task, local_dir)
     else:
         raw, skipped = load_hub_task(task, cache_dir), {}

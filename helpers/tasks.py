@@ -49,6 +49,8 @@ class TaskSpec:
     )
     # The course's pass/fail baselines, per test split and metric.
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    # A user's dataset (helpers.datasets_spec.DatasetSpec) instead of GLUE files; None for GLUE tasks.
+    dataset: object | None = None
 
     @property
     def is_regression(self) -> bool:

@@ -269,11 +269,11 @@ def train(
     run_id = config.run_id
     if not force and (existing := find_record(results_dir, run_id)) is not None:
         existing_source = existing.get("data", {}).get("source", "unknown")  # older or hand-edited records may lack it
-        if existing_source == source_name(glue_dir):
+        if existing_source == source_name(glue_dir, config.task):
             if not quiet:
                 print(f"[{run_id}] record found in {results_dir}: not training again (force=True to redo).")
             return existing
-        log.warning("[%s] the record in %s was trained on %s, not %s: training again.", run_id, results_dir, existing_source, source_name(glue_dir))
+        log.warning("[%s] the record in %s was trained on %s, not %s: training again.", run_id, results_dir, existing_source, source_name(glue_dir, config.task))
 
     task = get_task(config.task)
     precision = resolve_precision(config.precision, config.recipe)
