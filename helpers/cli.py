@@ -218,7 +218,7 @@ def cmd_icl(args: argparse.Namespace) -> int:
     from helpers.training import RESULTS_DIR
 
     ints = lambda text: [int(item) for item in text.split(",") if item.strip()]  # noqa: E731
-    configs = icl_grid(args.task, args.model, ints(args.shots), [s.strip() for s in args.scoring.split(",") if s.strip()], ints(args.seed),
+    configs = icl_grid(_task_name(args, args.task), args.model, ints(args.shots), [s.strip() for s in args.scoring.split(",") if s.strip()], ints(args.seed),
                        chat_template=args.chat_template, max_new_tokens=args.max_new_tokens, max_eval_samples=args.max_eval_samples,
                        split_seed=args.split_seed)
     print(f"{len(configs)} ICL runs.")
@@ -289,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     icl.add_argument("--results-dir", default=None, help="where run records go (default results/)")
     icl.add_argument("--force", action="store_true", help="run again even if a record exists")
     icl.add_argument("--quiet", action="store_true")
+    add_dataset_options(icl)
     icl.set_defaults(func=cmd_icl)
 
     report = commands.add_parser("report", help="write report.md and figures/ from the run records (no training)")

@@ -331,7 +331,7 @@ def run_icl(
                    "lr": None, "batch_size": batch_size, "epochs": 0, "warmup_ratio": 0.0, "weight_decay": 0.0, "grad_accum": 1,
                    "max_length": None, "max_train_samples": None, "max_validation_samples": None, "recipe": "icl",
                    "select_on": "none", "precision_used": str(next(model.parameters()).dtype).replace("torch.", "")},
-        "data": {"task": task.name, "source": source_name(glue_dir), "select_on": "none", "split_seed": config.split_seed,
+        "data": {"task": task.name, "source": source_name(glue_dir, task), "select_on": "none", "split_seed": config.split_seed,
                  "validation_fraction": config.validation_fraction, "max_eval_samples": config.max_eval_samples,
                  "sizes": {name: len(ds) for name, ds in splits.items()}},
         "model_info": describe_architecture(model),

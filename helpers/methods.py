@@ -19,6 +19,7 @@ The classification head always trains and, for peft methods, is saved with the a
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -26,6 +27,8 @@ from typing import Callable
 from torch import nn
 
 from helpers.models import POOLING_CHOICES, ArchSpec, arch_spec, linear_layer_names
+
+log = logging.getLogger(__name__)
 
 METHODS = ("full", "head", "bitfit", "lora", "dora", "ia3", "prefix", "prompt", "ptuning", "qlora")
 LORA_METHODS = ("lora", "dora", "qlora")
@@ -212,6 +215,8 @@ def prepare_model(model: nn.Module, config: MethodConfig, seed: int = 0) -> nn.M
     """Turn a loaded base model into the model to train, for any method; returns the model to train."""
     spec = arch_spec(model)
     head = list(spec.head)
+    if config.method == "bitfit" and not any(name.endswith(".bias") and not name.startswith(head_prefixes(spec)) for name, _ in model.named_parameters()):
+        log.warning("This %s model has no bias vectors outside its head: BitFit trains the head only (as method 'head').", model.config.model_type)
     if config.method in ("full", "head", "bitfit"):
         return freeze(model, trainable_predicate(config, spec))
     if config.method == "prefix":

@@ -333,3 +333,21 @@ def test_llama_classifier_trains_with_lora_through_the_training_loop(glue_dir, t
     assert set(record["params"]["lora_targets"]) == {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                                       "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
     assert record["timing"]["model_flops_per_second"] > 0 and 0 <= record["test"]["metrics"]["accuracy"] <= 1
+
+
+def test_icl_runs_on_a_users_dataset_with_its_label_names_as_answers(tiny_lm, tmp_path):
+    import csv
+
+    from helpers.datasets_spec import DatasetSpec, register_dataset
+    from helpers.icl import verbalizer_for
+
+    path = tmp_path / "mine.csv"
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([["text", "label"]] + [[f"the film was {'great' if i % 2 else 'awful'} .", "positive" if i % 2 else "negative"] for i in range(30)])
+    task = register_dataset(DatasetSpec(str(path)))
+    assert verbalizer_for(task).label_words == ("negative", "positive")
+    model, tokenizer = tiny_lm
+    record = run_icl(IclConfig(task=task.name, model="tiny", shots=1, scoring="loglik"), model=model, tokenizer=tokenizer,
+                     results_dir=tmp_path / "results", quiet=True)
+    assert set(record["test"]["metrics"]) == {"accuracy", "macro_f1"} and record["data"]["sizes"]["test"] == 6
+    assert record["data"]["source"] == f"local:{path.resolve()}"
