@@ -229,6 +229,23 @@ def cmd_icl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from helpers.predict import format_predictions, load_trained_model, predict_file, predict_texts
+
+    if (args.text is None) == (args.file is None):
+        raise ValueError("Give either --text (with --text-pair for pair tasks) or --file.")
+    model, tokenizer, task, record = load_trained_model(args.run)
+    max_length = record["config"].get("max_length") or 128
+    if args.file is not None:
+        predictions = predict_file(model, tokenizer, task, args.file, max_length)
+    else:
+        if task.is_pair != (args.text_pair is not None):
+            raise ValueError(f"{task.display_name} reads {'two texts: give --text and --text-pair' if task.is_pair else 'one text: drop --text-pair'}.")
+        predictions = predict_texts(model, tokenizer, task, [args.text], [args.text_pair] if args.text_pair is not None else None, max_length)
+    print(format_predictions(predictions))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m helpers", description="Parameter-efficient fine-tuning on GLUE.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -291,6 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
     icl.add_argument("--quiet", action="store_true")
     add_dataset_options(icl)
     icl.set_defaults(func=cmd_icl)
+
+    predict = commands.add_parser("predict", help="label a text, a pair or a file with a run trained with --save-adapter")
+    predict.add_argument("--run", required=True, help="the run's record, results/<run_id>.json")
+    predict.add_argument("--text", default=None, help="one text (the first of a pair)")
+    predict.add_argument("--text-pair", default=None, help="the second text, for pair tasks")
+    predict.add_argument("--file", default=None, help="CSV / TSV / JSON(L) with the task's text column(s); prints one JSON line per row")
+    predict.set_defaults(func=cmd_predict)
 
     report = commands.add_parser("report", help="write report.md and figures/ from the run records (no training)")
     report.add_argument("--profile", default="quick", help="smoke, quick or full: reads results/<profile>/")
