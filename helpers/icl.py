@@ -23,7 +23,6 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -373,9 +372,3 @@ def icl_grid(task: str, model: str, shots: list[int], scorings: list[str], seeds
                 config = IclConfig(task=task, model=model, shots=k, scoring=scoring, seed=seed, **fixed)
                 configs.setdefault(config.run_id, config)
     return list(configs.values())
-
-
-def results_dir_default() -> Path:
-    from helpers.training import RESULTS_DIR
-
-    return RESULTS_DIR
