@@ -90,7 +90,8 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "data_fingerprint": config.get("data_fingerprint") or record["data"].get("fingerprint") or record["data"].get("source"),
             "settings": {key: value for key, value in config.items() if key not in ("method", "seed", *RESOLVED_KEYS)},
         }
-        row["default_lr"] = math.isclose(row["lr"], DEFAULT_LR[row["method"]], rel_tol=1e-9)
+        # In-context learning runs (method `icl`) train nothing: no learning rate.
+        row["default_lr"] = row["lr"] is not None and row["method"] in DEFAULT_LR and math.isclose(row["lr"], DEFAULT_LR[row["method"]], rel_tol=1e-9)
         # What always predicting the training set's most frequent label scores on the test split (NaN in old records).
         majority = record.get("majority_class", {})
         row["majority"] = majority.get(task.main_test_split, {}).get(task.main_metric, math.nan)

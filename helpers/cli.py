@@ -1,4 +1,4 @@
-"""The command line: `python -m helpers {data,train,sweep,bench,report} --help`."""
+"""The command line: `python -m helpers {data,train,sweep,icl,bench,report} --help`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ TASK_HELP = "GLUE task: " + ", ".join(spec.display_name for spec in TASKS.values
 def cmd_data(args: argparse.Namespace) -> int:
     from helpers.data import describe, load_glue
 
+    args.task = _task_name(args, args.task)
     splits = load_glue(
         args.task,
         glue_dir=args.glue_dir,
@@ -83,12 +84,28 @@ def add_run_options(parser: argparse.ArgumentParser, lists: bool) -> None:
         group.add_argument(flag, dest=dest, type=str if lists else kind, default=None, required=flag == "--task", help=help_text)
     for flag, dest, help_text in SWITCH_OPTIONS:  # None when not given, so TrainConfig's default applies
         group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+    add_dataset_options(parser)
     output = parser.add_argument_group("data and output")
     output.add_argument("--glue-dir", default=None, help="local GLUE folder in the official layout; default $GLUE_DIR, else the Hub")
     output.add_argument("--results-dir", default=None, help="where run records go (default results/)")
     output.add_argument("--force", action="store_true", help="train again even if a record for this config exists")
     output.add_argument("--save-adapter", action="store_true", help="also save the trained weights (adapter + head) as safetensors")
     output.add_argument("--quiet", action="store_true", help="no progress bars or per-run messages")
+
+
+def add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("your own dataset (instead of a GLUE task: --task FILE|FOLDER|hub:NAME[/CONFIG])")
+    group.add_argument("--text-columns", default=None, help="the text column, or two comma-separated for pairs (default: text)")
+    group.add_argument("--label-column", default=None, help="the label column (default: label); whole numbers or words: classes; fractions: regression")
+    group.add_argument("--test-fraction", type=float, default=None, help="held out as the test split when there is no test/validation file (default 0.2)")
+
+
+def _task_name(args: argparse.Namespace, task: str) -> str:
+    """A GLUE task name as given; a file, folder or hub: dataset registered in the task table, by its row's name."""
+    from helpers.datasets_spec import register_dataset, spec_from_args
+
+    spec = spec_from_args(task, args.text_columns, args.label_column, args.test_fraction)
+    return task if spec is None else register_dataset(spec).name
 
 
 def _run_values(args: argparse.Namespace) -> dict:
@@ -107,7 +124,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from helpers.sweep import make_config
     from helpers.training import train
 
-    config = make_config(_run_values(args))
+    values = _run_values(args)
+    values["task"] = _task_name(args, values["task"])
+    config = make_config(values)
     record = train(config, quiet=args.quiet, **_output_kwargs(args))
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one summary
         return 0
@@ -141,6 +160,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             grid[dest] = [text]
             continue
         grid[dest] = parse_list(*options[dest], text, separator=";" if dest == "target_modules" else ",")
+    grid["task"] = [_task_name(args, task) for task in grid["task"]]
     configs = expand_grid(grid)
     shard = parse_shard(args.shard)
     print(f"{len(configs)} runs in the grid" + (f"; shard {shard[0]}/{shard[1]}: {len(shard_of(configs, shard))} of them." if shard else "."))
@@ -238,6 +258,40 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_icl(args: argparse.Namespace) -> int:
+    from helpers.icl import icl_grid, run_icl
+    from helpers.llm import load_causal_lm
+    from helpers.training import RESULTS_DIR
+
+    ints = lambda text: [int(item) for item in text.split(",") if item.strip()]  # noqa: E731
+    configs = icl_grid(_task_name(args, args.task), args.model, ints(args.shots), [s.strip() for s in args.scoring.split(",") if s.strip()], ints(args.seed),
+                       chat_template=args.chat_template, max_new_tokens=args.max_new_tokens, max_eval_samples=args.max_eval_samples,
+                       split_seed=args.split_seed)
+    print(f"{len(configs)} ICL runs.")
+    model, tokenizer = load_causal_lm(args.model)  # once for the whole grid
+    for config in configs:
+        run_icl(config, model=model, tokenizer=tokenizer, glue_dir=args.glue_dir, results_dir=args.results_dir or RESULTS_DIR,
+                force=args.force, batch_size=args.batch_size, quiet=args.quiet)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from helpers.predict import format_predictions, load_trained_model, predict_file, predict_texts
+
+    if (args.text is None) == (args.file is None):
+        raise ValueError("Give either --text (with --text-pair for pair tasks) or --file.")
+    model, tokenizer, task, record = load_trained_model(args.run)
+    max_length = record["config"].get("max_length") or 128
+    if args.file is not None:
+        predictions = predict_file(model, tokenizer, task, args.file, max_length)
+    else:
+        if task.is_pair != (args.text_pair is not None):
+            raise ValueError(f"{task.display_name} reads {'two texts: give --text and --text-pair' if task.is_pair else 'one text: drop --text-pair'}.")
+        predictions = predict_texts(model, tokenizer, task, [args.text], [args.text_pair] if args.text_pair is not None else None, max_length)
+    print(format_predictions(predictions))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m helpers", description="Parameter-efficient fine-tuning on GLUE.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -251,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, dest, kind, help_text in RUN_OPTIONS:
         if dest in DATA_FIELDS:
             data.add_argument(flag, dest=dest, type=kind, default=defaults[dest], help=help_text)
+    add_dataset_options(data)
     data.set_defaults(func=cmd_data)
 
     # No ArgumentDefaultsHelpFormatter here: the run options default to None (meaning "TrainConfig's
@@ -295,6 +350,32 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--repeats", type=int, default=1, help="sweeps per layout; the order alternates (A B, B A, ...)")
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=cmd_bench)
+
+    icl = commands.add_parser("icl", help="in-context learning baseline: prompt a causal LM zero-/k-shot; one run record per setting",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    icl.add_argument("--task", required=True, help=TASK_HELP + "; not STS-B (regression)")
+    icl.add_argument("--model", default="smollm2", help="smollm2: the packaged SmolLM2-135M-Instruct (GGUF); or any causal LM name/path for from_pretrained")
+    icl.add_argument("--shots", default="0,1,4", help="comma list of demonstration counts k")
+    icl.add_argument("--scoring", default="loglik,generate", help="loglik: label-word log-likelihood; generate: greedy answer parsed to a label (unparseable counts as wrong)")
+    icl.add_argument("--seed", default="0,1,2", help="comma list of demonstration draws (zero-shot runs once)")
+    icl.add_argument("--max-eval-samples", type=int, default=None, help="seeded, stratified subsample of each test split (default: all)")
+    icl.add_argument("--split-seed", type=int, default=42, help="seed of the validation slice (kept out of the demonstration pool) and subsampling")
+    icl.add_argument("--max-new-tokens", type=int, default=5, help="generate: answer length in tokens")
+    icl.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=True, help="use the tokenizer's chat template when it has one")
+    icl.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass")
+    icl.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
+    icl.add_argument("--results-dir", default=None, help="where run records go (default results/)")
+    icl.add_argument("--force", action="store_true", help="run again even if a record exists")
+    icl.add_argument("--quiet", action="store_true")
+    add_dataset_options(icl)
+    icl.set_defaults(func=cmd_icl)
+
+    predict = commands.add_parser("predict", help="label a text, a pair or a file with a run trained with --save-adapter")
+    predict.add_argument("--run", required=True, help="the run's record, results/<run_id>.json")
+    predict.add_argument("--text", default=None, help="one text (the first of a pair)")
+    predict.add_argument("--text-pair", default=None, help="the second text, for pair tasks")
+    predict.add_argument("--file", default=None, help="CSV / TSV / JSON(L) with the task's text column(s); prints one JSON line per row")
+    predict.set_defaults(func=cmd_predict)
 
     report = commands.add_parser("report", help="write report.md and figures/ from the run records (no training)")
     report.add_argument("--profile", default="quick", help="smoke, quick or full: reads results/<profile>/")

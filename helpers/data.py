@@ -64,11 +64,15 @@ class SplitInfo:
         return asdict(self)
 
 
-def source_name(glue_dir: str | os.PathLike | None) -> str:
-    """Where `load_glue` would read from: `local:<folder name>` or `hub:nyu-mll/glue`.
+def source_name(glue_dir: str | os.PathLike | None, task: TaskSpec | str | None = None) -> str:
+    """Where `load_glue` would read from: `local:<folder name>` or `hub:nyu-mll/glue` (a user dataset: its own source).
 
     Only the folder's name, so records carry no machine paths; the fingerprint identifies the data.
     """
+    if task is not None and get_task(task).dataset is not None:
+        from helpers.datasets_spec import dataset_source
+
+        return dataset_source(get_task(task).dataset)
     local_dir = resolve_glue_dir(glue_dir)
     return f"local:{local_dir.resolve().name}" if local_dir is not None else f"hub:{HUB_DATASET}"
 
@@ -93,8 +97,17 @@ def fingerprint_rows(raw: DatasetDict, task: TaskSpec) -> str:
 
 def data_fingerprint(task: TaskSpec | str, glue_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike = DATA_CACHE) -> str:
     """The fingerprint of the raw data `load_glue` would read (read once per process and file version)."""
-    task = get_task(task)
-    return _raw_task(task.name, *_source_key(task, glue_dir), str(cache_dir))[2]
+    return _raw(get_task(task), glue_dir, cache_dir)[2]
+
+
+def _raw(task: TaskSpec, glue_dir, cache_dir) -> tuple[DatasetDict, dict[str, int], str]:
+    """(raw splits, skipped rows, fingerprint) of a GLUE task or a user's dataset."""
+    if task.dataset is not None:  # a user's dataset (helpers.datasets_spec), not GLUE
+        from helpers.datasets_spec import load_dataset_task
+
+        raw = load_dataset_task(task)
+        return raw, {}, fingerprint_rows(raw, task)
+    return _raw_task(task.name, *_source_key(task, glue_dir), str(cache_dir))
 
 
 def _source_key(task: TaskSpec, glue_dir) -> tuple[str, tuple]:
@@ -428,8 +441,8 @@ def load_glue(
     is given, else the Hub's `nyu-mll/glue`. See the module docstring for what each split is.
     """
     task = get_task(task)
-    source = source_name(glue_dir)
-    raw, skipped, fingerprint = _raw_task(task.name, *_source_key(task, glue_dir), str(cache_dir))
+    source = source_name(glue_dir, task)
+    raw, skipped, fingerprint = _raw(task, glue_dir, cache_dir)
     splits, how = make_splits(
         raw,
         task,

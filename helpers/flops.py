@@ -10,6 +10,8 @@ backward is always twice their forward. Head-only training has no backward throu
 
 from __future__ import annotations
 
+import re
+
 from torch import nn
 
 
@@ -22,7 +24,7 @@ def encoder_shape(model: nn.Module) -> dict:
     dense = 0
     for name, module in base.named_modules():
         # peft wraps adapted layers; the frozen nn.Linear inside (base_layer) is what computes.
-        if isinstance(module, nn.Linear) and ".layer." in name and "lora_" not in name:
+        if isinstance(module, nn.Linear) and re.search(r"\.layers?\.\d+\.", name) and "lora_" not in name:
             dense += module.weight.numel()
     return {"dense_weights": dense, "layers": layers, "width": width}
 

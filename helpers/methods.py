@@ -19,6 +19,7 @@ The classification head always trains and, for peft methods, is saved with the a
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,8 @@ from typing import Callable
 from torch import nn
 
 from helpers.models import POOLING_CHOICES, ArchSpec, arch_spec, linear_layer_names
+
+log = logging.getLogger(__name__)
 
 METHODS = ("full", "head", "bitfit", "lora", "dora", "ia3", "prefix", "prompt", "ptuning", "qlora")
 LORA_METHODS = ("lora", "dora", "qlora")
@@ -217,6 +220,8 @@ def prepare_model(model: nn.Module, config: MethodConfig, seed: int = 0) -> nn.M
     """Turn a loaded base model into the model to train, for any method; returns the model to train."""
     spec = arch_spec(model)
     head = list(spec.head)
+    if config.method == "bitfit" and not any(name.endswith(".bias") and not name.startswith(head_prefixes(spec)) for name, _ in model.named_parameters()):
+        log.warning("This %s model has no bias vectors outside its head: BitFit trains the head only (as method 'head').", model.config.model_type)
     if config.method in ("full", "head", "bitfit"):
         return freeze(model, trainable_predicate(config, spec))
     if config.method == "prefix":
@@ -322,8 +327,11 @@ def lora_closed_form(architecture: dict, spec: ArchSpec, targets: list[str], con
     wrapped model, so a mismatch with the counted parameters would reveal wrongly adapted layers.
     """
     d, ff = architecture["hidden_size"], architecture["intermediate_size"]
-    shapes = {spec.query: (d, d), spec.key: (d, d), spec.value: (d, d), spec.attention_output: (d, d),
+    kv = architecture.get("key_value_size", d)  # grouped-query attention: narrower keys and values
+    shapes = {spec.query: (d, d), spec.key: (d, kv), spec.value: (d, kv), spec.attention_output: (d, d),
               spec.intermediate: (d, ff), spec.mlp_output: (ff, d)}
+    if spec.gate is not None:
+        shapes[spec.gate] = (d, ff)
     per_layer = 0
     for target in targets:
         if target not in shapes:

@@ -44,6 +44,8 @@ def compute_metrics(task: TaskSpec | str, logits_or_predictions, labels) -> dict
             results[metric] = float(accuracy_score(labels, predictions))
         elif metric == "f1":
             results[metric] = float(f1_score(labels, predictions, pos_label=1, zero_division=0.0))
+        elif metric == "macro_f1":  # user datasets (helpers.datasets_spec): every class counts equally
+            results[metric] = float(f1_score(labels, predictions, average="macro", labels=list(range(task.num_labels)), zero_division=0.0))
         elif metric == "matthews_correlation":
             if len(np.unique(predictions)) < 2 or len(np.unique(labels)) < 2:
                 results[metric] = 0.0  # MCC of a constant predictor is 0 by convention

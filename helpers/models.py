@@ -36,6 +36,10 @@ class ArchSpec:
     mlp_output: str  # second MLP layer (4d -> d)
     head: tuple[str, ...]  # top-level modules of the classification head
     encoder: str  # the layer stack inside the base model, whose output the head reads
+    # Which token the head reads: "first" ([CLS]-style encoders) or "last" (decoders such as Llama,
+    # whose head reads the rightmost non-padding token, so left and right padding give the same result).
+    reads: str = "first"
+    gate: str | None = None  # gated MLPs (Llama): the second d -> 4d layer
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
@@ -60,6 +64,22 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         encoder="transformer",
     ),
 }
+# Decoder-only LMs as classifiers (AutoModelForSequenceClassification: `score` on the last token).
+# Llama, Mistral and Qwen2 share these names; Llama has no bias vectors, so BitFit trains the head only.
+ARCHITECTURES["llama"] = ArchSpec(
+    query="self_attn.q_proj",
+    key="self_attn.k_proj",
+    value="self_attn.v_proj",
+    attention_output="self_attn.o_proj",
+    intermediate="mlp.up_proj",
+    mlp_output="mlp.down_proj",
+    head=("score",),
+    gate="mlp.gate_proj",
+    encoder="norm",
+    reads="last",
+)
+for _alias in ("mistral", "qwen2", "qwen3"):
+    ARCHITECTURES[_alias] = ARCHITECTURES["llama"]
 # Same module names as BERT.
 for _alias in ("roberta", "xlm-roberta", "camembert", "electra"):
     ARCHITECTURES[_alias] = ARCHITECTURES["bert"]
@@ -134,11 +154,22 @@ def max_input_tokens(name: str | None) -> int | None:
     return positions
 
 
+def model_source(name: str | os.PathLike | None) -> tuple[str, dict]:
+    """(path, extra from_pretrained kwargs): the packaged LLM's GGUF file, or `resolve_model_path`."""
+    from helpers.llm import packaged_llm_source
+
+    packaged = packaged_llm_source(name)
+    return packaged if packaged is not None else (resolve_model_path(name), {})
+
+
 def load_tokenizer(name: str | None = None):
-    """The model's fast tokenizer."""
+    """The model's fast tokenizer (decoder LMs: with a padding token, see helpers.llm.ensure_pad_token)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model_path(name), trust_remote_code=False)
+    from helpers.llm import ensure_pad_token
+
+    path, extra = model_source(name)
+    return ensure_pad_token(AutoTokenizer.from_pretrained(path, trust_remote_code=False, **extra))
 
 
 def load_model(
@@ -170,9 +201,13 @@ def load_model(
         extra["quantization_config"] = quantization_config
     if attn_implementation is not None:
         extra["attn_implementation"] = attn_implementation
+    path, source_kwargs = model_source(name)
     model = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model_path(name), trust_remote_code=False, **label_kwargs, **extra
+        path, trust_remote_code=False, **label_kwargs, **extra, **source_kwargs
     )
+    if model.config.pad_token_id is None and getattr(ARCHITECTURES.get(model.config.model_type), "reads", "first") == "last":
+        # The head pools the rightmost non-padding token, found through pad_token_id.
+        model.config.pad_token_id = load_tokenizer(name).pad_token_id
     if pooling == "mean":
         use_mean_pooling(model)
     return model
@@ -217,6 +252,8 @@ class _MeanPooling:
 def use_mean_pooling(model: nn.Module) -> nn.Module:
     """Switch the model's head to read the masked mean of the token representations."""
     spec = arch_spec(model)
+    if spec.reads != "first":
+        raise ValueError(f"Mean pooling replaces the first token the head reads; a {model.config.model_type} head reads the last token. Use pooling 'model'.")
     base = model.base_model
     pooling = _MeanPooling()
     base.register_forward_pre_hook(pooling.keep_mask, with_kwargs=True)
@@ -228,7 +265,7 @@ def use_mean_pooling(model: nn.Module) -> nn.Module:
 def describe_architecture(model: nn.Module) -> dict:
     """Type, width, depth, heads, MLP width and parameter count of a (not yet PEFT-wrapped) model."""
     cfg = model.config
-    return {
+    info = {
         "model_type": cfg.model_type,
         "hidden_size": getattr(cfg, "hidden_size", None) or getattr(cfg, "dim", None),
         "layers": getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers", None),
@@ -236,6 +273,11 @@ def describe_architecture(model: nn.Module) -> dict:
         "intermediate_size": getattr(cfg, "intermediate_size", None) or getattr(cfg, "hidden_dim", None),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    if getattr(cfg, "num_key_value_heads", None) not in (None, info["heads"]):
+        # Grouped-query attention (Llama, Qwen): keys and values are narrower than queries.
+        head_dim = getattr(cfg, "head_dim", None) or info["hidden_size"] // info["heads"]
+        info["key_value_size"] = cfg.num_key_value_heads * head_dim
+    return info
 
 
 def linear_layer_names(model: nn.Module) -> list[str]:

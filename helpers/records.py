@@ -26,6 +26,7 @@ SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("run_id", "config", "data", "versions", "params", "history", "evals", "best", "test", "timing", "memory")
 NUMBER = (int, float)
 OPTIONAL_INT = (int, type(None))
+OPTIONAL_NUMBER = (int, float, type(None))  # absent for runs that do not train (in-context learning)
 # What readers (sweep, analysis, report) use without checking, as dotted path -> allowed types. A file
 # that breaks any of these is skipped and listed, instead of crashing a reader half-way.
 RECORD_SCHEMA = {
@@ -36,13 +37,13 @@ RECORD_SCHEMA = {
     "config.model": str,
     "config.method": dict,
     "config.method.method": str,
-    "config.lr": NUMBER,
+    "config.lr": OPTIONAL_NUMBER,
     "config.batch_size": int,
     "config.epochs": NUMBER,
     "config.warmup_ratio": NUMBER,
     "config.weight_decay": NUMBER,
     "config.grad_accum": int,
-    "config.max_length": int,
+    "config.max_length": OPTIONAL_INT,
     "config.max_train_samples": OPTIONAL_INT,
     "config.max_validation_samples": OPTIONAL_INT,
     "config.recipe": str,
@@ -63,8 +64,8 @@ RECORD_SCHEMA = {
     "test.splits": dict,
     "timing": dict,
     "timing.train_seconds": NUMBER,
-    "timing.train_samples_per_second": NUMBER,
-    "timing.train_tokens_per_second": NUMBER,
+    "timing.train_samples_per_second": OPTIONAL_NUMBER,
+    "timing.train_tokens_per_second": OPTIONAL_NUMBER,
     "memory": dict,
     "memory.peak_bytes": int,
     "memory.kind": str,
@@ -186,7 +187,7 @@ def write_record(record: dict, results_dir: str | os.PathLike) -> Path:
 
 def schema_problems(record) -> list[str]:
     """What makes `record` not a valid run record of this schema version (empty list: valid)."""
-    from helpers.tasks import TASKS
+    from helpers.tasks import get_task
 
     if not isinstance(record, dict):
         return [f"a JSON {type(record).__name__}, not an object"]
@@ -204,7 +205,9 @@ def schema_problems(record) -> list[str]:
             problems.append(f"{path!r} is {_describe(container[key])}, expected {' or '.join(_type_name(k) for k in _tuple(kinds))}")
     if problems:
         return problems
-    if record["config"]["task"] not in TASKS:
+    try:
+        get_task(record["config"]["task"])
+    except ValueError:  # GLUE tasks, and user datasets registered in this process (helpers.datasets_spec)
         return [f"unknown task {record['config']['task']!r}"]
     for split, metrics in [("test.metrics", record["test"]["metrics"]), *((f"test.splits.{s}", m) for s, m in record["test"]["splits"].items())]:
         if not isinstance(metrics, dict):
@@ -212,7 +215,7 @@ def schema_problems(record) -> list[str]:
             continue
         problems += [f"{split}.{name} is {_describe(value)}, expected a number or null"
                      for name, value in metrics.items() if value is not None and (isinstance(value, bool) or not isinstance(value, NUMBER))]
-    task = TASKS[record["config"]["task"]]
+    task = get_task(record["config"]["task"])
     if task.main_metric not in record["test"]["metrics"]:
         problems.append(f"test.metrics lacks the task's main metric {task.main_metric!r}")
     missing_sizes = [split for split in ("train", "validation", task.main_test_split) if split not in record["data"]["sizes"]]

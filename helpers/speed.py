@@ -52,6 +52,9 @@ def fast_eager_attention(module, query, key, value, attention_mask, scaling=None
     """Eager attention (scores, additive mask, softmax, dropout, weighted sum) with `fast_dropout`."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5
+    groups = query.size(1) // key.size(1)
+    if groups > 1:  # grouped-query attention (Llama): each key/value head serves `groups` query heads
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool:

@@ -57,6 +57,8 @@ class TaskSpec:
     # Published dev-set scores (x100) for context only, never compared as if they were our runs:
     # {"what was measured (source)": score}.
     published: dict[str, float] = field(default_factory=dict)
+    # A user's dataset (helpers.datasets_spec.DatasetSpec) instead of GLUE files; None for GLUE tasks.
+    dataset: object | None = None
 
     @property
     def is_regression(self) -> bool:

