@@ -1,5 +1,6 @@
 """CI executes every numbered notebook in the smoke profile, into a temporary folder."""
 
+import copy
 import hashlib
 import json
 import shutil
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-from helpers.notebooks import NOTEBOOK_DIR, discover, run_notebooks
+from helpers.notebooks import NOTEBOOK_DIR, clean_notebook, discover, problems, run_notebooks
 from helpers.records import load_records
 
 NOTEBOOKS = discover()
@@ -32,6 +33,33 @@ def test_each_notebook_has_one_parameters_cell_and_a_setup_cell(path):
     first_code = next(c for c in cells if c["cell_type"] == "code")
     assert "print_versions()" in "".join(first_code["source"])
     assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# ")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebooks_have_no_injected_cell_machine_path_error_or_noise(path):
+    assert problems(path) == []
+
+
+def test_cleaning_folds_injected_parameters_and_scrubs_paths(tmp_path):
+    notebook = {"metadata": {"papermill": {"input_path": "/home/x/notebooks/a.ipynb"}}, "cells": [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [],
+         "source": 'TASKS = ["sst2", "mrpc"]  # tasks\nPROFILE = "quick"        # which\nGLUE_DIR = None          # folder\n'},
+        {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "outputs": [],
+         "source": '# Parameters\nPROFILE = "full"\nGLUE_DIR = "/work/shared/glue"\nTASKS = ["rte"]\n'},
+        {"cell_type": "code", "metadata": {}, "source": "print(1)", "outputs": [
+            {"output_type": "stream", "name": "stderr", "text": "\rLoading weights:  50%|#####     | 1/2 [00:00<?, ?it/s]"},
+            {"output_type": "stream", "name": "stdout", "text": f"records -> {NOTEBOOK_DIR.parent}/results/full\n"},
+            {"output_type": "stream", "name": "stdout", "text": "from /opt/conda/lib/python3.12/site-packages/transformers/x.py: hi\n"},
+            {"output_type": "stream", "name": "stdout", "text": "data from /work/shared/glue/SST-2\n"}]},
+    ]}
+    cleaned = clean_notebook(copy.deepcopy(notebook), glue_dir="/work/shared/glue")
+    assert len(cleaned["cells"]) == 2 and "papermill" not in cleaned["metadata"]
+    assert cleaned["cells"][0]["source"] == 'TASKS = ["rte"]           # tasks\nPROFILE = "full"         # which\nGLUE_DIR = None          # folder\n'
+    texts = [o["text"] for o in cleaned["cells"][1]["outputs"]]
+    assert texts == ["records -> results/full\n", "from <site-packages>/transformers/x.py: hi\n", "data from $GLUE_DIR/SST-2\n"]
+    path = tmp_path / "a.ipynb"
+    path.write_text(json.dumps({**notebook, "nbformat": 4, "nbformat_minor": 5}))
+    assert any("injected" in p for p in problems(path)) and any("absolute path" in p for p in problems(path))
 
 
 def test_all_notebooks_run_in_the_smoke_profile(glue_dir, tmp_path):
