@@ -104,13 +104,14 @@ EXPERIMENTS = {
 
 
 def run_experiment(name: str, profile: str | Profile, *, tasks=DEFAULT_TASKS, model: str = DEFAULT_MODEL,
-                   glue_dir: str | os.PathLike | None = None, results_dir: str | os.PathLike | None = None, progress: bool = True, **overrides) -> list[dict]:
-    """Train every run of the experiment that has no record yet; returns all its records."""
+                   glue_dir: str | os.PathLike | None = None, results_dir: str | os.PathLike | None = None, progress: bool = True,
+                   report_to: str | list[str] | None = None, **overrides) -> list[dict]:
+    """Train every run of the experiment that has no record yet; returns all its records (report_to: Trainer's live view)."""
     from helpers.sweep import run_sweep
 
     profile = get_profile(profile)
     configs = experiment_configs(name, profile, tasks, model, **overrides)
-    return run_sweep(configs, glue_dir=glue_dir, results_dir=results_dir or results_dir_for(profile.name), progress=progress)
+    return run_sweep(configs, glue_dir=glue_dir, results_dir=results_dir or results_dir_for(profile.name), progress=progress, report_to=report_to)
 
 
 def results_dir_for(profile: str) -> os.PathLike:
