@@ -39,10 +39,17 @@ def declared_dependencies(pyproject: str | os.PathLike = PYPROJECT) -> list[str]
     return re.findall(r"\"([^\"]+)\"", body)
 
 
-def required(pyproject: str | os.PathLike = PYPROJECT) -> list[tuple[str, str]]:
-    """(pip spec, import name) of everything a notebook needs, from pyproject.toml (torch excluded)."""
+def declared_extras(pyproject: str | os.PathLike = PYPROJECT) -> list[str]:
+    """The `extras` optional dependencies (evaluate's cross-check, live views): installed on hosted notebooks."""
+    block = re.search(r"^extras\s*=\s*\[(.*?)\]", Path(pyproject).read_text(), flags=re.S | re.M)
+    return re.findall(r"\"([^\"]+)\"", block.group(1)) if block else []
+
+
+def required(pyproject: str | os.PathLike = PYPROJECT, extras: bool = False) -> list[tuple[str, str]]:
+    """(pip spec, import name) of everything a notebook needs, from pyproject.toml (torch excluded);
+    with extras, the optional `extras` too."""
     pairs = []
-    for spec in declared_dependencies(pyproject):
+    for spec in declared_dependencies(pyproject) + (declared_extras(pyproject) if extras else []):
         name = re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0]
         if name.lower() not in NOT_INSTALLED_BY_NOTEBOOKS:
             pairs.append((spec, IMPORT_NAMES.get(name.lower(), name.replace("-", "_").lower())))
@@ -75,14 +82,14 @@ def ensure_packages(install: bool | None = None) -> list[str]:
     Works without a kernel restart as long as the upgraded packages were not imported before this
     cell (the setup cell comes first, and nothing here imports them); if one was, it says so.
     """
-    missing = [spec for spec, module in required() if importlib.util.find_spec(module) is None or _too_old(spec)]
     if install is None:
         install = on_hosted_notebook()
+    missing = [spec for spec, module in required(extras=install) if importlib.util.find_spec(module) is None or _too_old(spec)]
     if missing and install:
         print(f"Installing or upgrading: {', '.join(missing)}")
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--upgrade", *missing], check=True)
         importlib.invalidate_caches()  # so this kernel finds packages installed after it started
-        stale = [module for spec, module in required() if spec in missing and module in sys.modules]
+        stale = [module for spec, module in required(extras=True) if spec in missing and module in sys.modules]
         if stale:
             print(f"Already imported before the upgrade: {', '.join(stale)}. Restart the runtime and run this cell again.")
     elif missing:
