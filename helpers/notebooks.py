@@ -90,6 +90,11 @@ def fold_parameters(source: str, values: dict) -> str:
     return "".join(lines)
 
 
+def _is_path(value) -> bool:
+    """An absolute path (e.g. MODEL given as a local folder): a machine's, never kept in a notebook."""
+    return isinstance(value, str) and (value.startswith(("/", "~", "\\")) or bool(re.match(r"[A-Za-z]:[\\/]", value)))
+
+
 def _injected_values(source: str) -> dict:
     values = {}
     for node in ast.parse(source).body:
@@ -111,8 +116,9 @@ def scrub_paths(text: str, replacements: list[tuple[str, str]] | None = None) ->
     return SITE_PACKAGES.sub("<site-packages>/", text)
 
 
-def _path_replacements(glue_dir=None, project_root=PROJECT_ROOT) -> list[tuple[str, str]]:
-    pairs = [(str(project_root) + os.sep, ""), (str(project_root), ".")]
+def _path_replacements(glue_dir=None, project_root=PROJECT_ROOT, named_paths: dict | None = None) -> list[tuple[str, str]]:
+    pairs = sorted(((str(Path(path).resolve()), name) for path, name in (named_paths or {}).items()), key=lambda pair: -len(pair[0]))
+    pairs += [(str(project_root) + os.sep, ""), (str(project_root), ".")]
     glue_dir = glue_dir or os.environ.get("GLUE_DIR")
     if glue_dir:
         pairs.append((str(Path(glue_dir).resolve()), "$GLUE_DIR"))
@@ -128,19 +134,20 @@ def is_noise(output: dict) -> bool:
     return not text.strip() or any(pattern.search(text) for pattern in NOISE)
 
 
-def clean_notebook(notebook: dict, *, glue_dir=None, project_root: str | os.PathLike = PROJECT_ROOT) -> dict:
+def clean_notebook(notebook: dict, *, glue_dir=None, project_root: str | os.PathLike = PROJECT_ROOT, named_paths: dict | None = None) -> dict:
     """An executed notebook as it may be kept: papermill's injected parameters folded into the parameters
-    cell (machine paths left at their defaults) and dropped, machine paths scrubbed, progress noise removed."""
+    cell (machine paths left at their defaults) and dropped, machine paths scrubbed (named_paths: folders
+    outside the project, e.g. {"/tmp/x/results": "<RESULTS_DIR>"}), progress noise removed."""
     cells = notebook["cells"]
     injected = [c for c in cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
     parameters = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     for cell in injected:
-        values = {k: v for k, v in _injected_values("".join(cell["source"])).items() if k not in PATH_PARAMETERS}
+        values = {k: v for k, v in _injected_values("".join(cell["source"])).items() if k not in PATH_PARAMETERS and not _is_path(v)}
         for target in parameters:
             target["source"] = fold_parameters("".join(target["source"]), values)
     notebook["cells"] = [c for c in cells if c not in injected]
     notebook.get("metadata", {}).pop("papermill", None)  # input/output paths and the injected values
-    replacements = _path_replacements(glue_dir, project_root)
+    replacements = _path_replacements(glue_dir, project_root, named_paths)
     for cell in notebook["cells"]:
         if "outputs" not in cell:
             continue
@@ -156,11 +163,11 @@ def clean_notebook(notebook: dict, *, glue_dir=None, project_root: str | os.Path
     return notebook
 
 
-def clean_notebook_file(path: str | os.PathLike, *, glue_dir=None, project_root: str | os.PathLike = PROJECT_ROOT) -> None:
+def clean_notebook_file(path: str | os.PathLike, **options) -> None:
     """clean_notebook on a file, in place (written by nbformat: text kept as lists of lines)."""
     import nbformat
 
-    notebook = clean_notebook(nbformat.read(str(path), as_version=4), glue_dir=glue_dir, project_root=project_root)
+    notebook = clean_notebook(nbformat.read(str(path), as_version=4), **options)
     nbformat.write(notebook, str(path))
 
 
@@ -172,7 +179,7 @@ def problems(notebook_path: str | os.PathLike) -> list[str]:
     for index, cell in enumerate(notebook["cells"]):
         if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             found.append(f"cell {index}: papermill's injected parameters cell")
-        texts = ["".join(cell["source"])]
+        texts = ["".join(cell["source"]).replace('"/content/drive', '"')]  # Colab's mount point, written on purpose
         for output in cell.get("outputs", []):
             if is_noise(output):
                 found.append(f"cell {index}: stderr noise {''.join(output.get('text', ''))[:80]!r}")
@@ -238,6 +245,10 @@ def run_notebooks(
     from helpers.environment import output_paths
 
     timings_path = output_paths(PROJECT_ROOT, profile, results_dir)[0] / "meta" / "notebook_seconds.json"
+    # Folders given outside the project are named, not spelled out, in the kept notebooks.
+    named_paths = {path: f"<{name}>" for name, path in [("RESULTS_DIR", results_dir), ("FIGURES_DIR", figures_dir),
+                                                         ("REPORT_PATH", report_path), ("MODEL", model)]
+                   if path is not None and (name != "MODEL" or Path(model).exists()) and not Path(path).resolve().is_relative_to(PROJECT_ROOT)}
     # One file per run folder; a complete run starts it afresh so two runs' wall times are never mixed.
     timings = _read_json(timings_path) if only else {}
     seconds: dict[str, float] = {}
@@ -258,7 +269,7 @@ def run_notebooks(
             )
             seconds[notebook.stem] = time.perf_counter() - start
             errors = error_outputs(target)
-            clean_notebook_file(target, glue_dir=glue_dir)
+            clean_notebook_file(target, glue_dir=glue_dir, named_paths=named_paths)
             if errors:
                 raise RuntimeError(f"{target} has error outputs: {errors}")
             # Kept beside the records: the report (written by the analysis notebook) and the README quote them.

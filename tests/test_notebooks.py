@@ -31,8 +31,13 @@ def test_each_notebook_has_one_parameters_cell_and_a_setup_cell(path):
     assert len(tagged) == 1
     assert "PROFILE" in "".join(tagged[0]["source"])
     first_code = next(c for c in cells if c["cell_type"] == "code")
-    assert "print_versions()" in "".join(first_code["source"])
+    assert "prepare_notebook()" in "".join(first_code["source"])
     assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# ")
+
+
+def test_every_notebook_has_the_same_setup_cell():
+    setups = {"".join(next(c for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "code")["source"]) for p in NOTEBOOKS}
+    assert len(setups) == 1, "one setup cell, copied unchanged into every notebook (REPO_URL is set in the same line everywhere)"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -70,6 +75,7 @@ def test_all_notebooks_run_in_the_smoke_profile(glue_dir, tmp_path):
                             report_path=tmp_path / "report.md", glue_dir=glue_dir, progress=False)
     assert list(seconds) == [p.stem for p in NOTEBOOKS]
     assert sorted(p.name for p in out.glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
+    assert {p.name: problems(p) for p in sorted(out.glob("*.ipynb"))} == {p.name: [] for p in NOTEBOOKS}, "no injected cell, path, error or noise"
     records, problems = load_records(tmp_path / "results")
     assert len(records) >= 20 and not problems
     assert {r["config"]["method"]["method"] for r in records} >= {"full", "head", "bitfit", "lora", "dora", "ia3", "prefix", "prompt", "ptuning"}
@@ -101,3 +107,21 @@ def test_setup_treats_packages_below_their_floor_as_missing():
     assert _too_old("transformers>=99.0") and not _too_old("transformers>=1.0")
     assert not _too_old("seaborn"), "no floor, nothing to compare"
     assert not _too_old("surely-not-installed-package>=1.0"), "not installed: left to pip"
+
+
+@pytest.mark.parametrize("arch", ["roberta", "distilbert"])
+def test_notebooks_01_to_03_run_with_a_tiny_roberta_and_distilbert(arch, glue_dir, tmp_path):
+    """No token_type_ids, another tokenizer, other module names: the data, BitFit and LoRA notebooks still run
+    (one pair task keeps it short; the full smoke run above covers the rest with BERT)."""
+    from tiny_models import write_tiny_model
+
+    texts = (glue_dir / "MRPC" / "train.tsv").read_text(encoding="utf-8-sig").splitlines()[1:]
+    model = write_tiny_model(arch, tmp_path / f"tiny-{arch}", texts)
+    out = tmp_path / "executed"
+    seconds = run_notebooks("smoke", output_dir=out, results_dir=tmp_path / "results", figures_dir=tmp_path / "figures", report_path=tmp_path / "report.md",
+                            glue_dir=glue_dir, tasks=["mrpc"], model=str(model), only=["01", "02", "03"], progress=False)
+    assert list(seconds) == [p.stem for p in NOTEBOOKS[:3]]
+    assert {p.name: problems(p) for p in sorted(out.glob("*.ipynb"))} == {p.name: [] for p in NOTEBOOKS[:3]}
+    assert "takes no token_type_ids" in (out / NOTEBOOKS[0].name).read_text()
+    records, _ = load_records(tmp_path / "results")
+    assert {r["config"]["method"]["method"] for r in records} == {"bitfit", "lora"} and {r["model_info"]["model_type"] for r in records} == {arch}
