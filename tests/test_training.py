@@ -231,3 +231,19 @@ def test_cli_switches_and_warmup_steps_reach_the_configs(monkeypatch):
     monkeypatch.setattr("helpers.sweep.run_sweep", lambda configs, **kwargs: swept.extend(configs) or [])
     assert main(["sweep", "--task", "rte", "--warmup-steps", "0,10", "--no-length-grouping", "--quiet"]) == 0
     assert [(c.warmup_steps, c.length_grouping) for c in swept] == [(0, False), (10, False)]
+
+
+def test_report_to_is_off_by_default_and_tensorboard_logs_go_beside_the_records(tmp_path, monkeypatch):
+    from helpers.training import _live_view
+
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    monkeypatch.delenv("PEFT_GLUE_TENSORBOARD_AUTO", raising=False)
+    assert _live_view(None, tmp_path, "a") == "none" and _live_view("none", tmp_path, "a") == "none"
+    assert _live_view("tensorboard", tmp_path, "run-a") == ["tensorboard"]
+    assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "tensorboard" / "run-a")
+    _live_view("tensorboard", tmp_path, "run-b")  # each run its own folder
+    assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "tensorboard" / "run-b")
+    monkeypatch.delenv("PEFT_GLUE_TENSORBOARD_AUTO")
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", "/elsewhere")
+    _live_view("tensorboard,wandb", tmp_path, "run-c")
+    assert os.environ["TENSORBOARD_LOGGING_DIR"] == "/elsewhere", "a folder the user chose is kept"
