@@ -122,7 +122,8 @@ def _path_replacements(glue_dir=None, project_root=PROJECT_ROOT, named_paths: di
     glue_dir = glue_dir or os.environ.get("GLUE_DIR")
     if glue_dir:
         pairs.append((str(Path(glue_dir).resolve()), "$GLUE_DIR"))
-    pairs.append((str(Path.home()) + os.sep, "~" + os.sep))
+    if Path.home() != Path(Path.home().anchor):  # a home folder of "/" would turn every "//" into "~/"
+        pairs.append((str(Path.home()) + os.sep, "~" + os.sep))
     return [(old, new) for old, new in pairs if len(old) > 1]
 
 
