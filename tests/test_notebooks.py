@@ -35,6 +35,18 @@ def test_each_notebook_has_one_parameters_cell_and_a_setup_cell(path):
     assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# ")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(path):
+    """papermill skips a line it cannot parse (an "=" in a comment, say), and then silently never sets it."""
+    import ast
+
+    import papermill
+
+    cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    assigned = [node.targets[0].id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)]
+    assert list(papermill.inspect_notebook(str(path))) == assigned
+
+
 def test_every_notebook_has_the_same_setup_cell():
     setups = {"".join(next(c for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "code")["source"]) for p in NOTEBOOKS}
     assert len(setups) == 1, "one setup cell, copied unchanged into every notebook (REPO_URL is set in the same line everywhere)"
