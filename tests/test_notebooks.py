@@ -88,8 +88,8 @@ def test_all_notebooks_run_in_the_smoke_profile(glue_dir, tmp_path):
     assert list(seconds) == [p.stem for p in NOTEBOOKS]
     assert sorted(p.name for p in out.glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
     assert {p.name: problems(p) for p in sorted(out.glob("*.ipynb"))} == {p.name: [] for p in NOTEBOOKS}, "no injected cell, path, error or noise"
-    records, problems = load_records(tmp_path / "results")
-    assert len(records) >= 20 and not problems
+    records, unreadable = load_records(tmp_path / "results")
+    assert len(records) >= 20 and not unreadable
     assert {r["config"]["method"]["method"] for r in records} >= {"full", "head", "bitfit", "lora", "dora", "ia3", "prefix", "prompt", "ptuning"}
     figures = {p.stem for p in (tmp_path / "figures").glob("*.png")}
     assert {"token_lengths", "training_curves", "bitfit_vs_lora", "rank_sweep", "lr_sensitivity", "time_memory"} <= figures
