@@ -1,5 +1,5 @@
 # make test   set up .venv (CPU torch first, then this project) and run the tests
-# make run    set up .venv and run the main job (see README)
+# make run    set up .venv and run the main job: every notebook, quick profile, into runs/quick/ (see README)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -25,8 +25,13 @@ test: setup
 run: setup
 	$(BIN)/python -m helpers notebooks --profile $(PROFILE)
 
+# The committed report.md and figures/ come from the full records; any other profile reports into runs/<profile>/.
 report: setup
-	$(BIN)/python -m helpers report --profile $(PROFILE)
+ifeq ($(PROFILE),full)
+	$(BIN)/python -m helpers report --profile full
+else
+	$(BIN)/python -m helpers report --profile $(PROFILE) --results-dir runs/$(PROFILE)/results --figures-dir runs/$(PROFILE)/figures --report runs/$(PROFILE)/report.md
+endif
 
 clean-cache:
 	rm -rf data_cache

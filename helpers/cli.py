@@ -91,6 +91,8 @@ def add_run_options(parser: argparse.ArgumentParser, lists: bool) -> None:
     output.add_argument("--force", action="store_true", help="train again even if a record for this config exists")
     output.add_argument("--save-adapter", action="store_true", help="also save the trained weights (adapter + head) as safetensors")
     output.add_argument("--quiet", action="store_true", help="no progress bars or per-run messages")
+    output.add_argument("--report-to", default=None, help="Trainer's live view, e.g. tensorboard (logs in <results-dir>/tensorboard/), "
+                        "wandb, or any other integration that is installed; default: none")
 
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +119,8 @@ def _run_values(args: argparse.Namespace) -> dict:
 def _output_kwargs(args: argparse.Namespace) -> dict:
     from helpers.training import RESULTS_DIR
 
-    return {"glue_dir": args.glue_dir, "results_dir": args.results_dir or RESULTS_DIR, "force": args.force, "save_adapter": args.save_adapter}
+    return {"glue_dir": args.glue_dir, "results_dir": args.results_dir or RESULTS_DIR, "force": args.force, "save_adapter": args.save_adapter,
+            "report_to": args.report_to}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -250,9 +253,9 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     from helpers.notebooks import run_notebooks
 
     seconds = run_notebooks(
-        args.profile, output_dir=args.output_dir, results_dir=args.results_dir, figures_dir=args.figures_dir,
+        args.profile, in_place=args.in_place, output_dir=args.output_dir, results_dir=args.results_dir, figures_dir=args.figures_dir,
         report_path=args.report, glue_dir=args.glue_dir, tasks=args.tasks.split(",") if args.tasks else None,
-        model=args.model, only=args.only.split(",") if args.only else None,
+        model=args.model, only=args.only.split(",") if args.only else None, report_to=args.report_to,
     )
     print("wall time: " + ", ".join(f"{name} {s / 60:.1f} min" for name, s in seconds.items()) + f"; total {sum(seconds.values()) / 60:.1f} min")
     return 0
@@ -387,14 +390,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     notebooks = commands.add_parser("notebooks", help="run notebooks/NN_*.ipynb headless (papermill) in a profile: records, figures, report")
     notebooks.add_argument("--profile", default="quick", help="smoke (CI), quick (<15 min on 2 CPU cores) or full")
-    notebooks.add_argument("--output-dir", default=None, help="write executed copies here instead of updating notebooks/ in place")
-    notebooks.add_argument("--results-dir", default=None, help="default results/<profile>/")
-    notebooks.add_argument("--figures-dir", default=None, help="default figures/")
-    notebooks.add_argument("--report", default=None, help="default report.md")
+    notebooks.add_argument("--in-place", action="store_true",
+                           help="execute the committed notebooks/ themselves and write results/<profile>/, figures/ and report.md "
+                                "(regenerates the committed study); default: everything goes to runs/<profile>/")
+    notebooks.add_argument("--output-dir", default=None, help="executed notebooks; default runs/<profile>/notebooks/ (--in-place: notebooks/)")
+    notebooks.add_argument("--results-dir", default=None, help="default runs/<profile>/results/ (--in-place: results/<profile>/)")
+    notebooks.add_argument("--figures-dir", default=None, help="default runs/<profile>/figures/ (--in-place: figures/)")
+    notebooks.add_argument("--report", default=None, help="default runs/<profile>/report.md (--in-place: report.md)")
     notebooks.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
     notebooks.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (default sst2,mrpc)")
     notebooks.add_argument("--model", default=None, help="default all-MiniLM-L6-v2")
     notebooks.add_argument("--only", default=None, help="comma-separated notebook prefixes to run, e.g. 01,06")
+    notebooks.add_argument("--report-to", default=None, help="live training view for the notebooks' runs, e.g. tensorboard (default: none)")
     notebooks.set_defaults(func=cmd_notebooks)
     return parser
 

@@ -43,7 +43,7 @@ def _lora(profile, tasks, model, rank=8, alpha=16.0, target_modules=None, **kw):
 
 
 def _lora_targets(profile, tasks, model, **kw):
-    return _lora(profile, tasks, model, **kw) + _lora(profile, tasks, model, target_modules="all-linear", **kw)
+    return [c for targets in profile.lora_targets for c in _lora(profile, tasks, model, target_modules=targets, **kw)]
 
 
 def _rank_sweep(profile, tasks, model, **kw):
@@ -55,6 +55,7 @@ def _methods(profile, tasks, model, methods=None, **kw):
     for the sparse variant; "bitfit sparse" is accepted too), picks a subset."""
     every = [MethodConfig(method="bitfit"), MethodConfig(method="bitfit", bitfit_variant="sparse"), MethodConfig(method="lora")]
     every += [MethodConfig(method=m) for m in OTHER_METHODS]
+    methods = methods if methods is not None else profile.methods
     if methods is not None:
         if isinstance(methods, str):
             raise ValueError(f"methods must be a list of names, e.g. [{methods!r}], not a string.")
@@ -86,7 +87,7 @@ def _batch_warmup(profile, tasks, model, **kw):
 def _pooling(profile, tasks, model, **kw):
     return [
         _config(profile, t, model, s, MethodConfig(method=m, pooling=p), **kw)
-        for m in ("head", "bitfit", "lora") for p in ("model", "mean") for t in tasks for s in profile.seeds
+        for m in ("head", "bitfit", "lora") for p in profile.poolings for t in tasks for s in profile.seeds
     ]
 
 
@@ -104,13 +105,14 @@ EXPERIMENTS = {
 
 
 def run_experiment(name: str, profile: str | Profile, *, tasks=DEFAULT_TASKS, model: str = DEFAULT_MODEL,
-                   glue_dir: str | os.PathLike | None = None, results_dir: str | os.PathLike | None = None, progress: bool = True, **overrides) -> list[dict]:
-    """Train every run of the experiment that has no record yet; returns all its records."""
+                   glue_dir: str | os.PathLike | None = None, results_dir: str | os.PathLike | None = None, progress: bool = True,
+                   report_to: str | list[str] | None = None, **overrides) -> list[dict]:
+    """Train every run of the experiment that has no record yet; returns all its records (report_to: Trainer's live view)."""
     from helpers.sweep import run_sweep
 
     profile = get_profile(profile)
     configs = experiment_configs(name, profile, tasks, model, **overrides)
-    return run_sweep(configs, glue_dir=glue_dir, results_dir=results_dir or results_dir_for(profile.name), progress=progress)
+    return run_sweep(configs, glue_dir=glue_dir, results_dir=results_dir or results_dir_for(profile.name), progress=progress, report_to=report_to)
 
 
 def results_dir_for(profile: str) -> os.PathLike:

@@ -70,3 +70,31 @@ def majority_class_metrics(task: TaskSpec | str, train_labels, labels) -> dict[s
         values, counts = np.unique(train_labels, return_counts=True)
         constant = values[np.argmax(counts)]
     return compute_metrics(task, np.full(len(labels), constant), labels)
+
+
+def cross_check_with_evaluate(task: TaskSpec | str, predictions, labels) -> dict[str, dict] | str:
+    """Our metrics next to Hugging Face `evaluate`'s GLUE metric on the same predictions, per metric
+    ({"ours", "evaluate", "equal"}); where evaluate cannot load, a sentence saying why it was skipped.
+
+    Our metrics stay scikit-learn/scipy: evaluate's GLUE metric script is fetched from the Hub at run
+    time, so it needs a network connection (and the `evaluate` package) that offline runs lack.
+    """
+    import os
+
+    task = get_task(task)
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_EVALUATE_OFFLINE") == "1":
+        return "skipped: offline (HF_HUB_OFFLINE / HF_EVALUATE_OFFLINE is set), and evaluate's GLUE metric script comes from the Hub."
+    try:
+        import evaluate
+    except ImportError:
+        return "skipped: the `evaluate` package is not installed (pip install evaluate; the Colab setup installs it)."
+    try:
+        metric = evaluate.load("glue", task.name)
+    except Exception as error:  # no network, Hub unreachable, script refused
+        return (f"skipped: evaluate.load('glue', {task.name!r}) failed ({type(error).__name__}); its metric script comes "
+                "from the Hugging Face Hub, so this check needs a network connection.")
+    predictions = np.asarray(predictions).reshape(-1)
+    theirs = metric.compute(predictions=predictions, references=np.asarray(labels).reshape(-1))
+    ours = compute_metrics(task, predictions, labels)
+    return {name: {"ours": value, "evaluate": float(theirs[name]) if name in theirs else None,
+                   "equal": name in theirs and abs(value - float(theirs[name])) < 1e-9} for name, value in ours.items()}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator, NullFormatter
 import pandas as pd
 import seaborn as sns
 
@@ -15,6 +16,11 @@ from helpers.analysis import over_seeds
 from helpers.tasks import get_task
 
 METRIC_LABEL = {"accuracy": "accuracy", "matthews_correlation": "Matthews corr.", "f1": "F1", "pearson": "Pearson r", "spearmanr": "Spearman ρ"}
+# Figures are read at the width of a notebook cell: at most this many inches wide (at 120 dpi).
+MAX_WIDTH = 11.0
+# Lines that may lie on top of each other (same values at the same rates) stay distinguishable.
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
+LINESTYLES = ["-", "--", "-.", ":"]
 
 
 def _subplots(*args, **kwargs):
@@ -31,14 +37,30 @@ def _save(figure, folder: str | os.PathLike | None, name: str):
     return figure
 
 
-def _metric_label(task: str) -> str:
+def _metric_label(task: str, split: str = "test") -> str:
     spec = get_task(task)
-    return f"{spec.display_name} test {METRIC_LABEL.get(spec.main_metric, spec.main_metric)}"
+    return f"{spec.display_name} {split} {METRIC_LABEL.get(spec.main_metric, spec.main_metric)}"
+
+
+def percent_label(percent: float) -> str:
+    """Share of parameters trained, readable: 100%, 4.5%, 0.27%, 0.0031% (never 1e+02%)."""
+    if percent >= 99.95:
+        return "100%"
+    if percent >= 10:
+        return f"{percent:.0f}%"
+    return f"{percent:.2g}%" if percent >= 0.01 else f"{percent:.1e}%"
+
+
+def _integer_ticks(ax, values) -> None:
+    """Log-scaled axis labelled at the given whole numbers (ranks 1, 8, 64; not 1.0, 8.0 or 10^0)."""
+    values = sorted({int(v) for v in values if pd.notna(v)})
+    ax.set_xticks(values, [str(v) for v in values])
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def token_length_histogram(lengths: dict[str, list[int]], max_length: int, folder=None, name="token_lengths"):
     """Distribution of tokenized lengths per task, with the truncation length marked."""
-    figure, axes = _subplots(1, len(lengths), figsize=(5.5 * len(lengths), 3.8), squeeze=False)
+    figure, axes = _subplots(1, len(lengths), figsize=(min(MAX_WIDTH, 5.5 * len(lengths)), 3.8), squeeze=False)
     for ax, (task, values) in zip(axes[0], lengths.items()):
         values = np.asarray(values)
         ax.hist(values, bins=40, color="tab:blue", alpha=0.8)
@@ -50,9 +72,10 @@ def token_length_histogram(lengths: dict[str, list[int]], max_length: int, folde
 
 
 def training_curves(records: list[dict], folder=None, name="training_curves", title=""):
-    """Per task: training loss vs step (left) and validation metric vs epoch (right), one line per run label."""
+    """Per task: training loss (line) and validation loss (dashed, markers) vs step (left), and the validation
+    metric at each evaluation vs epoch (right, whole-epoch ticks), one colour per run label."""
     tasks = sorted({r["config"]["task"] for r in records})
-    figure, axes = _subplots(len(tasks), 2, figsize=(12, 3.8 * len(tasks)), squeeze=False)
+    figure, axes = _subplots(len(tasks), 2, figsize=(MAX_WIDTH, 3.6 * len(tasks)), squeeze=False)
     palette = dict(zip(sorted({_label(r) for r in records}), sns.color_palette("tab10", 10)))
     for row, task in enumerate(tasks):
         loss_ax, val_ax = axes[row]
@@ -61,13 +84,17 @@ def training_curves(records: list[dict], folder=None, name="training_curves", ti
             label = _label(record)
             history = pd.DataFrame(record["history"])
             if not history.empty:
-                loss_ax.plot(history["step"], history["loss"], color=palette[label], alpha=0.7, label=label)
-            evals = pd.DataFrame([{"epoch": e["epoch"], "value": e["metrics"][spec.main_metric]} for e in record["evals"]])
+                loss_ax.plot(history["step"], history["loss"], color=palette[label], alpha=0.7, label=f"{label} (train)")
+            evals = pd.DataFrame([{"step": e["step"], "epoch": e["epoch"], "value": e["metrics"][spec.main_metric], "loss": e.get("loss")}
+                                  for e in record["evals"]])
             if not evals.empty:
                 val_ax.plot(evals["epoch"], evals["value"], marker="o", color=palette[label], alpha=0.8, label=label)
-        loss_ax.set(title=f"{spec.display_name}: training loss{title}", xlabel="optimizer step", ylabel="cross-entropy loss" if not spec.is_regression else "MSE loss")
-        val_ax.set(title=f"{spec.display_name}: validation {METRIC_LABEL.get(spec.main_metric, spec.main_metric)} per evaluation", xlabel="epoch",
+                if evals["loss"].notna().any():
+                    loss_ax.plot(evals["step"], evals["loss"], linestyle="--", marker="o", color=palette[label], label=f"{label} (validation)")
+        loss_ax.set(title=f"{spec.display_name}: loss{title}", xlabel="optimizer step", ylabel="cross-entropy loss" if not spec.is_regression else "MSE loss")
+        val_ax.set(title=f"{spec.display_name}: validation {METRIC_LABEL.get(spec.main_metric, spec.main_metric)}", xlabel="epoch",
                    ylabel=METRIC_LABEL.get(spec.main_metric, spec.main_metric))
+        val_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for ax in (loss_ax, val_ax):
             handles, labels = ax.get_legend_handles_labels()
             unique = dict(zip(labels, handles))
@@ -92,56 +119,65 @@ def _label(record: dict) -> str:
 def method_bars(frame: pd.DataFrame, folder=None, name="bitfit_vs_lora", title="BitFit vs LoRA"):
     """Test metric (mean ± std over seeds) per method and task, annotated with % trainable parameters."""
     tasks = list(dict.fromkeys(frame["task"]))
-    figure, axes = _subplots(1, len(tasks), figsize=(max(5, 1.2 * frame["variant"].nunique() + 2) * len(tasks), 4.2), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    variants = frame["variant"].nunique()
+    # Few bars: tasks side by side; many: one row per task, so the figure stays a cell wide with readable text.
+    rows, columns = (1, len(tasks)) if variants * len(tasks) <= 8 else (len(tasks), 1)
+    width = min(MAX_WIDTH, max(5.0, 1.1 * variants + 2) * columns)
+    figure, axes = _subplots(rows, columns, figsize=(width, 4.2 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
         subset = frame[frame["task"] == task]
         table = over_seeds(subset, ["variant"]).merge(subset.groupby("variant", observed=True)["percent"].first().reset_index(), on="variant")
         table = table.sort_values("variant")
         positions = np.arange(len(table))
         ax.bar(positions, table["mean"], yerr=table["std"], capsize=4, color=sns.color_palette("tab10", len(table)))
         for x, (_, row) in zip(positions, table.iterrows()):
-            ax.annotate(f"{row['percent']:.2g}% trained\nn={row['n']}", (x, row["mean"]), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
-        ax.set_xticks(positions, table["variant"].astype(str), rotation=20)
+            ax.annotate(f"{percent_label(row['percent'])}\nn={row['n']}", (x, row["mean"]), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+        ax.set_xticks(positions, table["variant"].astype(str), rotation=25, ha="right")
         majority = subset["majority"].mean() if "majority" in subset else float("nan")
         if not np.isnan(majority):
             ax.axhline(majority, color="grey", linestyle="--", linewidth=1, label=f"majority class ({majority:.3f})")
             ax.legend(loc="lower right", fontsize=8)
         # The axis starts at 0 so bar heights compare honestly; the dashed line is what predicting one class scores.
         bottom = min(0.0, float((table["mean"] - table["std"]).min()) - 0.05)  # CoLA's MCC can be negative
-        ax.set(ylim=(bottom, min(1.05, float((table["mean"] + table["std"]).max()) + 0.12)), ylabel=_metric_label(task), title=f"{get_task(task).display_name}: {title}")
+        ax.set(ylim=(bottom, min(1.1, float((table["mean"] + table["std"]).max()) + 0.15)), ylabel=_metric_label(task),
+               title=f"{get_task(task).display_name}: {title} (label: % of parameters trained, seeds)")
     return _save(figure, folder, name)
 
 
 def rank_sweep(frame: pd.DataFrame, folder=None, name="rank_sweep"):
     """LoRA rank r: trainable parameters (log axis; counted and closed form) and test metric with error bars."""
     tasks = list(dict.fromkeys(frame["task"]))
-    figure, axes = _subplots(1, len(tasks) + 1, figsize=(5.2 * (len(tasks) + 1), 4), squeeze=False)
+    figure, axes = _subplots(1, len(tasks) + 1, figsize=(min(MAX_WIDTH, 4.2 * (len(tasks) + 1)), 3.8), squeeze=False)
     params = frame.groupby("rank")[["trainable", "lora_closed_form"]].first().reset_index()
     ax = axes[0][0]
     ax.plot(params["rank"], params["trainable"], marker="o", label="counted (requires_grad)")
     ax.plot(params["rank"], params["lora_closed_form"], marker="x", linestyle="--", label="closed form r·(d_in+d_out) + head")
     ax.set(xscale="log", yscale="log", xlabel="LoRA rank r", ylabel="trainable parameters", title="Trainable parameters vs rank")
-    ax.set_xticks(params["rank"], [str(r) for r in params["rank"]])
+    _integer_ticks(ax, params["rank"])
     ax.legend(fontsize=8)
     for ax, task in zip(axes[0][1:], tasks):
         table = over_seeds(frame[frame["task"] == task], ["rank"]).sort_values("rank")
         ax.errorbar(table["rank"], table["mean"], yerr=table["std"], marker="o", capsize=4)
         ax.set(xscale="log", xlabel="LoRA rank r (alpha = 16)", ylabel=_metric_label(task), title=f"{get_task(task).display_name}: metric vs rank (n={table['n'].max()} seeds)")
-        ax.set_xticks(table["rank"], [str(r) for r in table["rank"]])
+        _integer_ticks(ax, table["rank"])
     return _save(figure, folder, name)
 
 
 def lr_sensitivity(frame: pd.DataFrame, folder=None, name="lr_sensitivity", value: str = "best_validation"):
     """Validation metric vs learning rate (log axis), one line per method and task."""
     tasks = list(dict.fromkeys(frame["task"]))
-    figure, axes = _subplots(1, len(tasks), figsize=(5.8 * len(tasks), 4), squeeze=False)
+    figure, axes = _subplots(1, len(tasks), figsize=(min(MAX_WIDTH, 5.5 * len(tasks)), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         table = over_seeds(frame[frame["task"] == task], ["variant", "lr"], value)
-        for method, group in table.groupby("variant", observed=True):
+        for index, (method, group) in enumerate(table.groupby("variant", observed=True)):
             group = group.sort_values("lr")
-            ax.errorbar(group["lr"], group["mean"], yerr=group["std"], marker="o", capsize=3, label=str(method))
+            # Methods often tie (e.g. all at the majority class): own marker and dash, hollow markers, slightly
+            # shifted along the log axis, so a line lying on another stays visible.
+            shift = 1.06 ** (index - (table["variant"].nunique() - 1) / 2)
+            ax.errorbar(group["lr"] * shift, group["mean"], yerr=group["std"], marker=MARKERS[index % len(MARKERS)], linestyle=LINESTYLES[index % len(LINESTYLES)],
+                        markerfacecolor="none", capsize=3, label=str(method), alpha=0.9)
             best = group.loc[group["mean"].idxmax()]
-            ax.scatter([best["lr"]], [best["mean"]], s=120, facecolors="none", edgecolors="black")
+            ax.scatter([best["lr"] * shift], [best["mean"]], s=160, facecolors="none", edgecolors="black")
         spec = get_task(task)
         ax.set(xscale="log", xlabel="peak learning rate", ylabel=f"best validation {METRIC_LABEL.get(spec.main_metric, spec.main_metric)}",
                title=f"{spec.display_name}: learning-rate sensitivity (circle = best)")
@@ -149,14 +185,16 @@ def lr_sensitivity(frame: pd.DataFrame, folder=None, name="lr_sensitivity", valu
     return _save(figure, folder, name)
 
 
-def setting_effect(frame: pd.DataFrame, column: str, xlabel: str, folder=None, name="setting_effect"):
-    """Test metric vs one training setting (batch size, warmup ratio), per task."""
+def setting_effect(frame: pd.DataFrame, column: str, xlabel: str, folder=None, name="setting_effect", value: str = "best_validation"):
+    """Best validation metric (what selects the setting; value="test" for the test metric) vs one training
+    setting (batch size, warmup ratio), per task."""
     tasks = list(dict.fromkeys(frame["task"]))
-    figure, axes = _subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    split = "validation" if value == "best_validation" else "test"
+    figure, axes = _subplots(1, len(tasks), figsize=(min(MAX_WIDTH, 5 * len(tasks)), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        table = over_seeds(frame[frame["task"] == task], [column]).sort_values(column)
+        table = over_seeds(frame[frame["task"] == task], [column], value).sort_values(column)
         ax.errorbar(table[column].astype(str), table["mean"], yerr=table["std"], marker="o", capsize=4)
-        ax.set(xlabel=xlabel, ylabel=_metric_label(task), title=f"{get_task(task).display_name}: LoRA r=8, effect of {xlabel}")
+        ax.set(xlabel=xlabel, ylabel=_metric_label(task, split), title=f"{get_task(task).display_name}: LoRA r=8, effect of {xlabel}")
     return _save(figure, folder, name)
 
 
@@ -167,26 +205,26 @@ def cost_per_method(frame: pd.DataFrame, folder=None, name="time_memory"):
         parameters=("parameters_bytes", "mean"), gradients=("gradients_bytes", "mean"),
         optimizer=("optimizer_bytes", "mean"), activations=("activations_bytes", "mean"),
     ).reset_index().sort_values("variant")
-    figure, (time_ax, memory_ax) = _subplots(1, 2, figsize=(13, 4.2))
+    # Horizontal bars: method names on the y axis never overlap, however many methods.
+    figure, (time_ax, memory_ax) = _subplots(1, 2, figsize=(MAX_WIDTH, 0.35 * len(table) + 1.8), sharey=True)
     labels = table["variant"].astype(str)
-    time_ax.bar(labels, 1000 / table["samples_per_second"], color="tab:blue")
-    time_ax.set(ylabel="seconds per 1,000 training examples", title=f"Training time per method ({frame['device'].iloc[0]})")
-    time_ax.tick_params(axis="x", rotation=25)
-    bottom = np.zeros(len(table))
+    time_ax.barh(labels, 1000 / table["samples_per_second"], color="tab:blue")
+    time_ax.set(xlabel="seconds per 1,000 training examples", title=f"Training time ({frame['device'].iloc[0]})")
+    time_ax.invert_yaxis()  # first method on top
+    left = np.zeros(len(table))
     for part, color in [("parameters", "tab:gray"), ("gradients", "tab:orange"), ("optimizer", "tab:green"), ("activations", "tab:purple")]:
         values = table[part].to_numpy() / 2**20
-        memory_ax.bar(labels, values, bottom=bottom, label=part, color=color)
-        bottom += values
-    memory_ax.set(ylabel="MiB", title=f"Memory of one training step (batch {frame['memory_batch'].iloc[0]} tokens)")
-    memory_ax.tick_params(axis="x", rotation=25)
-    memory_ax.legend()
+        memory_ax.barh(labels, values, left=left, label=part, color=color)
+        left += values
+    memory_ax.set(xlabel="MiB", title=f"Memory of one training step (batch {frame['memory_batch'].iloc[0]})")
+    memory_ax.legend(fontsize=8, loc="upper right")
     return _save(figure, folder, name)
 
 
 def metric_vs_parameters(frame: pd.DataFrame, folder=None, name="metric_vs_parameters"):
     """Test metric against % trainable parameters (log axis), one point per method: the PEFT trade-off."""
     tasks = list(dict.fromkeys(frame["task"]))
-    figure, axes = _subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
+    figure, axes = _subplots(1, len(tasks), figsize=(min(MAX_WIDTH, 5.5 * len(tasks)), 4.2), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         subset = frame[frame["task"] == task]
         table = over_seeds(subset, ["variant"]).merge(subset.groupby("variant", observed=True)["percent"].first().reset_index(), on="variant")

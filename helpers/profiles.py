@@ -1,7 +1,10 @@
 """Run profiles for the notebooks: how much data, how many epochs, seeds and grid points.
 
 - smoke: a few dozen examples, one short epoch; CI runs every notebook this way (minutes).
-- quick: small subsets, one seed; all notebooks in under 15 minutes on a 2-core CPU.
+- quick: `make run`: head-only, BitFit, LoRA and full fine-tuning on small subsets, one seed, one
+  epoch evaluated three times; the grids collapse to the default settings (no extra runs) and notebook
+  05 trains only those four methods, so all notebooks finish in about 12 minutes on a 2-core CPU
+  (benchmarks/quick_profile.py measures it and checks that each method beats the majority class).
 - full:  the committed study (helpers.study): grids on SST-2 capped at 8,000 examples, then each
          method at its selected learning rate, whole training sets, 2 epochs, 3 seeds (hours on CPU).
 """
@@ -32,13 +35,19 @@ class Profile:
     # True: each method is compared at the learning rate its grid selected (best mean validation
     # score, helpers.analysis.selected_lr); False: at its default rate (helpers.training.DEFAULT_LR).
     tuned_lr: bool = False
+    eval_steps: int | None = None  # also evaluate every N steps (None: every epoch only)
+    # What the notebooks train beyond the core runs (none of these enter a run's config):
+    methods: tuple[str, ...] | None = None  # notebook 05's methods; None: all ten
+    poolings: tuple[str, ...] = ("model", "mean")  # notebook 05's pooling comparison
+    lora_targets: tuple[str | None, ...] = (None, "all-linear")  # notebook 03: query/value (None) vs every linear layer
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def data_settings(self, grid: bool = False) -> dict:
-        """The TrainConfig fields every run of this profile shares (`grid`: a grid run's)."""
-        return {
+        """The TrainConfig fields every run of this profile shares (`grid`: a grid run's; eval_steps
+        only where set, so the run ids of profiles without it are unchanged)."""
+        settings = {
             "max_train_samples": self.grid_max_train_samples if grid and self.grid_max_train_samples else self.max_train_samples,
             "max_validation_samples": self.max_validation_samples,
             "epochs": self.epochs,
@@ -46,6 +55,9 @@ class Profile:
             "batch_size": self.batch_size,
             "eval_batch_size": self.eval_batch_size,
         }
+        if self.eval_steps is not None:
+            settings["eval_steps"] = self.eval_steps
+        return settings
 
 
 # Each method's default rate (helpers.training.DEFAULT_LR) is added to its grid. The grids overlap
@@ -73,16 +85,24 @@ PROFILES: dict[str, Profile] = {
         batch_size=16,
         eval_batch_size=64,
     ),
+    # MRPC decides the budget: ~30 pairs/s for BitFit/LoRA, ~24 for full fine-tuning on 2 CPU cores,
+    # against ~110 SST-2 sentences/s. At 1,000 examples x 2 epochs x batch 32 (63 steps) no method
+    # learned MRPC; 2,400 examples x 1 epoch x batch 16 gives 150 steps on more distinct pairs.
     "quick": Profile(
         name="quick",
-        max_train_samples=1000,
+        max_train_samples=2400,
         max_validation_samples=200,
-        epochs=2,
+        epochs=1,
+        eval_steps=50,  # three validation points per run, and the best of them is kept
         seeds=(0,),
-        ranks=(1, 8, 64),
-        lr_grid={"full": (2e-5, 2e-4, 1e-3), "bitfit": (1e-4, 1e-3, 1e-2), "lora": (1e-4, 1e-3, 1e-2)},
-        batch_sizes=(16, 32),
-        warmup_ratios=(0.0, 0.06),
+        ranks=(8,),  # the full profile sweeps 1..64
+        lr_grid={},  # no learning-rate sweep; the full profile has one
+        batch_sizes=(16,),
+        warmup_ratios=(0.06,),
+        batch_size=16,
+        methods=("head", "bitfit", "lora", "full"),
+        poolings=("model",),
+        lora_targets=(None,),
     ),
     # The committed study (helpers.study, results/full/PLAN.md): grids on SST-2 capped at 8,000
     # examples (MRPC whole), then each method at its selected rate on the whole training sets.

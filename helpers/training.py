@@ -392,6 +392,7 @@ def train(
     save_adapter: bool = False,
     announce: Callable[[str], None] | None = None,
     lock: RunLock | bool = True,
+    report_to: str | list[str] | None = None,
 ) -> dict:
     """Train and evaluate one configuration; returns its run record (loading it if it exists).
 
@@ -401,9 +402,11 @@ def train(
     and then returns the record that process wrote; a RunLock is one the caller already holds (a
     sweep worker); False trains without one. Under torchrun there is no lock: every process of the
     run would otherwise wait for the first.
+    `report_to` names Trainer's live views (e.g. "tensorboard": logs in <results_dir>/tensorboard/<run_id>/);
+    it changes nothing about the run, so it is not part of the config.
     """
     kwargs = dict(glue_dir=glue_dir, results_dir=results_dir, cache_dir=cache_dir, force=force, quiet=quiet,
-                  save_adapter=save_adapter, announce=announce)
+                  save_adapter=save_adapter, announce=announce, report_to=report_to)
     if config.data_fingerprint is None:  # the run id is complete only with the data's fingerprint
         config = config.with_data(glue_dir, cache_dir)
     reusable = not force and reusable_record(find_record(results_dir, config.run_id, warn=False), config, glue_dir)
@@ -432,6 +435,7 @@ def _train_claimed(
     quiet: bool = False,
     save_adapter: bool = False,
     announce: Callable[[str], None] | None = None,
+    report_to: str | list[str] | None = None,
 ) -> dict:
     """`train` once the run is claimed (or needs no claim)."""
     from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments, set_seed
@@ -541,7 +545,7 @@ def _train_claimed(
         use_cpu=cpu_only(),  # also what makes torchrun on CPU use DDP with gloo
         train_sampling_strategy="random",  # the fast recipe groups by length itself (helpers/batching.py)
         remove_unused_columns=False,
-        report_to="none",
+        report_to=_live_view(report_to, results_dir, run_id),
         disable_tqdm=quiet,
         log_level="error" if quiet else "passive",
         dataloader_pin_memory=torch.cuda.is_available(),
@@ -737,6 +741,17 @@ def _sum_over_processes(*counts: int) -> list[int]:
     tensor = torch.tensor(counts, dtype=torch.long)
     dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def _live_view(report_to: str | list[str] | None, results_dir: Path, run_id: str) -> str | list[str]:
+    """Trainer's report_to; TensorBoard logs go beside the records (the checkpoint folder is deleted after the run)."""
+    if not report_to or report_to == "none":
+        return "none"
+    names = report_to.split(",") if isinstance(report_to, str) else list(report_to)
+    chosen_by_user = "TENSORBOARD_LOGGING_DIR" in os.environ and "PEFT_GLUE_TENSORBOARD_AUTO" not in os.environ
+    if ("tensorboard" in names or "all" in names) and not chosen_by_user:
+        os.environ.update(TENSORBOARD_LOGGING_DIR=str(Path(results_dir) / "tensorboard" / run_id), PEFT_GLUE_TENSORBOARD_AUTO="1")
+    return names
 
 
 def _silence_libraries() -> None:

@@ -339,3 +339,19 @@ def test_overfit_check_scores_the_training_split_every_epoch(glue_dir, tmp_path)
     assert by_split["train"][-1]["metrics"]["accuracy"] == 1.0, "16 examples, 4 epochs of full fine-tuning: memorised"
     assert record["best"]["value"] == max(e["metrics"]["accuracy"] for e in by_split["validation"]), "selected on validation"
     assert config.run_id != sst2_config(method="full", lr=1e-4, epochs=4, max_train_samples=16, batch_size=8).run_id
+
+
+def test_report_to_is_off_by_default_and_tensorboard_logs_go_beside_the_records(tmp_path, monkeypatch):
+    from helpers.training import _live_view
+
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    monkeypatch.delenv("PEFT_GLUE_TENSORBOARD_AUTO", raising=False)
+    assert _live_view(None, tmp_path, "a") == "none" and _live_view("none", tmp_path, "a") == "none"
+    assert _live_view("tensorboard", tmp_path, "run-a") == ["tensorboard"]
+    assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "tensorboard" / "run-a")
+    _live_view("tensorboard", tmp_path, "run-b")  # each run its own folder
+    assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "tensorboard" / "run-b")
+    monkeypatch.delenv("PEFT_GLUE_TENSORBOARD_AUTO")
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", "/elsewhere")
+    _live_view("tensorboard,wandb", tmp_path, "run-c")
+    assert os.environ["TENSORBOARD_LOGGING_DIR"] == "/elsewhere", "a folder the user chose is kept"
