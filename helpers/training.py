@@ -413,6 +413,7 @@ def train(
     # A record to reuse needs no lock (and a read-only results folder stays readable).
     if lock is not True or reusable or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _train_claimed(config, **kwargs)
+    check_run(config, results_dir)  # a mistake, or a results folder that cannot take the lock, fails here
     with RunLock(results_dir, config.run_id):
         return _train_claimed(config, **kwargs)
 

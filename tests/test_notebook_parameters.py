@@ -29,7 +29,7 @@ def parameters(tmp_path, glue_dir, **values) -> dict:
     from helpers.experiments import run_experiment
 
     return {"run_experiment": run_experiment, "profile": get_profile("smoke"), "TASKS": ["sst2"], "MODEL": DEFAULT_MODEL, "GLUE_DIR": str(glue_dir),
-            "RESULTS_DIR": tmp_path / "results", "LR": None, "BITFIT_VARIANT": "all", "RANK": 8, "ALPHA": 16.0, **values}
+            "RESULTS_DIR": tmp_path / "results", "LR": None, "BITFIT_VARIANT": "all", "RANK": 8, "ALPHA": 16.0, "REPORT_TO": None, **values}
 
 
 # Every training cell that takes the LR parameter.

@@ -79,10 +79,12 @@ def test_existing_record_is_loaded_instead_of_training(lora_record, glue_dir, mo
 def test_a_run_being_trained_elsewhere_is_waited_for_and_not_trained_again(glue_dir, tmp_path, monkeypatch):
     import threading
 
+    from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainingArguments  # noqa: F401 - transformers'
+    # lazy imports are not thread-safe: import what train() uses before two threads do it at once
     from helpers.locks import RunLock
 
     monkeypatch.setattr("helpers.locks.POLL_SECONDS", 0.1)
-    config = sst2_config("head", epochs=1)
+    config = sst2_config("head", epochs=1).with_data(glue_dir, tmp_path / "cache")  # the complete id names the lock
     elsewhere = RunLock(tmp_path, config.run_id)
     elsewhere.acquire(wait=False)  # another process claimed the run and is training it
 
