@@ -202,10 +202,14 @@ def test_a_sweep_waits_for_a_run_another_process_trains_and_takes_over_a_dead_on
     monkeypatch.setattr(sweep_module, "train", train_and_note)
 
     def finish_busy_run_elsewhere():  # the other process writes its record and releases
+        # after the sweep trained the dead run: two Trainers in threads of one process share accelerate's state
+        deadline = time.time() + 600
+        while not (results / f"{dead.run_id}.json").exists() and time.time() < deadline:
+            time.sleep(0.2)
         real_train(busy, glue_dir=glue_dir, results_dir=results, cache_dir=tmp_path / "cache", quiet=True, lock=held)
         held.release()
 
-    other = threading.Timer(0.5, finish_busy_run_elsewhere)
+    other = threading.Thread(target=finish_busy_run_elsewhere)
     other.start()
     records = run_sweep(configs, glue_dir=glue_dir, results_dir=results, cache_dir=tmp_path / "cache", progress=False, poll=0.2)
     other.join()
