@@ -34,15 +34,23 @@ TASKS = ("sst2", "mrpc")
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--glue-dir", default=os.environ.get("GLUE_DIR"), help="local GLUE folder (default $GLUE_DIR; else the Hub)")
-    parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "quick_profile"), help="summary path without suffix")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary clone (its runs/quick/ holds the notebooks and records)")
+    parser.add_argument(
+        "--glue-dir", default=os.environ.get("GLUE_DIR"), help="local GLUE folder (default $GLUE_DIR; else the Hub)"
+    )
+    parser.add_argument(
+        "--out", default=str(ROOT / "results" / "bench" / "quick_profile"), help="summary path without suffix"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary clone (its runs/quick/ holds the notebooks and records)"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="quick-profile-"))
     clone = work / "peft-glue"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    commit = subprocess.run(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     env = {**os.environ, **({"GLUE_DIR": str(Path(args.glue_dir).resolve())} if args.glue_dir else {})}
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "helpers", "notebooks", "--profile", "quick"], cwd=clone, env=env)
@@ -54,34 +62,61 @@ def main() -> int:
 
     run = clone / "runs" / "quick"
     records, _ = load_records(run / "results")
-    notebook_seconds = json.loads((run / "results" / "meta" / "notebook_seconds.json").read_text()) if done.returncode == 0 else {}
+    notebook_seconds = (
+        json.loads((run / "results" / "meta" / "notebook_seconds.json").read_text()) if done.returncode == 0 else {}
+    )
     scores = []
     for record in records:
         task = get_task(record["config"]["task"])
         split = record["test"]["split"]
         value = record["test"]["metrics"][task.main_metric]
         majority = record["majority_class"][split][task.main_metric]
-        scores.append({"task": task.name, "method": record["config"]["method"]["method"], "metric": task.main_metric, "test": round(value, 4),
-                       "majority": round(majority, 4), "above_majority": round(value - majority, 4),
-                       "train_seconds": record["timing"]["train_seconds"], "wall_seconds": record["timing"]["wall_seconds"]})
+        scores.append(
+            {
+                "task": task.name,
+                "method": record["config"]["method"]["method"],
+                "metric": task.main_metric,
+                "test": round(value, 4),
+                "majority": round(majority, 4),
+                "above_majority": round(value - majority, 4),
+                "train_seconds": record["timing"]["train_seconds"],
+                "wall_seconds": record["timing"]["wall_seconds"],
+            }
+        )
     found = {(s["task"], s["method"]) for s in scores}
     checks = {
         "notebooks ran without error": done.returncode == 0,
         f"wall time <= {BUDGET_SECONDS // 60} min": wall <= BUDGET_SECONDS,
         "head, bitfit, lora, full on sst2 and mrpc": all((t, m) in found for t in TASKS for m in COVERED),
         f"bitfit, lora, full >= {MARGIN:.0%} above the majority class on both tasks": all(
-            s["above_majority"] >= MARGIN for s in scores if s["method"] in MUST_LEARN and s["task"] in TASKS) and bool(scores),
+            s["above_majority"] >= MARGIN for s in scores if s["method"] in MUST_LEARN and s["task"] in TASKS
+        )
+        and bool(scores),
     }
-    summary = {"commit": commit, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads",
-               "glue_dir": bool(args.glue_dir), "wall_seconds": round(wall, 1), "notebook_seconds": notebook_seconds,
-               "runs": sorted(scores, key=lambda s: (s["task"], COVERED.index(s["method"]) if s["method"] in COVERED else 9)), "checks": checks}
+    summary = {
+        "commit": commit,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads",
+        "glue_dir": bool(args.glue_dir),
+        "wall_seconds": round(wall, 1),
+        "notebook_seconds": notebook_seconds,
+        "runs": sorted(scores, key=lambda s: (s["task"], COVERED.index(s["method"]) if s["method"] in COVERED else 9)),
+        "checks": checks,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-    lines = [f"# make run (quick profile) on {summary['machine']}, commit {commit}\n",
-             f"Wall time of all notebooks: **{wall / 60:.1f} min** (" + ", ".join(f"{k} {v / 60:.1f}" for k, v in notebook_seconds.items()) + ")\n",
-             "| task | method | metric | test | majority class | above majority | train s |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {s['task']} | {s['method']} | {s['metric']} | {s['test']:.3f} | {s['majority']:.3f} | {s['above_majority']:+.3f} | {s['train_seconds']:.0f} |" for s in summary["runs"]]
+    lines = [
+        f"# make run (quick profile) on {summary['machine']}, commit {commit}\n",
+        f"Wall time of all notebooks: **{wall / 60:.1f} min** ("
+        + ", ".join(f"{k} {v / 60:.1f}" for k, v in notebook_seconds.items())
+        + ")\n",
+        "| task | method | metric | test | majority class | above majority | train s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {s['task']} | {s['method']} | {s['metric']} | {s['test']:.3f} | {s['majority']:.3f} | {s['above_majority']:+.3f} | {s['train_seconds']:.0f} |"
+        for s in summary["runs"]
+    ]
     lines += ["", *[f"- {'met' if ok else '**missed**'}: {name}" for name, ok in checks.items()]]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

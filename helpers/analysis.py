@@ -21,7 +21,19 @@ from helpers.training import DEFAULT_LR, RESOLVED_KEYS, TrainConfig
 
 _METHOD_DEFAULTS = MethodConfig()
 _TRAIN_DEFAULTS = TrainConfig()
-METHOD_ORDER = ["head", "bitfit", "bitfit (sparse)", "lora", "dora", "ia3", "prefix", "prompt", "ptuning", "full", "qlora"]
+METHOD_ORDER = [
+    "head",
+    "bitfit",
+    "bitfit (sparse)",
+    "lora",
+    "dora",
+    "ia3",
+    "prefix",
+    "prompt",
+    "ptuning",
+    "full",
+    "qlora",
+]
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
@@ -41,7 +53,9 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "variant": _variant(method),
             "rank": method.get("rank"),
             "alpha": method.get("alpha"),
-            "targets": ",".join(method["target_modules"]) if method.get("target_modules") else ("query,value" if "target_modules" in method else None),
+            "targets": ",".join(method["target_modules"])
+            if method.get("target_modules")
+            else ("query,value" if "target_modules" in method else None),
             "lora_dropout": method.get("lora_dropout"),
             "num_virtual_tokens": method.get("num_virtual_tokens"),
             "prefix_projection": method.get("prefix_projection"),
@@ -83,15 +97,28 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             **{key: value for key, value in breakdown.items() if key.endswith("_bytes")},
             "memory_batch": " × ".join(map(str, breakdown.get("batch_shape", []))),
             **{f"test_{name}": value for name, value in test.items()},
-            **{f"{split}_{name}": value for split, metrics in record["test"]["splits"].items() for name, value in metrics.items()},
+            **{
+                f"{split}_{name}": value
+                for split, metrics in record["test"]["splits"].items()
+                for name, value in metrics.items()
+            },
             "device": record["versions"].get("device"),
-            **{f"{split}_tokens_mean": stats_["mean"] for split, stats_ in record["data"].get("token_lengths", {}).items()},
+            **{
+                f"{split}_tokens_mean": stats_["mean"]
+                for split, stats_ in record["data"].get("token_lengths", {}).items()
+            },
             "recipe_version": config.get("recipe_version", 1),
-            "data_fingerprint": config.get("data_fingerprint") or record["data"].get("fingerprint") or record["data"].get("source"),
+            "data_fingerprint": config.get("data_fingerprint")
+            or record["data"].get("fingerprint")
+            or record["data"].get("source"),
             "settings": {key: value for key, value in config.items() if key not in ("method", "seed", *RESOLVED_KEYS)},
         }
         # In-context learning runs (method `icl`) train nothing: no learning rate.
-        row["default_lr"] = row["lr"] is not None and row["method"] in DEFAULT_LR and math.isclose(row["lr"], DEFAULT_LR[row["method"]], rel_tol=1e-9)
+        row["default_lr"] = (
+            row["lr"] is not None
+            and row["method"] in DEFAULT_LR
+            and math.isclose(row["lr"], DEFAULT_LR[row["method"]], rel_tol=1e-9)
+        )
         # What always predicting the training set's most frequent label scores on the test split (NaN in old records).
         majority = record.get("majority_class", {})
         row["majority"] = majority.get(task.main_test_split, {}).get(task.main_metric, math.nan)
@@ -99,7 +126,12 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
         rows.append(row)
     frame = pd.DataFrame(rows)
     if not frame.empty:
-        frame["variant"] = pd.Categorical(frame["variant"], categories=[m for m in METHOD_ORDER if m in set(frame["variant"])] + sorted(set(frame["variant"]) - set(METHOD_ORDER)), ordered=True)
+        frame["variant"] = pd.Categorical(
+            frame["variant"],
+            categories=[m for m in METHOD_ORDER if m in set(frame["variant"])]
+            + sorted(set(frame["variant"]) - set(METHOD_ORDER)),
+            ordered=True,
+        )
     return frame
 
 
@@ -118,12 +150,27 @@ def load_frame(results_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[dict]
 # Settings that at_defaults does not compare with the defaults: the run's identity (chosen by
 # majority below), the seed, and what the method and profile decide (checked separately).
 _NOT_DEFAULTS = {"task", "model", "method", "seed", "lr", "precision", "recipe_version", "data_fingerprint"}
-_PROFILE_SETTINGS = {"epochs", "max_length", "max_train_samples", "max_validation_samples", "batch_size", "eval_batch_size"}
+_PROFILE_SETTINGS = {
+    "epochs",
+    "max_length",
+    "max_train_samples",
+    "max_validation_samples",
+    "batch_size",
+    "eval_batch_size",
+}
 _VARY_SETTING = {"targets": "target_modules"}
 
 
-def at_defaults(frame: pd.DataFrame, profile=None, *, vary: str | None = None, model: str | None = None, alpha: str = "fixed",
-                grid: bool = False, rates: dict | None = None) -> pd.DataFrame:
+def at_defaults(
+    frame: pd.DataFrame,
+    profile=None,
+    *,
+    vary: str | None = None,
+    model: str | None = None,
+    alpha: str = "fixed",
+    grid: bool = False,
+    rates: dict | None = None,
+) -> pd.DataFrame:
     """Runs at the default settings of their method and of the profile, except the one setting `vary`.
 
     Everything but the seed must match, so that groups of runs differ only by seed: every training
@@ -141,17 +188,24 @@ def at_defaults(frame: pd.DataFrame, profile=None, *, vary: str | None = None, m
     skipped = _NOT_DEFAULTS | {_VARY_SETTING.get(vary, vary)} | (set() if profile is not None else _PROFILE_SETTINGS)
     for name, wanted in reference.items():
         if name not in skipped:
-            keep &= frame["settings"].map(lambda settings, name=name, wanted=wanted: _same(settings.get(name, wanted), wanted))
+            keep &= frame["settings"].map(
+                lambda settings, name=name, wanted=wanted: _same(settings.get(name, wanted), wanted)
+            )
     if vary != "lr" and rates is None:
         keep &= frame["default_lr"]
     elif vary != "lr":
         wanted_lr = [rates.get((task, str(variant))) for task, variant in zip(frame["task"], frame["variant"])]
-        keep &= np.array([w is not None and math.isclose(lr, w, rel_tol=1e-9) for lr, w in zip(frame["lr"], wanted_lr)], dtype=bool)
+        keep &= np.array(
+            [w is not None and math.isclose(lr, w, rel_tol=1e-9) for lr, w in zip(frame["lr"], wanted_lr)], dtype=bool
+        )
     if vary != "pooling":
         keep &= frame["pooling"] == "model"
     is_lora = frame["method"].isin(["lora", "dora", "qlora"])
     wanted_alpha = 2.0 * frame["rank"].astype(float) if alpha == "2r" else _METHOD_DEFAULTS.alpha
-    keep &= ~is_lora | (np.isclose(frame["alpha"].astype(float), wanted_alpha) & np.isclose(frame["lora_dropout"].astype(float), _METHOD_DEFAULTS.lora_dropout))
+    keep &= ~is_lora | (
+        np.isclose(frame["alpha"].astype(float), wanted_alpha)
+        & np.isclose(frame["lora_dropout"].astype(float), _METHOD_DEFAULTS.lora_dropout)
+    )
     if vary != "rank":
         keep &= ~is_lora | (frame["rank"] == _METHOD_DEFAULTS.rank)
     if vary != "targets":
@@ -183,8 +237,10 @@ def over_seeds(frame: pd.DataFrame, by: list[str], value: str = "test") -> pd.Da
     """Mean, std (n-1) and count of `value` over seeds for each group (groups must differ only by seed)."""
     repeated = frame.groupby([*by, "seed"], observed=True).size()
     if (repeated > 1).any():
-        raise ValueError(f"Runs with different settings share a group {by} and seed: {repeated[repeated > 1].index.tolist()[:3]}. "
-                         "Select them with analysis.at_defaults (or add the differing setting to `by`).")
+        raise ValueError(
+            f"Runs with different settings share a group {by} and seed: {repeated[repeated > 1].index.tolist()[:3]}. "
+            "Select them with analysis.at_defaults (or add the differing setting to `by`)."
+        )
     grouped = frame.groupby(by, observed=True)[value]
     table = grouped.agg(mean="mean", std="std", n="count").reset_index()
     table["std"] = table["std"].fillna(0.0)
@@ -269,12 +325,16 @@ class Comparison:
 
     def sentence(self, metric: str, where: str) -> str:
         if self.verdict == "degenerate":
-            return (f"On {where}, neither {self.a} ({self.a_mean:.3f}) nor {self.b} ({self.b_mean:.3f}) beats always predicting the "
-                    f"majority class ({self.floor:.3f} {metric}): no comparison can be drawn from these runs.")
+            return (
+                f"On {where}, neither {self.a} ({self.a_mean:.3f}) nor {self.b} ({self.b_mean:.3f}) beats always predicting the "
+                f"majority class ({self.floor:.3f} {metric}): no comparison can be drawn from these runs."
+            )
         values = f"{self.a} {self.a_mean:.3f} ± {self.a_std:.3f} vs {self.b} {self.b_mean:.3f} ± {self.b_std:.3f}, {metric}, {self.n_a}/{self.n_b} seeds"
         if self.verdict == "undecided":
-            return (f"On {where}, {self.a} and {self.b} cannot be compared yet ({values}): a verdict needs at least {MIN_SEEDS} "
-                    f"seeds a side; undecided ({min(self.n_a, self.n_b)} seed{'s' if min(self.n_a, self.n_b) != 1 else ''}).")
+            return (
+                f"On {where}, {self.a} and {self.b} cannot be compared yet ({values}): a verdict needs at least {MIN_SEEDS} "
+                f"seeds a side; undecided ({min(self.n_a, self.n_b)} seed{'s' if min(self.n_a, self.n_b) != 1 else ''})."
+            )
         p_value, low, high = self.test
         test = f"Welch's t-test p = {p_value:.3f}; 95% interval of the difference {low:+.3f} to {high:+.3f}"
         if self.verdict == "tie":
@@ -288,10 +348,14 @@ class Comparison:
 
 def at_or_below(value: float, floor: float) -> bool:
     """True when a score is no better than the majority-class floor (False when the floor is unknown)."""
-    return not math.isnan(floor) and not value > floor + 1e-9  # a NaN score (a diverged run) is no better than the floor
+    return (
+        not math.isnan(floor) and not value > floor + 1e-9
+    )  # a NaN score (a diverged run) is no better than the floor
 
 
-def compare(frame: pd.DataFrame, column: str, a, b, value: str = "test", names: tuple[str, str] | None = None) -> Comparison | None:
+def compare(
+    frame: pd.DataFrame, column: str, a, b, value: str = "test", names: tuple[str, str] | None = None
+) -> Comparison | None:
     """Compare the runs where frame[column] == a against those where it equals b (named `names` in text)."""
     first, second = frame.loc[frame[column] == a, value], frame.loc[frame[column] == b, value]
     if first.empty or second.empty:
@@ -299,7 +363,9 @@ def compare(frame: pd.DataFrame, column: str, a, b, value: str = "test", names: 
     names = names or (str(a), str(b))
     floor_column = {"test": "majority", "best_validation": "validation_majority"}.get(value)
     floor = float(frame[floor_column].mean()) if floor_column in frame else math.nan
-    return Comparison(a=names[0], b=names[1], a_values=tuple(map(float, first)), b_values=tuple(map(float, second)), floor=floor)
+    return Comparison(
+        a=names[0], b=names[1], a_values=tuple(map(float, first)), b_values=tuple(map(float, second)), floor=floor
+    )
 
 
 def pass_fail(task: str, split_metrics: dict[str, dict[str, float]]) -> str:
@@ -315,7 +381,9 @@ def pass_fail(task: str, split_metrics: dict[str, dict[str, float]]) -> str:
     return "pass" if not misses else "fail (" + "; ".join(misses) + ")"
 
 
-def best_setting(frame: pd.DataFrame, column: str, by=("task", "method"), selection: str = "best_validation") -> pd.DataFrame:
+def best_setting(
+    frame: pd.DataFrame, column: str, by=("task", "method"), selection: str = "best_validation"
+) -> pd.DataFrame:
     """Per group: the value of `column` with the best mean validation score (never the test);
     `tied`: every value not significantly worse than it (Welch's t-test, as in Comparison);
     `decided`: whether every value had MIN_SEEDS seeds (otherwise `tied` lists every value within
@@ -328,17 +396,30 @@ def best_setting(frame: pd.DataFrame, column: str, by=("task", "method"), select
     for group_key, group in table.groupby(by, observed=True):
         best = group.loc[group["mean"].idxmax()]
         key = group_key[0] if len(by) == 1 and isinstance(group_key, tuple) else group_key
-        members = frame[(frame[by] == pd.Series(dict(zip(by, group_key if isinstance(group_key, tuple) else (group_key,))))).all(axis=1)]
-        per_value = {value: members.loc[members[column] == value, selection].dropna().to_numpy() for value in group[column]}
+        members = frame[
+            (frame[by] == pd.Series(dict(zip(by, group_key if isinstance(group_key, tuple) else (group_key,))))).all(
+                axis=1
+            )
+        ]
+        per_value = {
+            value: members.loc[members[column] == value, selection].dropna().to_numpy() for value in group[column]
+        }
         decided = bool((group["n"] >= MIN_SEEDS).all())
         if decided:
-            tied = sorted(value for value, values in per_value.items()
-                          if value == best[column] or not (welch(per_value[best[column]], values)[0] < ALPHA))
+            tied = sorted(
+                value
+                for value, values in per_value.items()
+                if value == best[column] or not (welch(per_value[best[column]], values)[0] < ALPHA)
+            )
         else:
             tied = sorted(group.loc[best["mean"] - group["mean"] <= 0.01, column])
         floor = floors.get(key, math.nan) if floors is not None else math.nan
-        rows.append({**best.to_dict(), "tied": tied, "decided": decided, "degenerate": at_or_below(best["mean"], floor)})
-    return pd.DataFrame(rows).rename(columns={"mean": "validation_mean", "std": "validation_std"}).reset_index(drop=True)
+        rows.append(
+            {**best.to_dict(), "tied": tied, "decided": decided, "degenerate": at_or_below(best["mean"], floor)}
+        )
+    return (
+        pd.DataFrame(rows).rename(columns={"mean": "validation_mean", "std": "validation_std"}).reset_index(drop=True)
+    )
 
 
 def best_lr(frame: pd.DataFrame, selection: str = "best_validation") -> pd.DataFrame:

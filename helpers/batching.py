@@ -34,7 +34,9 @@ class ShuffledLengthBuckets(Sampler[int]):
 
     DEFAULT_BUCKET_BATCHES = 50
 
-    def __init__(self, lengths: list[int], batch_size: int, bucket_batches: int = DEFAULT_BUCKET_BATCHES, seed: int = 0):
+    def __init__(
+        self, lengths: list[int], batch_size: int, bucket_batches: int = DEFAULT_BUCKET_BATCHES, seed: int = 0
+    ):
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.bucket_size = batch_size * bucket_batches

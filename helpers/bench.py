@@ -56,18 +56,45 @@ def matmul_peaks(size: int | None = None) -> dict[str, float | None]:
     return {
         "fp32": matmul_rate(torch.float32, size),
         "bf16": matmul_rate(torch.bfloat16, size) if fast_bf16() else None,
-        "fp16": matmul_rate(torch.float16, size) if torch.cuda.is_available() else None,  # CPUs never train in fp16 here
+        "fp16": matmul_rate(torch.float16, size)
+        if torch.cuda.is_available()
+        else None,  # CPUs never train in fp16 here
     }
 
 
 def _run(task: str, method: str, recipe: str, precision: str, samples: int, args) -> dict:
     """One timed training run in its own process; returns its run record."""
     command = [
-        sys.executable, "-m", "helpers", "train", "--task", task, "--method", method, "--recipe", recipe,
-        "--precision", precision, "--max-train-samples", str(samples), "--epochs", str(args["epochs"]),
-        "--batch-size", str(args["batch_size"]), "--max-length", str(args["max_length"]), "--seed", str(args["seed"]),
-        "--max-validation-samples", str(args["validation_samples"]), "--model", args["model"],
-        "--results-dir", str(args["runs_dir"]), "--force", "--quiet",
+        sys.executable,
+        "-m",
+        "helpers",
+        "train",
+        "--task",
+        task,
+        "--method",
+        method,
+        "--recipe",
+        recipe,
+        "--precision",
+        precision,
+        "--max-train-samples",
+        str(samples),
+        "--epochs",
+        str(args["epochs"]),
+        "--batch-size",
+        str(args["batch_size"]),
+        "--max-length",
+        str(args["max_length"]),
+        "--seed",
+        str(args["seed"]),
+        "--max-validation-samples",
+        str(args["validation_samples"]),
+        "--model",
+        args["model"],
+        "--results-dir",
+        str(args["runs_dir"]),
+        "--force",
+        "--quiet",
     ]
     if args["glue_dir"]:
         command += ["--glue-dir", str(args["glue_dir"])]
@@ -112,7 +139,10 @@ def _row(record: dict, peaks: dict) -> dict:
 def summarise(rows: list[dict]) -> list[dict]:
     """Per task and method: mean of each recipe over seeds, and project ÷ baseline."""
     summary = []
-    keys = sorted({(r["task"], r["method"]) for r in rows}, key=lambda k: (k[0], DEFAULT_METHODS.index(k[1]) if k[1] in DEFAULT_METHODS else 9))
+    keys = sorted(
+        {(r["task"], r["method"]) for r in rows},
+        key=lambda k: (k[0], DEFAULT_METHODS.index(k[1]) if k[1] in DEFAULT_METHODS else 9),
+    )
     for task, method in keys:
         by_recipe = {}
         for recipe in ("baseline", "fast"):
@@ -149,7 +179,11 @@ def markdown_table(result: dict) -> str:
         f"Device: {result['device']}; dense matmul {peaks['fp32']:.0f} GFLOP/s fp32, "
         + (f"{peaks['bf16']:.0f} GFLOP/s bf16. " if peaks.get("bf16") else "bf16 not in hardware. ")
         + f"{result['settings']['epochs']} epoch(s), batch {result['settings']['batch_size']}, seeds {result['settings']['seeds']}."
-        + (" Project runs: torch.compile over lengths padded to multiples of 32, compile time included." if result["settings"].get("project_compile") else ""),
+        + (
+            " Project runs: torch.compile over lengths padded to multiples of 32, compile time included."
+            if result["settings"].get("project_compile")
+            else ""
+        ),
         "",
         "| task | method | baseline samples/s | project samples/s | speed-up | padding (base → proj) | eval speed-up | dev metric baseline | dev metric project | model FLOP util. (project) | peak RSS base / proj (GB) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -195,9 +229,24 @@ def run_bench(
     out_dir = Path(out_dir)
     project_precision = resolve_precision(project_precision, "fast")
     peaks = matmul_peaks()
-    args = {"epochs": epochs, "batch_size": batch_size, "max_length": max_length, "validation_samples": validation_samples,
-            "model": model, "glue_dir": glue_dir, "runs_dir": out_dir / "runs", "lr": lr, "compile": compile}
-    plan = [(task, n, method, seed, recipe) for task, n in samples.items() for method in methods for seed in seeds for recipe in ("baseline", "fast")]
+    args = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "validation_samples": validation_samples,
+        "model": model,
+        "glue_dir": glue_dir,
+        "runs_dir": out_dir / "runs",
+        "lr": lr,
+        "compile": compile,
+    }
+    plan = [
+        (task, n, method, seed, recipe)
+        for task, n in samples.items()
+        for method in methods
+        for seed in seeds
+        for recipe in ("baseline", "fast")
+    ]
     rows = []
     for task, n, method, seed, recipe in tqdm(plan, desc="bench", unit="run", disable=not progress):
         precision = "fp32" if recipe == "baseline" else project_precision
@@ -207,9 +256,18 @@ def run_bench(
         "device": device_name(),
         "versions": library_versions(),
         "matmul_gflops": peaks,
-        "settings": {"samples": samples, "methods": list(methods), "seeds": list(seeds), "epochs": epochs, "batch_size": batch_size,
-                     "max_length": max_length, "validation_samples": validation_samples, "project_precision": project_precision, "model": model,
-                     "project_compile": compile},
+        "settings": {
+            "samples": samples,
+            "methods": list(methods),
+            "seeds": list(seeds),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "max_length": max_length,
+            "validation_samples": validation_samples,
+            "project_precision": project_precision,
+            "model": model,
+            "project_compile": compile,
+        },
         "rows": rows,
         "summary": summarise(rows),
     }
@@ -232,8 +290,18 @@ STEP_VARIANTS = {
 }
 
 
-def step_time(method: str, bf16: bool, fast_attention: bool, fast_dropout: bool, *, batch: int = 32, length: int = 128,
-              model: str = "all-MiniLM-L6-v2", warmup: int = 3, steps: int = 5) -> float:
+def step_time(
+    method: str,
+    bf16: bool,
+    fast_attention: bool,
+    fast_dropout: bool,
+    *,
+    batch: int = 32,
+    length: int = 128,
+    model: str = "all-MiniLM-L6-v2",
+    warmup: int = 3,
+    steps: int = 5,
+) -> float:
     """Seconds per training step (forward, backward, AdamW) on a fixed random batch, outside Trainer."""
     import contextlib
 
@@ -249,8 +317,11 @@ def step_time(method: str, bf16: bool, fast_attention: bool, fast_dropout: bool,
     if fast_dropout:
         use_fast_dropout(network)
     optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=1e-4)
-    inputs = {"input_ids": torch.randint(1000, 20000, (batch, length)), "attention_mask": torch.ones(batch, length, dtype=torch.long),
-              "labels": torch.randint(0, 2, (batch,))}
+    inputs = {
+        "input_ids": torch.randint(1000, 20000, (batch, length)),
+        "attention_mask": torch.ones(batch, length, dtype=torch.long),
+        "labels": torch.randint(0, 2, (batch,)),
+    }
     inputs["attention_mask"][:, -8:] = 0  # some padding, as in real batches
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
 
@@ -280,12 +351,23 @@ def run_step_ablation(methods=("bitfit", "lora", "full"), out_dir=BENCH_DIR, mod
             if bf16 and not cpu_has_bf16():
                 continue
             seconds = step_time(method, bf16, attention, dropout, model=model)
-            rows.append({"method": method, "variant": name, "ms_per_step": round(1000 * seconds, 1), "samples_per_second": round(32 / seconds, 1)})
+            rows.append(
+                {
+                    "method": method,
+                    "variant": name,
+                    "ms_per_step": round(1000 * seconds, 1),
+                    "samples_per_second": round(32 / seconds, 1),
+                }
+            )
     result = {"device": device_name(), "versions": library_versions(), "batch": [32, 128], "model": model, "rows": rows}
     out_dir = Path(out_dir)
     write_json_atomic(out_dir / "step_ablation.json", result)
-    lines = [f"One training step (forward, backward, AdamW) on a 32 × 128 batch, {device_name()}:", "",
-             "| method | variant | ms per step | samples/s |", "|---|---|---|---|"]
+    lines = [
+        f"One training step (forward, backward, AdamW) on a 32 × 128 batch, {device_name()}:",
+        "",
+        "| method | variant | ms per step | samples/s |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {r['method']} | {r['variant']} | {r['ms_per_step']} | {r['samples_per_second']} |" for r in rows]
     (out_dir / "step_ablation.md").write_text("\n".join(lines) + "\n")
     return result
@@ -333,11 +415,35 @@ def _sweep_wall_seconds(workers: int, threads: int, runs_dir: Path, args: dict) 
     if len(set(samples.values())) != 1:
         raise ValueError(f"The grid bench takes one training-subset size for every task, got {samples}.")
     command = [
-        sys.executable, "-m", "helpers", "sweep", "--task", ",".join(samples), "--method", ",".join(args["methods"]),
-        "--seed", ",".join(str(s) for s in args["seeds"]), "--max-train-samples", str(next(iter(samples.values()))),
-        "--max-validation-samples", str(args["validation_samples"]), "--epochs", str(args["epochs"]),
-        "--batch-size", str(args["batch_size"]), "--max-length", str(args["max_length"]), "--model", args["model"],
-        "--workers", str(workers), "--threads", str(threads), "--results-dir", str(runs_dir), "--quiet",
+        sys.executable,
+        "-m",
+        "helpers",
+        "sweep",
+        "--task",
+        ",".join(samples),
+        "--method",
+        ",".join(args["methods"]),
+        "--seed",
+        ",".join(str(s) for s in args["seeds"]),
+        "--max-train-samples",
+        str(next(iter(samples.values()))),
+        "--max-validation-samples",
+        str(args["validation_samples"]),
+        "--epochs",
+        str(args["epochs"]),
+        "--batch-size",
+        str(args["batch_size"]),
+        "--max-length",
+        str(args["max_length"]),
+        "--model",
+        args["model"],
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--results-dir",
+        str(runs_dir),
+        "--quiet",
     ]
     if args["glue_dir"]:
         command += ["--glue-dir", str(args["glue_dir"])]
@@ -374,8 +480,17 @@ def run_grid_bench(
 
     samples = samples or GRID_SAMPLES
     out_dir = Path(out_dir)
-    args = {"samples": samples, "methods": list(methods), "seeds": list(seeds), "epochs": epochs, "batch_size": batch_size,
-            "max_length": max_length, "validation_samples": validation_samples, "model": model, "glue_dir": glue_dir}
+    args = {
+        "samples": samples,
+        "methods": list(methods),
+        "seeds": list(seeds),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "validation_samples": validation_samples,
+        "model": model,
+        "glue_dir": glue_dir,
+    }
     runs = len(samples) * len(methods) * len(seeds)
     _warm_data_caches(samples, validation_samples, max_length, model, glue_dir)
     plan = [(repeat, layout) for repeat in range(repeats) for layout in (layouts if repeat % 2 == 0 else layouts[::-1])]
@@ -385,19 +500,35 @@ def run_grid_bench(
         seconds = _sweep_wall_seconds(workers, threads, runs_dir, args)
         records = [load_record(path) for path in sorted(runs_dir.glob("*.json"))]
         if len(records) != runs:
-            raise RuntimeError(f"The {workers}x{threads} sweep left {len(records)} records in {runs_dir}, expected {runs}.")
-        rows.append({
-            "workers": workers, "threads": threads, "repeat": repeat, "wall_seconds": round(seconds, 2), "runs": runs,
-            "runs_per_hour": round(runs * 3600 / seconds, 2),
-            "mean_run_samples_per_second": round(statistics.mean(r["timing"]["train_samples_per_second"] for r in records), 2),
-            "mean_run_wall_seconds": round(statistics.mean(r["timing"]["wall_seconds"] for r in records), 2),
-        })
+            raise RuntimeError(
+                f"The {workers}x{threads} sweep left {len(records)} records in {runs_dir}, expected {runs}."
+            )
+        rows.append(
+            {
+                "workers": workers,
+                "threads": threads,
+                "repeat": repeat,
+                "wall_seconds": round(seconds, 2),
+                "runs": runs,
+                "runs_per_hour": round(runs * 3600 / seconds, 2),
+                "mean_run_samples_per_second": round(
+                    statistics.mean(r["timing"]["train_samples_per_second"] for r in records), 2
+                ),
+                "mean_run_wall_seconds": round(statistics.mean(r["timing"]["wall_seconds"] for r in records), 2),
+            }
+        )
     summary = []
     for workers, threads in layouts:
         chosen = [r for r in rows if (r["workers"], r["threads"]) == (workers, threads)]
-        summary.append({"workers": workers, "threads": threads, "runs_per_hour": statistics.mean(r["runs_per_hour"] for r in chosen),
-                        "wall_seconds": statistics.mean(r["wall_seconds"] for r in chosen),
-                        "mean_run_samples_per_second": statistics.mean(r["mean_run_samples_per_second"] for r in chosen)})
+        summary.append(
+            {
+                "workers": workers,
+                "threads": threads,
+                "runs_per_hour": statistics.mean(r["runs_per_hour"] for r in chosen),
+                "wall_seconds": statistics.mean(r["wall_seconds"] for r in chosen),
+                "mean_run_samples_per_second": statistics.mean(r["mean_run_samples_per_second"] for r in chosen),
+            }
+        )
     for entry in summary:
         entry["ratio"] = entry["runs_per_hour"] / summary[0]["runs_per_hour"]
     result = {
@@ -425,6 +556,8 @@ def grid_markdown_table(result: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for entry in result["summary"]:
-        lines.append(f"| {entry['workers']} × {entry['threads']} | {entry['wall_seconds'] / 60:.1f} | {entry['runs_per_hour']:.1f} "
-                     f"| **{entry['ratio']:.2f}×** | {entry['mean_run_samples_per_second']:.1f} |")
+        lines.append(
+            f"| {entry['workers']} × {entry['threads']} | {entry['wall_seconds'] / 60:.1f} | {entry['runs_per_hour']:.1f} "
+            f"| **{entry['ratio']:.2f}×** | {entry['mean_run_samples_per_second']:.1f} |"
+        )
     return "\n".join(lines) + "\n"

@@ -35,43 +35,121 @@ def cmd_data(args: argparse.Namespace) -> int:
 # (flag, field, type, help): the settings of a run, shared by `train` (one value) and `sweep` (comma lists).
 RUN_OPTIONS = [
     ("--task", "task", str, TASK_HELP),
-    ("--method", "method", str, "full, head, bitfit, lora (default), dora, ia3, prefix, prompt, ptuning, qlora (CUDA only)"),
-    ("--model", "model", str, "all-MiniLM-L6-v2 (packaged, default) or any from_pretrained name/path, e.g. roberta-base"),
-    ("--pooling", "pooling", str, "model (default): first token (+ BERT pooler), as AutoModelForSequenceClassification; mean: masked token mean"),
+    (
+        "--method",
+        "method",
+        str,
+        "full, head, bitfit, lora (default), dora, ia3, prefix, prompt, ptuning, qlora (CUDA only)",
+    ),
+    (
+        "--model",
+        "model",
+        str,
+        "all-MiniLM-L6-v2 (packaged, default) or any from_pretrained name/path, e.g. roberta-base",
+    ),
+    (
+        "--pooling",
+        "pooling",
+        str,
+        "model (default): first token (+ BERT pooler), as AutoModelForSequenceClassification; mean: masked token mean",
+    ),
     ("--rank", "rank", int, "LoRA/DoRA rank r (default 8)"),
     ("--alpha", "alpha", float, "LoRA alpha; the update is scaled by alpha/r (default 16)"),
     ("--lora-dropout", "lora_dropout", float, "dropout on the LoRA input, in [0, 1) (default 0.1)"),
-    ("--target-modules", "target_modules", str, "LoRA targets: default query+value; 'all-linear'; or comma-separated layer names (sweep: alternatives separated by ';')"),
+    (
+        "--target-modules",
+        "target_modules",
+        str,
+        "LoRA targets: default query+value; 'all-linear'; or comma-separated layer names (sweep: alternatives separated by ';')",
+    ),
     ("--bitfit-variant", "bitfit_variant", str, "all: every bias (default); sparse: query + first-MLP biases only"),
-    ("--num-virtual-tokens", "num_virtual_tokens", int, "prompt/prefix length for prefix, prompt, ptuning (default 20)"),
-    ("--prefix-projection", "prefix_projection", int, "prefix: 0 = free prefix (default), N = reparameterise through an MLP of width N"),
+    (
+        "--num-virtual-tokens",
+        "num_virtual_tokens",
+        int,
+        "prompt/prefix length for prefix, prompt, ptuning (default 20)",
+    ),
+    (
+        "--prefix-projection",
+        "prefix_projection",
+        int,
+        "prefix: 0 = free prefix (default), N = reparameterise through an MLP of width N",
+    ),
     ("--encoder-hidden-size", "encoder_hidden_size", int, "ptuning: prompt encoder width (default 128)"),
     ("--lr", "lr", float, "peak learning rate (default: per method, see helpers.training.DEFAULT_LR)"),
     ("--batch-size", "batch_size", int, "training batch size per device (default 32)"),
     ("--grad-accum", "grad_accum", int, "gradient accumulation steps (default 1)"),
     ("--epochs", "epochs", float, "training epochs (default 3)"),
     ("--warmup-ratio", "warmup_ratio", float, "fraction of steps with rising learning rate (default 0.06)"),
-    ("--warmup-steps", "warmup_steps", int, "number of steps with rising learning rate; overrides --warmup-ratio (default: use the ratio)"),
+    (
+        "--warmup-steps",
+        "warmup_steps",
+        int,
+        "number of steps with rising learning rate; overrides --warmup-ratio (default: use the ratio)",
+    ),
     ("--weight-decay", "weight_decay", float, "AdamW weight decay (default 0.01)"),
     ("--max-length", "max_length", int, "truncate sequences to this many tokens (default 128)"),
     ("--seed", "seed", int, "training seed: head init, dropout, batch order (default 0)"),
-    ("--eval-steps", "eval_steps", int, "also evaluate every N steps, besides every epoch end (default: only every epoch)"),
+    (
+        "--eval-steps",
+        "eval_steps",
+        int,
+        "also evaluate every N steps, besides every epoch end (default: only every epoch)",
+    ),
     ("--logging-steps", "logging_steps", int, "log the training loss every N steps (default: ~20 per epoch)"),
-    ("--early-stopping-patience", "early_stopping_patience", int, "stop after N evaluations without improvement (default: off)"),
+    (
+        "--early-stopping-patience",
+        "early_stopping_patience",
+        int,
+        "stop after N evaluations without improvement (default: off)",
+    ),
     ("--eval-batch-size", "eval_batch_size", int, "evaluation batch size (default 128)"),
-    ("--recipe", "recipe", str, "fast (default): dynamic padding + length-grouped batches; baseline: pad to max_length, random batches"),
+    (
+        "--recipe",
+        "recipe",
+        str,
+        "fast (default): dynamic padding + length-grouped batches; baseline: pad to max_length, random batches",
+    ),
     ("--precision", "precision", str, "auto (default), fp32, bf16, fp16"),
-    ("--length-bucket-batches", "length_bucket_batches", int, "fast recipe: batches per length bucket (default 50); fewer: more random batches, more padding"),
-    ("--select-on", "select_on", str, "train_slice (default): select on a held-out slice of train; dev: on the GLUE dev set"),
+    (
+        "--length-bucket-batches",
+        "length_bucket_batches",
+        int,
+        "fast recipe: batches per length bucket (default 50); fewer: more random batches, more padding",
+    ),
+    (
+        "--select-on",
+        "select_on",
+        str,
+        "train_slice (default): select on a held-out slice of train; dev: on the GLUE dev set",
+    ),
     ("--validation-fraction", "validation_fraction", float, "fraction of train held out for validation (default 0.1)"),
     ("--split-seed", "split_seed", int, "seed of the validation slice and subsampling (default 42)"),
-    ("--max-train-samples", "max_train_samples", int, "seeded, stratified subsample of the training split (default: all)"),
-    ("--max-validation-samples", "max_validation_samples", int, "seeded, stratified subsample of the validation split (default: all)"),
+    (
+        "--max-train-samples",
+        "max_train_samples",
+        int,
+        "seeded, stratified subsample of the training split (default: all)",
+    ),
+    (
+        "--max-validation-samples",
+        "max_validation_samples",
+        int,
+        "seeded, stratified subsample of the validation split (default: all)",
+    ),
 ]
 # (flag, field, help): on/off settings of a run, given once (not gridded) in both `train` and `sweep`.
 SWITCH_OPTIONS = [
-    ("--compile", "compile", "torch.compile the model, lengths padded to multiples of 32 so each gets one static graph (default: off; see README \"Throughput\")"),
-    ("--length-grouping", "length_grouping", "fast recipe: batches of similar length, less padding (default: on); --no-length-grouping: random batches"),
+    (
+        "--compile",
+        "compile",
+        'torch.compile the model, lengths padded to multiples of 32 so each gets one static graph (default: off; see README "Throughput")',
+    ),
+    (
+        "--length-grouping",
+        "length_grouping",
+        "fast recipe: batches of similar length, less padding (default: on); --no-length-grouping: random batches",
+    ),
 ]
 
 
@@ -81,25 +159,46 @@ DATA_FIELDS = ("select_on", "validation_fraction", "split_seed", "max_train_samp
 def add_run_options(parser: argparse.ArgumentParser, lists: bool) -> None:
     group = parser.add_argument_group("run settings" + (" (comma-separated lists form a grid)" if lists else ""))
     for flag, dest, kind, help_text in RUN_OPTIONS:
-        group.add_argument(flag, dest=dest, type=str if lists else kind, default=None, required=flag == "--task", help=help_text)
+        group.add_argument(
+            flag, dest=dest, type=str if lists else kind, default=None, required=flag == "--task", help=help_text
+        )
     for flag, dest, help_text in SWITCH_OPTIONS:  # None when not given, so TrainConfig's default applies
         group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
     add_dataset_options(parser)
     output = parser.add_argument_group("data and output")
-    output.add_argument("--glue-dir", default=None, help="local GLUE folder in the official layout; default $GLUE_DIR, else the Hub")
+    output.add_argument(
+        "--glue-dir", default=None, help="local GLUE folder in the official layout; default $GLUE_DIR, else the Hub"
+    )
     output.add_argument("--results-dir", default=None, help="where run records go (default results/)")
     output.add_argument("--force", action="store_true", help="train again even if a record for this config exists")
-    output.add_argument("--save-adapter", action="store_true", help="also save the trained weights (adapter + head) as safetensors")
+    output.add_argument(
+        "--save-adapter", action="store_true", help="also save the trained weights (adapter + head) as safetensors"
+    )
     output.add_argument("--quiet", action="store_true", help="no progress bars or per-run messages")
-    output.add_argument("--report-to", default=None, help="Trainer's live view, e.g. tensorboard (logs in <results-dir>/tensorboard/), "
-                        "wandb, or any other integration that is installed; default: none")
+    output.add_argument(
+        "--report-to",
+        default=None,
+        help="Trainer's live view, e.g. tensorboard (logs in <results-dir>/tensorboard/), "
+        "wandb, or any other integration that is installed; default: none",
+    )
 
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("your own dataset (instead of a GLUE task: --task FILE|FOLDER|hub:NAME[/CONFIG])")
-    group.add_argument("--text-columns", default=None, help="the text column, or two comma-separated for pairs (default: text)")
-    group.add_argument("--label-column", default=None, help="the label column (default: label); whole numbers or words: classes; fractions: regression")
-    group.add_argument("--test-fraction", type=float, default=None, help="held out as the test split when there is no test/validation file (default 0.2)")
+    group.add_argument(
+        "--text-columns", default=None, help="the text column, or two comma-separated for pairs (default: text)"
+    )
+    group.add_argument(
+        "--label-column",
+        default=None,
+        help="the label column (default: label); whole numbers or words: classes; fractions: regression",
+    )
+    group.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        help="held out as the test split when there is no test/validation file (default 0.2)",
+    )
 
 
 def _task_name(args: argparse.Namespace, task: str) -> str:
@@ -119,8 +218,13 @@ def _run_values(args: argparse.Namespace) -> dict:
 def _output_kwargs(args: argparse.Namespace) -> dict:
     from helpers.training import RESULTS_DIR
 
-    return {"glue_dir": args.glue_dir, "results_dir": args.results_dir or RESULTS_DIR, "force": args.force, "save_adapter": args.save_adapter,
-            "report_to": args.report_to}
+    return {
+        "glue_dir": args.glue_dir,
+        "results_dir": args.results_dir or RESULTS_DIR,
+        "force": args.force,
+        "save_adapter": args.save_adapter,
+        "report_to": args.report_to,
+    }
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -133,7 +237,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     record = train(config, quiet=args.quiet, **_output_kwargs(args))
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one summary
         return 0
-    print(json.dumps({"run_id": record["run_id"], "params": record["params"], "best": record["best"], "test": record["test"], "timing": record["timing"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "run_id": record["run_id"],
+                "params": record["params"],
+                "best": record["best"],
+                "test": record["test"],
+                "timing": record["timing"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -166,11 +281,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid["task"] = [_task_name(args, task) for task in grid["task"]]
     configs = expand_grid(grid)
     shard = parse_shard(args.shard)
-    print(f"{len(configs)} runs in the grid" + (f"; shard {shard[0]}/{shard[1]}: {len(shard_of(configs, shard))} of them." if shard else "."))
-    records = run_sweep(configs, progress=not args.quiet, workers=args.workers, threads=args.threads, shard=shard, **_output_kwargs(args))
+    print(
+        f"{len(configs)} runs in the grid"
+        + (f"; shard {shard[0]}/{shard[1]}: {len(shard_of(configs, shard))} of them." if shard else ".")
+    )
+    records = run_sweep(
+        configs,
+        progress=not args.quiet,
+        workers=args.workers,
+        threads=args.threads,
+        shard=shard,
+        **_output_kwargs(args),
+    )
     for record in records:
         task = record["config"]["task"]
-        metrics = ", ".join(f"{k}={v:.4f}" if v is not None else f"{k}=null" for k, v in record["test"]["metrics"].items())
+        metrics = ", ".join(
+            f"{k}={v:.4f}" if v is not None else f"{k}=null" for k, v in record["test"]["metrics"].items()
+        )
         print(f"{record['run_id']:<60} {task:<6} {metrics}")
     return 0
 
@@ -181,7 +308,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.grid:
         return _cmd_grid_bench(args)
     if args.steps:
-        run_step_ablation(methods=tuple(m.strip() for m in args.methods.split(",")), out_dir=args.out_dir or BENCH_DIR, model=args.model)
+        run_step_ablation(
+            methods=tuple(m.strip() for m in args.methods.split(",")),
+            out_dir=args.out_dir or BENCH_DIR,
+            model=args.model,
+        )
         print((Path(args.out_dir or BENCH_DIR) / "step_ablation.md").read_text())
         return 0
 
@@ -243,7 +374,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from helpers.environment import output_paths
     from helpers.report import PROJECT_ROOT, write_report
 
-    results_dir, figures_dir, report_path = output_paths(PROJECT_ROOT, args.profile, args.results_dir, args.figures_dir, args.report)
+    results_dir, figures_dir, report_path = output_paths(
+        PROJECT_ROOT, args.profile, args.results_dir, args.figures_dir, args.report
+    )
     text = write_report(results_dir, figures_dir, report_path, args.profile, bench_path=args.bench)
     print(f"wrote {report_path} ({len(text.splitlines())} lines) and figures in {figures_dir}")
     return 0
@@ -253,11 +386,23 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     from helpers.notebooks import run_notebooks
 
     seconds = run_notebooks(
-        args.profile, in_place=args.in_place, output_dir=args.output_dir, results_dir=args.results_dir, figures_dir=args.figures_dir,
-        report_path=args.report, glue_dir=args.glue_dir, tasks=args.tasks.split(",") if args.tasks else None,
-        model=args.model, only=args.only.split(",") if args.only else None, report_to=args.report_to,
+        args.profile,
+        in_place=args.in_place,
+        output_dir=args.output_dir,
+        results_dir=args.results_dir,
+        figures_dir=args.figures_dir,
+        report_path=args.report,
+        glue_dir=args.glue_dir,
+        tasks=args.tasks.split(",") if args.tasks else None,
+        model=args.model,
+        only=args.only.split(",") if args.only else None,
+        report_to=args.report_to,
     )
-    print("wall time: " + ", ".join(f"{name} {s / 60:.1f} min" for name, s in seconds.items()) + f"; total {sum(seconds.values()) / 60:.1f} min")
+    print(
+        "wall time: "
+        + ", ".join(f"{name} {s / 60:.1f} min" for name, s in seconds.items())
+        + f"; total {sum(seconds.values()) / 60:.1f} min"
+    )
     return 0
 
 
@@ -267,14 +412,30 @@ def cmd_icl(args: argparse.Namespace) -> int:
     from helpers.training import RESULTS_DIR
 
     ints = lambda text: [int(item) for item in text.split(",") if item.strip()]  # noqa: E731
-    configs = icl_grid(_task_name(args, args.task), args.model, ints(args.shots), [s.strip() for s in args.scoring.split(",") if s.strip()], ints(args.seed),
-                       chat_template=args.chat_template, max_new_tokens=args.max_new_tokens, max_eval_samples=args.max_eval_samples,
-                       split_seed=args.split_seed)
+    configs = icl_grid(
+        _task_name(args, args.task),
+        args.model,
+        ints(args.shots),
+        [s.strip() for s in args.scoring.split(",") if s.strip()],
+        ints(args.seed),
+        chat_template=args.chat_template,
+        max_new_tokens=args.max_new_tokens,
+        max_eval_samples=args.max_eval_samples,
+        split_seed=args.split_seed,
+    )
     print(f"{len(configs)} ICL runs.")
     model, tokenizer = load_causal_lm(args.model)  # once for the whole grid
     for config in configs:
-        run_icl(config, model=model, tokenizer=tokenizer, glue_dir=args.glue_dir, results_dir=args.results_dir or RESULTS_DIR,
-                force=args.force, batch_size=args.batch_size, quiet=args.quiet)
+        run_icl(
+            config,
+            model=model,
+            tokenizer=tokenizer,
+            glue_dir=args.glue_dir,
+            results_dir=args.results_dir or RESULTS_DIR,
+            force=args.force,
+            batch_size=args.batch_size,
+            quiet=args.quiet,
+        )
     return 0
 
 
@@ -289,8 +450,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predictions = predict_file(model, tokenizer, task, args.file, max_length)
     else:
         if task.is_pair != (args.text_pair is not None):
-            raise ValueError(f"{task.display_name} reads {'two texts: give --text and --text-pair' if task.is_pair else 'one text: drop --text-pair'}.")
-        predictions = predict_texts(model, tokenizer, task, [args.text], [args.text_pair] if args.text_pair is not None else None, max_length)
+            raise ValueError(
+                f"{task.display_name} reads {'two texts: give --text and --text-pair' if task.is_pair else 'one text: drop --text-pair'}."
+            )
+        predictions = predict_texts(
+            model, tokenizer, task, [args.text], [args.text_pair] if args.text_pair is not None else None, max_length
+        )
     print(format_predictions(predictions))
     return 0
 
@@ -301,7 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="load a task and print its splits, sizes and label distribution as JSON")
     data.add_argument("--task", required=True, help=TASK_HELP)
-    data.add_argument("--glue-dir", default=None, help="local GLUE folder in the official layout (<dir>/<Task>/{train,dev}.tsv); default $GLUE_DIR, else the Hub")
+    data.add_argument(
+        "--glue-dir",
+        default=None,
+        help="local GLUE folder in the official layout (<dir>/<Task>/{train,dev}.tsv); default $GLUE_DIR, else the Hub",
+    )
     from helpers.data import load_glue
 
     defaults = {name: p.default for name, p in inspect.signature(load_glue).parameters.items()}
@@ -321,50 +490,115 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(sweep, lists=True)
     from helpers.sweep import DEFAULT_WORKERS
 
-    parallel = sweep.add_argument_group("parallel runs (every run is claimed by a lock file beside its record, so sweeps sharing a results folder split the grid)")
-    parallel.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help=f"processes training runs at once on this machine (default {DEFAULT_WORKERS})")
-    parallel.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: usable cores / workers)")
-    parallel.add_argument("--shard", default=None, help="i/n: train only shard i (0-based) of n, every n-th run of the grid sorted by run id; "
-                          "for job arrays, e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT (default: the whole grid)")
+    parallel = sweep.add_argument_group(
+        "parallel runs (every run is claimed by a lock file beside its record, so sweeps sharing a results folder split the grid)"
+    )
+    parallel.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help=f"processes training runs at once on this machine (default {DEFAULT_WORKERS})",
+    )
+    parallel.add_argument(
+        "--threads", type=int, default=None, help="torch threads per worker (default: usable cores / workers)"
+    )
+    parallel.add_argument(
+        "--shard",
+        default=None,
+        help="i/n: train only shard i (0-based) of n, every n-th run of the grid sorted by run id; "
+        "for job arrays, e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT (default: the whole grid)",
+    )
     sweep.set_defaults(func=cmd_sweep)
 
-    bench = commands.add_parser("bench", help="time the usual notebook recipe against this project's, side by side", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    bench.add_argument("--samples", default="sst2=2000,rte=600", help="tasks and training-subset sizes, task=count pairs")
+    bench = commands.add_parser(
+        "bench",
+        help="time the usual notebook recipe against this project's, side by side",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    bench.add_argument(
+        "--samples", default="sst2=2000,rte=600", help="tasks and training-subset sizes, task=count pairs"
+    )
     bench.add_argument("--methods", default="bitfit,lora,full", help="methods to time")
     bench.add_argument("--seeds", default="0", help="seeds (several give mean ± std of the dev metric)")
     bench.add_argument("--epochs", type=float, default=1.0)
     bench.add_argument("--batch-size", type=int, default=32)
     bench.add_argument("--max-length", type=int, default=128, help="the baseline pads every example to this length")
     bench.add_argument("--validation-samples", type=int, default=256, help="validation subset evaluated once per epoch")
-    bench.add_argument("--project-precision", default="auto", help="auto: bf16 where the CPU/GPU supports it, else fp32")
+    bench.add_argument(
+        "--project-precision", default="auto", help="auto: bf16 where the CPU/GPU supports it, else fp32"
+    )
     bench.add_argument("--lr", type=float, default=None, help="learning rate (default: per method)")
-    bench.add_argument("--project-compile", action="store_true", help="the project's runs use torch.compile over lengths padded to multiples of 32 (compile time counted)")
+    bench.add_argument(
+        "--project-compile",
+        action="store_true",
+        help="the project's runs use torch.compile over lengths padded to multiples of 32 (compile time counted)",
+    )
     bench.add_argument("--model", default="all-MiniLM-L6-v2")
     bench.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
     bench.add_argument("--out-dir", default=None, help="default results/bench")
     bench.add_argument("--name", default="bench", help="file name of the JSON and markdown summary")
-    bench.add_argument("--steps", action="store_true", help="instead: time one training step per speed-up of the fast recipe (step_ablation.json/.md)")
-    grid = bench.add_argument_group("grid throughput (--grid): one fixed grid swept in each workers x threads layout, side by side")
-    grid.add_argument("--grid", action="store_true", help="instead: runs per hour of a sweep in each --layouts (grid.json/.md in results/bench/grid)")
-    grid.add_argument("--layouts", default="1x2,2x1", help="workers x torch threads per worker; ratios are against the first")
-    grid.add_argument("--grid-samples", default="sst2=2000,mrpc=2000", help="tasks and training-subset size (one size for all)")
+    bench.add_argument(
+        "--steps",
+        action="store_true",
+        help="instead: time one training step per speed-up of the fast recipe (step_ablation.json/.md)",
+    )
+    grid = bench.add_argument_group(
+        "grid throughput (--grid): one fixed grid swept in each workers x threads layout, side by side"
+    )
+    grid.add_argument(
+        "--grid",
+        action="store_true",
+        help="instead: runs per hour of a sweep in each --layouts (grid.json/.md in results/bench/grid)",
+    )
+    grid.add_argument(
+        "--layouts", default="1x2,2x1", help="workers x torch threads per worker; ratios are against the first"
+    )
+    grid.add_argument(
+        "--grid-samples", default="sst2=2000,mrpc=2000", help="tasks and training-subset size (one size for all)"
+    )
     grid.add_argument("--grid-methods", default="bitfit,lora")
     grid.add_argument("--grid-seeds", default="0,1")
     grid.add_argument("--repeats", type=int, default=1, help="sweeps per layout; the order alternates (A B, B A, ...)")
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=cmd_bench)
 
-    icl = commands.add_parser("icl", help="in-context learning baseline: prompt a causal LM zero-/k-shot; one run record per setting",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    icl = commands.add_parser(
+        "icl",
+        help="in-context learning baseline: prompt a causal LM zero-/k-shot; one run record per setting",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     icl.add_argument("--task", required=True, help=TASK_HELP + "; not STS-B (regression)")
-    icl.add_argument("--model", default="smollm2", help="smollm2: the packaged SmolLM2-135M-Instruct (GGUF); or any causal LM name/path for from_pretrained")
+    icl.add_argument(
+        "--model",
+        default="smollm2",
+        help="smollm2: the packaged SmolLM2-135M-Instruct (GGUF); or any causal LM name/path for from_pretrained",
+    )
     icl.add_argument("--shots", default="0,1,4", help="comma list of demonstration counts k")
-    icl.add_argument("--scoring", default="loglik,generate", help="loglik: label-word log-likelihood; generate: greedy answer parsed to a label (unparseable counts as wrong)")
+    icl.add_argument(
+        "--scoring",
+        default="loglik,generate",
+        help="loglik: label-word log-likelihood; generate: greedy answer parsed to a label (unparseable counts as wrong)",
+    )
     icl.add_argument("--seed", default="0,1,2", help="comma list of demonstration draws (zero-shot runs once)")
-    icl.add_argument("--max-eval-samples", type=int, default=None, help="seeded, stratified subsample of each test split (default: all)")
-    icl.add_argument("--split-seed", type=int, default=42, help="seed of the validation slice (kept out of the demonstration pool) and subsampling")
+    icl.add_argument(
+        "--max-eval-samples",
+        type=int,
+        default=None,
+        help="seeded, stratified subsample of each test split (default: all)",
+    )
+    icl.add_argument(
+        "--split-seed",
+        type=int,
+        default=42,
+        help="seed of the validation slice (kept out of the demonstration pool) and subsampling",
+    )
     icl.add_argument("--max-new-tokens", type=int, default=5, help="generate: answer length in tokens")
-    icl.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=True, help="use the tokenizer's chat template when it has one")
+    icl.add_argument(
+        "--chat-template",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="use the tokenizer's chat template when it has one",
+    )
     icl.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass")
     icl.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
     icl.add_argument("--results-dir", default=None, help="where run records go (default results/)")
@@ -373,11 +607,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_options(icl)
     icl.set_defaults(func=cmd_icl)
 
-    predict = commands.add_parser("predict", help="label a text, a pair or a file with a run trained with --save-adapter")
+    predict = commands.add_parser(
+        "predict", help="label a text, a pair or a file with a run trained with --save-adapter"
+    )
     predict.add_argument("--run", required=True, help="the run's record, results/<run_id>.json")
     predict.add_argument("--text", default=None, help="one text (the first of a pair)")
     predict.add_argument("--text-pair", default=None, help="the second text, for pair tasks")
-    predict.add_argument("--file", default=None, help="CSV / TSV / JSON(L) with the task's text column(s); prints one JSON line per row")
+    predict.add_argument(
+        "--file", default=None, help="CSV / TSV / JSON(L) with the task's text column(s); prints one JSON line per row"
+    )
     predict.set_defaults(func=cmd_predict)
 
     report = commands.add_parser("report", help="write report.md and figures/ from the run records (no training)")
@@ -388,20 +626,33 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--bench", default=None, help="bench JSON to include (default results/bench/bench.json)")
     report.set_defaults(func=cmd_report)
 
-    notebooks = commands.add_parser("notebooks", help="run notebooks/NN_*.ipynb headless (papermill) in a profile: records, figures, report")
+    notebooks = commands.add_parser(
+        "notebooks", help="run notebooks/NN_*.ipynb headless (papermill) in a profile: records, figures, report"
+    )
     notebooks.add_argument("--profile", default="quick", help="smoke (CI), quick (<15 min on 2 CPU cores) or full")
-    notebooks.add_argument("--in-place", action="store_true",
-                           help="execute the committed notebooks/ themselves and write results/<profile>/, figures/ and report.md "
-                                "(regenerates the committed study); default: everything goes to runs/<profile>/")
-    notebooks.add_argument("--output-dir", default=None, help="executed notebooks; default runs/<profile>/notebooks/ (--in-place: notebooks/)")
-    notebooks.add_argument("--results-dir", default=None, help="default runs/<profile>/results/ (--in-place: results/<profile>/)")
+    notebooks.add_argument(
+        "--in-place",
+        action="store_true",
+        help="execute the committed notebooks/ themselves and write results/<profile>/, figures/ and report.md "
+        "(regenerates the committed study); default: everything goes to runs/<profile>/",
+    )
+    notebooks.add_argument(
+        "--output-dir",
+        default=None,
+        help="executed notebooks; default runs/<profile>/notebooks/ (--in-place: notebooks/)",
+    )
+    notebooks.add_argument(
+        "--results-dir", default=None, help="default runs/<profile>/results/ (--in-place: results/<profile>/)"
+    )
     notebooks.add_argument("--figures-dir", default=None, help="default runs/<profile>/figures/ (--in-place: figures/)")
     notebooks.add_argument("--report", default=None, help="default runs/<profile>/report.md (--in-place: report.md)")
     notebooks.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
     notebooks.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (default sst2,mrpc)")
     notebooks.add_argument("--model", default=None, help="default all-MiniLM-L6-v2")
     notebooks.add_argument("--only", default=None, help="comma-separated notebook prefixes to run, e.g. 01,06")
-    notebooks.add_argument("--report-to", default=None, help="live training view for the notebooks' runs, e.g. tensorboard (default: none)")
+    notebooks.add_argument(
+        "--report-to", default=None, help="live training view for the notebooks' runs, e.g. tensorboard (default: none)"
+    )
     notebooks.set_defaults(func=cmd_notebooks)
     return parser
 
@@ -413,7 +664,13 @@ def join_negative_numbers(argv: list[str]) -> list[str]:
     while position < len(argv):
         arg = argv[position]
         value = argv[position + 1] if position + 1 < len(argv) else None
-        if arg.startswith("--") and "=" not in arg and value is not None and value.startswith("-") and _is_number_list(value):
+        if (
+            arg.startswith("--")
+            and "=" not in arg
+            and value is not None
+            and value.startswith("-")
+            and _is_number_list(value)
+        ):
             joined.append(f"{arg}={value}")
             position += 2
         else:

@@ -80,7 +80,7 @@ def source_name(glue_dir: str | os.PathLike | None, task: TaskSpec | str | None 
 def same_source(recorded: str, glue_dir: str | os.PathLike | None) -> bool:
     """Whether a record's `source` (older records: `local:<absolute folder>`) names where `glue_dir` reads."""
     if recorded.startswith("local:"):
-        recorded = "local:" + Path(recorded[len("local:"):]).name
+        recorded = "local:" + Path(recorded[len("local:") :]).name
     return recorded == source_name(glue_dir)
 
 
@@ -95,7 +95,9 @@ def fingerprint_rows(raw: DatasetDict, task: TaskSpec) -> str:
     return digest.hexdigest()[:12]
 
 
-def data_fingerprint(task: TaskSpec | str, glue_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike = DATA_CACHE) -> str:
+def data_fingerprint(
+    task: TaskSpec | str, glue_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike = DATA_CACHE
+) -> str:
     """The fingerprint of the raw data `load_glue` would read (read once per process and file version)."""
     return _raw(get_task(task), glue_dir, cache_dir)[2]
 
@@ -117,12 +119,18 @@ def _source_key(task: TaskSpec, glue_dir) -> tuple[str, tuple]:
         return "", ()
     task_dir = local_dir / task.display_name
     files = ("train.tsv", *(split.tsv_file for split in task.test_splits.values()))
-    stats = tuple((name, (task_dir / name).stat().st_size, (task_dir / name).stat().st_mtime_ns) for name in files if (task_dir / name).is_file())
+    stats = tuple(
+        (name, (task_dir / name).stat().st_size, (task_dir / name).stat().st_mtime_ns)
+        for name in files
+        if (task_dir / name).is_file()
+    )
     return str(local_dir.resolve()), stats
 
 
 @functools.lru_cache(maxsize=4)
-def _raw_task(task_name: str, local_dir: str, _file_stats: tuple, cache_dir: str) -> tuple[DatasetDict, dict[str, int], str]:
+def _raw_task(
+    task_name: str, local_dir: str, _file_stats: tuple, cache_dir: str
+) -> tuple[DatasetDict, dict[str, int], str]:
     task = get_task(task_name)
     if local_dir:
         raw, skipped = load_local_task(task, local_dir)
@@ -179,8 +187,16 @@ def _parse_label(raw: str, task: TaskSpec) -> float | int:
 NOT_TEXT_SIGNATURES = [
     (b"\x1f\x8b", "gzip-compressed", "decompress it: gunzip -c {path} > plain.tsv, then put plain.tsv in its place"),
     (b"PK\x03\x04", "a zip archive", "unzip it and put the .tsv file it holds in its place"),
-    (b"\xff\xfe", "UTF-16 text", "convert it to UTF-8: iconv -f UTF-16 -t UTF-8 {path} > utf8.tsv, then put utf8.tsv in its place"),
-    (b"\xfe\xff", "UTF-16 text", "convert it to UTF-8: iconv -f UTF-16 -t UTF-8 {path} > utf8.tsv, then put utf8.tsv in its place"),
+    (
+        b"\xff\xfe",
+        "UTF-16 text",
+        "convert it to UTF-8: iconv -f UTF-16 -t UTF-8 {path} > utf8.tsv, then put utf8.tsv in its place",
+    ),
+    (
+        b"\xfe\xff",
+        "UTF-16 text",
+        "convert it to UTF-8: iconv -f UTF-16 -t UTF-8 {path} > utf8.tsv, then put utf8.tsv in its place",
+    ),
 ]
 
 
@@ -190,14 +206,20 @@ def check_text_file(path: Path) -> None:
         head = handle.read(4096)
     for signature, kind, fix in NOT_TEXT_SIGNATURES:
         if head.startswith(signature):
-            raise GlueDataError(f"{path} is {kind}, not the UTF-8 text of the official GLUE files; {fix.format(path=path)}.")
+            raise GlueDataError(
+                f"{path} is {kind}, not the UTF-8 text of the official GLUE files; {fix.format(path=path)}."
+            )
     if b"\x00" in head:
         if head.count(b"\x00") * 3 > len(head):  # every other byte zero: ASCII text in UTF-16
             encoding = "UTF-16LE" if head[1:2] == b"\x00" else "UTF-16BE"
-            raise GlueDataError(f"{path} looks like {encoding} text without a byte-order mark, not the UTF-8 text of the official GLUE "
-                                f"files; convert it to UTF-8: iconv -f {encoding} -t UTF-8 {path} > utf8.tsv, then put utf8.tsv in its place.")
-        raise GlueDataError(f"{path} looks like a binary file (it holds NUL bytes), not the UTF-8 text of the official GLUE "
-                            f"files; download the task again ({_layout_hint_for_file(path)}).")
+            raise GlueDataError(
+                f"{path} looks like {encoding} text without a byte-order mark, not the UTF-8 text of the official GLUE "
+                f"files; convert it to UTF-8: iconv -f {encoding} -t UTF-8 {path} > utf8.tsv, then put utf8.tsv in its place."
+            )
+        raise GlueDataError(
+            f"{path} looks like a binary file (it holds NUL bytes), not the UTF-8 text of the official GLUE "
+            f"files; download the task again ({_layout_hint_for_file(path)})."
+        )
 
 
 def _layout_hint_for_file(path: Path) -> str:
@@ -211,9 +233,7 @@ def read_glue_tsv(path: Path, task: TaskSpec) -> tuple[dict[str, list], int]:
     be parsed is reported with file and line number; more than 1% such rows is an error.
     """
     if not path.is_file():
-        raise GlueDataError(
-            f"GLUE file not found: {path}. Expected the official GLUE layout {_layout_hint(task)}."
-        )
+        raise GlueDataError(f"GLUE file not found: {path}. Expected the official GLUE layout {_layout_hint(task)}.")
     check_text_file(path)
     try:
         return _parse_glue_tsv(path, task)
@@ -232,7 +252,7 @@ def _first_undecodable_line(path: Path) -> tuple[int, bytes]:
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as error:
-                return line_number, line[error.start:error.start + 1]
+                return line_number, line[error.start : error.start + 1]
     return 0, b""
 
 
@@ -269,7 +289,9 @@ def _parse_glue_tsv(path: Path, task: TaskSpec) -> tuple[dict[str, list], int]:
             total_rows += 1
             fields = line.split("\t")
             if len(fields) != expected_fields:
-                bad_rows.append(f"{path}:{line_number}: expected {expected_fields} tab-separated fields, found {len(fields)}")
+                bad_rows.append(
+                    f"{path}:{line_number}: expected {expected_fields} tab-separated fields, found {len(fields)}"
+                )
                 continue
             try:
                 label = _parse_label(fields[positions["label"]], task)

@@ -47,7 +47,9 @@ class DatasetSpec:
 
     def __post_init__(self):
         if isinstance(self.text_columns, str):
-            object.__setattr__(self, "text_columns", tuple(c.strip() for c in self.text_columns.split(",") if c.strip()))
+            object.__setattr__(
+                self, "text_columns", tuple(c.strip() for c in self.text_columns.split(",") if c.strip())
+            )
         if len(self.text_columns) not in (1, 2):
             raise DatasetSpecError(f"text_columns must name one or two columns, got {self.text_columns!r}.")
         if not 0 < self.test_fraction < 1:
@@ -79,10 +81,14 @@ def _local_files(path: Path) -> dict[str, Path]:
             raise DatasetSpecError(f"{path}: unsupported file type {path.suffix!r}; use one of {SUFFIXES}.")
         return {"train": path}
     if not path.is_dir():
-        raise DatasetSpecError(f"Dataset not found: {path} (a {'/'.join(SUFFIXES)} file, or a folder with train.* and test.* or validation.*).")
+        raise DatasetSpecError(
+            f"Dataset not found: {path} (a {'/'.join(SUFFIXES)} file, or a folder with train.* and test.* or validation.*)."
+        )
     found = {p.stem.lower(): p for p in sorted(path.iterdir()) if p.suffix.lower() in SUFFIXES}
     if "train" not in found:
-        raise DatasetSpecError(f"{path}: no train file (train{'|'.join(SUFFIXES)}); found {sorted(p.name for p in found.values()) or 'nothing'}.")
+        raise DatasetSpecError(
+            f"{path}: no train file (train{'|'.join(SUFFIXES)}); found {sorted(p.name for p in found.values()) or 'nothing'}."
+        )
     files = {"train": found["train"]}
     for stem in TEST_FILE_STEMS:
         if stem in found:
@@ -110,14 +116,16 @@ def read_table(path: Path):
 def _check_columns(frame, spec: DatasetSpec, where: str) -> None:
     missing = [c for c in (*spec.text_columns, spec.label_column) if c not in frame.columns]
     if missing:
-        raise DatasetSpecError(f"{where}: no column(s) {missing}; its columns are {list(frame.columns)}. "
-                               "Name them with --text-columns and --label-column.")
+        raise DatasetSpecError(
+            f"{where}: no column(s) {missing}; its columns are {list(frame.columns)}. "
+            "Name them with --text-columns and --label-column."
+        )
     if len(frame) == 0:
         raise DatasetSpecError(f"{where}: the split is empty (no data rows).")
 
 
 def _label_kind(values: list, where: str) -> str:
-    """"int", "float" or "str" for one split's raw labels; mixed kinds and empty labels are errors."""
+    """ "int", "float" or "str" for one split's raw labels; mixed kinds and empty labels are errors."""
     kinds = set()
     for row, value in enumerate(values):
         if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == "":
@@ -152,7 +160,9 @@ def _hub_splits(spec: DatasetSpec) -> dict[str, dict[str, list]]:
     try:
         hub = datasets.load_dataset(name, config or None)
     except Exception as error:  # network errors come in many types
-        raise DatasetSpecError(f"Could not load the Hub dataset {name!r} (config {config or None!r}): {type(error).__name__}: {error}") from error
+        raise DatasetSpecError(
+            f"Could not load the Hub dataset {name!r} (config {config or None!r}): {type(error).__name__}: {error}"
+        ) from error
     splits = {}
     for ours, candidates in (("train", ("train",)), ("test", ("test", "validation"))):
         for candidate in candidates:
@@ -181,7 +191,9 @@ def build_task(spec: DatasetSpec):
     from helpers.data import seeded_subset
 
     raw = _raw_splits(spec)
-    kinds = {split: _label_kind(columns[spec.label_column], f"{spec.source} [{split}]") for split, columns in raw.items()}
+    kinds = {
+        split: _label_kind(columns[spec.label_column], f"{spec.source} [{split}]") for split, columns in raw.items()
+    }
     if "str" in kinds.values() and len(set(kinds.values())) > 1:
         raise DatasetSpecError(f"{spec.source}: mixed label types across splits ({kinds}).")
     regression = "float" in kinds.values()
@@ -192,14 +204,18 @@ def build_task(spec: DatasetSpec):
         train_labels = [str(v).strip() for v in raw["train"][spec.label_column]]
         ordered = sorted(set(train_labels), key=(int if kinds["train"] == "int" else str))
         if len(ordered) < 2:
-            raise DatasetSpecError(f"{spec.source}: the training labels hold one class only ({ordered}); classification needs two or more.")
+            raise DatasetSpecError(
+                f"{spec.source}: the training labels hold one class only ({ordered}); classification needs two or more."
+            )
         label_names = tuple(ordered)
         ids = {name: i for i, name in enumerate(label_names)}
         for split, columns in raw.items():
             unknown = sorted({str(v).strip() for v in columns[spec.label_column]} - set(ids))
             if unknown:
-                raise DatasetSpecError(f"{spec.source} [{split}]: label(s) {unknown[:10]} do not occur in the training split "
-                                       f"(known: {list(label_names)}).")
+                raise DatasetSpecError(
+                    f"{spec.source} [{split}]: label(s) {unknown[:10]} do not occur in the training split "
+                    f"(known: {list(label_names)})."
+                )
         to_label = lambda value: ids[str(value).strip()]  # noqa: E731
     task = TaskSpec(
         name=spec.short_name(),
@@ -212,7 +228,9 @@ def build_task(spec: DatasetSpec):
         dataset=spec,
     )
     label_feature = Value("float32") if regression else ClassLabel(names=list(label_names))
-    features = Features({**{c: Value("string") for c in spec.text_columns}, "label": label_feature, "idx": Value("int32")})
+    features = Features(
+        {**{c: Value("string") for c in spec.text_columns}, "label": label_feature, "idx": Value("int32")}
+    )
 
     def to_dataset(columns: dict[str, list]) -> Dataset:
         rows = {c: ["" if v is None else str(v) for v in columns[c]] for c in spec.text_columns}
@@ -226,9 +244,13 @@ def build_task(spec: DatasetSpec):
     else:
         size = max(1, round(spec.test_fraction * len(train)))
         test, train, stratified = seeded_subset(train, task, size, spec.split_seed)
-        how = f"{spec.test_fraction:.0%} of train held out (seed {spec.split_seed}{', stratified' if stratified else ''})"
+        how = (
+            f"{spec.test_fraction:.0%} of train held out (seed {spec.split_seed}{', stratified' if stratified else ''})"
+        )
         if len(train) == 0:
-            raise DatasetSpecError(f"{spec.source}: too few rows ({len(test)}) to hold out a test split and still train.")
+            raise DatasetSpecError(
+                f"{spec.source}: too few rows ({len(test)}) to hold out a test split and still train."
+            )
     return task, DatasetDict({"train": train, "test": test}), how
 
 
@@ -253,7 +275,9 @@ def dataset_source(spec: DatasetSpec) -> str:
     return spec.source if spec.is_hub else f"local:{Path(spec.source).resolve()}"
 
 
-def spec_from_args(task: str, text_columns: str | None, label_column: str | None, test_fraction: float | None = None) -> DatasetSpec | None:
+def spec_from_args(
+    task: str, text_columns: str | None, label_column: str | None, test_fraction: float | None = None
+) -> DatasetSpec | None:
     """The spec the command line describes, or None when `task` is a GLUE task name."""
     from helpers.tasks import get_task
 

@@ -84,14 +84,18 @@ def ensure_packages(install: bool | None = None) -> list[str]:
     """
     if install is None:
         install = on_hosted_notebook()
-    missing = [spec for spec, module in required(extras=install) if importlib.util.find_spec(module) is None or _too_old(spec)]
+    missing = [
+        spec for spec, module in required(extras=install) if importlib.util.find_spec(module) is None or _too_old(spec)
+    ]
     if missing and install:
         print(f"Installing or upgrading: {', '.join(missing)}")
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--upgrade", *missing], check=True)
         importlib.invalidate_caches()  # so this kernel finds packages installed after it started
         stale = [module for spec, module in required(extras=True) if spec in missing and module in sys.modules]
         if stale:
-            print(f"Already imported before the upgrade: {', '.join(stale)}. Restart the runtime and run this cell again.")
+            print(
+                f"Already imported before the upgrade: {', '.join(stale)}. Restart the runtime and run this cell again."
+            )
     elif missing:
         print(f"Missing or too old: {', '.join(missing)}. Install the project first: pip install -e . (see README).")
     return missing

@@ -24,7 +24,9 @@ def _config(profile: Profile, task: str, model: str, seed: int, method: MethodCo
     return TrainConfig(task=task, model=model, method=method, seed=seed, **{**profile.data_settings(), **overrides})
 
 
-def experiment_configs(name: str, profile: str | Profile, tasks=DEFAULT_TASKS, model: str = DEFAULT_MODEL, **method_overrides) -> list[TrainConfig]:
+def experiment_configs(
+    name: str, profile: str | Profile, tasks=DEFAULT_TASKS, model: str = DEFAULT_MODEL, **method_overrides
+) -> list[TrainConfig]:
     """The run configs of one named experiment (see EXPERIMENTS)."""
     profile = get_profile(profile)
     if name not in EXPERIMENTS:
@@ -34,7 +36,11 @@ def experiment_configs(name: str, profile: str | Profile, tasks=DEFAULT_TASKS, m
 
 
 def _bitfit(profile, tasks, model, variant="all", **kw):
-    return [_config(profile, t, model, s, MethodConfig(method="bitfit", bitfit_variant=variant), **kw) for t in tasks for s in profile.seeds]
+    return [
+        _config(profile, t, model, s, MethodConfig(method="bitfit", bitfit_variant=variant), **kw)
+        for t in tasks
+        for s in profile.seeds
+    ]
 
 
 def _lora(profile, tasks, model, rank=8, alpha=16.0, target_modules=None, **kw):
@@ -53,13 +59,19 @@ def _rank_sweep(profile, tasks, model, **kw):
 def _methods(profile, tasks, model, methods=None, **kw):
     """Every method at its defaults; `methods`, a list of names as the report writes them ("bitfit (sparse)"
     for the sparse variant; "bitfit sparse" is accepted too), picks a subset."""
-    every = [MethodConfig(method="bitfit"), MethodConfig(method="bitfit", bitfit_variant="sparse"), MethodConfig(method="lora")]
+    every = [
+        MethodConfig(method="bitfit"),
+        MethodConfig(method="bitfit", bitfit_variant="sparse"),
+        MethodConfig(method="lora"),
+    ]
     every += [MethodConfig(method=m) for m in OTHER_METHODS]
     methods = methods if methods is not None else profile.methods
     if methods is not None:
         if isinstance(methods, str):
             raise ValueError(f"methods must be a list of names, e.g. [{methods!r}], not a string.")
-        names = [m.method + (" (sparse)" if m.bitfit_variant == "sparse" and m.method == "bitfit" else "") for m in every]
+        names = [
+            m.method + (" (sparse)" if m.bitfit_variant == "sparse" and m.method == "bitfit" else "") for m in every
+        ]
         methods = {"bitfit (sparse)" if name == "bitfit sparse" else name for name in methods}
         unknown = methods - set(names)
         if unknown:
@@ -73,21 +85,37 @@ def _lr_sweep(profile, tasks, model, **kw):
     kw.pop("lr", None)  # the sweep sets the rate itself
     return [
         _config(profile, t, model, s, MethodConfig(method=m), lr=lr, **kw)
-        for m, lrs in profile.lr_grid.items() for lr in sorted({*lrs, DEFAULT_LR[m]}) for t in tasks for s in profile.lr_sweep_seeds
+        for m, lrs in profile.lr_grid.items()
+        for lr in sorted({*lrs, DEFAULT_LR[m]})
+        for t in tasks
+        for s in profile.lr_sweep_seeds
     ]
 
 
 def _batch_warmup(profile, tasks, model, **kw):
     lora = MethodConfig(method="lora")
-    by_batch = [_config(profile, t, model, s, lora, batch_size=b, **kw) for b in profile.batch_sizes for t in tasks for s in profile.lr_sweep_seeds]
-    by_warmup = [_config(profile, t, model, s, lora, warmup_ratio=w, **kw) for w in profile.warmup_ratios for t in tasks for s in profile.lr_sweep_seeds]
+    by_batch = [
+        _config(profile, t, model, s, lora, batch_size=b, **kw)
+        for b in profile.batch_sizes
+        for t in tasks
+        for s in profile.lr_sweep_seeds
+    ]
+    by_warmup = [
+        _config(profile, t, model, s, lora, warmup_ratio=w, **kw)
+        for w in profile.warmup_ratios
+        for t in tasks
+        for s in profile.lr_sweep_seeds
+    ]
     return by_batch + by_warmup
 
 
 def _pooling(profile, tasks, model, **kw):
     return [
         _config(profile, t, model, s, MethodConfig(method=m, pooling=p), **kw)
-        for m in ("head", "bitfit", "lora") for p in profile.poolings for t in tasks for s in profile.seeds
+        for m in ("head", "bitfit", "lora")
+        for p in profile.poolings
+        for t in tasks
+        for s in profile.seeds
     ]
 
 
@@ -104,15 +132,30 @@ EXPERIMENTS = {
 }
 
 
-def run_experiment(name: str, profile: str | Profile, *, tasks=DEFAULT_TASKS, model: str = DEFAULT_MODEL,
-                   glue_dir: str | os.PathLike | None = None, results_dir: str | os.PathLike | None = None, progress: bool = True,
-                   report_to: str | list[str] | None = None, **overrides) -> list[dict]:
+def run_experiment(
+    name: str,
+    profile: str | Profile,
+    *,
+    tasks=DEFAULT_TASKS,
+    model: str = DEFAULT_MODEL,
+    glue_dir: str | os.PathLike | None = None,
+    results_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    report_to: str | list[str] | None = None,
+    **overrides,
+) -> list[dict]:
     """Train every run of the experiment that has no record yet; returns all its records (report_to: Trainer's live view)."""
     from helpers.sweep import run_sweep
 
     profile = get_profile(profile)
     configs = experiment_configs(name, profile, tasks, model, **overrides)
-    return run_sweep(configs, glue_dir=glue_dir, results_dir=results_dir or results_dir_for(profile.name), progress=progress, report_to=report_to)
+    return run_sweep(
+        configs,
+        glue_dir=glue_dir,
+        results_dir=results_dir or results_dir_for(profile.name),
+        progress=progress,
+        report_to=report_to,
+    )
 
 
 def results_dir_for(profile: str) -> os.PathLike:

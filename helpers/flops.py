@@ -19,8 +19,8 @@ def encoder_shape(model: nn.Module) -> dict:
     """Dense weights inside the encoder layers, number of layers and width."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     cfg = base.config
-    width = getattr(cfg, "hidden_size", None) or getattr(cfg, "dim")
-    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers")
+    width = getattr(cfg, "hidden_size", None) or cfg.dim
+    layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layers
     dense = 0
     for name, module in base.named_modules():
         # peft wraps adapted layers; the frozen nn.Linear inside (base_layer) is what computes.

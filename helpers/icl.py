@@ -45,10 +45,15 @@ _YES_NO = ("no", "yes")  # label 0 = the negative class
 _ENTAILED = ("yes", "no")  # label 0 = entailment
 VERBALIZERS: dict[str, Verbalizer] = {
     "cola": Verbalizer("Is the sentence grammatically acceptable English?", _YES_NO),
-    "sst2": Verbalizer("Is the sentiment of this movie review sentence positive or negative?", ("negative", "positive")),
+    "sst2": Verbalizer(
+        "Is the sentiment of this movie review sentence positive or negative?", ("negative", "positive")
+    ),
     "mrpc": Verbalizer("Do the two sentences mean the same thing?", _YES_NO),
     "qqp": Verbalizer("Do the two questions ask the same thing?", _YES_NO),
-    "mnli": Verbalizer("Does the premise imply the hypothesis? Answer yes, maybe (neither) or no (contradiction).", ("yes", "maybe", "no")),
+    "mnli": Verbalizer(
+        "Does the premise imply the hypothesis? Answer yes, maybe (neither) or no (contradiction).",
+        ("yes", "maybe", "no"),
+    ),
     "qnli": Verbalizer("Does the sentence answer the question?", _ENTAILED),
     "rte": Verbalizer("Does the first sentence imply the second one?", _ENTAILED),
     "wnli": Verbalizer("Does the first sentence imply the second one?", _YES_NO),  # WNLI: 1 = entailment
@@ -58,7 +63,9 @@ VERBALIZERS: dict[str, Verbalizer] = {
 def verbalizer_for(task: TaskSpec) -> Verbalizer:
     """The task's row of VERBALIZERS; for other (user) tasks, its label names as answer words."""
     if task.is_regression:
-        raise ValueError(f"In-context learning here scores label words; {task.display_name} is a regression task (no labels).")
+        raise ValueError(
+            f"In-context learning here scores label words; {task.display_name} is a regression task (no labels)."
+        )
     if task.name in VERBALIZERS:
         return VERBALIZERS[task.name]
     words = tuple(name.replace("_", " ") for name in task.label_names)
@@ -86,7 +93,10 @@ class IclConfig:
             (isinstance(self.shots, int) and self.shots >= 0, f"shots must be a whole number >= 0, got {self.shots!r}"),
             (self.scoring in SCORINGS, f"scoring must be one of {SCORINGS}, got {self.scoring!r}"),
             (self.max_new_tokens > 0, f"max_new_tokens must be positive, got {self.max_new_tokens}"),
-            (self.max_eval_samples is None or self.max_eval_samples > 0, f"max_eval_samples must be positive, got {self.max_eval_samples}"),
+            (
+                self.max_eval_samples is None or self.max_eval_samples > 0,
+                f"max_eval_samples must be positive, got {self.max_eval_samples}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -128,7 +138,9 @@ def uses_chat(tokenizer, chat_template: bool = True) -> bool:
     return bool(chat_template and getattr(tokenizer, "chat_template", None))
 
 
-def build_prompt(task: TaskSpec | str, tokenizer, demonstrations: list[dict], row: dict, chat_template: bool = True) -> str:
+def build_prompt(
+    task: TaskSpec | str, tokenizer, demonstrations: list[dict], row: dict, chat_template: bool = True
+) -> str:
     """The prompt text up to where the answer starts (after the assistant header, or after `Answer:`)."""
     task = get_task(task)
     verbalizer = verbalizer_for(task)
@@ -140,7 +152,9 @@ def build_prompt(task: TaskSpec | str, tokenizer, demonstrations: list[dict], ro
         messages.append({"role": "user", "content": _question(task, row)})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     blocks = [verbalizer.instruction]
-    blocks += [f"{_question(task, demo)}\nAnswer: {verbalizer.label_words[int(demo['label'])]}" for demo in demonstrations]
+    blocks += [
+        f"{_question(task, demo)}\nAnswer: {verbalizer.label_words[int(demo['label'])]}" for demo in demonstrations
+    ]
     blocks.append(f"{_question(task, row)}\nAnswer:")
     return "\n\n".join(blocks)
 
@@ -172,7 +186,9 @@ def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 @torch.inference_mode()
-def label_log_likelihoods(model, tokenizer, prompts: list[str], label_texts: list[str], batch_size: int = 8) -> np.ndarray:
+def label_log_likelihoods(
+    model, tokenizer, prompts: list[str], label_texts: list[str], batch_size: int = 8
+) -> np.ndarray:
     """log P(label text | prompt), summed over the label's tokens: an array (prompts x labels).
 
     When every label is one token (the usual case) one forward pass per prompt suffices: the
@@ -187,14 +203,24 @@ def label_log_likelihoods(model, tokenizer, prompts: list[str], label_texts: lis
     if all(len(ids) == 1 for ids in label_ids):
         first_tokens = torch.tensor([ids[0] for ids in label_ids], device=device)
         for start in range(0, len(prompts), batch_size):
-            input_ids, mask = _pad([prompt_ids[i] for i in range(start, min(start + batch_size, len(prompts)))], tokenizer.pad_token_id, left=True)
-            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), logits_to_keep=1).logits[:, -1].float()
+            input_ids, mask = _pad(
+                [prompt_ids[i] for i in range(start, min(start + batch_size, len(prompts)))],
+                tokenizer.pad_token_id,
+                left=True,
+            )
+            logits = (
+                model(input_ids=input_ids.to(device), attention_mask=mask.to(device), logits_to_keep=1)
+                .logits[:, -1]
+                .float()
+            )
             scores[start : start + len(input_ids)] = torch.log_softmax(logits, dim=-1)[:, first_tokens].cpu().numpy()
         return scores
     for row, ids in enumerate(prompt_ids):
         sequences = [ids + label for label in label_ids]
         input_ids, mask = _pad(sequences, tokenizer.pad_token_id, left=False)
-        log_probs = torch.log_softmax(model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float(), dim=-1).cpu()
+        log_probs = torch.log_softmax(
+            model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float(), dim=-1
+        ).cpu()
         for column, label in enumerate(label_ids):
             positions = torch.arange(len(ids) - 1, len(ids) - 1 + len(label))  # logits at t predict token t+1
             scores[row, column] = float(log_probs[column, positions, torch.tensor(label)].sum())
@@ -220,8 +246,13 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int =
     answers = []
     for start in range(0, len(prompts), batch_size):
         input_ids, mask = _pad(prompt_ids[start : start + batch_size], tokenizer.pad_token_id, left=True)
-        output = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                                do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        output = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         answers += tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
     return answers
 
@@ -247,7 +278,9 @@ def parse_answer(text: str, label_words: tuple[str, ...] | list[str]) -> int | N
 def predictions_with_unparseable(parsed: list[int | None], labels, num_labels: int) -> np.ndarray:
     """Class ids where an unparseable answer (None) becomes a label other than the gold one: it counts as wrong."""
     labels = np.asarray(labels).reshape(-1)
-    return np.array([p if p is not None else (int(gold) + 1) % num_labels for p, gold in zip(parsed, labels)], dtype=np.int64)
+    return np.array(
+        [p if p is not None else (int(gold) + 1) % num_labels for p, gold in zip(parsed, labels)], dtype=np.int64
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,14 +288,18 @@ def predictions_with_unparseable(parsed: list[int | None], labels, num_labels: i
 # ---------------------------------------------------------------------------------------------
 
 
-def score_split(config: IclConfig, model, tokenizer, task: TaskSpec, demonstrations: list[dict], dataset, batch_size: int = 8) -> dict:
+def score_split(
+    config: IclConfig, model, tokenizer, task: TaskSpec, demonstrations: list[dict], dataset, batch_size: int = 8
+) -> dict:
     """Metrics on one labelled split (plus `unparseable_share` for generation) and the raw answers' summary."""
     from helpers.metrics import compute_metrics
 
     prompts = [build_prompt(task, tokenizer, demonstrations, row, config.chat_template) for row in dataset]
     labels = np.asarray(dataset["label"])
     if config.scoring == "loglik":
-        scores = label_log_likelihoods(model, tokenizer, prompts, continuations(task, tokenizer, config.chat_template), batch_size)
+        scores = label_log_likelihoods(
+            model, tokenizer, prompts, continuations(task, tokenizer, config.chat_template), batch_size
+        )
         predictions = scores.argmax(axis=1)
         metrics = compute_metrics(task, predictions, labels)
         extra = {}
@@ -276,8 +313,13 @@ def score_split(config: IclConfig, model, tokenizer, task: TaskSpec, demonstrati
         extra = {"unparseable_examples": unparseable[:5]}
     counts = np.bincount(predictions, minlength=task.num_labels)
     prompt_tokens = [len(ids) for ids in _encode(tokenizer, prompts)]
-    return {"metrics": metrics, "predicted": {name: int(c) for name, c in zip(task.label_names, counts)},
-            "prompt_tokens_mean": float(np.mean(prompt_tokens)), "examples": len(prompts), **extra}
+    return {
+        "metrics": metrics,
+        "predicted": {name: int(c) for name, c in zip(task.label_names, counts)},
+        "prompt_tokens_mean": float(np.mean(prompt_tokens)),
+        "examples": len(prompts),
+        **extra,
+    }
 
 
 def run_icl(
@@ -306,7 +348,9 @@ def run_icl(
     wall_start = time.perf_counter()
     task = get_task(config.task)
     verbalizer = verbalizer_for(task)
-    splits = load_glue(task, glue_dir=glue_dir, split_seed=config.split_seed, validation_fraction=config.validation_fraction)
+    splits = load_glue(
+        task, glue_dir=glue_dir, split_seed=config.split_seed, validation_fraction=config.validation_fraction
+    )
     if config.max_eval_samples is not None:
         for name in task.test_splits:
             splits[name] = seeded_subset(splits[name], task, config.max_eval_samples, config.split_seed)[0]
@@ -317,7 +361,10 @@ def run_icl(
     demonstrations = draw_demonstrations(splits["train"], config.shots, config.seed)
 
     start = time.perf_counter()
-    results = {name: score_split(config, model, tokenizer, task, demonstrations, splits[name], batch_size) for name in task.test_splits}
+    results = {
+        name: score_split(config, model, tokenizer, task, demonstrations, splits[name], batch_size)
+        for name in task.test_splits
+    }
     eval_seconds = time.perf_counter() - start
     examples = sum(result["examples"] for result in results.values())
     test_metrics = {name: result["metrics"] for name, result in results.items()}
@@ -326,13 +373,31 @@ def run_icl(
         "run_id": config.run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         # The training fields the analysis reads, at their "nothing trained" values.
-        "config": {**asdict(config), "method": {"method": "icl", "shots": config.shots, "scoring": config.scoring, "pooling": "model"},
-                   "lr": None, "batch_size": batch_size, "epochs": 0, "warmup_ratio": 0.0, "weight_decay": 0.0, "grad_accum": 1,
-                   "max_length": None, "max_train_samples": None, "max_validation_samples": None, "recipe": "icl",
-                   "select_on": "none", "precision_used": str(next(model.parameters()).dtype).replace("torch.", "")},
-        "data": {"task": task.name, "source": source_name(glue_dir, task), "select_on": "none", "split_seed": config.split_seed,
-                 "validation_fraction": config.validation_fraction, "max_eval_samples": config.max_eval_samples,
-                 "sizes": {name: len(ds) for name, ds in splits.items()}},
+        "config": {
+            **asdict(config),
+            "method": {"method": "icl", "shots": config.shots, "scoring": config.scoring, "pooling": "model"},
+            "lr": None,
+            "batch_size": batch_size,
+            "epochs": 0,
+            "warmup_ratio": 0.0,
+            "weight_decay": 0.0,
+            "grad_accum": 1,
+            "max_length": None,
+            "max_train_samples": None,
+            "max_validation_samples": None,
+            "recipe": "icl",
+            "select_on": "none",
+            "precision_used": str(next(model.parameters()).dtype).replace("torch.", ""),
+        },
+        "data": {
+            "task": task.name,
+            "source": source_name(glue_dir, task),
+            "select_on": "none",
+            "split_seed": config.split_seed,
+            "validation_fraction": config.validation_fraction,
+            "max_eval_samples": config.max_eval_samples,
+            "sizes": {name: len(ds) for name, ds in splits.items()},
+        },
         "model_info": describe_architecture(model),
         "versions": library_versions(),
         "params": {"trainable": 0, "total": total, "percent": 0.0},
@@ -341,29 +406,45 @@ def run_icl(
         "evals": [],
         "best": {},
         "test": {"split": task.main_test_split, "metrics": test_metrics[task.main_test_split], "splits": test_metrics},
-        "majority_class": {name: majority_class_metrics(task, splits["train"]["label"], splits[name]["label"]) for name in task.test_splits},
+        "majority_class": {
+            name: majority_class_metrics(task, splits["train"]["label"], splits[name]["label"])
+            for name in task.test_splits
+        },
         "icl": {
             "label_words": list(verbalizer.label_words),
             "instruction": verbalizer.instruction,
             "chat_template_used": uses_chat(tokenizer, config.chat_template),
             "demonstration_ids": [int(demo["idx"]) for demo in demonstrations],
             "demonstration_labels": [int(demo["label"]) for demo in demonstrations],
-            "prompt_example": build_prompt(task, tokenizer, demonstrations, splits[task.main_test_split][0], config.chat_template),
+            "prompt_example": build_prompt(
+                task, tokenizer, demonstrations, splits[task.main_test_split][0], config.chat_template
+            ),
             "splits": {name: {k: v for k, v in result.items() if k != "metrics"} for name, result in results.items()},
         },
-        "timing": {"train_seconds": 0.0, "train_samples_per_second": None, "train_tokens_per_second": None,
-                   "eval_seconds": round(eval_seconds, 3), "eval_examples_per_second": round(examples / eval_seconds, 3),
-                   "wall_seconds": round(time.perf_counter() - wall_start, 3)},
+        "timing": {
+            "train_seconds": 0.0,
+            "train_samples_per_second": None,
+            "train_tokens_per_second": None,
+            "eval_seconds": round(eval_seconds, 3),
+            "eval_examples_per_second": round(examples / eval_seconds, 3),
+            "wall_seconds": round(time.perf_counter() - wall_start, 3),
+        },
         "memory": {"peak_bytes": process_peak_rss_bytes(), "kind": "process_peak_rss"},
     }
     write_record(record, results_dir)
     if not quiet:
-        text = ", ".join(f"{k}={v:.4f}" for k, v in record["test"]["metrics"].items() if not (isinstance(v, float) and math.isnan(v)))
-        print(f"[{config.run_id}] {task.display_name} {config.shots}-shot {config.scoring}: {text} ({examples / eval_seconds:.1f} examples/s)")
+        text = ", ".join(
+            f"{k}={v:.4f}" for k, v in record["test"]["metrics"].items() if not (isinstance(v, float) and math.isnan(v))
+        )
+        print(
+            f"[{config.run_id}] {task.display_name} {config.shots}-shot {config.scoring}: {text} ({examples / eval_seconds:.1f} examples/s)"
+        )
     return record
 
 
-def icl_grid(task: str, model: str, shots: list[int], scorings: list[str], seeds: list[int], **fixed) -> list[IclConfig]:
+def icl_grid(
+    task: str, model: str, shots: list[int], scorings: list[str], seeds: list[int], **fixed
+) -> list[IclConfig]:
     """Every (shots, scoring, seed) config, zero-shot once (its seed does not matter), de-duplicated."""
     configs: dict[str, IclConfig] = {}
     for k in shots:

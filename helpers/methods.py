@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from torch import nn
 
@@ -75,7 +75,9 @@ class MethodConfig:
             text = self.target_modules
             self.target_modules = tuple(name.strip() for name in text.split(",") if name.strip())
             if not self.target_modules:  # "," or "": a typo, not a request for the default
-                raise ValueError(f"target_modules {text!r} names no layers; give layer names (e.g. query,value) or {ALL_LINEAR!r}.")
+                raise ValueError(
+                    f"target_modules {text!r} names no layers; give layer names (e.g. query,value) or {ALL_LINEAR!r}."
+                )
         if self.target_modules is not None:
             self.target_modules = tuple(self.target_modules) or None
         if self.method in LORA_METHODS:
@@ -85,7 +87,9 @@ class MethodConfig:
                 raise ValueError(f"LoRA alpha must be > 0 and finite, got {self.alpha!r}.")
             if not 0 <= self.lora_dropout < 1:
                 raise ValueError(f"LoRA dropout must be in [0, 1), got {self.lora_dropout!r}.")
-        if self.method in PROMPT_METHODS and (not isinstance(self.num_virtual_tokens, int) or self.num_virtual_tokens <= 0):
+        if self.method in PROMPT_METHODS and (
+            not isinstance(self.num_virtual_tokens, int) or self.num_virtual_tokens <= 0
+        ):
             raise ValueError(f"num_virtual_tokens must be a positive integer, got {self.num_virtual_tokens!r}.")
         if self.method == "prefix" and self.prefix_projection < 0:
             raise ValueError(f"prefix_projection must be 0 (off) or a positive width, got {self.prefix_projection}.")
@@ -126,11 +130,15 @@ def check_qlora_runtime() -> None:
     import torch
 
     if not torch.cuda.is_available():
-        raise ValueError("Method 'qlora' quantises the base model to 4 bits with bitsandbytes, which needs a CUDA GPU; none is available here. Use 'lora' on CPU.")
+        raise ValueError(
+            "Method 'qlora' quantises the base model to 4 bits with bitsandbytes, which needs a CUDA GPU; none is available here. Use 'lora' on CPU."
+        )
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise ValueError("Method 'qlora' needs bitsandbytes: pip install bitsandbytes (or pip install -e '.[qlora]').") from None
+        raise ValueError(
+            "Method 'qlora' needs bitsandbytes: pip install bitsandbytes (or pip install -e '.[qlora]')."
+        ) from None
 
 
 def quantization_config(config: MethodConfig):
@@ -220,8 +228,13 @@ def prepare_model(model: nn.Module, config: MethodConfig, seed: int = 0) -> nn.M
     """Turn a loaded base model into the model to train, for any method; returns the model to train."""
     spec = arch_spec(model)
     head = list(spec.head)
-    if config.method == "bitfit" and not any(name.endswith(".bias") and not name.startswith(head_prefixes(spec)) for name, _ in model.named_parameters()):
-        log.warning("This %s model has no bias vectors outside its head: BitFit trains the head only (as method 'head').", model.config.model_type)
+    if config.method == "bitfit" and not any(
+        name.endswith(".bias") and not name.startswith(head_prefixes(spec)) for name, _ in model.named_parameters()
+    ):
+        log.warning(
+            "This %s model has no bias vectors outside its head: BitFit trains the head only (as method 'head').",
+            model.config.model_type,
+        )
     if config.method in ("full", "head", "bitfit"):
         return freeze(model, trainable_predicate(config, spec))
     if config.method == "prefix":
@@ -254,7 +267,9 @@ def prepare_model(model: nn.Module, config: MethodConfig, seed: int = 0) -> nn.M
         )
     else:  # prompt, ptuning
         shape = _transformer_shape(model)
-        common = dict(task_type=peft.TaskType.SEQ_CLS, num_virtual_tokens=config.num_virtual_tokens, modules_to_save=head, **shape)
+        common = dict(
+            task_type=peft.TaskType.SEQ_CLS, num_virtual_tokens=config.num_virtual_tokens, modules_to_save=head, **shape
+        )
         if config.method == "prompt":
             peft_config = peft.PromptTuningConfig(**common)
         else:
@@ -265,9 +280,9 @@ def prepare_model(model: nn.Module, config: MethodConfig, seed: int = 0) -> nn.M
 def _transformer_shape(model: nn.Module) -> dict:
     """token_dim and friends for peft's prompt methods, which cannot read them from DistilBERT's config."""
     cfg = model.config
-    hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "dim")
-    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_heads")
-    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers")
+    hidden = getattr(cfg, "hidden_size", None) or cfg.dim
+    heads = getattr(cfg, "num_attention_heads", None) or cfg.n_heads
+    layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layers
     return {"token_dim": hidden, "num_transformer_submodules": 1, "num_attention_heads": heads, "num_layers": layers}
 
 
@@ -320,7 +335,9 @@ def trainable_parameter_names(model: nn.Module) -> list[str]:
     return [name for name, parameter in model.named_parameters() if parameter.requires_grad]
 
 
-def lora_closed_form(architecture: dict, spec: ArchSpec, targets: list[str], config: MethodConfig, head_params: int) -> int:
+def lora_closed_form(
+    architecture: dict, spec: ArchSpec, targets: list[str], config: MethodConfig, head_params: int
+) -> int:
     """r·(d_in + d_out) per adapted layer (+ d_out for DoRA's magnitudes), times the layers, plus the head.
 
     Computed from the architecture (width d, MLP width, depth) and the target names, not from the
@@ -328,8 +345,14 @@ def lora_closed_form(architecture: dict, spec: ArchSpec, targets: list[str], con
     """
     d, ff = architecture["hidden_size"], architecture["intermediate_size"]
     kv = architecture.get("key_value_size", d)  # grouped-query attention: narrower keys and values
-    shapes = {spec.query: (d, d), spec.key: (d, kv), spec.value: (d, kv), spec.attention_output: (d, d),
-              spec.intermediate: (d, ff), spec.mlp_output: (ff, d)}
+    shapes = {
+        spec.query: (d, d),
+        spec.key: (d, kv),
+        spec.value: (d, kv),
+        spec.attention_output: (d, d),
+        spec.intermediate: (d, ff),
+        spec.mlp_output: (ff, d),
+    }
     if spec.gate is not None:
         shapes[spec.gate] = (d, ff)
     per_layer = 0

@@ -45,7 +45,9 @@ def compute_metrics(task: TaskSpec | str, logits_or_predictions, labels) -> dict
         elif metric == "f1":
             results[metric] = float(f1_score(labels, predictions, pos_label=1, zero_division=0.0))
         elif metric == "macro_f1":  # user datasets (helpers.datasets_spec): every class counts equally
-            results[metric] = float(f1_score(labels, predictions, average="macro", labels=list(range(task.num_labels)), zero_division=0.0))
+            results[metric] = float(
+                f1_score(labels, predictions, average="macro", labels=list(range(task.num_labels)), zero_division=0.0)
+            )
         elif metric == "matthews_correlation":
             if len(np.unique(predictions)) < 2 or len(np.unique(labels)) < 2:
                 results[metric] = 0.0  # MCC of a constant predictor is 0 by convention
@@ -91,10 +93,18 @@ def cross_check_with_evaluate(task: TaskSpec | str, predictions, labels) -> dict
     try:
         metric = evaluate.load("glue", task.name)
     except Exception as error:  # no network, Hub unreachable, script refused
-        return (f"skipped: evaluate.load('glue', {task.name!r}) failed ({type(error).__name__}); its metric script comes "
-                "from the Hugging Face Hub, so this check needs a network connection.")
+        return (
+            f"skipped: evaluate.load('glue', {task.name!r}) failed ({type(error).__name__}); its metric script comes "
+            "from the Hugging Face Hub, so this check needs a network connection."
+        )
     predictions = np.asarray(predictions).reshape(-1)
     theirs = metric.compute(predictions=predictions, references=np.asarray(labels).reshape(-1))
     ours = compute_metrics(task, predictions, labels)
-    return {name: {"ours": value, "evaluate": float(theirs[name]) if name in theirs else None,
-                   "equal": name in theirs and abs(value - float(theirs[name])) < 1e-9} for name, value in ours.items()}
+    return {
+        name: {
+            "ours": value,
+            "evaluate": float(theirs[name]) if name in theirs else None,
+            "equal": name in theirs and abs(value - float(theirs[name])) < 1e-9,
+        }
+        for name, value in ours.items()
+    }

@@ -132,7 +132,7 @@ def default_target_modules(name: str) -> tuple[str, ...] | None:
     return (spec.query, spec.value) if spec else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def max_input_tokens(name: str | None) -> int | None:
     """How many tokens one input of the model can hold (its position embeddings), read from its config
     alone (no weights); None if the config does not say. OSError if `name` is not a model."""
@@ -142,8 +142,10 @@ def max_input_tokens(name: str | None) -> int | None:
     if path.startswith(("/", "./", "../", "~")) and not os.path.exists(os.path.expanduser(path)):
         raise OSError(f"there is no folder {path}.")
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
-        raise OSError(f"the folder {path} holds no config.json, so it is not a saved model "
-                      "(save_pretrained writes config.json, the weights and the tokenizer files).")
+        raise OSError(
+            f"the folder {path} holds no config.json, so it is not a saved model "
+            "(save_pretrained writes config.json, the weights and the tokenizer files)."
+        )
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except ValueError as error:  # a config.json without a known model_type
@@ -205,7 +207,10 @@ def load_model(
     model = AutoModelForSequenceClassification.from_pretrained(
         path, trust_remote_code=False, **label_kwargs, **extra, **source_kwargs
     )
-    if model.config.pad_token_id is None and getattr(ARCHITECTURES.get(model.config.model_type), "reads", "first") == "last":
+    if (
+        model.config.pad_token_id is None
+        and getattr(ARCHITECTURES.get(model.config.model_type), "reads", "first") == "last"
+    ):
         # The head pools the rightmost non-padding token, found through pad_token_id.
         model.config.pad_token_id = load_tokenizer(name).pad_token_id
     if pooling == "mean":
@@ -253,7 +258,9 @@ def use_mean_pooling(model: nn.Module) -> nn.Module:
     """Switch the model's head to read the masked mean of the token representations."""
     spec = arch_spec(model)
     if spec.reads != "first":
-        raise ValueError(f"Mean pooling replaces the first token the head reads; a {model.config.model_type} head reads the last token. Use pooling 'model'.")
+        raise ValueError(
+            f"Mean pooling replaces the first token the head reads; a {model.config.model_type} head reads the last token. Use pooling 'model'."
+        )
     base = model.base_model
     pooling = _MeanPooling()
     base.register_forward_pre_hook(pooling.keep_mask, with_kwargs=True)

@@ -27,13 +27,25 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 RUNS_DIR = PROJECT_ROOT / "runs"
 # What no kept notebook may contain (a test checks the committed ones): folders of a machine, installed-package paths.
-ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~$<])(?:/work/|/root/|/home/|/Users/|/content/|/tmp/|/private/|/var/folders/|/opt/|/usr/)")
+ABSOLUTE_PATH = re.compile(
+    r"(?<![\w.:/~$<])(?:/work/|/root/|/home/|/Users/|/content/|/tmp/|/private/|/var/folders/|/opt/|/usr/)"
+)
 SITE_PACKAGES = re.compile(r"(?:[A-Za-z]:)?[/\\][^\s'\"<>]*?[/\\](?:site|dist)-packages[/\\]")
 # stderr a student cannot act on: progress bars and library chatter.
-NOISE = [re.compile(p) for p in (
-    r"\d+%\|", r"\d+/\d+ \[\d", r"it/s\]|run/s\]|examples/s\]", r"TqdmWarning", r"IProgress not found",
-    r"is_gradient_checkpointing", r"LOAD REPORT", r"FutureWarning", r"UserWarning",
-)]
+NOISE = [
+    re.compile(p)
+    for p in (
+        r"\d+%\|",
+        r"\d+/\d+ \[\d",
+        r"it/s\]|run/s\]|examples/s\]",
+        r"TqdmWarning",
+        r"IProgress not found",
+        r"is_gradient_checkpointing",
+        r"LOAD REPORT",
+        r"FutureWarning",
+        r"UserWarning",
+    )
+]
 # Parameters that name folders or files of the machine that ran the notebook: never kept in a notebook.
 PATH_PARAMETERS = ("GLUE_DIR", "RESULTS_DIR", "FIGURES_DIR", "REPORT_PATH", "BENCH_PATH")
 
@@ -81,12 +93,12 @@ def fold_parameters(source: str, values: dict) -> str:
         if name not in values or node.value.lineno != node.value.end_lineno:
             continue
         line = lines[node.value.lineno - 1]
-        old = line[node.value.col_offset:node.value.end_col_offset]
+        old = line[node.value.col_offset : node.value.end_col_offset]
         new = _format_value(values[name])
-        rest = line[node.value.end_col_offset:]
+        rest = line[node.value.end_col_offset :]
         if rest.lstrip().startswith("#") and len(new) < len(old):  # keep the comments aligned
             new = new.ljust(len(old))
-        lines[node.value.lineno - 1] = line[:node.value.col_offset] + new + rest
+        lines[node.value.lineno - 1] = line[: node.value.col_offset] + new + rest
     return "".join(lines)
 
 
@@ -116,8 +128,13 @@ def scrub_paths(text: str, replacements: list[tuple[str, str]] | None = None) ->
     return SITE_PACKAGES.sub("<site-packages>/", text)
 
 
-def _path_replacements(glue_dir=None, project_root=PROJECT_ROOT, named_paths: dict | None = None) -> list[tuple[str, str]]:
-    pairs = sorted(((str(Path(path).resolve()), name) for path, name in (named_paths or {}).items()), key=lambda pair: -len(pair[0]))
+def _path_replacements(
+    glue_dir=None, project_root=PROJECT_ROOT, named_paths: dict | None = None
+) -> list[tuple[str, str]]:
+    pairs = sorted(
+        ((str(Path(path).resolve()), name) for path, name in (named_paths or {}).items()),
+        key=lambda pair: -len(pair[0]),
+    )
     pairs += [(str(project_root) + os.sep, ""), (str(project_root), ".")]
     glue_dir = glue_dir or os.environ.get("GLUE_DIR")
     if glue_dir:
@@ -135,7 +152,9 @@ def is_noise(output: dict) -> bool:
     return not text.strip() or any(pattern.search(text) for pattern in NOISE)
 
 
-def clean_notebook(notebook: dict, *, glue_dir=None, project_root: str | os.PathLike = PROJECT_ROOT, named_paths: dict | None = None) -> dict:
+def clean_notebook(
+    notebook: dict, *, glue_dir=None, project_root: str | os.PathLike = PROJECT_ROOT, named_paths: dict | None = None
+) -> dict:
     """An executed notebook as it may be kept: papermill's injected parameters folded into the parameters
     cell (machine paths left at their defaults) and dropped, machine paths scrubbed (named_paths: folders
     outside the project, e.g. {"/tmp/x/results": "<RESULTS_DIR>"}), progress noise removed."""
@@ -143,7 +162,11 @@ def clean_notebook(notebook: dict, *, glue_dir=None, project_root: str | os.Path
     injected = [c for c in cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
     parameters = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     for cell in injected:
-        values = {k: v for k, v in _injected_values("".join(cell["source"])).items() if k not in PATH_PARAMETERS and not _is_path(v)}
+        values = {
+            k: v
+            for k, v in _injected_values("".join(cell["source"])).items()
+            if k not in PATH_PARAMETERS and not _is_path(v)
+        }
         for target in parameters:
             target["source"] = fold_parameters("".join(target["source"]), values)
     notebook["cells"] = [c for c in cells if c not in injected]
@@ -185,11 +208,13 @@ def problems(notebook_path: str | os.PathLike) -> list[str]:
             if is_noise(output):
                 found.append(f"cell {index}: stderr noise {''.join(output.get('text', ''))[:80]!r}")
             texts.append("".join(output.get("text", "")) + "".join(output.get("traceback", [])))
-            texts += ["".join(output.get("data", {}).get(kind, "")) for kind in ("text/plain", "text/html", "text/markdown")]
+            texts += [
+                "".join(output.get("data", {}).get(kind, "")) for kind in ("text/plain", "text/html", "text/markdown")
+            ]
         for text in texts:
             match = ABSOLUTE_PATH.search(text) or SITE_PACKAGES.search(text) or re.search(r"site-packages", text)
             if match:
-                found.append(f"cell {index}: absolute path {text[max(0, match.start() - 30):match.end() + 40]!r}")
+                found.append(f"cell {index}: absolute path {text[max(0, match.start() - 30) : match.end() + 40]!r}")
                 break
     if "papermill" in notebook.get("metadata", {}):
         found.append("notebook metadata holds papermill's paths and parameters")
@@ -247,9 +272,18 @@ def run_notebooks(
 
     timings_path = output_paths(PROJECT_ROOT, profile, results_dir)[0] / "meta" / "notebook_seconds.json"
     # Folders given outside the project are named, not spelled out, in the kept notebooks.
-    named_paths = {path: f"<{name}>" for name, path in [("RESULTS_DIR", results_dir), ("FIGURES_DIR", figures_dir),
-                                                         ("REPORT_PATH", report_path), ("MODEL", model)]
-                   if path is not None and (name != "MODEL" or Path(model).exists()) and not Path(path).resolve().is_relative_to(PROJECT_ROOT)}
+    named_paths = {
+        path: f"<{name}>"
+        for name, path in [
+            ("RESULTS_DIR", results_dir),
+            ("FIGURES_DIR", figures_dir),
+            ("REPORT_PATH", report_path),
+            ("MODEL", model),
+        ]
+        if path is not None
+        and (name != "MODEL" or Path(model).exists())
+        and not Path(path).resolve().is_relative_to(PROJECT_ROOT)
+    }
     # One file per run folder; a complete run starts it afresh so two runs' wall times are never mixed.
     timings = _read_json(timings_path) if only else {}
     seconds: dict[str, float] = {}
@@ -265,8 +299,14 @@ def run_notebooks(
                 print(f"running {notebook.name} (profile {profile}) -> {target}", flush=True)
             start = time.perf_counter()
             papermill.execute_notebook(
-                str(notebook), str(target), parameters=own, cwd=str(NOTEBOOK_DIR), kernel_name="python3",
-                progress_bar=False, log_output=False, request_save_on_cell_execute=False,
+                str(notebook),
+                str(target),
+                parameters=own,
+                cwd=str(NOTEBOOK_DIR),
+                kernel_name="python3",
+                progress_bar=False,
+                log_output=False,
+                request_save_on_cell_execute=False,
             )
             seconds[notebook.stem] = time.perf_counter() - start
             errors = error_outputs(target)

@@ -29,7 +29,9 @@ def as_list(value, name: str, kind: Callable = str) -> list | None:
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         items = [value]
     if not isinstance(items, (list, tuple)):
-        raise ValueError(f"{name} must be a list, a comma-separated string or a JSON list, not {type(value).__name__} {value!r}.")
+        raise ValueError(
+            f"{name} must be a list, a comma-separated string or a JSON list, not {type(value).__name__} {value!r}."
+        )
     try:
         return [kind(item) for item in items]
     except (TypeError, ValueError):
@@ -45,7 +47,11 @@ def as_grid(value, name: str, kind: Callable = float) -> dict[str, tuple] | None
         try:
             value = json.loads(value)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{name} must be a dict or a JSON object such as '{{\"lora\": [1e-4, 1e-3]}}' ({error}).") from None
+            raise ValueError(
+                f"{name} must be a dict or a JSON object such as '{{\"lora\": [1e-4, 1e-3]}}' ({error})."
+            ) from None
     if not isinstance(value, dict):
-        raise ValueError(f"{name} must be a dict such as {{\"lora\": [1e-4, 1e-3]}}, not {type(value).__name__} {value!r}.")
+        raise ValueError(
+            f'{name} must be a dict such as {{"lora": [1e-4, 1e-3]}}, not {type(value).__name__} {value!r}.'
+        )
     return {str(key): tuple(as_list(items, f"{name}[{key!r}]", kind)) for key, items in value.items()}

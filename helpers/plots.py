@@ -8,14 +8,20 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator, NullFormatter
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from helpers.analysis import over_seeds
 from helpers.tasks import get_task
 
-METRIC_LABEL = {"accuracy": "accuracy", "matthews_correlation": "Matthews corr.", "f1": "F1", "pearson": "Pearson r", "spearmanr": "Spearman ρ"}
+METRIC_LABEL = {
+    "accuracy": "accuracy",
+    "matthews_correlation": "Matthews corr.",
+    "f1": "F1",
+    "pearson": "Pearson r",
+    "spearmanr": "Spearman ρ",
+}
 # Figures are read at the width of a notebook cell: at most this many inches wide (at 120 dpi).
 MAX_WIDTH = 11.0
 # Lines that may lie on top of each other (same values at the same rates) stay distinguishable.
@@ -65,8 +71,11 @@ def token_length_histogram(lengths: dict[str, list[int]], max_length: int, folde
         values = np.asarray(values)
         ax.hist(values, bins=40, color="tab:blue", alpha=0.8)
         ax.axvline(max_length, color="tab:red", linestyle="--", label=f"max_length = {max_length}")
-        ax.set(title=f"{get_task(task).display_name}: {len(values):,} examples, median {np.median(values):.0f} tokens",
-               xlabel="tokens per example (with [CLS]/[SEP])", ylabel="examples")
+        ax.set(
+            title=f"{get_task(task).display_name}: {len(values):,} examples, median {np.median(values):.0f} tokens",
+            xlabel="tokens per example (with [CLS]/[SEP])",
+            ylabel="examples",
+        )
         ax.legend()
     return _save(figure, folder, name)
 
@@ -84,16 +93,41 @@ def training_curves(records: list[dict], folder=None, name="training_curves", ti
             label = _label(record)
             history = pd.DataFrame(record["history"])
             if not history.empty:
-                loss_ax.plot(history["step"], history["loss"], color=palette[label], alpha=0.7, label=f"{label} (train)")
-            evals = pd.DataFrame([{"step": e["step"], "epoch": e["epoch"], "value": e["metrics"][spec.main_metric], "loss": e.get("loss")}
-                                  for e in record["evals"]])
+                loss_ax.plot(
+                    history["step"], history["loss"], color=palette[label], alpha=0.7, label=f"{label} (train)"
+                )
+            evals = pd.DataFrame(
+                [
+                    {
+                        "step": e["step"],
+                        "epoch": e["epoch"],
+                        "value": e["metrics"][spec.main_metric],
+                        "loss": e.get("loss"),
+                    }
+                    for e in record["evals"]
+                ]
+            )
             if not evals.empty:
                 val_ax.plot(evals["epoch"], evals["value"], marker="o", color=palette[label], alpha=0.8, label=label)
                 if evals["loss"].notna().any():
-                    loss_ax.plot(evals["step"], evals["loss"], linestyle="--", marker="o", color=palette[label], label=f"{label} (validation)")
-        loss_ax.set(title=f"{spec.display_name}: loss{title}", xlabel="optimizer step", ylabel="cross-entropy loss" if not spec.is_regression else "MSE loss")
-        val_ax.set(title=f"{spec.display_name}: validation {METRIC_LABEL.get(spec.main_metric, spec.main_metric)}", xlabel="epoch",
-                   ylabel=METRIC_LABEL.get(spec.main_metric, spec.main_metric))
+                    loss_ax.plot(
+                        evals["step"],
+                        evals["loss"],
+                        linestyle="--",
+                        marker="o",
+                        color=palette[label],
+                        label=f"{label} (validation)",
+                    )
+        loss_ax.set(
+            title=f"{spec.display_name}: loss{title}",
+            xlabel="optimizer step",
+            ylabel="cross-entropy loss" if not spec.is_regression else "MSE loss",
+        )
+        val_ax.set(
+            title=f"{spec.display_name}: validation {METRIC_LABEL.get(spec.main_metric, spec.main_metric)}",
+            xlabel="epoch",
+            ylabel=METRIC_LABEL.get(spec.main_metric, spec.main_metric),
+        )
         val_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for ax in (loss_ax, val_ax):
             handles, labels = ax.get_legend_handles_labels()
@@ -126,12 +160,21 @@ def method_bars(frame: pd.DataFrame, folder=None, name="bitfit_vs_lora", title="
     figure, axes = _subplots(rows, columns, figsize=(width, 4.2 * rows), squeeze=False)
     for ax, task in zip(axes.flat, tasks):
         subset = frame[frame["task"] == task]
-        table = over_seeds(subset, ["variant"]).merge(subset.groupby("variant", observed=True)["percent"].first().reset_index(), on="variant")
+        table = over_seeds(subset, ["variant"]).merge(
+            subset.groupby("variant", observed=True)["percent"].first().reset_index(), on="variant"
+        )
         table = table.sort_values("variant")
         positions = np.arange(len(table))
         ax.bar(positions, table["mean"], yerr=table["std"], capsize=4, color=sns.color_palette("tab10", len(table)))
         for x, (_, row) in zip(positions, table.iterrows()):
-            ax.annotate(f"{percent_label(row['percent'])}\nn={row['n']}", (x, row["mean"]), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+            ax.annotate(
+                f"{percent_label(row['percent'])}\nn={row['n']}",
+                (x, row["mean"]),
+                textcoords="offset points",
+                xytext=(0, 8),
+                ha="center",
+                fontsize=8,
+            )
         ax.set_xticks(positions, table["variant"].astype(str), rotation=25, ha="right")
         majority = subset["majority"].mean() if "majority" in subset else float("nan")
         if not np.isnan(majority):
@@ -139,8 +182,11 @@ def method_bars(frame: pd.DataFrame, folder=None, name="bitfit_vs_lora", title="
             ax.legend(loc="lower right", fontsize=8)
         # The axis starts at 0 so bar heights compare honestly; the dashed line is what predicting one class scores.
         bottom = min(0.0, float((table["mean"] - table["std"]).min()) - 0.05)  # CoLA's MCC can be negative
-        ax.set(ylim=(bottom, min(1.1, float((table["mean"] + table["std"]).max()) + 0.15)), ylabel=_metric_label(task),
-               title=f"{get_task(task).display_name}: {title} (label: % of parameters trained, seeds)")
+        ax.set(
+            ylim=(bottom, min(1.1, float((table["mean"] + table["std"]).max()) + 0.15)),
+            ylabel=_metric_label(task),
+            title=f"{get_task(task).display_name}: {title} (label: % of parameters trained, seeds)",
+        )
     return _save(figure, folder, name)
 
 
@@ -151,14 +197,31 @@ def rank_sweep(frame: pd.DataFrame, folder=None, name="rank_sweep"):
     params = frame.groupby("rank")[["trainable", "lora_closed_form"]].first().reset_index()
     ax = axes[0][0]
     ax.plot(params["rank"], params["trainable"], marker="o", label="counted (requires_grad)")
-    ax.plot(params["rank"], params["lora_closed_form"], marker="x", linestyle="--", label="closed form r·(d_in+d_out) + head")
-    ax.set(xscale="log", yscale="log", xlabel="LoRA rank r", ylabel="trainable parameters", title="Trainable parameters vs rank")
+    ax.plot(
+        params["rank"],
+        params["lora_closed_form"],
+        marker="x",
+        linestyle="--",
+        label="closed form r·(d_in+d_out) + head",
+    )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="LoRA rank r",
+        ylabel="trainable parameters",
+        title="Trainable parameters vs rank",
+    )
     _integer_ticks(ax, params["rank"])
     ax.legend(fontsize=8)
     for ax, task in zip(axes[0][1:], tasks):
         table = over_seeds(frame[frame["task"] == task], ["rank"]).sort_values("rank")
         ax.errorbar(table["rank"], table["mean"], yerr=table["std"], marker="o", capsize=4)
-        ax.set(xscale="log", xlabel="LoRA rank r (alpha = 16)", ylabel=_metric_label(task), title=f"{get_task(task).display_name}: metric vs rank (n={table['n'].max()} seeds)")
+        ax.set(
+            xscale="log",
+            xlabel="LoRA rank r (alpha = 16)",
+            ylabel=_metric_label(task),
+            title=f"{get_task(task).display_name}: metric vs rank (n={table['n'].max()} seeds)",
+        )
         _integer_ticks(ax, table["rank"])
     return _save(figure, folder, name)
 
@@ -174,18 +237,33 @@ def lr_sensitivity(frame: pd.DataFrame, folder=None, name="lr_sensitivity", valu
             # Methods often tie (e.g. all at the majority class): own marker and dash, hollow markers, slightly
             # shifted along the log axis, so a line lying on another stays visible.
             shift = 1.06 ** (index - (table["variant"].nunique() - 1) / 2)
-            ax.errorbar(group["lr"] * shift, group["mean"], yerr=group["std"], marker=MARKERS[index % len(MARKERS)], linestyle=LINESTYLES[index % len(LINESTYLES)],
-                        markerfacecolor="none", capsize=3, label=str(method), alpha=0.9)
+            ax.errorbar(
+                group["lr"] * shift,
+                group["mean"],
+                yerr=group["std"],
+                marker=MARKERS[index % len(MARKERS)],
+                linestyle=LINESTYLES[index % len(LINESTYLES)],
+                markerfacecolor="none",
+                capsize=3,
+                label=str(method),
+                alpha=0.9,
+            )
             best = group.loc[group["mean"].idxmax()]
             ax.scatter([best["lr"] * shift], [best["mean"]], s=160, facecolors="none", edgecolors="black")
         spec = get_task(task)
-        ax.set(xscale="log", xlabel="peak learning rate", ylabel=f"best validation {METRIC_LABEL.get(spec.main_metric, spec.main_metric)}",
-               title=f"{spec.display_name}: learning-rate sensitivity (circle = best)")
+        ax.set(
+            xscale="log",
+            xlabel="peak learning rate",
+            ylabel=f"best validation {METRIC_LABEL.get(spec.main_metric, spec.main_metric)}",
+            title=f"{spec.display_name}: learning-rate sensitivity (circle = best)",
+        )
         ax.legend(fontsize=8)
     return _save(figure, folder, name)
 
 
-def setting_effect(frame: pd.DataFrame, column: str, xlabel: str, folder=None, name="setting_effect", value: str = "best_validation"):
+def setting_effect(
+    frame: pd.DataFrame, column: str, xlabel: str, folder=None, name="setting_effect", value: str = "best_validation"
+):
     """Best validation metric (what selects the setting; value="test" for the test metric) vs one training
     setting (batch size, warmup ratio), per task."""
     tasks = list(dict.fromkeys(frame["task"]))
@@ -194,17 +272,28 @@ def setting_effect(frame: pd.DataFrame, column: str, xlabel: str, folder=None, n
     for ax, task in zip(axes[0], tasks):
         table = over_seeds(frame[frame["task"] == task], [column], value).sort_values(column)
         ax.errorbar(table[column].astype(str), table["mean"], yerr=table["std"], marker="o", capsize=4)
-        ax.set(xlabel=xlabel, ylabel=_metric_label(task, split), title=f"{get_task(task).display_name}: LoRA r=8, effect of {xlabel}")
+        ax.set(
+            xlabel=xlabel,
+            ylabel=_metric_label(task, split),
+            title=f"{get_task(task).display_name}: LoRA r=8, effect of {xlabel}",
+        )
     return _save(figure, folder, name)
 
 
 def cost_per_method(frame: pd.DataFrame, folder=None, name="time_memory"):
     """Training time per 1,000 examples and the memory of one training step (stacked by kind) per method."""
-    table = frame.groupby("variant", observed=True).agg(
-        samples_per_second=("samples_per_second", "mean"),
-        parameters=("parameters_bytes", "mean"), gradients=("gradients_bytes", "mean"),
-        optimizer=("optimizer_bytes", "mean"), activations=("activations_bytes", "mean"),
-    ).reset_index().sort_values("variant")
+    table = (
+        frame.groupby("variant", observed=True)
+        .agg(
+            samples_per_second=("samples_per_second", "mean"),
+            parameters=("parameters_bytes", "mean"),
+            gradients=("gradients_bytes", "mean"),
+            optimizer=("optimizer_bytes", "mean"),
+            activations=("activations_bytes", "mean"),
+        )
+        .reset_index()
+        .sort_values("variant")
+    )
     # Horizontal bars: method names on the y axis never overlap, however many methods.
     figure, (time_ax, memory_ax) = _subplots(1, 2, figsize=(MAX_WIDTH, 0.35 * len(table) + 1.8), sharey=True)
     labels = table["variant"].astype(str)
@@ -212,7 +301,12 @@ def cost_per_method(frame: pd.DataFrame, folder=None, name="time_memory"):
     time_ax.set(xlabel="seconds per 1,000 training examples", title=f"Training time ({frame['device'].iloc[0]})")
     time_ax.invert_yaxis()  # first method on top
     left = np.zeros(len(table))
-    for part, color in [("parameters", "tab:gray"), ("gradients", "tab:orange"), ("optimizer", "tab:green"), ("activations", "tab:purple")]:
+    for part, color in [
+        ("parameters", "tab:gray"),
+        ("gradients", "tab:orange"),
+        ("optimizer", "tab:green"),
+        ("activations", "tab:purple"),
+    ]:
         values = table[part].to_numpy() / 2**20
         memory_ax.barh(labels, values, left=left, label=part, color=color)
         left += values
@@ -227,11 +321,24 @@ def metric_vs_parameters(frame: pd.DataFrame, folder=None, name="metric_vs_param
     figure, axes = _subplots(1, len(tasks), figsize=(min(MAX_WIDTH, 5.5 * len(tasks)), 4.2), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         subset = frame[frame["task"] == task]
-        table = over_seeds(subset, ["variant"]).merge(subset.groupby("variant", observed=True)["percent"].first().reset_index(), on="variant")
+        table = over_seeds(subset, ["variant"]).merge(
+            subset.groupby("variant", observed=True)["percent"].first().reset_index(), on="variant"
+        )
         for _, row in table.iterrows():
             ax.errorbar(row["percent"], row["mean"], yerr=row["std"], marker="o", capsize=3)
-            ax.annotate(str(row["variant"]), (row["percent"], row["mean"]), textcoords="offset points", xytext=(5, 5), fontsize=9)
-        ax.set(xscale="log", xlabel="trainable parameters (% of model, log)", ylabel=_metric_label(task), title=f"{get_task(task).display_name}: score vs trainable parameters")
+            ax.annotate(
+                str(row["variant"]),
+                (row["percent"], row["mean"]),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=9,
+            )
+        ax.set(
+            xscale="log",
+            xlabel="trainable parameters (% of model, log)",
+            ylabel=_metric_label(task),
+            title=f"{get_task(task).display_name}: score vs trainable parameters",
+        )
     return _save(figure, folder, name)
 
 
@@ -252,8 +359,18 @@ def overfit_curves(records: list[dict], folder=None, name="overfit"):
                 points = [(e["epoch"], e["metrics"].get(metric)) for e in record["evals"] if e["split"] == split]
                 if points:
                     epochs, values = zip(*points)
-                    axis.plot(epochs, values, style, color=color, label=f"{_label(record)} ({split})" if split == "train" else None)
-        axis.set(title=f"{get_task(task).display_name}: {record['data']['sizes']['train']} training examples",
-                 xlabel="epoch", ylabel=f"{METRIC_LABEL.get(metric, metric)} (solid: train, dotted: validation)", ylim=(0, 1.02))
+                    axis.plot(
+                        epochs,
+                        values,
+                        style,
+                        color=color,
+                        label=f"{_label(record)} ({split})" if split == "train" else None,
+                    )
+        axis.set(
+            title=f"{get_task(task).display_name}: {record['data']['sizes']['train']} training examples",
+            xlabel="epoch",
+            ylabel=f"{METRIC_LABEL.get(metric, metric)} (solid: train, dotted: validation)",
+            ylim=(0, 1.02),
+        )
         axis.legend(fontsize="small", loc="lower right")
     return _save(figure, folder, name)

@@ -29,14 +29,18 @@ def load_trained_model(record_path: str | os.PathLike):
     record = load_record(record_path)
     folder = record.get("adapter_path")
     if not folder or not Path(folder).is_dir():
-        raise FileNotFoundError(f"{record_path}: the run kept no trained weights (adapter_path {folder!r}); train it again with --save-adapter.")
+        raise FileNotFoundError(
+            f"{record_path}: the run kept no trained weights (adapter_path {folder!r}); train it again with --save-adapter."
+        )
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in record["config"].items() if k in fields}
     method_fields = {f.name for f in dataclasses.fields(MethodConfig)}
     values["method"] = MethodConfig(**{k: v for k, v in values["method"].items() if k in method_fields})
     config = TrainConfig(**values)
     task = get_task(config.task)
-    model = prepare_model(load_model(config.model, task, pooling=config.method.pooling), config.method, seed=config.seed)
+    model = prepare_model(
+        load_model(config.model, task, pooling=config.method.pooling), config.method, seed=config.seed
+    )
     folder = Path(folder)
     if (folder / "adapter_model.safetensors").is_file():
         from peft import set_peft_model_state_dict
@@ -51,7 +55,15 @@ def load_trained_model(record_path: str | os.PathLike):
 
 
 @torch.inference_mode()
-def predict_texts(model, tokenizer, task, texts: list[str], pairs: list[str] | None = None, max_length: int = 128, batch_size: int = 32) -> list[dict]:
+def predict_texts(
+    model,
+    tokenizer,
+    task,
+    texts: list[str],
+    pairs: list[str] | None = None,
+    max_length: int = 128,
+    batch_size: int = 32,
+) -> list[dict]:
     """One `{label, score}` per text (pair): the label name and its probability, or the regression value."""
     out = []
     for start in range(0, len(texts), batch_size):
@@ -73,7 +85,9 @@ def predict_file(model, tokenizer, task, path: str | os.PathLike, max_length: in
     frame = read_table(Path(path))
     missing = [c for c in task.text_columns if c not in frame.columns]
     if missing:
-        raise DatasetSpecError(f"{path}: no column(s) {missing} (the run's task reads {list(task.text_columns)}); its columns are {list(frame.columns)}.")
+        raise DatasetSpecError(
+            f"{path}: no column(s) {missing} (the run's task reads {list(task.text_columns)}); its columns are {list(frame.columns)}."
+        )
     texts = frame[task.text_columns[0]].astype(str).tolist()
     pairs = frame[task.text_columns[1]].astype(str).tolist() if task.is_pair else None
     return predict_texts(model, tokenizer, task, texts, pairs, max_length)

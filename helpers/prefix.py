@@ -32,8 +32,15 @@ class PrefixEncoder(nn.Module):
     `projection_hidden`, P embeddings pass through a two-layer MLP, as in the paper's reparameterisation.
     """
 
-    def __init__(self, num_layers: int, num_heads: int, head_dim: int, num_virtual_tokens: int,
-                 projection_hidden: int | None = None, init: torch.Tensor | None = None):
+    def __init__(
+        self,
+        num_layers: int,
+        num_heads: int,
+        head_dim: int,
+        num_virtual_tokens: int,
+        projection_hidden: int | None = None,
+        init: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.shape = (num_layers, 2, num_heads, num_virtual_tokens, head_dim)
         width = num_heads * head_dim
@@ -133,7 +140,9 @@ def _real_token_init(model: nn.Module, key_module: str, value_module: str, shape
     hooks = []
     for name, module in model.named_modules():
         if re.search(rf"\.layers?\.\d+\.({re.escape(key_module)}|{re.escape(value_module)})$", name):
-            hooks.append(module.register_forward_hook(lambda m, i, o, name=name: captured.__setitem__(name, o.detach())))
+            hooks.append(
+                module.register_forward_hook(lambda m, i, o, name=name: captured.__setitem__(name, o.detach()))
+            )
     was_training = model.training
     model.eval()
     try:
@@ -148,16 +157,22 @@ def _real_token_init(model: nn.Module, key_module: str, value_module: str, shape
     return stacked.view(layers, 2, tokens, heads, head_dim).transpose(2, 3).float().cpu()
 
 
-def add_prefix(model: nn.Module, num_virtual_tokens: int, key_module: str, value_module: str,
-               projection_hidden: int | None = None, seed: int = 0) -> PrefixEncoder:
+def add_prefix(
+    model: nn.Module,
+    num_virtual_tokens: int,
+    key_module: str,
+    value_module: str,
+    projection_hidden: int | None = None,
+    seed: int = 0,
+) -> PrefixEncoder:
     """Attach a `PrefixEncoder` as `model.prefix_encoder` and route attention through `prefix_sdpa`."""
     register_prefix_attention()
     attention = _attention_modules(model, key_module)
     if not attention:
         raise ValueError(f"Found no attention modules with a {key_module!r} projection for prefix tuning.")
     first = attention[0]
-    num_heads = getattr(first, "num_attention_heads", None) or getattr(first, "n_heads")
-    head_dim = getattr(first, "attention_head_size", None) or getattr(first, "dim") // num_heads
+    num_heads = getattr(first, "num_attention_heads", None) or first.n_heads
+    head_dim = getattr(first, "attention_head_size", None) or first.dim // num_heads
     shape = (len(attention), 2, num_heads, num_virtual_tokens, head_dim)
     init = None if projection_hidden else _real_token_init(model, key_module, value_module, shape, seed)
     encoder = PrefixEncoder(len(attention), num_heads, head_dim, num_virtual_tokens, projection_hidden, init)

@@ -48,7 +48,9 @@ class Profile:
         """The TrainConfig fields every run of this profile shares (`grid`: a grid run's; eval_steps
         only where set, so the run ids of profiles without it are unchanged)."""
         settings = {
-            "max_train_samples": self.grid_max_train_samples if grid and self.grid_max_train_samples else self.max_train_samples,
+            "max_train_samples": self.grid_max_train_samples
+            if grid and self.grid_max_train_samples
+            else self.max_train_samples,
             "max_validation_samples": self.max_validation_samples,
             "epochs": self.epochs,
             "max_length": self.max_length,

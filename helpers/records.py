@@ -23,7 +23,19 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-REQUIRED_KEYS = ("run_id", "config", "data", "versions", "params", "history", "evals", "best", "test", "timing", "memory")
+REQUIRED_KEYS = (
+    "run_id",
+    "config",
+    "data",
+    "versions",
+    "params",
+    "history",
+    "evals",
+    "best",
+    "test",
+    "timing",
+    "memory",
+)
 NUMBER = (int, float)
 OPTIONAL_INT = (int, type(None))
 OPTIONAL_NUMBER = (int, float, type(None))  # absent for runs that do not train (in-context learning)
@@ -93,16 +105,20 @@ def prepare_results_dir(folder: str | os.PathLike) -> Path:
     and remove the temporary files that killed writers left there."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise StorageError(f"The results folder {folder} is a file, not a folder: pass --results-dir a folder (it is created if missing).")
+        raise StorageError(
+            f"The results folder {folder} is a file, not a folder: pass --results-dir a folder (it is created if missing)."
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         descriptor, probe = tempfile.mkstemp(prefix=f".write-check.{os.getpid()}.", suffix=".tmp", dir=folder)
         os.close(descriptor)
         os.unlink(probe)
     except OSError as error:
-        raise StorageError(f"Cannot write run records to {folder}: {error.strerror or error}"
-                           f"{f' ({error.filename})' if error.filename and str(error.filename) != str(folder) else ''}. "
-                           "Nothing was trained; pass --results-dir a writable folder.") from error
+        raise StorageError(
+            f"Cannot write run records to {folder}: {error.strerror or error}"
+            f"{f' ({error.filename})' if error.filename and str(error.filename) != str(folder) else ''}. "
+            "Nothing was trained; pass --results-dir a writable folder."
+        ) from error
     clean_stale_temporaries(folder)
     return folder
 
@@ -125,7 +141,11 @@ def write_json_atomic(path: str | os.PathLike, payload: dict) -> Path:
     path = Path(path)
     payload, non_finite = finite_json(payload)
     if non_finite:
-        log.warning("%s: non-finite number(s) written as null at %s", path, ", ".join(non_finite[:5]) + (" ..." if len(non_finite) > 5 else ""))
+        log.warning(
+            "%s: non-finite number(s) written as null at %s",
+            path,
+            ", ".join(non_finite[:5]) + (" ..." if len(non_finite) > 5 else ""),
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
@@ -178,7 +198,11 @@ def write_record(record: dict, results_dir: str | os.PathLike) -> Path:
     record, non_finite = finite_json({"schema": SCHEMA_VERSION, **record})
     if non_finite:
         record["non_finite"] = non_finite
-        log.warning("[%s] non-finite number(s) (a diverged run?) written as null: %s", record.get("run_id"), ", ".join(non_finite[:5]) + (" ..." if len(non_finite) > 5 else ""))
+        log.warning(
+            "[%s] non-finite number(s) (a diverged run?) written as null: %s",
+            record.get("run_id"),
+            ", ".join(non_finite[:5]) + (" ..." if len(non_finite) > 5 else ""),
+        )
     problems = schema_problems(record)
     if problems:
         raise RecordError(f"Run record {record.get('run_id')!r} does not fit the record schema: {'; '.join(problems)}.")
@@ -202,23 +226,33 @@ def schema_problems(record) -> list[str]:
         if key not in container:
             problems.append(f"no {path!r}")
         elif not isinstance(container[key], kinds) or (isinstance(container[key], bool) and bool not in _tuple(kinds)):
-            problems.append(f"{path!r} is {_describe(container[key])}, expected {' or '.join(_type_name(k) for k in _tuple(kinds))}")
+            problems.append(
+                f"{path!r} is {_describe(container[key])}, expected {' or '.join(_type_name(k) for k in _tuple(kinds))}"
+            )
     if problems:
         return problems
     try:
         get_task(record["config"]["task"])
     except ValueError:  # GLUE tasks, and user datasets registered in this process (helpers.datasets_spec)
         return [f"unknown task {record['config']['task']!r}"]
-    for split, metrics in [("test.metrics", record["test"]["metrics"]), *((f"test.splits.{s}", m) for s, m in record["test"]["splits"].items())]:
+    for split, metrics in [
+        ("test.metrics", record["test"]["metrics"]),
+        *((f"test.splits.{s}", m) for s, m in record["test"]["splits"].items()),
+    ]:
         if not isinstance(metrics, dict):
             problems.append(f"{split!r} is {_describe(metrics)}, expected object")
             continue
-        problems += [f"{split}.{name} is {_describe(value)}, expected a number or null"
-                     for name, value in metrics.items() if value is not None and (isinstance(value, bool) or not isinstance(value, NUMBER))]
+        problems += [
+            f"{split}.{name} is {_describe(value)}, expected a number or null"
+            for name, value in metrics.items()
+            if value is not None and (isinstance(value, bool) or not isinstance(value, NUMBER))
+        ]
     task = get_task(record["config"]["task"])
     if task.main_metric not in record["test"]["metrics"]:
         problems.append(f"test.metrics lacks the task's main metric {task.main_metric!r}")
-    missing_sizes = [split for split in ("train", "validation", task.main_test_split) if split not in record["data"]["sizes"]]
+    missing_sizes = [
+        split for split in ("train", "validation", task.main_test_split) if split not in record["data"]["sizes"]
+    ]
     if missing_sizes:
         problems.append(f"data.sizes lacks {missing_sizes}")
     return problems
@@ -236,7 +270,9 @@ def _tuple(kinds) -> tuple:
 
 
 def _type_name(kind: type) -> str:
-    return {dict: "object", list: "list", str: "string", int: "integer", float: "number", type(None): "null"}.get(kind, kind.__name__)
+    return {dict: "object", list: "list", str: "string", int: "integer", float: "number", type(None): "null"}.get(
+        kind, kind.__name__
+    )
 
 
 def _describe(value) -> str:
@@ -258,7 +294,9 @@ def load_record(path: str | os.PathLike) -> dict:
     problems = schema_problems(record)
     if problems:
         other_version = "schema" in record and record["schema"] != SCHEMA_VERSION
-        raise (RecordVersionError if other_version else RecordError)(f"{path}: not a valid run record: {'; '.join(problems)}")
+        raise (RecordVersionError if other_version else RecordError)(
+            f"{path}: not a valid run record: {'; '.join(problems)}"
+        )
     return record
 
 
@@ -279,8 +317,10 @@ def find_record(results_dir: str | os.PathLike, run_id: str, warn: bool = True) 
     try:
         return load_record(path)
     except RecordVersionError as error:
-        raise RecordVersionError(f"{error}. Not training over it: move it elsewhere, use the project version that wrote it, "
-                                 "or pass --force to replace it.") from None
+        raise RecordVersionError(
+            f"{error}. Not training over it: move it elsewhere, use the project version that wrote it, "
+            "or pass --force to replace it."
+        ) from None
     except RecordError as error:
         if warn:
             log.warning("%s; the run is trained again and its new record replaces the file.", error)
@@ -302,7 +342,11 @@ def clean_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         if match is None:
             continue
         try:
-            stale = not _process_alive(int(match["pid"])) if match["pid"] else time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS
+            stale = (
+                not _process_alive(int(match["pid"]))
+                if match["pid"]
+                else time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS
+            )
             if stale:
                 path.unlink()
                 removed.append(path)

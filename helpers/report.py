@@ -52,16 +52,29 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
             for metric in spec.metrics:
                 values = group[f"{split}_{metric}"]
                 means.setdefault(split, {})[metric] = values.mean()
-                cells[f"{prefix} {metric}"] = _mean_std(values.mean(), values.std() if len(values) > 1 else 0.0, len(values))
+                cells[f"{prefix} {metric}"] = _mean_std(
+                    values.mean(), values.std() if len(values) > 1 else 0.0, len(values)
+                )
         majority = group["majority"].mean() if "majority" in group else float("nan")
-        rows.append({
-            "task": spec.display_name, "method": str(variant), "seeds": len(group),
-            "trainable": f"{int(group['trainable'].iloc[0]):,} ({group['percent'].iloc[0]:.3g}%)",
-            **cells,
-            "majority class": "" if pd.isna(majority) else f"{majority:.3f}" + (" ≥ mean: learned nothing" if analysis.at_or_below(group["test"].mean(), majority) else ""),
-            "course baseline": "; ".join(f"{metric} ≥ {bar}" + (f" ({split})" if len(spec.baselines) > 1 else "") for split, bars in spec.baselines.items() for metric, bar in bars.items()),
-            "pass/fail (mean)": analysis.pass_fail(task, means),
-        })
+        rows.append(
+            {
+                "task": spec.display_name,
+                "method": str(variant),
+                "seeds": len(group),
+                "trainable": f"{int(group['trainable'].iloc[0]):,} ({group['percent'].iloc[0]:.3g}%)",
+                **cells,
+                "majority class": ""
+                if pd.isna(majority)
+                else f"{majority:.3f}"
+                + (" ≥ mean: learned nothing" if analysis.at_or_below(group["test"].mean(), majority) else ""),
+                "course baseline": "; ".join(
+                    f"{metric} ≥ {bar}" + (f" ({split})" if len(spec.baselines) > 1 else "")
+                    for split, bars in spec.baselines.items()
+                    for metric, bar in bars.items()
+                ),
+                "pass/fail (mean)": analysis.pass_fail(task, means),
+            }
+        )
     return pd.DataFrame(rows).fillna("")
 
 
@@ -104,7 +117,9 @@ def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, p
     return figures
 
 
-def _runs(frame: pd.DataFrame, profile, *, vary: str | None = None, grid: bool = False, alpha: str = "fixed") -> pd.DataFrame:
+def _runs(
+    frame: pd.DataFrame, profile, *, vary: str | None = None, grid: bool = False, alpha: str = "fixed"
+) -> pd.DataFrame:
     """The runs at the profile's settings except `vary`, each method at the profile's learning rate:
     its default rate, or for a profile with tuned rates the one its grid selected (analysis.selected_lr)."""
     rates = None
@@ -119,7 +134,9 @@ def _lr_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
     return lrs[lrs.groupby(["task", "variant"], observed=True)["lr"].transform("nunique") > 1]
 
 
-def write_report(results_dir, figures_dir, report_path, profile: str, bench_path=None, wall_seconds: dict | None = None) -> str:
+def write_report(
+    results_dir, figures_dir, report_path, profile: str, bench_path=None, wall_seconds: dict | None = None
+) -> str:
     """Build the figures and write report.md from the records in `results_dir`; returns the text."""
     results_dir, figures_dir, report_path = Path(results_dir), Path(figures_dir), Path(report_path)
     profile = get_profile(profile)
@@ -129,17 +146,21 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     figures = build_figures(frame, records, figures_dir, profile)
     defaults = _runs(frame, profile)
     if defaults.empty:
-        raise ValueError(f"No records in {results_dir} match profile {profile.name!r}'s settings; pass the profile the runs used.")
+        raise ValueError(
+            f"No records in {results_dir} match profile {profile.name!r}'s settings; pass the profile the runs used."
+        )
     report_dir = report_path.parent
     out = []
     add = out.append
     add("# PEFT on GLUE: report\n")
-    add(f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `helpers.report` from **{len(frame)} run records** in "
+    add(
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `helpers.report` from **{len(frame)} run records** in "
         f"`{os.path.relpath(results_dir, report_dir)}/` (profile `{profile.name}`; device: {', '.join(sorted(set(frame['device'])))}). "
         "Every number below is read from those records. Comparisons are decided from the per-seed values by Welch's t-test "
         f"(two-sided, p < {analysis.ALPHA}), with the 95% interval of the difference; a side with fewer than {analysis.MIN_SEEDS} "
         "seeds leaves the comparison undecided, however large the difference. Tables give mean ± std over seeds and a 95% "
-        "t-interval of the mean.\n")
+        "t-interval of the mean.\n"
+    )
     if problems:
         add(f"> {len(problems)} file(s) in the results folder were not valid records and were skipped.\n")
 
@@ -148,13 +169,27 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     add(_model_design(defaults))
     add(_data_section(defaults))
     if (figures_dir / "token_lengths.png").is_file():  # drawn by notebook 01 from the data, not from records
-        add(_figure(figures_dir / "token_lengths.png", report_dir, "Token lengths per task (notebook 01); the dashed line is the truncation length."))
+        add(
+            _figure(
+                figures_dir / "token_lengths.png",
+                report_dir,
+                "Token lengths per task (notebook 01); the dashed line is the truncation length.",
+            )
+        )
 
     # 2. Loss and results
     add("## 2. Loss reduction, validation and test results\n")
     if "training_curves" in figures:
-        add(_figure(figures["training_curves"], report_dir, f"Training loss per step and validation metric per epoch, BitFit and LoRA (seed {figures['first_seed']})."))
-    add("Test results (GLUE dev set) at each method's default settings, mean ± std over seeds, against the course baselines:\n")
+        add(
+            _figure(
+                figures["training_curves"],
+                report_dir,
+                f"Training loss per step and validation metric per epoch, BitFit and LoRA (seed {figures['first_seed']}).",
+            )
+        )
+    add(
+        "Test results (GLUE dev set) at each method's default settings, mean ± std over seeds, against the course baselines:\n"
+    )
     add(_table(results_table(defaults)) + "\n")
 
     add(_validation_test_gap(defaults))
@@ -170,9 +205,17 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     # 4. BitFit vs LoRA, and rank
     add("## 4. BitFit vs LoRA, and LoRA's rank\n")
     if "bitfit_vs_lora" in figures:
-        add(_figure(figures["bitfit_vs_lora"], report_dir, "BitFit vs LoRA r=8: test metric (mean ± std over seeds), annotated with % of parameters trained."))
+        add(
+            _figure(
+                figures["bitfit_vs_lora"],
+                report_dir,
+                "BitFit vs LoRA r=8: test metric (mean ± std over seeds), annotated with % of parameters trained.",
+            )
+        )
     for task in dict.fromkeys(defaults["task"]):
-        comparison = analysis.compare(defaults[defaults["task"] == task], "variant", "lora", "bitfit", names=("LoRA", "BitFit"))
+        comparison = analysis.compare(
+            defaults[defaults["task"] == task], "variant", "lora", "bitfit", names=("LoRA", "BitFit")
+        )
         if comparison:
             add("- " + comparison.sentence(get_task(task).main_metric, get_task(task).display_name))
     add("")
@@ -182,9 +225,14 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     # 5. All methods, cost
     add("## 5. All methods: score, parameters, time and memory\n")
     batch = defaults["memory_batch"].iloc[0]
-    for name, caption in [("methods", "Test metric per method (mean ± std over seeds)."),
-                          ("metric_vs_parameters", "Score against the share of parameters trained."),
-                          ("time_memory", f"Training time per 1,000 examples, and memory of one training step on a batch of {batch} tokens: parameters, gradients, AdamW state, saved activations.")]:
+    for name, caption in [
+        ("methods", "Test metric per method (mean ± std over seeds)."),
+        ("metric_vs_parameters", "Score against the share of parameters trained."),
+        (
+            "time_memory",
+            f"Training time per 1,000 examples, and memory of one training step on a batch of {batch} tokens: parameters, gradients, AdamW state, saved activations.",
+        ),
+    ]:
         if name in figures:
             add(_figure(figures[name], report_dir, caption))
     add(_cost_table(defaults))
@@ -192,7 +240,10 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     # 6. Other settings
     add("## 6. Pooling, batch size and warmup\n")
     add(_pooling_discussion(frame, profile))
-    for column, caption in [("batch_size", "LoRA r=8: effect of the batch size (learning rate fixed)."), ("warmup_ratio", "LoRA r=8: effect of the warmup ratio.")]:
+    for column, caption in [
+        ("batch_size", "LoRA r=8: effect of the batch size (learning rate fixed)."),
+        ("warmup_ratio", "LoRA r=8: effect of the warmup ratio."),
+    ]:
         if f"effect_{column}" in figures:
             add(_figure(figures[f"effect_{column}"], report_dir, caption))
     add(_best_settings(frame, profile))
@@ -202,9 +253,12 @@ def write_report(results_dir, figures_dir, report_path, profile: str, bench_path
     add(_bench_section(bench_path))
     wall_seconds = wall_seconds or _read_wall_seconds(results_dir)
     if wall_seconds:
-        add("Wall time of this run of the notebooks: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in wall_seconds.items())
+        add(
+            "Wall time of this run of the notebooks: "
+            + ", ".join(f"{k} {v / 60:.1f} min" for k, v in wall_seconds.items())
             + f"; {sum(wall_seconds.values()) / 60:.1f} min in all before the analysis notebook "
-            f"(each notebook's last cell states its own).\n")
+            f"(each notebook's last cell states its own).\n"
+        )
     text = "\n".join(out) + "\n"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(text)
@@ -245,19 +299,27 @@ def _model_design(defaults: pd.DataFrame) -> str:
     row = defaults.iloc[0]
     lines = []
     if row.get("model_model_type"):
-        lines.append(f"- **Base model**: `{row['model']}` ({row['model_model_type']} architecture, {int(row['model_layers'])} layers, hidden size "
-                     f"{int(row['model_hidden_size'])}, {int(row['model_heads'])} heads, MLP width {int(row['model_intermediate_size'])}; "
-                     f"{int(row['model_parameters']):,} parameters with the classification head).")
+        lines.append(
+            f"- **Base model**: `{row['model']}` ({row['model_model_type']} architecture, {int(row['model_layers'])} layers, hidden size "
+            f"{int(row['model_hidden_size'])}, {int(row['model_heads'])} heads, MLP width {int(row['model_intermediate_size'])}; "
+            f"{int(row['model_parameters']):,} parameters with the classification head)."
+        )
     else:
         lines.append(f"- **Base model**: `{row['model']}`.")
     pooled = "mean" in set(defaults["pooling"])
-    lines.append("- **Head**: the model's own sequence-classification head (for BERT: the first token's final state → the pretrained "
-                 "pooler, dense + tanh → dropout → a new linear classifier). The classifier always trains and is saved with the "
-                 "adapter; the pooler is pretrained and stays frozen except under full fine-tuning and BitFit (its bias)."
-                 + (" A mean-pooling variant is compared in §6." if pooled else ""))
+    lines.append(
+        "- **Head**: the model's own sequence-classification head (for BERT: the first token's final state → the pretrained "
+        "pooler, dense + tanh → dropout → a new linear classifier). The classifier always trains and is saved with the "
+        "adapter; the pooler is pretrained and stays frozen except under full fine-tuning and BitFit (its bias)."
+        + (" A mean-pooling variant is compared in §6." if pooled else "")
+    )
     lines.append("- **What trains** (everything else is frozen):\n")
     first = {str(row["variant"]): row for _, row in defaults.groupby("variant", observed=True).head(1).iterrows()}
-    design = defaults.groupby("variant", observed=True).agg(trainable=("trainable", "first"), percent=("percent", "first")).reset_index()
+    design = (
+        defaults.groupby("variant", observed=True)
+        .agg(trainable=("trainable", "first"), percent=("percent", "first"))
+        .reset_index()
+    )
     design["what trains"] = design["variant"].astype(str).map(lambda v: what_trains(first[v]))
     design["trainable"] = design["trainable"].map(lambda v: f"{int(v):,}")
     design["percent"] = design["percent"].map(lambda v: f"{v:.3g}%")
@@ -265,31 +327,51 @@ def _model_design(defaults: pd.DataFrame) -> str:
 
 
 def _data_section(defaults: pd.DataFrame) -> str:
-    sizes = defaults.groupby("task").agg(train=("train_size", "first"), validation=("validation_size", "first"), test=("test_size", "first"),
-                                         select_on=("select_on", "first")).reset_index()
+    sizes = (
+        defaults.groupby("task")
+        .agg(
+            train=("train_size", "first"),
+            validation=("validation_size", "first"),
+            test=("test_size", "first"),
+            select_on=("select_on", "first"),
+        )
+        .reset_index()
+    )
     sizes["task"] = sizes["task"].map(lambda t: get_task(t).display_name)
     row = defaults.iloc[0]
-    cap = "none" if pd.isna(row["max_train_samples"]) else f"{int(row['max_train_samples']):,} examples (seeded, stratified)"
+    cap = (
+        "none"
+        if pd.isna(row["max_train_samples"])
+        else f"{int(row['max_train_samples']):,} examples (seeded, stratified)"
+    )
     seeds = sorted(set(defaults["seed"]))
-    text = (f"- **Data and training**: training subsample cap {cap}; {row['epochs']:g} epoch(s), batch {int(row['batch_size'])}, max length "
-            f"{int(row['max_length'])}, linear schedule with {row['warmup_ratio']:.0%} warmup, seeds {seeds}. ")
+    text = (
+        f"- **Data and training**: training subsample cap {cap}; {row['epochs']:g} epoch(s), batch {int(row['batch_size'])}, max length "
+        f"{int(row['max_length'])}, linear schedule with {row['warmup_ratio']:.0%} warmup, seeds {seeds}. "
+    )
     if set(sizes["select_on"]) == {"train_slice"}:
-        text += ("`validation` is a seeded, stratified slice of GLUE train, used to pick the best epoch; `test` is the GLUE dev "
-                 "set, used only for reporting:\n")
+        text += (
+            "`validation` is a seeded, stratified slice of GLUE train, used to pick the best epoch; `test` is the GLUE dev "
+            "set, used only for reporting:\n"
+        )
     else:
-        text += ("Some runs selected their best epoch **on the GLUE dev set** (`select_on = dev`, as papers do), which is also the "
-                 "reported `test` split: their test numbers are optimistic.\n")
+        text += (
+            "Some runs selected their best epoch **on the GLUE dev set** (`select_on = dev`, as papers do), which is also the "
+            "reported `test` split: their test numbers are optimistic.\n"
+        )
     return text + "\n" + _table(sizes) + "\n"
 
 
 def _bitfit_discussion(defaults: pd.DataFrame) -> str:
-    lines = ["### BitFit: what it is and why it works\n",
-             "BitFit trains only the bias vectors (and the classifier) and freezes every weight matrix. The explanation its "
-             "authors offer, which our numbers below can support or not: a bias adds the same vector at every position, so tuning it "
-             "shifts each layer's activations (which GELU units fire, where LayerNorm centres them) without changing how tokens "
-             "are mixed. If the pretrained weights already hold the features a task needs, re-weighting them through the biases "
-             "should recover much of full fine-tuning at a tiny fraction of the parameters — and should clearly beat training "
-             "the classifier alone.\n"]
+    lines = [
+        "### BitFit: what it is and why it works\n",
+        "BitFit trains only the bias vectors (and the classifier) and freezes every weight matrix. The explanation its "
+        "authors offer, which our numbers below can support or not: a bias adds the same vector at every position, so tuning it "
+        "shifts each layer's activations (which GELU units fire, where LayerNorm centres them) without changing how tokens "
+        "are mixed. If the pretrained weights already hold the features a task needs, re-weighting them through the biases "
+        "should recover much of full fine-tuning at a tiny fraction of the parameters — and should clearly beat training "
+        "the classifier alone.\n",
+    ]
     for task in dict.fromkeys(defaults["task"]):
         subset = defaults[defaults["task"] == task]
         spec = get_task(task)
@@ -303,8 +385,10 @@ def _bitfit_discussion(defaults: pd.DataFrame) -> str:
             leader = "full fine-tuning" if gap > 0 else "BitFit"
             noise = " (within noise)" if comparison and comparison.verdict == "tie" else ""
             outcome = "the same score" if gap == 0 else f"{abs(gap):.3f} in {leader}'s favour{noise}"
-            text += (f"; full fine-tuning ({int(full['trainable'].iloc[0]):,} parameters, {full['trainable'].iloc[0] / bitfit['trainable'].iloc[0]:.0f}× as many) "
-                     f"reaches {full['test'].mean():.3f}: {outcome}")
+            text += (
+                f"; full fine-tuning ({int(full['trainable'].iloc[0]):,} parameters, {full['trainable'].iloc[0] / bitfit['trainable'].iloc[0]:.0f}× as many) "
+                f"reaches {full['test'].mean():.3f}: {outcome}"
+            )
         sparse = subset[subset["variant"] == "bitfit (sparse)"]
         if not sparse.empty:
             text += f"; the sparse variant (query + first-MLP biases, {int(sparse['trainable'].iloc[0]):,} parameters) reaches {sparse['test'].mean():.3f}"
@@ -329,20 +413,30 @@ def _bitfit_verdict(subset: pd.DataFrame) -> str:
         return f"not supported here: BitFit ({bitfit:.3f}) does not beat always predicting the majority class ({floor:.3f})."
     full_vs_head = analysis.compare(subset, "variant", "full", "head")
     if full_vs_head.verdict == "degenerate":
-        return (f"undecided: neither full fine-tuning ({full:.3f}) nor the classifier alone ({head:.3f}) beats the majority class "
-                f"({floor:.3f}) here, while BitFit reaches {bitfit:.3f}; the gap the explanation is about cannot be measured.")
+        return (
+            f"undecided: neither full fine-tuning ({full:.3f}) nor the classifier alone ({head:.3f}) beats the majority class "
+            f"({floor:.3f}) here, while BitFit reaches {bitfit:.3f}; the gap the explanation is about cannot be measured."
+        )
     if full_vs_head.verdict == "undecided":
-        return (f"undecided: full fine-tuning ({full:.3f}) and the classifier alone ({head:.3f}) need at least {analysis.MIN_SEEDS} "
-                "seeds each before the gap between them counts.")
+        return (
+            f"undecided: full fine-tuning ({full:.3f}) and the classifier alone ({head:.3f}) need at least {analysis.MIN_SEEDS} "
+            "seeds each before the gap between them counts."
+        )
     if full_vs_head.verdict != "a":
-        return (f"undecided: full fine-tuning ({full:.3f}) does not clearly beat the classifier alone ({head:.3f}) in these runs, "
-                "so there is no gap for the biases to close.")
+        return (
+            f"undecided: full fine-tuning ({full:.3f}) does not clearly beat the classifier alone ({head:.3f}) in these runs, "
+            "so there is no gap for the biases to close."
+        )
     recovered = (bitfit - head) / (full - head)
     bitfit_vs_head = analysis.compare(subset, "variant", "bitfit", "head")
     supported = recovered >= 0.5 and bitfit_vs_head.verdict == "a"
-    return (f"{'supported' if supported else 'not supported'}: BitFit closes {recovered:.0%} of the gap between the classifier alone "
-            f"({head:.3f}) and full fine-tuning ({full:.3f}) while training {subset.loc[subset['variant'] == 'bitfit', 'percent'].iloc[0]:.2g}% "
-            "of the parameters" + ("" if bitfit_vs_head.verdict == "a" else ", and it does not clearly beat the classifier alone") + ".")
+    return (
+        f"{'supported' if supported else 'not supported'}: BitFit closes {recovered:.0%} of the gap between the classifier alone "
+        f"({head:.3f}) and full fine-tuning ({full:.3f}) while training {subset.loc[subset['variant'] == 'bitfit', 'percent'].iloc[0]:.2g}% "
+        "of the parameters"
+        + ("" if bitfit_vs_head.verdict == "a" else ", and it does not clearly beat the classifier alone")
+        + "."
+    )
 
 
 def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
@@ -351,20 +445,54 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
     if lrs.empty:
         lines.append("No learning-rate sweep in these records (notebook 05 runs it).\n")
         return "\n".join(lines)
-    grid = lrs.groupby("variant", observed=True)["lr"].apply(lambda s: ", ".join(f"{v:g}" for v in sorted(set(s)))).to_dict()
-    selection = "validation" if set(lrs["select_on"]) == {"train_slice"} else "validation (= GLUE dev for runs selected on dev)"
-    lines.append("Grid searched (peak learning rate; linear decay after warmup; everything else at its default): "
-                 + "; ".join(f"{m}: {g}" for m, g in grid.items()) + f". The best learning rate is the one with the best mean {selection} score:\n")
+    grid = (
+        lrs.groupby("variant", observed=True)["lr"]
+        .apply(lambda s: ", ".join(f"{v:g}" for v in sorted(set(s))))
+        .to_dict()
+    )
+    selection = (
+        "validation" if set(lrs["select_on"]) == {"train_slice"} else "validation (= GLUE dev for runs selected on dev)"
+    )
+    lines.append(
+        "Grid searched (peak learning rate; linear decay after warmup; everything else at its default): "
+        + "; ".join(f"{m}: {g}" for m, g in grid.items())
+        + f". The best learning rate is the one with the best mean {selection} score:\n"
+    )
     best = analysis.best_lr(lrs)
     shown = best.copy()
     shown["task"] = shown["task"].map(lambda t: get_task(t).display_name)
     shown = shown.rename(columns={"validation_mean": "best validation (mean)", "validation_std": "std", "n": "seeds"})
-    shown["within noise of the best"] = [", ".join(f"{r:g}" for r in row["tied"]) + ("" if row["decided"] else f" (undecided: {int(row['seeds'])} seed(s))")
-                                         for _, row in shown.iterrows()]
+    shown["within noise of the best"] = [
+        ", ".join(f"{r:g}" for r in row["tied"])
+        + ("" if row["decided"] else f" (undecided: {int(row['seeds'])} seed(s))")
+        for _, row in shown.iterrows()
+    ]
     shown["learned?"] = shown["degenerate"].map(lambda d: "no: majority class" if d else "yes")
-    lines.append(_table(shown[["task", "method", "lr", "best validation (mean)", "std", "seeds", "within noise of the best", "learned?"]]) + "\n")
+    lines.append(
+        _table(
+            shown[
+                [
+                    "task",
+                    "method",
+                    "lr",
+                    "best validation (mean)",
+                    "std",
+                    "seeds",
+                    "within noise of the best",
+                    "learned?",
+                ]
+            ]
+        )
+        + "\n"
+    )
     if "lr_sensitivity" in figures:
-        lines.append(_figure(figures["lr_sensitivity"], report_dir, "Validation metric against the learning rate per method (circle: best)."))
+        lines.append(
+            _figure(
+                figures["lr_sensitivity"],
+                report_dir,
+                "Validation metric against the learning rate per method (circle: best).",
+            )
+        )
     full = {row["task"]: row for _, row in best[best["method"] == "full"].iterrows()}
     relations = []
     for method in ("bitfit", "lora", "head"):
@@ -374,35 +502,59 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
             reference = full[peft["task"]]
             relation = analysis.lr_relation(peft, reference)
             relations.append(relation)
-            lines.append(f"- {get_task(peft['task']).display_name}: best {method} learning rate {peft['lr']:g} vs full fine-tuning "
-                         f"{reference['lr']:g} ({peft['lr'] / reference['lr']:.3g}×): **{relation}**"
-                         + (" (a rate tied for best lies on the other side, a sweep learned nothing, or a rate has fewer than "
-                            f"{analysis.MIN_SEEDS} seeds)" if relation == "undecided" else "") + ".")
+            lines.append(
+                f"- {get_task(peft['task']).display_name}: best {method} learning rate {peft['lr']:g} vs full fine-tuning "
+                f"{reference['lr']:g} ({peft['lr'] / reference['lr']:.3g}×): **{relation}**"
+                + (
+                    " (a rate tied for best lies on the other side, a sweep learned nothing, or a rate has fewer than "
+                    f"{analysis.MIN_SEEDS} seeds)"
+                    if relation == "undecided"
+                    else ""
+                )
+                + "."
+            )
     if not relations:
         return "\n".join(lines) + "\n"
     larger, decided = relations.count("larger"), len(relations) - relations.count("undecided")
-    lines.append(f"\nThe PEFT method's best learning rates are larger than full fine-tuning's in {larger} of {len(relations)} (task, method) pairs, "
-                 f"smaller in {relations.count('smaller')}, undecided in {len(relations) - decided} (a pair counts only when every rate "
-                 "within noise of the best lies on the same side).")
+    lines.append(
+        f"\nThe PEFT method's best learning rates are larger than full fine-tuning's in {larger} of {len(relations)} (task, method) pairs, "
+        f"smaller in {relations.count('smaller')}, undecided in {len(relations) - decided} (a pair counts only when every rate "
+        "within noise of the best lies on the same side)."
+    )
     degrading = _full_degrades_at_high_lr(lrs)
     smaller = relations.count("smaller")
     if not decided:
         lines.append("No pair is decided, so these records say nothing about which learning rates PEFT methods want.")
     elif decided * 2 < len(relations):
-        lines.append(f"Only {decided} of {len(relations)} pairs are decided ({larger} larger, {smaller} smaller): too few to support or "
-                     "contradict the usual claim that PEFT methods want larger learning rates than full fine-tuning.")
+        lines.append(
+            f"Only {decided} of {len(relations)} pairs are decided ({larger} larger, {smaller} smaller): too few to support or "
+            "contradict the usual claim that PEFT methods want larger learning rates than full fine-tuning."
+        )
     elif larger == decided:
-        lines.append(("In every decided pair the PEFT method's best rate is the higher one"
-                      + (f" ({len(relations) - decided} undecided, where a sweep learned nothing or rates tie)" if decided < len(relations) else "")
-                      + ". ") + "Why: full fine-tuning moves every one of the model's weights, so a small learning rate already changes each layer, and "
-                     "large steps overwrite the pretrained features" + (f" — {degrading}" if degrading else "") + ". BitFit and LoRA "
-                     "change few parameters (bias vectors; a rank-r update B·A that starts at zero), each with a small effect on the output, "
-                     "so they need larger steps to move the function as far in the same number of updates, and because the pretrained "
-                     "weights stay frozen, large steps cannot destroy them.")
+        lines.append(
+            (
+                "In every decided pair the PEFT method's best rate is the higher one"
+                + (
+                    f" ({len(relations) - decided} undecided, where a sweep learned nothing or rates tie)"
+                    if decided < len(relations)
+                    else ""
+                )
+                + ". "
+            )
+            + "Why: full fine-tuning moves every one of the model's weights, so a small learning rate already changes each layer, and "
+            "large steps overwrite the pretrained features"
+            + (f" — {degrading}" if degrading else "")
+            + ". BitFit and LoRA "
+            "change few parameters (bias vectors; a rank-r update B·A that starts at zero), each with a small effect on the output, "
+            "so they need larger steps to move the function as far in the same number of updates, and because the pretrained "
+            "weights stay frozen, large steps cannot destroy them."
+        )
     else:
-        lines.append(f"Of the decided pairs, {larger} put the PEFT rate higher and {smaller} lower: these records do not support the usual claim that "
-                     "PEFT methods want larger learning rates than full fine-tuning; with these data sizes and epochs the sweep is the "
-                     "better guide." + (f" ({degrading}.)" if degrading else ""))
+        lines.append(
+            f"Of the decided pairs, {larger} put the PEFT rate higher and {smaller} lower: these records do not support the usual claim that "
+            "PEFT methods want larger learning rates than full fine-tuning; with these data sizes and epochs the sweep is the "
+            "better guide." + (f" ({degrading}.)" if degrading else "")
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -414,7 +566,9 @@ def _full_degrades_at_high_lr(lrs: pd.DataFrame) -> str:
         table = analysis.over_seeds(group, ["lr"], "best_validation").sort_values("lr")
         best, top = table.loc[table["mean"].idxmax()], table.iloc[-1]
         if top["lr"] > best["lr"] and best["mean"] - top["mean"] > max(best["std"], top["std"], 0.01):
-            clauses.append(f"on {get_task(task).display_name} full fine-tuning drops from {best['mean']:.3f} at {best['lr']:g} to {top['mean']:.3f} at {top['lr']:g}")
+            clauses.append(
+                f"on {get_task(task).display_name} full fine-tuning drops from {best['mean']:.3f} at {best['lr']:g} to {top['mean']:.3f} at {top['lr']:g}"
+            )
     return "; ".join(clauses)
 
 
@@ -424,24 +578,44 @@ def _rank_discussion(frame, profile, figures, report_dir) -> str:
         return "No rank sweep in these records (notebook 04 runs it).\n"
     row = ranks.iloc[0]
     d, layers = int(row["model_hidden_size"]), int(row["model_layers"])
-    lines = ["### How the rank r changes LoRA\n",
-             f"LoRA adds B (d_out × r) and A (r × d_in) to each adapted layer, so it trains r·(d_in + d_out) parameters per layer: "
-             f"with query and value ({d} → {d}) in {layers} layers that is {layers} · 2 · r · {2 * d} = {layers * 4 * d:,}·r, plus the head. "
-             "The closed form below is computed from the architecture; the count is the parameters with `requires_grad` in the wrapped model:\n"]
-    params = ranks.groupby("rank").agg(counted=("trainable", "first"), closed_form=("lora_closed_form", "first"), percent=("percent", "first")).reset_index()
+    lines = [
+        "### How the rank r changes LoRA\n",
+        f"LoRA adds B (d_out × r) and A (r × d_in) to each adapted layer, so it trains r·(d_in + d_out) parameters per layer: "
+        f"with query and value ({d} → {d}) in {layers} layers that is {layers} · 2 · r · {2 * d} = {layers * 4 * d:,}·r, plus the head. "
+        "The closed form below is computed from the architecture; the count is the parameters with `requires_grad` in the wrapped model:\n",
+    ]
+    params = (
+        ranks.groupby("rank")
+        .agg(counted=("trainable", "first"), closed_form=("lora_closed_form", "first"), percent=("percent", "first"))
+        .reset_index()
+    )
     params[["counted", "closed_form"]] = params[["counted", "closed_form"]].astype(int)
     params["agree"] = params["counted"] == params["closed_form"]
     lines.append(_table(params) + "\n")
     if "rank_sweep" in figures:
-        lines.append(_figure(figures["rank_sweep"], report_dir, "LoRA rank sweep: parameters (log) and test metric (mean ± std over seeds)."))
+        lines.append(
+            _figure(
+                figures["rank_sweep"],
+                report_dir,
+                "LoRA rank sweep: parameters (log) and test metric (mean ± std over seeds).",
+            )
+        )
     for task in dict.fromkeys(ranks["task"]):
         table = analysis.over_seeds(ranks[ranks["task"] == task], ["rank"]).sort_values("rank")
         best = table.loc[table["mean"].idxmax()]
         low, high = table.iloc[0], table.iloc[-1]
-        comparison = analysis.compare(ranks[ranks["task"] == task], "rank", high["rank"], low["rank"], names=(f"r={int(high['rank'])}", f"r={int(low['rank'])}"))
-        lines.append(f"- {get_task(task).display_name}: best mean at r={int(best['rank'])} ({best['mean']:.3f}); "
-                     f"r={int(low['rank'])} → {low['mean']:.3f}, r={int(high['rank'])} → {high['mean']:.3f} with {int(high['rank'] / low['rank'])}× the adapter parameters. "
-                     + (comparison.sentence(get_task(task).main_metric, get_task(task).display_name) if comparison else ""))
+        comparison = analysis.compare(
+            ranks[ranks["task"] == task],
+            "rank",
+            high["rank"],
+            low["rank"],
+            names=(f"r={int(high['rank'])}", f"r={int(low['rank'])}"),
+        )
+        lines.append(
+            f"- {get_task(task).display_name}: best mean at r={int(best['rank'])} ({best['mean']:.3f}); "
+            f"r={int(low['rank'])} → {low['mean']:.3f}, r={int(high['rank'])} → {high['mean']:.3f} with {int(high['rank'] / low['rank'])}× the adapter parameters. "
+            + (comparison.sentence(get_task(task).main_metric, get_task(task).display_name) if comparison else "")
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -456,18 +630,40 @@ def _overfit_section(records: list[dict], figures_dir: Path, report_dir: Path) -
         metric = get_task(record["config"]["task"]).main_metric
         train = [(e["epoch"], e["metrics"].get(metric)) for e in record["evals"] if e["split"] == "train"]
         reached = next((epoch for epoch, value in train if value is not None and value >= 0.99), None)
-        rows.append({"task": get_task(record["config"]["task"]).display_name, "method": plots.run_label(record), "lr": f"{record['config']['lr']:g}",
-                     "training examples": record["data"]["sizes"]["train"], "epochs": record["config"]["epochs"],
-                     f"final train {metric}": round(train[-1][1], 3) if train else None,
-                     "first epoch ≥ 0.99": f"{reached:g}" if reached is not None else "never",
-                     f"final validation {metric}": round(next(e["metrics"][metric] for e in reversed(record["evals"]) if e["split"] == "validation"), 3)})
+        rows.append(
+            {
+                "task": get_task(record["config"]["task"]).display_name,
+                "method": plots.run_label(record),
+                "lr": f"{record['config']['lr']:g}",
+                "training examples": record["data"]["sizes"]["train"],
+                "epochs": record["config"]["epochs"],
+                f"final train {metric}": round(train[-1][1], 3) if train else None,
+                "first epoch ≥ 0.99": f"{reached:g}" if reached is not None else "never",
+                f"final validation {metric}": round(
+                    next(e["metrics"][metric] for e in reversed(record["evals"]) if e["split"] == "validation"), 3
+                ),
+            }
+        )
     table = pd.DataFrame(rows)
     never = table[table["first epoch ≥ 0.99"] == "never"]
-    verdict = ("Every method memorises its training examples, as a working training loop must." if never.empty else
-               f"Not every method memorises them: {', '.join(never['method'] + ' on ' + never['task'])} stay below 0.99 training accuracy.")
-    return ("### Overfitting check\n\nEach method trained on a few examples for many epochs, scoring the training split every epoch "
-            "(validation for contrast):\n\n" + _table(table) + "\n\n" + verdict + "\n\n"
-            + _figure(figures_dir / "overfit.png", report_dir, "Overfitting check: training (solid) and validation (dotted) accuracy per epoch."))
+    verdict = (
+        "Every method memorises its training examples, as a working training loop must."
+        if never.empty
+        else f"Not every method memorises them: {', '.join(never['method'] + ' on ' + never['task'])} stay below 0.99 training accuracy."
+    )
+    return (
+        "### Overfitting check\n\nEach method trained on a few examples for many epochs, scoring the training split every epoch "
+        "(validation for contrast):\n\n"
+        + _table(table)
+        + "\n\n"
+        + verdict
+        + "\n\n"
+        + _figure(
+            figures_dir / "overfit.png",
+            report_dir,
+            "Overfitting check: training (solid) and validation (dotted) accuracy per epoch.",
+        )
+    )
 
 
 def _alpha_discussion(frame, profile) -> str:
@@ -477,10 +673,14 @@ def _alpha_discussion(frame, profile) -> str:
     fixed = _runs(lora, profile, vary="rank", grid=True)
     scaled = _runs(lora, profile, vary="rank", grid=True, alpha="2r")
     if scaled["rank"].nunique() < 2:
-        return ("With α fixed at 16, the scale α/r falls from 16 at r=1 to 0.25 at r=64, so a rank sweep at fixed α also sweeps "
-                "the update's scale; no α = 2r runs in these records separate the two.\n")
-    lines = ["**Rank or scale?** With α fixed at 16, the scale α/r falls from 16 at r=1 to 0.25 at r=64, so a rank sweep at fixed "
-             "α also sweeps the update's scale. With α = 2r the scale stays 2 at every rank:\n"]
+        return (
+            "With α fixed at 16, the scale α/r falls from 16 at r=1 to 0.25 at r=64, so a rank sweep at fixed α also sweeps "
+            "the update's scale; no α = 2r runs in these records separate the two.\n"
+        )
+    lines = [
+        "**Rank or scale?** With α fixed at 16, the scale α/r falls from 16 at r=1 to 0.25 at r=64, so a rank sweep at fixed "
+        "α also sweeps the update's scale. With α = 2r the scale stays 2 at every rank:\n"
+    ]
     tables = []
     for scheme, runs in (("α = 16", fixed), ("α = 2r", scaled)):
         for task in dict.fromkeys(scaled["task"]):
@@ -490,15 +690,28 @@ def _alpha_discussion(frame, profile) -> str:
             tables.append(table)
     table = pd.concat(tables)
     table["test"] = [_mean_std(m, s, n) for m, s, n in zip(table["mean"], table["std"], table["n"])]
-    table["95% interval"] = [f"{low:.3f} – {high:.3f}" if pd.notna(low) else "" for low, high in zip(table["ci95_low"], table["ci95_high"])]
+    table["95% interval"] = [
+        f"{low:.3f} – {high:.3f}" if pd.notna(low) else "" for low, high in zip(table["ci95_low"], table["ci95_high"])
+    ]
     wide = table.pivot_table(index=["task", "α"], columns="rank", values="test", aggfunc="first")
     lines.append(_table(wide.reset_index()) + "\n")
     for task in dict.fromkeys(scaled["task"]):
-        low_rank, high_rank = scaled.loc[scaled["task"] == task, "rank"].min(), scaled.loc[scaled["task"] == task, "rank"].max()
+        low_rank, high_rank = (
+            scaled.loc[scaled["task"] == task, "rank"].min(),
+            scaled.loc[scaled["task"] == task, "rank"].max(),
+        )
         for scheme, runs in (("α = 16", fixed), ("α = 2r", scaled)):
-            comparison = analysis.compare(runs[runs["task"] == task], "rank", high_rank, low_rank, names=(f"r={int(high_rank)}", f"r={int(low_rank)}"))
+            comparison = analysis.compare(
+                runs[runs["task"] == task],
+                "rank",
+                high_rank,
+                low_rank,
+                names=(f"r={int(high_rank)}", f"r={int(low_rank)}"),
+            )
             if comparison:
-                lines.append(f"- {scheme}: " + comparison.sentence(get_task(task).main_metric, get_task(task).display_name))
+                lines.append(
+                    f"- {scheme}: " + comparison.sentence(get_task(task).main_metric, get_task(task).display_name)
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -506,22 +719,30 @@ def _validation_test_gap(defaults: pd.DataFrame) -> str:
     """Validation (a slice of GLUE train) against test (GLUE dev), with the token lengths that explain SST-2's gap."""
     rows = []
     for task, group in defaults.groupby("task", sort=False):
-        row = {"task": get_task(task).display_name, "validation (mean of best)": group["best_validation"].mean(),
-               "test (mean)": group["test"].mean(), "validation − test": group["best_validation"].mean() - group["test"].mean()}
+        row = {
+            "task": get_task(task).display_name,
+            "validation (mean of best)": group["best_validation"].mean(),
+            "test (mean)": group["test"].mean(),
+            "validation − test": group["best_validation"].mean() - group["test"].mean(),
+        }
         for split in ("train", "validation", "test"):
             if f"{split}_tokens_mean" in group and group[f"{split}_tokens_mean"].notna().any():
                 row[f"{split} tokens/example"] = group[f"{split}_tokens_mean"].mean()
         rows.append(row)
     table = pd.DataFrame(rows)
-    text = ("### Validation against test\n\nThe validation slice comes from GLUE train and the test set is GLUE dev; "
-            "each cell is the mean over every method and seed above:\n\n" + _table(table.round(3)) + "\n")
+    text = (
+        "### Validation against test\n\nThe validation slice comes from GLUE train and the test set is GLUE dev; "
+        "each cell is the mean over every method and seed above:\n\n" + _table(table.round(3)) + "\n"
+    )
     sst2 = table[table["task"] == "SST-2"]
     if not sst2.empty and "test tokens/example" in sst2:
         gap, train, test = sst2.iloc[0][["validation − test", "train tokens/example", "test tokens/example"]]
-        text += (f"\nSST-2's train set holds the parse-tree **phrases** of its sentences as separate examples, while its dev set holds "
-                 f"whole **sentences**: {train:.1f} tokens per training example against {test:.1f} per test example here. The "
-                 f"validation slice is drawn from train, so it is mostly short phrases, often a single sentiment word, which are "
-                 f"easier; the gap of {gap:+.3f} between validation and test is that difference, not overfitting to the slice.\n")
+        text += (
+            f"\nSST-2's train set holds the parse-tree **phrases** of its sentences as separate examples, while its dev set holds "
+            f"whole **sentences**: {train:.1f} tokens per training example against {test:.1f} per test example here. The "
+            f"validation slice is drawn from train, so it is mostly short phrases, often a single sentiment word, which are "
+            f"easier; the gap of {gap:+.3f} between validation and test is that difference, not overfitting to the slice.\n"
+        )
     return text
 
 
@@ -532,21 +753,38 @@ def _published_context(defaults: pd.DataFrame) -> str:
         spec = get_task(task)
         ours = defaults[defaults["task"] == task].groupby("variant", observed=True)["test"].mean()
         for what, score in spec.published.items():
-            rows.append({"task": spec.display_name, "published (not ours)": what, spec.main_metric: f"{score / 100:.3f}"})
+            rows.append(
+                {"task": spec.display_name, "published (not ours)": what, spec.main_metric: f"{score / 100:.3f}"}
+            )
         if spec.published and not ours.empty:
-            rows.append({"task": spec.display_name, "published (not ours)": f"ours, best mean: {ours.idxmax()} (MiniLM-L6, this report)",
-                         spec.main_metric: f"{ours.max():.3f}"})
+            rows.append(
+                {
+                    "task": spec.display_name,
+                    "published (not ours)": f"ours, best mean: {ours.idxmax()} (MiniLM-L6, this report)",
+                    spec.main_metric: f"{ours.max():.3f}",
+                }
+            )
     if not rows:
         return ""
-    return ("For context only — **published numbers, not runs of this project** (RoBERTa-base has 125M parameters, 5.5× "
-            "this model):\n\n" + _table(pd.DataFrame(rows)) + "\n")
+    return (
+        "For context only — **published numbers, not runs of this project** (RoBERTa-base has 125M parameters, 5.5× "
+        "this model):\n\n" + _table(pd.DataFrame(rows)) + "\n"
+    )
 
 
 def _cost_table(defaults: pd.DataFrame) -> str:
-    table = defaults.groupby("variant", observed=True).agg(
-        trainable=("trainable", "first"), samples_per_second=("samples_per_second", "mean"),
-        activations_MiB=("activations_bytes", "mean"), step_MiB=("total_bytes", "mean"), run_peak_MiB=("peak_bytes", "mean"), precision=("precision", "first"),
-    ).reset_index()
+    table = (
+        defaults.groupby("variant", observed=True)
+        .agg(
+            trainable=("trainable", "first"),
+            samples_per_second=("samples_per_second", "mean"),
+            activations_MiB=("activations_bytes", "mean"),
+            step_MiB=("total_bytes", "mean"),
+            run_peak_MiB=("peak_bytes", "mean"),
+            precision=("precision", "first"),
+        )
+        .reset_index()
+    )
     table["trainable"] = table["trainable"].map(lambda v: f"{int(v):,}")
     for column in ("activations_MiB", "step_MiB", "run_peak_MiB"):
         table[column] = (table[column] / 2**20).round(1)
@@ -555,10 +793,16 @@ def _cost_table(defaults: pd.DataFrame) -> str:
     if not cuda:
         table = table.drop(columns="run_peak_MiB")
     runs = defaults.groupby("variant", observed=True).size()
-    note = (f"Training speed: mean samples/s over {defaults['task'].nunique()} task(s) and their seeds ({runs.min()}–{runs.max()} runs per method), "
-            f"recipe `{defaults['recipe'].iloc[0]}`. `step_MiB` = parameters + gradients + AdamW state + activations saved for backward, "
-            f"measured with autograd's saved-tensor hooks on one batch of {defaults['memory_batch'].iloc[0]} tokens (helpers/memory.py)")
-    note += "; `run_peak_MiB` is the CUDA allocator's peak over the whole run." if cuda else "; on a CPU there is no allocator peak to read."
+    note = (
+        f"Training speed: mean samples/s over {defaults['task'].nunique()} task(s) and their seeds ({runs.min()}–{runs.max()} runs per method), "
+        f"recipe `{defaults['recipe'].iloc[0]}`. `step_MiB` = parameters + gradients + AdamW state + activations saved for backward, "
+        f"measured with autograd's saved-tensor hooks on one batch of {defaults['memory_batch'].iloc[0]} tokens (helpers/memory.py)"
+    )
+    note += (
+        "; `run_peak_MiB` is the CUDA allocator's peak over the whole run."
+        if cuda
+        else "; on a CPU there is no allocator peak to read."
+    )
     return _table(table) + "\n\n" + note + "\n"
 
 
@@ -576,9 +820,15 @@ def _best_settings(frame, profile) -> str:
                 lines.append(where + "no setting beats always predicting the majority class; nothing to choose.")
                 continue
             tied = ", ".join(f"{v:g}" for v in best["tied"])
-            lines.append(where + f"best {best[column]:g} (validation {best['validation_mean']:.3f}); "
-                         + (f"not significantly worse (Welch, p ≥ {analysis.ALPHA}): {tied}." if best["decided"]
-                            else f"undecided ({int(best['n'])} seed(s) per value; within 0.01 of it: {tied})."))
+            lines.append(
+                where
+                + f"best {best[column]:g} (validation {best['validation_mean']:.3f}); "
+                + (
+                    f"not significantly worse (Welch, p ≥ {analysis.ALPHA}): {tied}."
+                    if best["decided"]
+                    else f"undecided ({int(best['n'])} seed(s) per value; within 0.01 of it: {tied})."
+                )
+            )
     return ("Best settings by validation score:\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 
@@ -587,21 +837,35 @@ def _pooling_discussion(frame, profile) -> str:
     pooled = pooled[pooled.groupby(["task", "variant"], observed=True)["pooling"].transform("nunique") > 1]
     if pooled.empty:
         return "No pooling comparison in these records (notebook 05 runs it).\n"
-    lines = ["### Which pooling serves each method\n",
-             "`model`: the model's own head reads the first token ([CLS]) through BERT's pooler; `mean`: the masked mean of all token "
-             "states goes to the same head instead"
-             + (" (all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling)" if "minilm" in str(pooled["model"].iloc[0]).lower() else "")
-             + ".\n"]
+    lines = [
+        "### Which pooling serves each method\n",
+        "`model`: the model's own head reads the first token ([CLS]) through BERT's pooler; `mean`: the masked mean of all token "
+        "states goes to the same head instead"
+        + (
+            " (all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling)"
+            if "minilm" in str(pooled["model"].iloc[0]).lower()
+            else ""
+        )
+        + ".\n",
+    ]
     verdicts = {}
     for (task, variant), group in pooled.groupby(["task", "variant"], observed=True):
         comparison = analysis.compare(group, "pooling", "mean", "model", names=("mean pooling", "[CLS] pooling"))
         if comparison:
             verdicts.setdefault(str(variant), []).append(comparison.verdict)
-            lines.append(f"- {variant}: " + comparison.sentence(get_task(task).main_metric, get_task(task).display_name))
+            lines.append(
+                f"- {variant}: " + comparison.sentence(get_task(task).main_metric, get_task(task).display_name)
+            )
     summary = []
     for variant, results in verdicts.items():
-        decided = [v for v in results if v not in ("degenerate", "undecided")]  # no learning, or too few seeds: no verdict
-        where = "every task" if len(decided) == len(results) else f"{len(decided)} of {len(results)} tasks (the others undecided)"
+        decided = [
+            v for v in results if v not in ("degenerate", "undecided")
+        ]  # no learning, or too few seeds: no verdict
+        where = (
+            "every task"
+            if len(decided) == len(results)
+            else f"{len(decided)} of {len(results)} tasks (the others undecided)"
+        )
         if not decided:
             summary.append(f"{variant}: undecided (too few seeds, or neither pooling beats the majority class)")
         elif all(v == "a" for v in decided):
@@ -623,8 +887,12 @@ def _bench_section(bench_path) -> str:
     result = json.loads(bench_path.read_text())
     from helpers.bench import markdown_table
 
-    return ("From `python -m helpers bench` (the usual notebook recipe vs this project's, same data, model, batch size and epochs; "
-            f"record `{bench_path.relative_to(PROJECT_ROOT) if bench_path.is_relative_to(PROJECT_ROOT) else bench_path}`):\n\n" + markdown_table(result) + "\n")
+    return (
+        "From `python -m helpers bench` (the usual notebook recipe vs this project's, same data, model, batch size and epochs; "
+        f"record `{bench_path.relative_to(PROJECT_ROOT) if bench_path.is_relative_to(PROJECT_ROOT) else bench_path}`):\n\n"
+        + markdown_table(result)
+        + "\n"
+    )
 
 
 def inline_images(text: str, report_dir: str | os.PathLike) -> str:

@@ -42,8 +42,10 @@ METHOD_ORDER = ("bitfit", "lora", "full", "head")  # the course core first, if t
 def tier_1a() -> list[TrainConfig]:
     configs = []
     for method in METHOD_ORDER:
-        configs += expand_grid({"task": list(TASKS), "lr": list(LR_GRID[method])},
-                               {**COMMON, "method": method, "seed": 0, "max_train_samples": GRID_TRAIN_SAMPLES})
+        configs += expand_grid(
+            {"task": list(TASKS), "lr": list(LR_GRID[method])},
+            {**COMMON, "method": method, "seed": 0, "max_train_samples": GRID_TRAIN_SAMPLES},
+        )
     return configs
 
 
@@ -62,13 +64,20 @@ def tier_1b(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     for task in TASKS:
         for method in METHOD_ORDER:
             grid = LR_GRID[method]
-            scores = {c.lr: _best_validation(c, results_dir, glue_dir) for c in tier_1a() if (c.task, c.method.method) == (task, method)}
+            scores = {
+                c.lr: _best_validation(c, results_dir, glue_dir)
+                for c in tier_1a()
+                if (c.task, c.method.method) == (task, method)
+            }
             scores = {lr: value for lr, value in scores.items() if value is not None}
             if not scores:
                 continue
             best = grid.index(max(scores, key=scores.get))
-            for lr in grid[max(0, best - 1): best + 2]:
-                configs += expand_grid({"seed": [1, 2]}, {**COMMON, "task": task, "method": method, "lr": lr, "max_train_samples": GRID_TRAIN_SAMPLES})
+            for lr in grid[max(0, best - 1) : best + 2]:
+                configs += expand_grid(
+                    {"seed": [1, 2]},
+                    {**COMMON, "task": task, "method": method, "lr": lr, "max_train_samples": GRID_TRAIN_SAMPLES},
+                )
     return configs
 
 
@@ -79,7 +88,10 @@ def selected_rates(results_dir: Path = STUDY_DIR, glue_dir=None) -> dict[tuple[s
         for method in METHOD_ORDER:
             means = {}
             for lr in LR_GRID[method]:
-                configs = expand_grid({"seed": list(SEEDS)}, {**COMMON, "task": task, "method": method, "lr": lr, "max_train_samples": GRID_TRAIN_SAMPLES})
+                configs = expand_grid(
+                    {"seed": list(SEEDS)},
+                    {**COMMON, "task": task, "method": method, "lr": lr, "max_train_samples": GRID_TRAIN_SAMPLES},
+                )
                 values = [v for c in configs if (v := _best_validation(c, results_dir, glue_dir)) is not None]
                 if len(values) == len(SEEDS):
                     means[lr] = sum(values) / len(values)
@@ -95,7 +107,9 @@ def tier_1c(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     for method in METHOD_ORDER:
         for task in TASKS:
             if (task, method) in rates:
-                configs += expand_grid({"seed": list(SEEDS)}, {**COMMON, "task": task, "method": method, "lr": rates[(task, method)]})
+                configs += expand_grid(
+                    {"seed": list(SEEDS)}, {**COMMON, "task": task, "method": method, "lr": rates[(task, method)]}
+                )
     return configs
 
 
@@ -112,7 +126,14 @@ def _at_selected_rate(results_dir, glue_dir, methods, grid: dict, fixed: dict) -
     for task in TASKS:
         for method in methods:
             if (task, method) in rates:
-                base = {**COMMON, "task": task, "method": method, "lr": rates[(task, method)], "max_train_samples": GRID_TRAIN_SAMPLES, **fixed}
+                base = {
+                    **COMMON,
+                    "task": task,
+                    "method": method,
+                    "lr": rates[(task, method)],
+                    "max_train_samples": GRID_TRAIN_SAMPLES,
+                    **fixed,
+                }
                 configs += expand_grid({**grid, "seed": list(SEEDS)}, base)
     return configs
 
@@ -120,15 +141,20 @@ def _at_selected_rate(results_dir, glue_dir, methods, grid: dict, fixed: dict) -
 def tier_2(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     """LoRA rank sweep at alpha = 16 on both tasks, and at alpha = 2r (constant scale) on MRPC."""
     fixed_alpha = _at_selected_rate(results_dir, glue_dir, ("lora",), {"rank": list(RANKS)}, {"alpha": 16.0})
-    scaled = [c for rank in RANKS for c in _at_selected_rate(results_dir, glue_dir, ("lora",), {"rank": [rank]}, {"alpha": 2.0 * rank})
-              if c.task == "mrpc"]
+    scaled = [
+        c
+        for rank in RANKS
+        for c in _at_selected_rate(results_dir, glue_dir, ("lora",), {"rank": [rank]}, {"alpha": 2.0 * rank})
+        if c.task == "mrpc"
+    ]
     return list({c.run_id: c for c in fixed_alpha + scaled}.values())
 
 
 def tier_3(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     """Batch size, then warmup, one factor at a time, for BitFit and LoRA."""
-    return (_at_selected_rate(results_dir, glue_dir, ("bitfit", "lora"), {"batch_size": list(BATCH_SIZES)}, {})
-            + _at_selected_rate(results_dir, glue_dir, ("bitfit", "lora"), {"warmup_ratio": list(WARMUP_RATIOS)}, {}))
+    return _at_selected_rate(
+        results_dir, glue_dir, ("bitfit", "lora"), {"batch_size": list(BATCH_SIZES)}, {}
+    ) + _at_selected_rate(results_dir, glue_dir, ("bitfit", "lora"), {"warmup_ratio": list(WARMUP_RATIOS)}, {})
 
 
 def tier_6(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
@@ -137,13 +163,22 @@ def tier_6(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     return expand_grid({"task": list(TASKS), "method": list(METHOD_ORDER)}, {**COMMON, **OVERFIT, "seed": 0})
 
 
-TIERS = {"1a": lambda results_dir, glue_dir: tier_1a(), "1b": tier_1b, "1c": tier_1c, "2": tier_2, "3": tier_3, "6": tier_6}
+TIERS = {
+    "1a": lambda results_dir, glue_dir: tier_1a(),
+    "1b": tier_1b,
+    "1c": tier_1c,
+    "2": tier_2,
+    "3": tier_3,
+    "6": tier_6,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.study", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tier", required=True, help=f"comma-separated tiers, run in order: {', '.join(TIERS)}")
-    parser.add_argument("--results-dir", default=str(STUDY_DIR), help="where the study's records live (default results/full)")
+    parser.add_argument(
+        "--results-dir", default=str(STUDY_DIR), help="where the study's records live (default results/full)"
+    )
     parser.add_argument("--glue-dir", default=None, help="local GLUE folder (default $GLUE_DIR, else the Hub)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs of each tier without training")
     args = parser.parse_args(argv)
@@ -155,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tier {tier}: {len(configs)} runs")
         if args.dry_run:
             for config in configs:
-                print(f"  {config.task:<5} {config.method.label():<8} lr={config.lr:g} seed={config.seed} train≤{config.max_train_samples}")
+                print(
+                    f"  {config.task:<5} {config.method.label():<8} lr={config.lr:g} seed={config.seed} train≤{config.max_train_samples}"
+                )
             continue
         run_sweep(configs, glue_dir=glue_dir, results_dir=args.results_dir)
     return 0

@@ -11,8 +11,8 @@ import logging
 import os
 import queue
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -147,7 +147,9 @@ def run_sweep(
         # still printed, above the sweep's bar.
         announce = bar.write if progress else None
 
-        outcome: dict[str, str] = {}  # run id -> "trained" or "found"; every worker reports the runs the others finished
+        outcome: dict[
+            str, str
+        ] = {}  # run id -> "trained" or "found"; every worker reports the runs the others finished
 
         def on_event(kind: str, run_id: str, worker: int) -> None:
             if kind == "started":
@@ -161,7 +163,9 @@ def run_sweep(
                 bar.update(1)
             outcome[run_id] = kind
 
-        settings = dict(glue_dir=glue_dir, results_dir=results_dir, fresh_since=fresh_since, poll=poll, train_kwargs=train_kwargs)
+        settings = dict(
+            glue_dir=glue_dir, results_dir=results_dir, fresh_since=fresh_since, poll=poll, train_kwargs=train_kwargs
+        )
         if workers == 1:
             previous_threads = torch.get_num_threads()
             torch.set_num_threads(threads or previous_threads)
@@ -173,11 +177,15 @@ def run_sweep(
             _run_workers(configs, workers, threads or max(1, usable_cores() // workers), on_event, announce, settings)
         trained = sum(kind == "trained" for kind in outcome.values())
         if len(outcome) - trained > done:
-            bar.write(f"{trained} runs trained here; {len(outcome) - trained - done} were trained by another process meanwhile.")
+            bar.write(
+                f"{trained} runs trained here; {len(outcome) - trained - done} were trained by another process meanwhile."
+            )
     records = [find_record(results_dir, c.run_id) for c in configs]
     missing = [c.run_id for c, record in zip(configs, records) if record is None]
     if missing:
-        raise RuntimeError(f"{len(missing)} run(s) of the sweep have no record: {', '.join(missing)}. Start the sweep again to train them.")
+        raise RuntimeError(
+            f"{len(missing)} run(s) of the sweep have no record: {', '.join(missing)}. Start the sweep again to train them."
+        )
     return records
 
 
@@ -236,8 +244,16 @@ def claim_and_train(
                 on_event("found", config.run_id, worker)
             else:
                 on_event("started", config.run_id, worker)
-                train(config, glue_dir=glue_dir, results_dir=results_dir, force=fresh_since is not None, quiet=True,
-                      announce=announce, lock=lock, **train_kwargs)
+                train(
+                    config,
+                    glue_dir=glue_dir,
+                    results_dir=results_dir,
+                    force=fresh_since is not None,
+                    quiet=True,
+                    announce=announce,
+                    lock=lock,
+                    **train_kwargs,
+                )
                 on_event("trained", config.run_id, worker)
         finally:
             lock.release()
@@ -253,7 +269,9 @@ def _run_workers(configs, workers: int, threads: int, on_event, announce, settin
     events = context.Queue()
     stop = context.Event()
     processes = [
-        context.Process(target=_worker_main, args=(configs, index, threads, settings, events, stop), name=f"sweep-worker-{index}")
+        context.Process(
+            target=_worker_main, args=(configs, index, threads, settings, events, stop), name=f"sweep-worker-{index}"
+        )
         for index in range(workers)
     ]
     for process in processes:
@@ -280,7 +298,9 @@ def _run_workers(configs, workers: int, threads: int, on_event, announce, settin
                 on_event(kind, *rest)
     finally:
         stop.set()
-        while any(p.is_alive() for p in processes):  # keep emptying the queue: a worker exits only once its messages are out
+        while any(
+            p.is_alive() for p in processes
+        ):  # keep emptying the queue: a worker exits only once its messages are out
             try:
                 events.get(timeout=0.2)
             except queue.Empty:
@@ -308,8 +328,14 @@ def _worker_main(configs, index: int, threads: int, settings: dict, events, stop
         events.put((kind, run_id, worker))
 
     try:
-        claim_and_train(configs, on_event=on_event, announce=lambda text: events.put(("announce", text)), worker=index,
-                        stop=stop.is_set, **settings)
+        claim_and_train(
+            configs,
+            on_event=on_event,
+            announce=lambda text: events.put(("announce", text)),
+            worker=index,
+            stop=stop.is_set,
+            **settings,
+        )
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
         events.put(("error", current["run_id"], index, traceback.format_exc()))
     finally:

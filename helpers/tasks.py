@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 # Sources of the published scores in the task table (context for the report, not our runs).
 LORA_PAPER = "LoRA paper (Hu et al. 2021, Table 2), RoBERTa-base"
 MINILM_PAPER = "MiniLM paper (Wang et al. 2020), MiniLM-L6-H384"
@@ -49,9 +48,7 @@ class TaskSpec:
     metrics: tuple[str, ...]
     main_metric: str  # used to select the best checkpoint
     tsv: TsvFormat
-    test_splits: dict[str, TestSplit] = field(
-        default_factory=lambda: {"test": TestSplit("dev.tsv", "validation")}
-    )
+    test_splits: dict[str, TestSplit] = field(default_factory=lambda: {"test": TestSplit("dev.tsv", "validation")})
     # The course's pass/fail baselines, per test split and metric.
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     # Published dev-set scores (x100) for context only, never compared as if they were our runs:
@@ -93,7 +90,11 @@ TASKS: dict[str, TaskSpec] = {
             # No header: source code, label, original author mark, sentence.
             tsv=TsvFormat(columns={"sentence": 3, "label": 1}, has_header=False),
             baselines={"test": {"matthews_correlation": 0.6}},
-            published={f"BitFit, {LORA_PAPER}": 62.0, f"LoRA, {LORA_PAPER}": 63.4, f"full fine-tuning, {MINILM_PAPER}": 47.5},
+            published={
+                f"BitFit, {LORA_PAPER}": 62.0,
+                f"LoRA, {LORA_PAPER}": 63.4,
+                f"full fine-tuning, {MINILM_PAPER}": 47.5,
+            },
         ),
         TaskSpec(
             name="sst2",
@@ -104,7 +105,11 @@ TASKS: dict[str, TaskSpec] = {
             main_metric="accuracy",
             tsv=TsvFormat(columns={"sentence": "sentence", "label": "label"}),
             baselines={"test": {"accuracy": 0.88}},
-            published={f"BitFit, {LORA_PAPER}": 93.7, f"LoRA, {LORA_PAPER}": 95.1, f"full fine-tuning, {MINILM_PAPER}": 91.5},
+            published={
+                f"BitFit, {LORA_PAPER}": 93.7,
+                f"LoRA, {LORA_PAPER}": 95.1,
+                f"full fine-tuning, {MINILM_PAPER}": 91.5,
+            },
         ),
         TaskSpec(
             name="mrpc",
@@ -115,9 +120,7 @@ TASKS: dict[str, TaskSpec] = {
             # Accuracy, not F1, selects and passes: always answering "equivalent" already scores
             # F1 0.81 on the dev set (68% positive), which would pass a 0.8 F1 bar by doing nothing.
             main_metric="accuracy",
-            tsv=TsvFormat(
-                columns={"sentence1": "#1 String", "sentence2": "#2 String", "label": "Quality"}
-            ),
+            tsv=TsvFormat(columns={"sentence1": "#1 String", "sentence2": "#2 String", "label": "Quality"}),
             baselines={"test": {"accuracy": 0.8}},
             published={f"BitFit, {LORA_PAPER}": 92.7, f"LoRA, {LORA_PAPER}": 89.7},
         ),
@@ -192,7 +195,11 @@ TASKS: dict[str, TaskSpec] = {
                 label_ids=_ENTAILMENT,
             ),
             baselines={"test": {"accuracy": 0.7}},
-            published={f"BitFit, {LORA_PAPER}": 81.5, f"LoRA, {LORA_PAPER}": 86.6, f"full fine-tuning, {MINILM_PAPER}": 68.8},
+            published={
+                f"BitFit, {LORA_PAPER}": 81.5,
+                f"LoRA, {LORA_PAPER}": 86.6,
+                f"full fine-tuning, {MINILM_PAPER}": 68.8,
+            },
         ),
         TaskSpec(
             name="wnli",
@@ -202,9 +209,7 @@ TASKS: dict[str, TaskSpec] = {
             label_names=("not_entailment", "entailment"),
             metrics=("accuracy",),
             main_metric="accuracy",
-            tsv=TsvFormat(
-                columns={"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"}
-            ),
+            tsv=TsvFormat(columns={"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"}),
             baselines={"test": {"accuracy": 0.8}},
         ),
     ]

@@ -58,7 +58,9 @@ def tokenize_splits(
         raise ValueError(f"max_length must be positive, got {max_length}.")
     target = None
     if cache_dir is not None:
-        target = Path(cache_dir) / "tokenized" / f"{task.name}-{_cache_key(splits, task, tokenizer, max_length, padding)}"
+        target = (
+            Path(cache_dir) / "tokenized" / f"{task.name}-{_cache_key(splits, task, tokenizer, max_length, padding)}"
+        )
         if target.is_dir():
             return load_from_disk(str(target))
     tokenized = splits.map(

@@ -15,10 +15,10 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -122,7 +122,9 @@ class TrainConfig:
     max_train_samples: int | None = None
     max_validation_samples: int | None = None
     # evaluation and logging
-    eval_steps: int | None = None  # N: also evaluate every N steps; the validation split is evaluated every epoch regardless
+    eval_steps: int | None = (
+        None  # N: also evaluate every N steps; the validation split is evaluated every epoch regardless
+    )
     logging_steps: int | None = None  # None: about 20 loss points per epoch
     early_stopping_patience: int | None = None  # evaluations without improvement before stopping
     eval_batch_size: int = 128
@@ -132,7 +134,9 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16/fp16 on GPUs, bf16 autocast on CPUs with bf16 instructions
     compile: bool = False  # torch.compile the model (slower here: see README "Throughput")
     length_grouping: bool = True  # fast recipe: batches of similar length (less padding); False: random batches
-    length_bucket_batches: int | None = None  # batches per length bucket (None: 50); fewer: more random batches, more padding
+    length_bucket_batches: int | None = (
+        None  # batches per length bucket (None: 50); fewer: more random batches, more padding
+    )
     # identity (set by the code, not by hand)
     recipe_version: int = RECIPE_VERSION  # records made before a recipe change keep their version
     data_fingerprint: str | None = None  # helpers.data.data_fingerprint; filled in by train() and sweeps
@@ -145,28 +149,63 @@ class TrainConfig:
             (self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}"),
             (math.isfinite(self.epochs) and self.epochs > 0, f"epochs must be positive and finite, got {self.epochs}"),
             (0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}"),
-            (self.warmup_steps is None or (isinstance(self.warmup_steps, int) and not isinstance(self.warmup_steps, bool) and self.warmup_steps >= 0),
-             f"warmup_steps must be a whole number of steps >= 0 (or None to use warmup_ratio), got {self.warmup_steps!r}"),
-            (math.isfinite(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be >= 0 and finite, got {self.weight_decay}"),
+            (
+                self.warmup_steps is None
+                or (
+                    isinstance(self.warmup_steps, int)
+                    and not isinstance(self.warmup_steps, bool)
+                    and self.warmup_steps >= 0
+                ),
+                f"warmup_steps must be a whole number of steps >= 0 (or None to use warmup_ratio), got {self.warmup_steps!r}",
+            ),
+            (
+                math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+                f"weight_decay must be >= 0 and finite, got {self.weight_decay}",
+            ),
             (self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}"),
             (self.max_length > 0, f"max_length must be positive, got {self.max_length}"),
-            (self.lr is None or (math.isfinite(self.lr) and self.lr > 0), f"lr must be positive and finite, got {self.lr}"),
+            (
+                self.lr is None or (math.isfinite(self.lr) and self.lr > 0),
+                f"lr must be positive and finite, got {self.lr}",
+            ),
             (0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}"),
             (0 <= self.split_seed < 2**32, f"split_seed must be in [0, 2**32), got {self.split_seed}"),
-            (0 < self.validation_fraction < 1, f"validation_fraction must be in (0, 1), got {self.validation_fraction}"),
-            (self.max_train_samples is None or self.max_train_samples > 0, f"max_train_samples must be a positive number of examples, got {self.max_train_samples}"),
-            (self.max_validation_samples is None or self.max_validation_samples > 0,
-             f"max_validation_samples must be a positive number of examples, got {self.max_validation_samples}"),
+            (
+                0 < self.validation_fraction < 1,
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction}",
+            ),
+            (
+                self.max_train_samples is None or self.max_train_samples > 0,
+                f"max_train_samples must be a positive number of examples, got {self.max_train_samples}",
+            ),
+            (
+                self.max_validation_samples is None or self.max_validation_samples > 0,
+                f"max_validation_samples must be a positive number of examples, got {self.max_validation_samples}",
+            ),
             (self.eval_batch_size > 0, f"eval_batch_size must be positive, got {self.eval_batch_size}"),
-            (self.logging_steps is None or self.logging_steps > 0, f"logging_steps must be positive, got {self.logging_steps}"),
-            (self.early_stopping_patience is None or self.early_stopping_patience >= 0,
-             f"early_stopping_patience must be >= 0 (0 or None: off), got {self.early_stopping_patience}"),
+            (
+                self.logging_steps is None or self.logging_steps > 0,
+                f"logging_steps must be positive, got {self.logging_steps}",
+            ),
+            (
+                self.early_stopping_patience is None or self.early_stopping_patience >= 0,
+                f"early_stopping_patience must be >= 0 (0 or None: off), got {self.early_stopping_patience}",
+            ),
             (self.recipe in RECIPES, f"recipe must be one of {RECIPES}, got {self.recipe!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
-            (self.select_on in SELECT_ON_CHOICES, f"select_on must be one of {SELECT_ON_CHOICES}, got {self.select_on!r}"),
+            (
+                self.select_on in SELECT_ON_CHOICES,
+                f"select_on must be one of {SELECT_ON_CHOICES}, got {self.select_on!r}",
+            ),
             (self.eval_steps is None or self.eval_steps > 0, f"eval_steps must be positive, got {self.eval_steps}"),
-            (self.length_bucket_batches is None or self.length_bucket_batches >= 1, f"length_bucket_batches must be >= 1, got {self.length_bucket_batches}"),
-            (self.recipe_version in range(1, RECIPE_VERSION + 1), f"recipe_version must be 1 to {RECIPE_VERSION}, got {self.recipe_version!r}"),
+            (
+                self.length_bucket_batches is None or self.length_bucket_batches >= 1,
+                f"length_bucket_batches must be >= 1, got {self.length_bucket_batches}",
+            ),
+            (
+                self.recipe_version in range(1, RECIPE_VERSION + 1),
+                f"recipe_version must be 1 to {RECIPE_VERSION}, got {self.recipe_version!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -181,7 +220,7 @@ class TrainConfig:
         return values
 
     @classmethod
-    def from_record(cls, config: dict) -> "TrainConfig":
+    def from_record(cls, config: dict) -> TrainConfig:
         """The config of a saved run (its record's `config`), so that its run id can be recomputed."""
         values = {key: value for key, value in config.items() if key not in RESOLVED_KEYS}
         values.setdefault("recipe_version", 1)  # records from before recipe versions
@@ -192,7 +231,7 @@ class TrainConfig:
             rebuilt._recorded_keys = frozenset(values) - {"recipe_version"}
         return rebuilt
 
-    def with_data(self, glue_dir=None, cache_dir=DATA_CACHE) -> "TrainConfig":
+    def with_data(self, glue_dir=None, cache_dir=DATA_CACHE) -> TrainConfig:
         """This config with the fingerprint of the data it would train on (what makes its run id complete)."""
         return replace(self, data_fingerprint=data_fingerprint(self.task, glue_dir, cache_dir))
 
@@ -286,13 +325,19 @@ def _make_trainer_class():
             if not nested:
                 self.eval_seconds += time.perf_counter() - start
             prefix = f"{metric_key_prefix}_"
-            self.evals.append({
-                "step": self.state.global_step,
-                "epoch": round(self.state.epoch or 0.0, 4),
-                "split": metric_key_prefix[len("eval_"):] if nested else "validation",
-                "metrics": {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix) and k[len(prefix):] in self.task.metrics},
-                "loss": metrics.get(f"{prefix}loss"),
-            })
+            self.evals.append(
+                {
+                    "step": self.state.global_step,
+                    "epoch": round(self.state.epoch or 0.0, 4),
+                    "split": metric_key_prefix[len("eval_") :] if nested else "validation",
+                    "metrics": {
+                        k[len(prefix) :]: v
+                        for k, v in metrics.items()
+                        if k.startswith(prefix) and k[len(prefix) :] in self.task.metrics
+                    },
+                    "loss": metrics.get(f"{prefix}loss"),
+                }
+            )
             return metrics
 
         def _get_train_sampler(self, train_dataset=None):
@@ -300,7 +345,9 @@ def _make_trainer_class():
             if not self.length_grouping:
                 return super()._get_train_sampler(train_dataset)
             batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return ShuffledLengthBuckets(dataset["length"], batch, bucket_batches=self.bucket_batches, seed=self.args.seed)
+            return ShuffledLengthBuckets(
+                dataset["length"], batch, bucket_batches=self.bucket_batches, seed=self.args.seed
+            )
 
         def _save_checkpoint(self, model, trial):
             try:
@@ -308,9 +355,11 @@ def _make_trainer_class():
             except Exception as error:
                 if not _is_storage_error(error):
                     raise
-                raise StorageError(f"Could not save a checkpoint in {self.args.output_dir} ({type(error).__name__}: {error}). "
-                                   "Is the disk full? Free some space or pass another --results-dir, then run again; "
-                                   "this run was not recorded.") from error
+                raise StorageError(
+                    f"Could not save a checkpoint in {self.args.output_dir} ({type(error).__name__}: {error}). "
+                    "Is the disk full? Free some space or pass another --results-dir, then run again; "
+                    "this run was not recorded."
+                ) from error
 
         def save_model(self, output_dir=None, _internal_call=False):
             start = time.perf_counter()
@@ -355,13 +404,15 @@ def _history(log_history: list[dict]) -> list[dict]:
     rows = []
     for entry in log_history:
         if "loss" in entry and "eval_loss" not in entry:
-            rows.append({
-                "step": entry.get("step"),
-                "epoch": round(entry.get("epoch", 0.0), 4),
-                "loss": entry["loss"],
-                "lr": entry.get("learning_rate"),
-                "grad_norm": entry.get("grad_norm"),
-            })
+            rows.append(
+                {
+                    "step": entry.get("step"),
+                    "epoch": round(entry.get("epoch", 0.0), 4),
+                    "loss": entry["loss"],
+                    "lr": entry.get("learning_rate"),
+                    "grad_norm": entry.get("grad_norm"),
+                }
+            )
     return rows
 
 
@@ -405,8 +456,16 @@ def train(
     `report_to` names Trainer's live views (e.g. "tensorboard": logs in <results_dir>/tensorboard/<run_id>/);
     it changes nothing about the run, so it is not part of the config.
     """
-    kwargs = dict(glue_dir=glue_dir, results_dir=results_dir, cache_dir=cache_dir, force=force, quiet=quiet,
-                  save_adapter=save_adapter, announce=announce, report_to=report_to)
+    kwargs = dict(
+        glue_dir=glue_dir,
+        results_dir=results_dir,
+        cache_dir=cache_dir,
+        force=force,
+        quiet=quiet,
+        save_adapter=save_adapter,
+        announce=announce,
+        report_to=report_to,
+    )
     if config.data_fingerprint is None:  # the run id is complete only with the data's fingerprint
         config = config.with_data(glue_dir, cache_dir)
     reusable = not force and reusable_record(find_record(results_dir, config.run_id, warn=False), config, glue_dir)
@@ -450,11 +509,18 @@ def _train_claimed(
             if not quiet:
                 print(f"[{run_id}] record found in {results_dir}: not training again (force=True to redo).")
             return existing
-        log.warning("[%s] the record in %s was trained on %s, not %s: training again.", run_id, results_dir,
-                    existing.get("data", {}).get("source", "unknown"), source_name(glue_dir, config.task))
+        log.warning(
+            "[%s] the record in %s was trained on %s, not %s: training again.",
+            run_id,
+            results_dir,
+            existing.get("data", {}).get("source", "unknown"),
+            source_name(glue_dir, config.task),
+        )
     if config.recipe_version != RECIPE_VERSION:
-        raise ValueError(f"[{run_id}] describes a run of recipe version {config.recipe_version}, but this code trains version "
-                         f"{RECIPE_VERSION} (helpers.training.RECIPE_VERSION): load its record, or train it anew without recipe_version.")
+        raise ValueError(
+            f"[{run_id}] describes a run of recipe version {config.recipe_version}, but this code trains version "
+            f"{RECIPE_VERSION} (helpers.training.RECIPE_VERSION): load its record, or train it anew without recipe_version."
+        )
 
     check_run(config, results_dir)
     task = get_task(config.task)
@@ -476,16 +542,22 @@ def _train_claimed(
         cache_dir=cache_dir,
     )
     if splits.glue_info.fingerprint != config.data_fingerprint:
-        raise ValueError(f"[{run_id}] the {task.display_name} data changed while the run was being set up "
-                         f"(fingerprint {splits.glue_info.fingerprint}, expected {config.data_fingerprint}): run it again.")
+        raise ValueError(
+            f"[{run_id}] the {task.display_name} data changed while the run was being set up "
+            f"(fingerprint {splits.glue_info.fingerprint}, expected {config.data_fingerprint}): run it again."
+        )
     with _naming_the_model(config.model):
         tokenizer = load_tokenizer(config.model)
     padding = "max_length" if config.recipe == "baseline" else False
-    tokenized = tokenize_splits(splits, task, tokenizer, max_length=config.max_length, padding=padding, cache_dir=cache_dir)
+    tokenized = tokenize_splits(
+        splits, task, tokenizer, max_length=config.max_length, padding=padding, cache_dir=cache_dir
+    )
 
     # Model and method
     with _naming_the_model(config.model):
-        model = load_model(config.model, task, pooling=config.method.pooling, quantization_config=quantization_config(config.method))
+        model = load_model(
+            config.model, task, pooling=config.method.pooling, quantization_config=quantization_config(config.method)
+        )
     architecture = describe_architecture(model)
     targets = resolve_target_modules(model, config.method) if config.method.method in LORA_METHODS else None
     fast_cpu_kernels = config.recipe == "fast" and cpu_only()
@@ -497,18 +569,27 @@ def _train_claimed(
     counts = count_parameters(model)
     params = counts.to_dict()
     if config.method.method in LORA_METHODS:
-        params["lora_closed_form"] = lora_closed_form(architecture, arch_spec(model), targets, config.method, head_parameter_count(model))
+        params["lora_closed_form"] = lora_closed_form(
+            architecture, arch_spec(model), targets, config.method, head_parameter_count(model)
+        )
         params["lora_targets"] = targets
         if params["lora_closed_form"] != counts.trainable:  # an adapted layer missed or a shape misread
-            log.warning("[%s] LoRA closed form r*(d_in + d_out) + head gives %s trainable parameters, but %s are counted (targets %s).",
-                        run_id, f"{params['lora_closed_form']:,}", f"{counts.trainable:,}", targets)
+            log.warning(
+                "[%s] LoRA closed form r*(d_in + d_out) + head gives %s trainable parameters, but %s are counted (targets %s).",
+                run_id,
+                f"{params['lora_closed_form']:,}",
+                f"{counts.trainable:,}",
+                targets,
+            )
     if announce is None and not quiet:
         announce = print
     if announce is not None:
         announce(f"[{run_id}] {config.method.label()} on {task.display_name}: {counts}")
 
     on_gpu_fast = config.recipe == "fast" and torch.cuda.is_available()
-    bucketed_compile = config.compile and config.recipe == "fast"  # a few fixed lengths, one compiled graph each (helpers/speed.py)
+    bucketed_compile = (
+        config.compile and config.recipe == "fast"
+    )  # a few fixed lengths, one compiled graph each (helpers/speed.py)
     pad_multiple = COMPILE_PAD_MULTIPLE if bucketed_compile else GPU_PAD_MULTIPLE if on_gpu_fast else None
     collator = GlueCollator(tokenizer, pad_to_multiple_of=pad_multiple)
     train_dataset = tokenized["train"]
@@ -574,7 +655,9 @@ def _train_claimed(
     # Memory breakdown on one fixed-shape batch (batch_size x max_length), before training.
     from helpers.memory import memory_breakdown, process_peak_rss_bytes
 
-    probe = collator([{k: v for k, v in train_dataset[i].items()} for i in range(min(config.batch_size, len(train_dataset)))])
+    probe = collator(
+        [{k: v for k, v in train_dataset[i].items()} for i in range(min(config.batch_size, len(train_dataset)))]
+    )
     probe = _pad_probe(probe, config.max_length, tokenizer.pad_token_id)
     breakdown = memory_breakdown(trainer.model, probe, torch.bfloat16 if precision == "bf16" else None)
     collator.reset()
@@ -618,8 +701,13 @@ def _train_claimed(
     record = {
         "run_id": run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": {**config.to_dict(), "precision_used": precision, "fast_cpu_kernels": fast_cpu_kernels, "lr": config.lr,
-                   "eval_batch_size_used": args.per_device_eval_batch_size},
+        "config": {
+            **config.to_dict(),
+            "precision_used": precision,
+            "fast_cpu_kernels": fast_cpu_kernels,
+            "lr": config.lr,
+            "eval_batch_size_used": args.per_device_eval_batch_size,
+        },
         "data": {**splits.glue_info.to_dict(), "token_lengths": _token_lengths(tokenized)},
         "model_info": architecture,
         "versions": {**library_versions(), "world_size": trainer.args.world_size},
@@ -630,8 +718,10 @@ def _train_claimed(
         "best": best_eval,
         "test": {"split": task.main_test_split, "metrics": test_metrics[task.main_test_split], "splits": test_metrics},
         # The floor every run must beat: always predicting the most frequent training label.
-        "majority_class": {split: majority_class_metrics(task, splits["train"]["label"], splits[split]["label"])
-                           for split in ("validation", *task.test_splits)},
+        "majority_class": {
+            split: majority_class_metrics(task, splits["train"]["label"], splits[split]["label"])
+            for split in ("validation", *task.test_splits)
+        },
         "timing": {
             "train_seconds": round(train_seconds, 3),
             "train_samples_per_second": round(samples_seen / train_seconds, 3),
@@ -660,8 +750,12 @@ def _train_claimed(
                 raise
             raise StorageError(_unsaved_record_message(record, results_dir, error)) from error
         if not quiet:
-            test_text = ", ".join(f"{k}={v:.4f}" if v is not None else f"{k}=null" for k, v in record["test"]["metrics"].items())
-            print(f"[{run_id}] test ({task.main_test_split}): {test_text}; {record['timing']['train_samples_per_second']:.1f} train samples/s")
+            test_text = ", ".join(
+                f"{k}={v:.4f}" if v is not None else f"{k}=null" for k, v in record["test"]["metrics"].items()
+            )
+            print(
+                f"[{run_id}] test ({task.main_test_split}): {test_text}; {record['timing']['train_samples_per_second']:.1f} train samples/s"
+            )
     return record
 
 
@@ -673,20 +767,26 @@ def check_run(config: TrainConfig, results_dir: str | os.PathLike | None = None)
     virtual = config.method.num_virtual_tokens if config.method.method in INPUT_TOKEN_METHODS else 0
     if limit is not None and config.max_length + virtual > limit:
         taken = f" ({virtual} of them taken by {config.method.method}'s virtual tokens)" if virtual else ""
-        raise ValueError(f"max_length {config.max_length} is more than the model {config.model!r} takes: it has {limit} positions{taken}. "
-                         f"Use a max_length of at most {limit - virtual}.")
+        raise ValueError(
+            f"max_length {config.max_length} is more than the model {config.model!r} takes: it has {limit} positions{taken}. "
+            f"Use a max_length of at most {limit - virtual}."
+        )
     if results_dir is not None:
         prepare_results_dir(results_dir)
 
 
 def check_free_space(results_dir: Path, model) -> None:
     """Checkpoints (the best and the latest) must fit on the results folder's disk: fail before training, not after."""
-    weights = (p for p in model.parameters() if p.requires_grad or not hasattr(model, "peft_config"))  # peft saves the adapter only
+    weights = (
+        p for p in model.parameters() if p.requires_grad or not hasattr(model, "peft_config")
+    )  # peft saves the adapter only
     needed = 2 * sum(p.numel() * p.element_size() for p in weights) + 2**20
     free = shutil.disk_usage(results_dir).free
     if free < needed:
-        raise StorageError(f"Only {free / 2**20:,.0f} MiB free on the disk of {results_dir}; this run's checkpoints need about "
-                           f"{needed / 2**20:,.0f} MiB. Free some space or pass another --results-dir. Nothing was trained.")
+        raise StorageError(
+            f"Only {free / 2**20:,.0f} MiB free on the disk of {results_dir}; this run's checkpoints need about "
+            f"{needed / 2**20:,.0f} MiB. Free some space or pass another --results-dir. Nothing was trained."
+        )
 
 
 def remove_checkpoints(checkpoint_dir: Path) -> None:
@@ -709,7 +809,10 @@ def _unsaved_record_message(record: dict, results_dir: Path, error: Exception) -
         copy = write_record(record, UNSAVED_RECORDS_DIR)
     except OSError:
         return message + " No copy could be written either; the run has to be trained again once there is space."
-    return message + f" A copy was saved as {copy}: move it into {results_dir} once there is space, and the run counts as done."
+    return (
+        message
+        + f" A copy was saved as {copy}: move it into {results_dir} once there is space, and the run counts as done."
+    )
 
 
 def checkpoint_folder_name(run_id: str) -> str:
@@ -729,8 +832,10 @@ def _naming_the_model(name: str):
     try:
         yield
     except OSError as error:
-        raise OSError(f"Could not load the model {name!r}: {error} The model name or path must exist on the Hugging Face Hub "
-                      "(in the local cache when offline) or on disk.") from error
+        raise OSError(
+            f"Could not load the model {name!r}: {error} The model name or path must exist on the Hugging Face Hub "
+            "(in the local cache when offline) or on disk."
+        ) from error
 
 
 def _sum_over_processes(*counts: int) -> list[int]:
@@ -751,7 +856,9 @@ def _live_view(report_to: str | list[str] | None, results_dir: Path, run_id: str
     names = report_to.split(",") if isinstance(report_to, str) else list(report_to)
     chosen_by_user = "TENSORBOARD_LOGGING_DIR" in os.environ and "PEFT_GLUE_TENSORBOARD_AUTO" not in os.environ
     if ("tensorboard" in names or "all" in names) and not chosen_by_user:
-        os.environ.update(TENSORBOARD_LOGGING_DIR=str(Path(results_dir) / "tensorboard" / run_id), PEFT_GLUE_TENSORBOARD_AUTO="1")
+        os.environ.update(
+            TENSORBOARD_LOGGING_DIR=str(Path(results_dir) / "tensorboard" / run_id), PEFT_GLUE_TENSORBOARD_AUTO="1"
+        )
     return names
 
 

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from glue_fixtures import write_glue_folder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

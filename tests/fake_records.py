@@ -10,29 +10,87 @@ from helpers.training import TrainConfig
 PROFILE = get_profile("smoke")
 
 
-def fake_record(task: str, method: str, seed: int, value: float, *, lr: float | None = None, validation: float | None = None,
-                trainable: int = 1000, majority: float | None = None, **method_knobs) -> dict:
+def fake_record(
+    task: str,
+    method: str,
+    seed: int,
+    value: float,
+    *,
+    lr: float | None = None,
+    validation: float | None = None,
+    trainable: int = 1000,
+    majority: float | None = None,
+    **method_knobs,
+) -> dict:
     """A complete record of one run whose main test metric is `value` (other metrics derived from it)."""
-    config = TrainConfig(task=task, method=MethodConfig(method=method, **method_knobs), seed=seed, lr=lr, **PROFILE.data_settings())
+    config = TrainConfig(
+        task=task, method=MethodConfig(method=method, **method_knobs), seed=seed, lr=lr, **PROFILE.data_settings()
+    )
     spec = get_task(task)
     metrics = {name: value for name in spec.metrics}
     total = 22_713_986
     record = {
         "run_id": config.run_id,
         "config": {**config.to_dict(), "precision_used": "bf16", "lr": config.lr},
-        "data": {"source": "local:/fixture", "select_on": "train_slice", "sizes": {"train": 48, "validation": 16, **{s: 24 for s in spec.test_splits}}},
-        "model_info": {"model_type": "bert", "hidden_size": 384, "layers": 6, "heads": 12, "intermediate_size": 1536, "parameters": total},
+        "data": {
+            "source": "local:/fixture",
+            "select_on": "train_slice",
+            "sizes": {"train": 48, "validation": 16, **{s: 24 for s in spec.test_splits}},
+        },
+        "model_info": {
+            "model_type": "bert",
+            "hidden_size": 384,
+            "layers": 6,
+            "heads": 12,
+            "intermediate_size": 1536,
+            "parameters": total,
+        },
         "versions": {"device": "test CPU"},
-        "params": {"trainable": trainable if method != "full" else total, "total": total, "percent": 100 * trainable / total,
-                   **({"lora_closed_form": trainable} if method in ("lora", "dora") else {})},
-        "history": [{"step": 1, "epoch": 0.5, "loss": 0.7, "lr": config.lr}, {"step": 2, "epoch": 1.0, "loss": 0.6, "lr": 0.0}],
-        "evals": [{"step": 2, "epoch": 1.0, "split": "validation", "metrics": {spec.main_metric: validation if validation is not None else value}}],
-        "best": {"step": 2, "epoch": 1.0, "metric": spec.main_metric, "value": validation if validation is not None else value},
-        "test": {"split": spec.main_test_split, "metrics": metrics, "splits": {s: dict(metrics) for s in spec.test_splits}},
+        "params": {
+            "trainable": trainable if method != "full" else total,
+            "total": total,
+            "percent": 100 * trainable / total,
+            **({"lora_closed_form": trainable} if method in ("lora", "dora") else {}),
+        },
+        "history": [
+            {"step": 1, "epoch": 0.5, "loss": 0.7, "lr": config.lr},
+            {"step": 2, "epoch": 1.0, "loss": 0.6, "lr": 0.0},
+        ],
+        "evals": [
+            {
+                "step": 2,
+                "epoch": 1.0,
+                "split": "validation",
+                "metrics": {spec.main_metric: validation if validation is not None else value},
+            }
+        ],
+        "best": {
+            "step": 2,
+            "epoch": 1.0,
+            "metric": spec.main_metric,
+            "value": validation if validation is not None else value,
+        },
+        "test": {
+            "split": spec.main_test_split,
+            "metrics": metrics,
+            "splits": {s: dict(metrics) for s in spec.test_splits},
+        },
         "timing": {"train_seconds": 10.0, "train_samples_per_second": 100.0, "train_tokens_per_second": 2000.0},
-        "memory": {"peak_bytes": 2**27, "kind": "cpu_breakdown_total",
-                   "breakdown": {"parameters_bytes": 2**26, "gradients_bytes": 0, "optimizer_bytes": 0, "activations_bytes": 2**25, "total_bytes": 2**27, "batch_shape": [16, 64]}},
+        "memory": {
+            "peak_bytes": 2**27,
+            "kind": "cpu_breakdown_total",
+            "breakdown": {
+                "parameters_bytes": 2**26,
+                "gradients_bytes": 0,
+                "optimizer_bytes": 0,
+                "activations_bytes": 2**25,
+                "total_bytes": 2**27,
+                "batch_shape": [16, 64],
+            },
+        },
     }
     if majority is not None:  # what always predicting the majority class scores
-        record["majority_class"] = {split: {name: majority for name in spec.metrics} for split in ("validation", *spec.test_splits)}
+        record["majority_class"] = {
+            split: {name: majority for name in spec.metrics} for split in ("validation", *spec.test_splits)
+        }
     return record

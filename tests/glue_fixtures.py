@@ -52,24 +52,79 @@ def _rows(task: str, n: int, rng: random.Random, dev: bool) -> tuple[list[str] |
         return ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"], rows, labels
     if task == "STS-B":
         scores = [round(rng.uniform(0, 5), 3) for _ in range(n)]
-        header = ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2", "score"]
+        header = [
+            "index",
+            "genre",
+            "filename",
+            "year",
+            "old_index",
+            "source1",
+            "source2",
+            "sentence1",
+            "sentence2",
+            "score",
+        ]
         rows = [
-            [str(i), "main-news", "headlines", "2015", str(i), "none", "none", _sentence(rng, 1), _sentence(rng, int(s > 2.5)), f"{s}"]
+            [
+                str(i),
+                "main-news",
+                "headlines",
+                "2015",
+                str(i),
+                "none",
+                "none",
+                _sentence(rng, 1),
+                _sentence(rng, int(s > 2.5)),
+                f"{s}",
+            ]
             for i, s in enumerate(scores)
         ]
         return header, rows, scores
     if task == "QQP":
         labels = _labels(n, 2, rng)
-        rows = [[str(i), str(2 * i), str(2 * i + 1), f"is the {NOUNS[i % 8]} good ?", f"is the {NOUNS[i % 8]} {'good' if y else 'bad'} ?", str(y)] for i, y in enumerate(labels)]
+        rows = [
+            [
+                str(i),
+                str(2 * i),
+                str(2 * i + 1),
+                f"is the {NOUNS[i % 8]} good ?",
+                f"is the {NOUNS[i % 8]} {'good' if y else 'bad'} ?",
+                str(y),
+            ]
+            for i, y in enumerate(labels)
+        ]
         return ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"], rows, labels
     if task == "MNLI":
         names = ["entailment", "neutral", "contradiction"]
         labels = _labels(n, 3, rng)
         parses = ["( a )"] * 4
         extra = ["label1", "label2", "label3", "label4", "label5"] if dev else ["label1"]
-        header = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse", "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", *extra, "gold_label"]
+        header = [
+            "index",
+            "promptID",
+            "pairID",
+            "genre",
+            "sentence1_binary_parse",
+            "sentence2_binary_parse",
+            "sentence1_parse",
+            "sentence2_parse",
+            "sentence1",
+            "sentence2",
+            *extra,
+            "gold_label",
+        ]
         rows = [
-            [str(i), str(i), f"{i}e", "fiction", *parses, _sentence(rng, 1), f"it is {names[y]} .", *([names[y]] * len(extra)), names[y]]
+            [
+                str(i),
+                str(i),
+                f"{i}e",
+                "fiction",
+                *parses,
+                _sentence(rng, 1),
+                f"it is {names[y]} .",
+                *([names[y]] * len(extra)),
+                names[y],
+            ]
             for i, y in enumerate(labels)
         ]
         return header, rows, labels
@@ -78,11 +133,16 @@ def _rows(task: str, n: int, rng: random.Random, dev: bool) -> tuple[list[str] |
         labels = _labels(n, 2, rng)
         second = "question" if task == "QNLI" else "sentence1"
         third = "sentence" if task == "QNLI" else "sentence2"
-        rows = [[str(i), _sentence(rng, 1), "yes it is ." if y == 0 else "no it is not .", names[y]] for i, y in enumerate(labels)]
+        rows = [
+            [str(i), _sentence(rng, 1), "yes it is ." if y == 0 else "no it is not .", names[y]]
+            for i, y in enumerate(labels)
+        ]
         return ["index", second, third, "label"], rows, labels
     if task == "WNLI":
         labels = _labels(n, 2, rng)
-        rows = [[str(i), _sentence(rng, 1), "yes it is ." if y else "no it is not .", str(y)] for i, y in enumerate(labels)]
+        rows = [
+            [str(i), _sentence(rng, 1), "yes it is ." if y else "no it is not .", str(y)] for i, y in enumerate(labels)
+        ]
         return ["index", "sentence1", "sentence2", "label"], rows, labels
     raise ValueError(task)
 

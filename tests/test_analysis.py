@@ -1,8 +1,8 @@
 """What the analysis and the report conclude from records with known results."""
 
 import pytest
-
 from fake_records import PROFILE, fake_record
+
 from helpers import analysis
 from helpers.records import write_record
 from helpers.report import write_report
@@ -14,7 +14,9 @@ def frame_of(records):
 
 def test_comparison_verdicts_need_three_seeds_and_a_significant_welch_test():
     clear = analysis.Comparison("LoRA", "BitFit", (0.84, 0.85, 0.86), (0.79, 0.80, 0.81))
-    assert clear.verdict == "a" and clear.sentence("accuracy", "SST-2").startswith("On SST-2, LoRA beats BitFit by 0.050")
+    assert clear.verdict == "a" and clear.sentence("accuracy", "SST-2").startswith(
+        "On SST-2, LoRA beats BitFit by 0.050"
+    )
     p_value, low, high = clear.test
     assert p_value < 0.05 and low < 0.05 < high and "Welch's t-test p = " in clear.sentence("accuracy", "SST-2")
     noisy = analysis.Comparison("LoRA", "BitFit", (0.79, 0.82, 0.85), (0.79, 0.80, 0.81))
@@ -23,16 +25,21 @@ def test_comparison_verdicts_need_three_seeds_and_a_significant_welch_test():
     single = analysis.Comparison("LoRA", "BitFit", (0.90,), (0.60,))
     assert single.verdict == "undecided" and "undecided (1 seed)" in single.sentence("accuracy", "SST-2")
     assert analysis.Comparison("a", "b", (0.7, 0.7), (0.8, 0.8, 0.8)).verdict == "undecided"
-    assert analysis.Comparison("a", "b", (0.7, 0.7, 0.7), (0.8, 0.8, 0.8)).verdict == "b", "identical seeds: no spread, a clear difference"
+    assert analysis.Comparison("a", "b", (0.7, 0.7, 0.7), (0.8, 0.8, 0.8)).verdict == "b", (
+        "identical seeds: no spread, a clear difference"
+    )
     # The interval matches scipy's Welch test.
     from scipy import stats
+
     assert p_value == pytest.approx(stats.ttest_ind((0.84, 0.85, 0.86), (0.79, 0.80, 0.81), equal_var=False).pvalue)
 
 
 def test_tables_carry_a_95_percent_interval():
     frame = frame_of([fake_record("sst2", "lora", seed, value) for seed, value in enumerate((0.80, 0.82, 0.84))])
     row = analysis.over_seeds(frame, ["variant"]).iloc[0]
-    assert row["mean"] == pytest.approx(0.82) and row["ci95_low"] == pytest.approx(0.82 - 4.302653 * 0.02 / 3**0.5, abs=1e-5)
+    assert row["mean"] == pytest.approx(0.82) and row["ci95_low"] == pytest.approx(
+        0.82 - 4.302653 * 0.02 / 3**0.5, abs=1e-5
+    )
 
 
 def test_pass_fail_checks_every_split_and_metric():
@@ -45,7 +52,11 @@ def test_pass_fail_checks_every_split_and_metric():
 
 def test_at_defaults_keeps_only_runs_that_differ_by_seed():
     records = [fake_record("sst2", "lora", seed, 0.8) for seed in (0, 1)]
-    records += [fake_record("sst2", "lora", 0, 0.7, rank=4), fake_record("sst2", "lora", 0, 0.6, lr=1e-4), fake_record("sst2", "lora", 0, 0.5, alpha=32.0)]
+    records += [
+        fake_record("sst2", "lora", 0, 0.7, rank=4),
+        fake_record("sst2", "lora", 0, 0.6, lr=1e-4),
+        fake_record("sst2", "lora", 0, 0.5, alpha=32.0),
+    ]
     frame = frame_of(records)
     defaults = analysis.at_defaults(frame, PROFILE)
     assert sorted(defaults["seed"]) == [0, 1] and set(defaults["test"]) == {0.8}
@@ -54,8 +65,15 @@ def test_at_defaults_keeps_only_runs_that_differ_by_seed():
     with pytest.raises(ValueError, match="share a group"):
         analysis.over_seeds(frame, ["task", "method"])
     # Runs that differ in any other setting are not extra seeds of the defaults.
-    for name, value in [("select_on", "dev"), ("split_seed", 7), ("validation_fraction", 0.2), ("length_grouping", False),
-                        ("compile", True), ("eval_steps", 5), ("early_stopping_patience", 2)]:
+    for name, value in [
+        ("select_on", "dev"),
+        ("split_seed", 7),
+        ("validation_fraction", 0.2),
+        ("length_grouping", False),
+        ("compile", True),
+        ("eval_steps", 5),
+        ("early_stopping_patience", 2),
+    ]:
         odd = fake_record("sst2", "lora", 2, 0.1)
         odd["config"][name] = value
         assert sorted(analysis.at_defaults(frame_of([*records, odd]), PROFILE)["seed"]) == [0, 1], name
@@ -66,7 +84,10 @@ def test_at_defaults_keeps_only_runs_that_differ_by_seed():
 
 
 def test_best_lr_is_chosen_on_validation_not_test():
-    records = [fake_record("sst2", "bitfit", 0, value=0.9, lr=1e-4, validation=0.70), fake_record("sst2", "bitfit", 0, value=0.6, lr=1e-3, validation=0.80)]
+    records = [
+        fake_record("sst2", "bitfit", 0, value=0.9, lr=1e-4, validation=0.70),
+        fake_record("sst2", "bitfit", 0, value=0.6, lr=1e-3, validation=0.80),
+    ]
     best = analysis.best_lr(frame_of(records))
     assert best["lr"].tolist() == [1e-3]
 
@@ -79,10 +100,22 @@ def _write(records, folder):
 def test_report_sentences_are_decided_by_the_data(tmp_path):
     records = []
     for seed in (0, 1, 2):
-        records += [fake_record("sst2", "lora", seed, 0.85 + 0.001 * seed, trainable=74498), fake_record("sst2", "bitfit", seed, 0.80 + 0.001 * seed, trainable=26882)]
-        records += [fake_record("mrpc", "lora", seed, 0.78 + 0.02 * seed, trainable=74498), fake_record("mrpc", "bitfit", seed, 0.79 + 0.02 * seed, trainable=26882)]
+        records += [
+            fake_record("sst2", "lora", seed, 0.85 + 0.001 * seed, trainable=74498),
+            fake_record("sst2", "bitfit", seed, 0.80 + 0.001 * seed, trainable=26882),
+        ]
+        records += [
+            fake_record("mrpc", "lora", seed, 0.78 + 0.02 * seed, trainable=74498),
+            fake_record("mrpc", "bitfit", seed, 0.79 + 0.02 * seed, trainable=26882),
+        ]
     _write(records, tmp_path / "results")
-    text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
+    text = write_report(
+        tmp_path / "results",
+        tmp_path / "figures",
+        tmp_path / "report.md",
+        PROFILE.name,
+        bench_path=tmp_path / "none.json",
+    )
     assert "On SST-2, LoRA beats BitFit by 0.050" in text
     assert "On MRPC, LoRA and BitFit are within noise of each other" in text
     assert "| SST-2 | lora | 3 |" in text and "fail (accuracy 0.851 < 0.88)" in text
@@ -96,40 +129,73 @@ def test_learning_rate_paragraph_follows_the_sweep(tmp_path):
             records.append(fake_record("sst2", "full", seed, 0.8, lr=lr, validation=validation + jitter))
         for lr, validation in [(1e-5, 0.75), (1e-4, 0.70), (1e-3, 0.65)]:  # BitFit best at a *smaller* rate here
             records.append(fake_record("sst2", "bitfit", seed, 0.8, lr=lr, validation=validation + jitter))
-        records += [fake_record("sst2", "full", seed, 0.8, validation=0.72 + jitter), fake_record("sst2", "bitfit", seed, 0.8, validation=0.6 + jitter)]
+        records += [
+            fake_record("sst2", "full", seed, 0.8, validation=0.72 + jitter),
+            fake_record("sst2", "bitfit", seed, 0.8, validation=0.6 + jitter),
+        ]
     _write(records, tmp_path / "results")
-    text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
+    text = write_report(
+        tmp_path / "results",
+        tmp_path / "figures",
+        tmp_path / "report.md",
+        PROFILE.name,
+        bench_path=tmp_path / "none.json",
+    )
     assert "larger than full fine-tuning's in 0 of 1 (task, method) pairs" in text
     assert "do not support the usual claim" in text
     assert "full fine-tuning drops from 0.800 at 0.0001 to 0.600 at 0.001" in text
 
 
 def test_a_one_seed_learning_rate_sweep_decides_nothing():
-    records = [fake_record("sst2", "full", 0, 0.8, lr=lr, validation=v, majority=0.5) for lr, v in [(1e-5, 0.70), (1e-4, 0.80)]]
-    records += [fake_record("sst2", "bitfit", 0, 0.8, lr=lr, validation=v, majority=0.5) for lr, v in [(1e-3, 0.70), (1e-2, 0.80)]]
+    records = [
+        fake_record("sst2", "full", 0, 0.8, lr=lr, validation=v, majority=0.5) for lr, v in [(1e-5, 0.70), (1e-4, 0.80)]
+    ]
+    records += [
+        fake_record("sst2", "bitfit", 0, 0.8, lr=lr, validation=v, majority=0.5)
+        for lr, v in [(1e-3, 0.70), (1e-2, 0.80)]
+    ]
     best = analysis.best_lr(frame_of(records)).set_index(["task", "method"])
     assert not best.loc[("sst2", "bitfit"), "decided"]
     assert analysis.lr_relation(best.loc[("sst2", "bitfit")], best.loc[("sst2", "full")]) == "undecided"
 
 
 def test_runs_that_do_not_beat_the_majority_class_are_not_compared():
-    frame = frame_of([fake_record("mrpc", m, seed, value + 0.001 * seed * (m == "full"), majority=0.684)
-                      for seed in range(3) for m, value in (("lora", 0.684), ("bitfit", 0.684), ("full", 0.75))])
+    frame = frame_of(
+        [
+            fake_record("mrpc", m, seed, value + 0.001 * seed * (m == "full"), majority=0.684)
+            for seed in range(3)
+            for m, value in (("lora", 0.684), ("bitfit", 0.684), ("full", 0.75))
+        ]
+    )
     stuck = analysis.compare(frame, "variant", "lora", "bitfit")
     assert stuck.verdict == "degenerate" and "no comparison" in stuck.sentence("accuracy", "MRPC")
     one_learned = analysis.compare(frame, "variant", "full", "lora")
-    assert one_learned.verdict == "a" and "lora does not beat always predicting the majority class" in one_learned.sentence("accuracy", "MRPC")
+    assert (
+        one_learned.verdict == "a"
+        and "lora does not beat always predicting the majority class" in one_learned.sentence("accuracy", "MRPC")
+    )
     assert analysis.at_or_below(float("nan"), 0.5), "a diverged (NaN) run is no better than the floor"
     assert not analysis.at_or_below(0.9, float("nan")), "unknown floor: nothing is flagged"
 
 
 def test_best_learning_rate_keeps_ties_and_decides_the_relation_only_when_unambiguous():
     jitters = (0.0, 0.004, -0.004)
-    records = [fake_record("sst2", "full", seed, 0.8, lr=lr, validation=v + j, majority=0.5)
-               for seed, j in enumerate(jitters) for lr, v in [(1e-5, 0.70), (1e-4, 0.80), (1e-3, 0.60)]]
-    records += [fake_record("sst2", "bitfit", seed, 0.8, lr=lr, validation=v + j, majority=0.5)
-                for seed, j in enumerate(jitters) for lr, v in [(1e-4, 0.60), (1e-3, 0.797), (1e-2, 0.80)]]
-    records += [fake_record("mrpc", m, seed, 0.68, lr=lr, validation=0.675, majority=0.675) for seed in range(3) for m in ("full", "bitfit") for lr in (1e-4, 1e-3)]
+    records = [
+        fake_record("sst2", "full", seed, 0.8, lr=lr, validation=v + j, majority=0.5)
+        for seed, j in enumerate(jitters)
+        for lr, v in [(1e-5, 0.70), (1e-4, 0.80), (1e-3, 0.60)]
+    ]
+    records += [
+        fake_record("sst2", "bitfit", seed, 0.8, lr=lr, validation=v + j, majority=0.5)
+        for seed, j in enumerate(jitters)
+        for lr, v in [(1e-4, 0.60), (1e-3, 0.797), (1e-2, 0.80)]
+    ]
+    records += [
+        fake_record("mrpc", m, seed, 0.68, lr=lr, validation=0.675, majority=0.675)
+        for seed in range(3)
+        for m in ("full", "bitfit")
+        for lr in (1e-4, 1e-3)
+    ]
     best = analysis.best_lr(frame_of(records)).set_index(["task", "method"])
     assert best.loc[("sst2", "bitfit"), "lr"] == 1e-2 and best.loc[("sst2", "bitfit"), "tied"] == [1e-3, 1e-2]
     assert best.loc[("sst2", "full"), "tied"] == [1e-4] and not best.loc[("sst2", "full"), "degenerate"]
@@ -139,20 +205,44 @@ def test_best_learning_rate_keeps_ties_and_decides_the_relation_only_when_unambi
     assert analysis.lr_relation(best.loc[("mrpc", "bitfit")], best.loc[("mrpc", "full")]) == "undecided"
     overlapping = {"degenerate": False, "decided": True, "tied": [1e-4, 1e-3]}
     assert analysis.lr_relation(overlapping, {"degenerate": False, "decided": True, "tied": [1e-4]}) == "undecided"
-    assert analysis.lr_relation({"degenerate": False, "decided": True, "tied": [1e-5]}, {"degenerate": False, "decided": True, "tied": [1e-4]}) == "smaller"
+    assert (
+        analysis.lr_relation(
+            {"degenerate": False, "decided": True, "tied": [1e-5]},
+            {"degenerate": False, "decided": True, "tied": [1e-4]},
+        )
+        == "smaller"
+    )
 
 
 def test_pooling_summary_counts_only_tasks_that_learned(tmp_path):
     records = []
     for seed, jitter in enumerate((0.0, 0.003, -0.003)):
         for pooling, sst2 in (("model", 0.72), ("mean", 0.77)):  # BitFit: mean pooling wins on SST-2
-            records.append(fake_record("sst2", "bitfit", seed, sst2 + jitter, majority=0.5, pooling=pooling, trainable=26882))
+            records.append(
+                fake_record("sst2", "bitfit", seed, sst2 + jitter, majority=0.5, pooling=pooling, trainable=26882)
+            )
             records.append(fake_record("mrpc", "bitfit", seed, 0.684, majority=0.684, pooling=pooling, trainable=26882))
         for pooling, sst2 in (("model", 0.783), ("mean", 0.780)):  # LoRA: a tie on SST-2
-            records.append(fake_record("sst2", "lora", seed, sst2 + 3 * jitter * (pooling == "mean"), majority=0.5, pooling=pooling, trainable=74498))
+            records.append(
+                fake_record(
+                    "sst2",
+                    "lora",
+                    seed,
+                    sst2 + 3 * jitter * (pooling == "mean"),
+                    majority=0.5,
+                    pooling=pooling,
+                    trainable=74498,
+                )
+            )
             records.append(fake_record("mrpc", "lora", seed, 0.684, majority=0.684, pooling=pooling, trainable=74498))
     _write(records, tmp_path / "results")
-    text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
+    text = write_report(
+        tmp_path / "results",
+        tmp_path / "figures",
+        tmp_path / "report.md",
+        PROFILE.name,
+        bench_path=tmp_path / "none.json",
+    )
     assert "bitfit: mean pooling on 1 of 2 tasks (the others undecided)" in text
     assert "lora: within noise on 1 of 2 tasks (the others undecided)" in text
 
@@ -161,14 +251,30 @@ def test_report_separates_rank_from_the_alpha_scale_and_labels_published_numbers
     records = []
     for seed, jitter in enumerate((0.0, 0.004, -0.004)):
         for rank in (1, 8):
-            records.append(fake_record("sst2", "lora", seed, 0.80 + jitter + 0.05 * (rank == 8), rank=rank, alpha=16.0, majority=0.5))
+            records.append(
+                fake_record(
+                    "sst2", "lora", seed, 0.80 + jitter + 0.05 * (rank == 8), rank=rank, alpha=16.0, majority=0.5
+                )
+            )
             if rank != 8:  # r=8 with alpha 16 is also alpha = 2r
-                records.append(fake_record("sst2", "lora", seed, 0.85 + jitter, rank=rank, alpha=2.0 * rank, majority=0.5))
+                records.append(
+                    fake_record("sst2", "lora", seed, 0.85 + jitter, rank=rank, alpha=2.0 * rank, majority=0.5)
+                )
         records.append(fake_record("sst2", "bitfit", seed, 0.82 + jitter, majority=0.5))
     for record in records:
-        record["data"]["token_lengths"] = {"train": {"mean": 11.0}, "validation": {"mean": 11.0}, "test": {"mean": 25.0}}
+        record["data"]["token_lengths"] = {
+            "train": {"mean": 11.0},
+            "validation": {"mean": 11.0},
+            "test": {"mean": 25.0},
+        }
     _write(records, tmp_path / "results")
-    text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
+    text = write_report(
+        tmp_path / "results",
+        tmp_path / "figures",
+        tmp_path / "report.md",
+        PROFILE.name,
+        bench_path=tmp_path / "none.json",
+    )
     assert "- α = 16: On SST-2, r=8 beats r=1 by 0.050" in text
     assert "- α = 2r: On SST-2, r=8 and r=1 are within noise of each other" in text
     assert "published numbers, not runs of this project" in text and "| SST-2 | BitFit, LoRA paper" in text
@@ -180,11 +286,20 @@ def test_overfit_check_is_reported_apart_from_the_comparisons(tmp_path):
     for method, curve in (("full", [0.6, 0.9, 1.0]), ("head", [0.55, 0.6, 0.62])):
         check = fake_record("sst2", method, 0, 0.6, majority=0.5)
         check["config"]["eval_train"] = True
-        check["evals"] = [{"step": e, "epoch": float(e), "split": split, "metrics": {"accuracy": value if split == "train" else 0.6}}
-                          for e, value in enumerate(curve, 1) for split in ("train", "validation")]
+        check["evals"] = [
+            {"step": e, "epoch": float(e), "split": split, "metrics": {"accuracy": value if split == "train" else 0.6}}
+            for e, value in enumerate(curve, 1)
+            for split in ("train", "validation")
+        ]
         records.append(check)
     _write(records, tmp_path / "results")
-    text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
+    text = write_report(
+        tmp_path / "results",
+        tmp_path / "figures",
+        tmp_path / "report.md",
+        PROFILE.name,
+        bench_path=tmp_path / "none.json",
+    )
     assert "### Overfitting check" in text and "head on SST-2 stay below 0.99" in text
     assert "| SST-2 | full |" in text and (tmp_path / "figures" / "overfit.png").is_file()
     assert "| SST-2 | full | 3 |" not in text, "the checks are not seeds of the main comparison"
@@ -200,11 +315,17 @@ def test_a_tuned_profile_compares_each_method_at_the_rate_its_grid_selected(tmp_
             grid = fake_record("sst2", "bitfit", seed, 0.5, lr=lr, validation=validation + jitter, majority=0.5)
             grid["config"]["max_train_samples"], grid["run_id"] = 24, grid["run_id"] + "-grid"
             records.append(grid)
-        records.append(fake_record("sst2", "bitfit", seed, 0.85 + jitter, lr=1e-2, majority=0.5))  # final runs at the selected rate
-        records.append(fake_record("sst2", "bitfit", seed, 0.60 + jitter, majority=0.5))  # at the default rate: not the comparison
+        records.append(
+            fake_record("sst2", "bitfit", seed, 0.85 + jitter, lr=1e-2, majority=0.5)
+        )  # final runs at the selected rate
+        records.append(
+            fake_record("sst2", "bitfit", seed, 0.60 + jitter, majority=0.5)
+        )  # at the default rate: not the comparison
     frame = frame_of(records)
     grid_runs = analysis.at_defaults(frame, tuned, vary="lr", grid=True)
     assert len(grid_runs) == 6 and analysis.selected_lr(grid_runs) == {("sst2", "bitfit"): 1e-2}
     _write(records, tmp_path / "results")
-    text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", tuned, bench_path=tmp_path / "none.json")
+    text = write_report(
+        tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", tuned, bench_path=tmp_path / "none.json"
+    )
     assert "| SST-2 | bitfit | 3 | 1,000 (0.0044%) | 0.850 ± 0.004 |" in text

@@ -2,11 +2,18 @@
 
 import json
 
+import pytest
 from transformers import AutoModelForSequenceClassification, BertConfig
 
-import pytest
-
-from helpers.bench import STEP_VARIANTS, grid_markdown_table, markdown_table, parse_layouts, run_bench, run_grid_bench, run_step_ablation
+from helpers.bench import (
+    STEP_VARIANTS,
+    grid_markdown_table,
+    markdown_table,
+    parse_layouts,
+    run_bench,
+    run_grid_bench,
+    run_step_ablation,
+)
 from helpers.device import cpu_has_bf16
 from helpers.models import load_tokenizer
 
@@ -14,13 +21,28 @@ from helpers.models import load_tokenizer
 def test_bench_runs_on_a_tiny_model_and_reports_both_recipes(glue_dir, tmp_path):
     model_dir = tmp_path / "tiny-bert"
     tokenizer = load_tokenizer()
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
     AutoModelForSequenceClassification.from_config(config).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
 
-    result = run_bench(samples={"sst2": 60, "rte": 40}, methods=("bitfit", "lora"), seeds=(0,), epochs=1, batch_size=16, max_length=32,
-                       validation_samples=8, model=str(model_dir), glue_dir=glue_dir, out_dir=tmp_path / "bench", progress=False)
-    assert {(r["task"], r["method"], r["recipe"]) for r in result["rows"]} == {(t, m, r) for t in ("sst2", "rte") for m in ("bitfit", "lora") for r in ("baseline", "fast")}
+    result = run_bench(
+        samples={"sst2": 60, "rte": 40},
+        methods=("bitfit", "lora"),
+        seeds=(0,),
+        epochs=1,
+        batch_size=16,
+        max_length=32,
+        validation_samples=8,
+        model=str(model_dir),
+        glue_dir=glue_dir,
+        out_dir=tmp_path / "bench",
+        progress=False,
+    )
+    assert {(r["task"], r["method"], r["recipe"]) for r in result["rows"]} == {
+        (t, m, r) for t in ("sst2", "rte") for m in ("bitfit", "lora") for r in ("baseline", "fast")
+    }
     for row in result["rows"]:
         assert row["samples_per_second"] > 0 and row["tokens_per_second"] > 0 and row["peak_rss_bytes"] > 0
         assert 0 <= row["padding_fraction"] < 1 and row["dev_metric"] == "accuracy"
@@ -36,7 +58,9 @@ def test_bench_runs_on_a_tiny_model_and_reports_both_recipes(glue_dir, tmp_path)
         assert all(r["precision"] == "fp32" for r in result["rows"])
     else:
         assert peaks["bf16"] > 0
-    assert len(result["summary"]) == 4 and all("speedup" in entry and "dev_difference" in entry for entry in result["summary"])
+    assert len(result["summary"]) == 4 and all(
+        "speedup" in entry and "dev_difference" in entry for entry in result["summary"]
+    )
     saved = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert saved["summary"] == result["summary"]
     table = (tmp_path / "bench" / "bench.md").read_text()
@@ -52,16 +76,33 @@ def test_bench_runs_on_a_tiny_model_and_reports_both_recipes(glue_dir, tmp_path)
 def test_grid_bench_sweeps_the_grid_in_each_layout_and_reports_the_ratio(glue_dir, tmp_path):
     model_dir = tmp_path / "tiny-bert"
     tokenizer = load_tokenizer()
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
     AutoModelForSequenceClassification.from_config(config).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
 
-    result = run_grid_bench(samples={"sst2": 40, "mrpc": 40}, methods=("bitfit",), seeds=(0,), layouts=((1, 1), (2, 1)), epochs=1,
-                            batch_size=16, max_length=32, validation_samples=8, model=str(model_dir), glue_dir=glue_dir,
-                            out_dir=tmp_path / "grid", progress=False)
+    result = run_grid_bench(
+        samples={"sst2": 40, "mrpc": 40},
+        methods=("bitfit",),
+        seeds=(0,),
+        layouts=((1, 1), (2, 1)),
+        epochs=1,
+        batch_size=16,
+        max_length=32,
+        validation_samples=8,
+        model=str(model_dir),
+        glue_dir=glue_dir,
+        out_dir=tmp_path / "grid",
+        progress=False,
+    )
     assert [(r["workers"], r["threads"]) for r in result["rows"]] == [(1, 1), (2, 1)]
     for row in result["rows"]:
-        assert row["runs"] == 2 and row["wall_seconds"] > 0 and row["runs_per_hour"] == pytest.approx(2 * 3600 / row["wall_seconds"], rel=0.01)
+        assert (
+            row["runs"] == 2
+            and row["wall_seconds"] > 0
+            and row["runs_per_hour"] == pytest.approx(2 * 3600 / row["wall_seconds"], rel=0.01)
+        )
         assert len(list((tmp_path / "grid" / "runs" / f"{row['workers']}x{row['threads']}-0").glob("*.json"))) == 2
     first, second = result["summary"]
     assert first["ratio"] == 1.0 and second["ratio"] == pytest.approx(second["runs_per_hour"] / first["runs_per_hour"])

@@ -10,8 +10,8 @@ import os
 import shutil
 
 import pytest
-
 from fake_records import fake_record
+
 from helpers import records as records_module
 from helpers.cli import join_negative_numbers, main
 from helpers.records import write_record
@@ -72,41 +72,117 @@ CASES = [
     ("seed negative", TRAIN + ["--seed", "-1"], "seed must be in [0, 2**32), got -1"),
     ("split seed huge", TRAIN + ["--split-seed", str(2**40)], "split_seed must be in [0, 2**32)"),
     ("validation fraction", TRAIN + ["--validation-fraction", "1.5"], "validation_fraction must be in (0, 1), got 1.5"),
-    ("validation fraction nan", TRAIN + ["--validation-fraction", "nan"], "validation_fraction must be in (0, 1), got nan"),
-    ("max train samples", TRAIN + ["--max-train-samples", "0"], "max_train_samples must be a positive number of examples, got 0"),
-    ("max validation samples", TRAIN + ["--max-validation-samples", "-5"], "max_validation_samples must be a positive number"),
+    (
+        "validation fraction nan",
+        TRAIN + ["--validation-fraction", "nan"],
+        "validation_fraction must be in (0, 1), got nan",
+    ),
+    (
+        "max train samples",
+        TRAIN + ["--max-train-samples", "0"],
+        "max_train_samples must be a positive number of examples, got 0",
+    ),
+    (
+        "max validation samples",
+        TRAIN + ["--max-validation-samples", "-5"],
+        "max_validation_samples must be a positive number",
+    ),
     ("length buckets", TRAIN + ["--length-bucket-batches", "0"], "length_bucket_batches must be >= 1, got 0"),
-    ("virtual tokens", TRAIN + ["--method", "prompt", "--num-virtual-tokens", "0"], "num_virtual_tokens must be a positive integer, got 0"),
-    ("prefix projection", TRAIN + ["--method", "prefix", "--prefix-projection", "-1"], "prefix_projection must be 0 (off) or a positive width"),
-    ("encoder width", TRAIN + ["--method", "ptuning", "--encoder-hidden-size", "0"], "encoder_hidden_size must be positive, got 0"),
+    (
+        "virtual tokens",
+        TRAIN + ["--method", "prompt", "--num-virtual-tokens", "0"],
+        "num_virtual_tokens must be a positive integer, got 0",
+    ),
+    (
+        "prefix projection",
+        TRAIN + ["--method", "prefix", "--prefix-projection", "-1"],
+        "prefix_projection must be 0 (off) or a positive width",
+    ),
+    (
+        "encoder width",
+        TRAIN + ["--method", "ptuning", "--encoder-hidden-size", "0"],
+        "encoder_hidden_size must be positive, got 0",
+    ),
     # names and choices
     ("task", TRAIN[:2] + ["imdb"] + TRAIN[3:], "imdb"),
     ("method", TRAIN + ["--method", "adapters"], "Unknown method 'adapters'. Valid methods: full, head, bitfit"),
-    ("bitfit variant", TRAIN + ["--method", "bitfit", "--bitfit-variant", "none"], "bitfit_variant must be one of ('all', 'sparse'), got 'none'"),
+    (
+        "bitfit variant",
+        TRAIN + ["--method", "bitfit", "--bitfit-variant", "none"],
+        "bitfit_variant must be one of ('all', 'sparse'), got 'none'",
+    ),
     ("pooling", TRAIN + ["--pooling", "max"], "pooling must be one of ('model', 'mean'), got 'max'"),
     ("recipe", TRAIN + ["--recipe", "turbo"], "recipe must be one of ('fast', 'baseline'), got 'turbo'"),
-    ("precision", TRAIN + ["--precision", "fp8"], "precision must be one of ('auto', 'fp32', 'bf16', 'fp16'), got 'fp8'"),
+    (
+        "precision",
+        TRAIN + ["--precision", "fp8"],
+        "precision must be one of ('auto', 'fp32', 'bf16', 'fp16'), got 'fp8'",
+    ),
     ("select on", TRAIN + ["--select-on", "test"], "select_on must be one of ('train_slice', 'dev'), got 'test'"),
     ("target modules empty", TRAIN + ["--target-modules", ","], "target_modules ',' names no layers"),
     ("unknown option", TRAIN + ["--learning-rate", "1e-3"], "unrecognized arguments: --learning-rate"),
     # the model
-    ("max length over the model", TRAIN + ["--max-length", "1024"], "max_length 1024 is more than the model 'all-MiniLM-L6-v2' takes: it has 512 positions"),
-    ("max length with virtual tokens", TRAIN + ["--method", "prompt", "--max-length", "500"], "(20 of them taken by prompt's virtual tokens). Use a max_length of at most 492"),
+    (
+        "max length over the model",
+        TRAIN + ["--max-length", "1024"],
+        "max_length 1024 is more than the model 'all-MiniLM-L6-v2' takes: it has 512 positions",
+    ),
+    (
+        "max length with virtual tokens",
+        TRAIN + ["--method", "prompt", "--max-length", "500"],
+        "(20 of them taken by prompt's virtual tokens). Use a max_length of at most 492",
+    ),
     ("max length zero", TRAIN + ["--max-length", "0"], "max_length must be positive, got 0"),
-    ("model folder without config", TRAIN + ["--model", "{not_a_model}"], "holds no config.json, so it is not a saved model"),
-    ("model missing", TRAIN + ["--model", "{tmp}/no-such-model"], "Could not load the model '{tmp}/no-such-model': there is no folder"),
+    (
+        "model folder without config",
+        TRAIN + ["--model", "{not_a_model}"],
+        "holds no config.json, so it is not a saved model",
+    ),
+    (
+        "model missing",
+        TRAIN + ["--model", "{tmp}/no-such-model"],
+        "Could not load the model '{tmp}/no-such-model': there is no folder",
+    ),
     # the data
-    ("glue dir missing", ["train", "--task", "sst2", "--glue-dir", "{tmp}/nowhere", "--results-dir", "{results}"], "GLUE folder not found"),
-    ("glue file utf-16", TRAIN[:4] + ["{glue_utf16}"] + TRAIN[5:], "is UTF-16 text, not the UTF-8 text of the official GLUE files; convert it"),
-    ("glue file latin-1", TRAIN[:4] + ["{glue_latin1}"] + TRAIN[5:], "is not UTF-8 text: line 2 holds the byte b'\\xe9'"),
-    ("glue file gzipped", TRAIN[:4] + ["{glue_gzip}"] + TRAIN[5:], "is gzip-compressed, not the UTF-8 text of the official GLUE files; decompress it"),
+    (
+        "glue dir missing",
+        ["train", "--task", "sst2", "--glue-dir", "{tmp}/nowhere", "--results-dir", "{results}"],
+        "GLUE folder not found",
+    ),
+    (
+        "glue file utf-16",
+        TRAIN[:4] + ["{glue_utf16}"] + TRAIN[5:],
+        "is UTF-16 text, not the UTF-8 text of the official GLUE files; convert it",
+    ),
+    (
+        "glue file latin-1",
+        TRAIN[:4] + ["{glue_latin1}"] + TRAIN[5:],
+        "is not UTF-8 text: line 2 holds the byte b'\\xe9'",
+    ),
+    (
+        "glue file gzipped",
+        TRAIN[:4] + ["{glue_gzip}"] + TRAIN[5:],
+        "is gzip-compressed, not the UTF-8 text of the official GLUE files; decompress it",
+    ),
     ("glue file binary", TRAIN[:4] + ["{glue_binary}"] + TRAIN[5:], "looks like a binary file"),
     ("data command utf-16", ["data", "--task", "sst2", "--glue-dir", "{glue_utf16}"], "train.tsv is UTF-16 text"),
-    ("data command fraction", ["data", "--task", "sst2", "--glue-dir", "{glue}", "--validation-fraction", "nan"], "validation_fraction must be in (0, 1), got nan"),
+    (
+        "data command fraction",
+        ["data", "--task", "sst2", "--glue-dir", "{glue}", "--validation-fraction", "nan"],
+        "validation_fraction must be in (0, 1), got nan",
+    ),
     # the results folder
     ("results dir is a file", TRAIN[:6] + ["{results}/existing.json"] + TRAIN[7:], "is a file, not a folder"),
-    ("results dir under a file", TRAIN[:6] + ["{results}/existing.json/sub"] + TRAIN[7:], "Cannot write run records to"),
-    ("results dir read-only", TRAIN, "Cannot write run records to {results}: Read-only file system. Nothing was trained"),
+    (
+        "results dir under a file",
+        TRAIN[:6] + ["{results}/existing.json/sub"] + TRAIN[7:],
+        "Cannot write run records to",
+    ),
+    (
+        "results dir read-only",
+        TRAIN,
+        "Cannot write run records to {results}: Read-only file system. Nothing was trained",
+    ),
     # sweeps: every config is checked before the first run trains
     ("sweep seed not a number", SWEEP + ["--seed", "0,a"], "--seed: 'a' is not a whole number (in '0,a')"),
     ("sweep seed empty", SWEEP + ["--seed", ","], "--seed ',' lists no values"),
@@ -116,9 +192,17 @@ CASES = [
     ("sweep max length", SWEEP + ["--max-length", "128,1024"], "max_length 1024 is more than the model"),
     ("sweep target modules", SWEEP + ["--target-modules", ";"], "--target-modules ';' lists no values"),
     ("sweep task", SWEEP[:2] + ["sst2,imdb"] + SWEEP[3:], "imdb"),
-    ("sweep results dir read-only", SWEEP + ["--seed", "0,1"], "Cannot write run records to {results}: Read-only file system"),
+    (
+        "sweep results dir read-only",
+        SWEEP + ["--seed", "0,1"],
+        "Cannot write run records to {results}: Read-only file system",
+    ),
     # reading records
-    ("report of an empty folder", ["report", "--results-dir", "{tmp}/empty", "--figures-dir", "{tmp}/figures", "--report", "{tmp}/report.md"], "No run records in"),
+    (
+        "report of an empty folder",
+        ["report", "--results-dir", "{tmp}/empty", "--figures-dir", "{tmp}/figures", "--report", "{tmp}/report.md"],
+        "No run records in",
+    ),
 ]
 SETUP = {"results dir read-only": _read_only, "sweep results dir read-only": _read_only}
 
@@ -127,8 +211,12 @@ SETUP = {"results dir read-only": _read_only, "sweep results dir read-only": _re
 def paths(glue_dir, tmp_path_factory):
     """The data and results folders the cases use (built once)."""
     tmp = tmp_path_factory.mktemp("cli-errors")
-    bad = {"glue_utf16": SST2_TEXT.encode("utf-16"), "glue_latin1": SST2_TEXT.encode("latin-1"),
-           "glue_gzip": gzip.compress(SST2_TEXT.encode()), "glue_binary": bytes(range(256)) * 8}
+    bad = {
+        "glue_utf16": SST2_TEXT.encode("utf-16"),
+        "glue_latin1": SST2_TEXT.encode("latin-1"),
+        "glue_gzip": gzip.compress(SST2_TEXT.encode()),
+        "glue_binary": bytes(range(256)) * 8,
+    }
     found = {"glue": str(glue_dir), "tmp": tmp}
     for name, content in bad.items():
         folder = tmp / name / "SST-2"
@@ -142,8 +230,10 @@ def paths(glue_dir, tmp_path_factory):
 
 def snapshot(folder) -> dict[str, str]:
     """Every file and folder under `folder` (hidden ones too), with the hash of each file's content."""
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-            for path in sorted(folder.rglob("*"))}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+        for path in sorted(folder.rglob("*"))
+    }
 
 
 def run_cli(argv: list[str]) -> int:
@@ -158,7 +248,9 @@ def test_there_are_at_least_forty_cases():
 
 
 @pytest.mark.parametrize("name, argv, message", CASES, ids=[case[0] for case in CASES])
-def test_a_mistake_exits_2_with_a_message_and_changes_nothing(name, argv, message, paths, tmp_path, monkeypatch, capsys, caplog):
+def test_a_mistake_exits_2_with_a_message_and_changes_nothing(
+    name, argv, message, paths, tmp_path, monkeypatch, capsys, caplog
+):
     results = tmp_path / "results"
     write_record(fake_record("sst2", "lora", 0, 0.8), results)
     (results / "existing.json").write_text("{}")
@@ -182,5 +274,10 @@ def test_a_mistake_exits_2_with_a_message_and_changes_nothing(name, argv, messag
 
 
 def test_negative_numbers_reach_the_option():
-    assert join_negative_numbers(["train", "--lr", "-1e-3", "--seed", "-1,2", "--task", "-x"]) == \
-        ["train", "--lr=-1e-3", "--seed=-1,2", "--task", "-x"]
+    assert join_negative_numbers(["train", "--lr", "-1e-3", "--seed", "-1,2", "--task", "-x"]) == [
+        "train",
+        "--lr=-1e-3",
+        "--seed=-1,2",
+        "--task",
+        "-x",
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fake_records import fake_record
+
 from helpers.analysis import runs_frame
 from helpers.compare import model_comparison, plot_model_comparison
 
@@ -14,7 +15,10 @@ def _as_model(record: dict, model: str, samples_per_second: float) -> dict:
 
 
 def test_two_models_side_by_side(tmp_path):
-    records = [_as_model(fake_record("sst2", "lora", seed, value), "all-MiniLM-L6-v2", 100.0) for seed, value in [(0, 0.8), (1, 0.9)]]
+    records = [
+        _as_model(fake_record("sst2", "lora", seed, value), "all-MiniLM-L6-v2", 100.0)
+        for seed, value in [(0, 0.8), (1, 0.9)]
+    ]
     records += [_as_model(fake_record("sst2", "lora", 0, 0.7, trainable=5000), "smollm2", 10.0)]
     icl = _as_model(fake_record("sst2", "head", 0, 0.6), "smollm2", 0.0)
     icl["run_id"] = "sst2-icl-k4-loglik-s0-abc"

@@ -6,10 +6,10 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
-
 from conftest import REAL_GLUE_DIR
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from glue_fixtures import DEV_ROWS, QUOTED_COLUMNS, QUOTED_ROWS, TASK_FOLDERS, TRAIN_ROWS, write_file
+
 from helpers.data import GlueDataError, features_for, from_hub_splits, load_glue, load_local_task, make_splits
 from helpers.tasks import get_task
 
@@ -93,7 +93,10 @@ HUB_TEXT_COLUMNS = {
 }
 # Hub split -> (official GLUE dev file, our test split); the Hub's test splits have label -1.
 HUB_DEV_SPLITS = {
-    "mnli": {"validation_matched": ("dev_matched.tsv", "test_matched"), "validation_mismatched": ("dev_mismatched.tsv", "test_mismatched")},
+    "mnli": {
+        "validation_matched": ("dev_matched.tsv", "test_matched"),
+        "validation_mismatched": ("dev_mismatched.tsv", "test_mismatched"),
+    },
 }
 HUB_HIDDEN_SPLITS = {"mnli": ["test_matched", "test_mismatched"]}
 # Label as written in the official TSV -> Hub label id (STS-B: the score itself).
@@ -105,9 +108,32 @@ FILE_LABEL_TO_HUB = {
     "wnli": {"0": 0, "1": 1},
 }
 HUB_TRAIN_ROWS, HUB_DEV_ROWS = 30, 9
-MNLI_HEADER = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
-               "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label"]
-STSB_HEADER = ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2", "score"]
+MNLI_HEADER = [
+    "index",
+    "promptID",
+    "pairID",
+    "genre",
+    "sentence1_binary_parse",
+    "sentence2_binary_parse",
+    "sentence1_parse",
+    "sentence2_parse",
+    "sentence1",
+    "sentence2",
+    "label1",
+    "gold_label",
+]
+STSB_HEADER = [
+    "index",
+    "genre",
+    "filename",
+    "year",
+    "old_index",
+    "source1",
+    "source2",
+    "sentence1",
+    "sentence2",
+    "score",
+]
 
 
 def _official_tsv_row(name: str, i: int, texts: list[str], label: str) -> list[str]:
@@ -123,8 +149,14 @@ def _official_tsv_row(name: str, i: int, texts: list[str], label: str) -> list[s
     return [str(i), *texts, label]  # rte, wnli
 
 
-OFFICIAL_HEADERS = {"cola": None, "sst2": ["sentence", "label"], "rte": ["index", "sentence1", "sentence2", "label"],
-                    "wnli": ["index", "sentence1", "sentence2", "label"], "mnli": MNLI_HEADER, "stsb": STSB_HEADER}
+OFFICIAL_HEADERS = {
+    "cola": None,
+    "sst2": ["sentence", "label"],
+    "rte": ["index", "sentence1", "sentence2", "label"],
+    "wnli": ["index", "sentence1", "sentence2", "label"],
+    "mnli": MNLI_HEADER,
+    "stsb": STSB_HEADER,
+}
 OFFICIAL_FOLDERS = {"cola": "CoLA", "sst2": "SST-2", "rte": "RTE", "wnli": "WNLI", "mnli": "MNLI", "stsb": "STS-B"}
 
 
@@ -147,7 +179,9 @@ def _hub_dataset(name: str, examples: list[tuple[list[str], str]], hidden: bool)
     """A split as nyu-mll/glue publishes it: text columns, label (ClassLabel or float32), idx int32."""
     names = HUB_LABEL_NAMES[name]
     label_feature = Value("float32") if names is None else ClassLabel(names=names)
-    features = Features({**{c: Value("string") for c in HUB_TEXT_COLUMNS[name]}, "label": label_feature, "idx": Value("int32")})
+    features = Features(
+        {**{c: Value("string") for c in HUB_TEXT_COLUMNS[name]}, "label": label_feature, "idx": Value("int32")}
+    )
     columns = {c: [texts[k] for texts, _ in examples] for k, c in enumerate(HUB_TEXT_COLUMNS[name])}
     if hidden:
         columns["label"] = [-1.0 if names is None else -1] * len(examples)
@@ -257,11 +291,14 @@ def test_stsb_is_regression_with_float_labels(glue_dir):
     assert all(0 <= score <= 5 for score in splits["test"]["label"])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"validation_fraction": 1.5}, "validation_fraction"),
-    ({"select_on": "test"}, "select_on must be one of"),
-    ({"max_train_samples": 0}, "max_train_samples must be a positive"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"validation_fraction": 1.5}, "validation_fraction"),
+        ({"select_on": "test"}, "select_on must be one of"),
+        ({"max_train_samples": 0}, "max_train_samples must be a positive"),
+    ],
+)
 def test_bad_split_options_are_named(glue_dir, kwargs, message):
     with pytest.raises(ValueError, match=message):
         load_glue("rte", glue_dir=glue_dir, **kwargs)
@@ -276,7 +313,9 @@ def test_missing_folder_names_the_path_and_layout(tmp_path):
 
 
 def test_missing_file_names_the_path(tmp_path, glue_dir):
-    write_file(tmp_path / "RTE" / "train.tsv", ["index", "sentence1", "sentence2", "label"], [["0", "a", "b", "entailment"]])
+    write_file(
+        tmp_path / "RTE" / "train.tsv", ["index", "sentence1", "sentence2", "label"], [["0", "a", "b", "entailment"]]
+    )
     with pytest.raises(GlueDataError, match=r"GLUE file not found: .*RTE/dev.tsv"):
         load_glue("rte", glue_dir=tmp_path)
 
@@ -298,13 +337,21 @@ def test_more_than_one_percent_bad_rows_is_an_error(tmp_path):
 
 
 def test_cli_prints_json_and_errors_without_traceback(glue_dir):
-    ok = subprocess.run([sys.executable, "-m", "helpers", "data", "--task", "STS-B", "--glue-dir", str(glue_dir)], capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "helpers", "data", "--task", "STS-B", "--glue-dir", str(glue_dir)],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     summary = json.loads(ok.stdout)
     assert summary["splits"]["train"]["size"] + summary["splits"]["validation"]["size"] == TRAIN_ROWS
     assert set(summary["splits"]["test"]["labels"]) == {"mean", "std"}
     assert summary["skipped_rows"] == {"train": 1, "test": 0}
-    bad = subprocess.run([sys.executable, "-m", "helpers", "data", "--task", "stsb", "--glue-dir", str(glue_dir / "missing")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "helpers", "data", "--task", "stsb", "--glue-dir", str(glue_dir / "missing")],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2
     assert "GLUE folder not found" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -328,6 +375,9 @@ def test_real_glue_folder_has_the_official_row_counts(name):
 
 def test_make_splits_on_a_dict_directly():
     task = get_task("wnli")
-    data = Dataset.from_dict({"sentence1": ["a"] * 20, "sentence2": ["b"] * 20, "label": [0, 1] * 10, "idx": list(range(20))}, features=features_for(task))
+    data = Dataset.from_dict(
+        {"sentence1": ["a"] * 20, "sentence2": ["b"] * 20, "label": [0, 1] * 10, "idx": list(range(20))},
+        features=features_for(task),
+    )
     splits, how = make_splits(DatasetDict({"train": data, "test": data}), task, validation_fraction=0.2)
     assert len(splits["validation"]) == 4 and how["stratified"]

@@ -22,7 +22,7 @@ def write_csv(path, header, rows, delimiter=","):
 
 
 def reviews(n=40, label=lambda i: "pos" if i % 2 else "neg"):
-    return [[f"review number {i} , quoted \"text\" , commas", label(i)] for i in range(n)]
+    return [[f'review number {i} , quoted "text" , commas', label(i)] for i in range(n)]
 
 
 def test_csv_file_becomes_a_task_with_honest_splits(tmp_path):
@@ -37,7 +37,7 @@ def test_csv_file_becomes_a_task_with_honest_splits(tmp_path):
     texts = [set(ds["text"]) for ds in splits.values()]
     assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
     assert splits.glue_info.source == f"local:{path.resolve()}"
-    assert "quoted \"text\" , commas" in splits["train"]["text"][0]
+    assert 'quoted "text" , commas' in splits["train"]["text"][0]
 
 
 def test_folder_with_train_and_validation_json_and_a_pair_task(tmp_path):
@@ -51,15 +51,25 @@ def test_folder_with_train_and_validation_json_and_a_pair_task(tmp_path):
 
 
 def test_tsv_with_integer_labels_and_float_labels_for_regression(tmp_path):
-    ints = register_dataset(DatasetSpec(str(write_csv(tmp_path / "ints.tsv", ["text", "label"], [[f"t{i}", str(i % 3)] for i in range(30)], "\t"))))
+    ints = register_dataset(
+        DatasetSpec(
+            str(write_csv(tmp_path / "ints.tsv", ["text", "label"], [[f"t{i}", str(i % 3)] for i in range(30)], "\t"))
+        )
+    )
     assert ints.label_names == ("0", "1", "2")
-    scores = register_dataset(DatasetSpec(str(write_csv(tmp_path / "scores.csv", ["text", "label"], [[f"t{i}", str(i / 7)] for i in range(30)]))))
+    scores = register_dataset(
+        DatasetSpec(
+            str(write_csv(tmp_path / "scores.csv", ["text", "label"], [[f"t{i}", str(i / 7)] for i in range(30)]))
+        )
+    )
     assert scores.is_regression and scores.metrics == ("pearson", "spearmanr")
     assert isinstance(load_glue(scores)["train"]["label"][0], float)
 
 
 def test_macro_f1_weighs_every_class_equally(tmp_path):
-    task = register_dataset(DatasetSpec(str(write_csv(tmp_path / "m.csv", ["text", "label"], [[f"t{i}", "abc"[i % 3]] for i in range(30)]))))
+    task = register_dataset(
+        DatasetSpec(str(write_csv(tmp_path / "m.csv", ["text", "label"], [[f"t{i}", "abc"[i % 3]] for i in range(30)])))
+    )
     metrics = compute_metrics(task, [0, 0, 0, 0], [0, 0, 0, 1])
     assert metrics["accuracy"] == 0.75 and metrics["macro_f1"] == pytest.approx((2 * 0.75 / 1.75 + 0 + 0) / 3)
 
@@ -70,7 +80,11 @@ def test_macro_f1_weighs_every_class_equally(tmp_path):
         (["sentence", "label"], reviews(), r"no column\(s\) \['text'\]; its columns are \['sentence', 'label'\]"),
         (["text", "label"], [], "empty"),
         (["text", "label"], reviews(label=lambda i: "pos" if i % 2 else "3"), "mixed label types"),
-        (["text", "label"], reviews(label=lambda i: "" if i == 5 else "pos" if i % 2 else "neg"), "row 6 has an empty label"),
+        (
+            ["text", "label"],
+            reviews(label=lambda i: "" if i == 5 else "pos" if i % 2 else "neg"),
+            "row 6 has an empty label",
+        ),
         (["text", "label"], reviews(label=lambda i: "pos"), "one class only"),
     ],
 )
@@ -83,7 +97,9 @@ def test_bad_files_get_clear_errors(tmp_path, header, rows, match):
 def test_unknown_labels_in_the_test_file_and_missing_files(tmp_path):
     write_csv(tmp_path / "train.csv", ["text", "label"], reviews())
     write_csv(tmp_path / "test.csv", ["text", "label"], reviews(6, label=lambda i: "neutral" if i == 2 else "pos"))
-    with pytest.raises(DatasetSpecError, match=r"\[test\]: label\(s\) \['neutral'\] do not occur in the training split"):
+    with pytest.raises(
+        DatasetSpecError, match=r"\[test\]: label\(s\) \['neutral'\] do not occur in the training split"
+    ):
         register_dataset(DatasetSpec(str(tmp_path)))
     with pytest.raises(DatasetSpecError, match="Dataset not found"):
         register_dataset(DatasetSpec(str(tmp_path / "nope.csv")))
@@ -116,8 +132,24 @@ def test_one_command_fine_tunes_on_a_csv(tmp_path, capsys):
 
     rows = [[f"the film was {'great' if i % 2 else 'awful'} .", "pos" if i % 2 else "neg"] for i in range(60)]
     path = write_csv(tmp_path / "mine.csv", ["review", "sentiment"], rows)
-    code = main(["train", "--task", str(path), "--text-columns", "review", "--label-column", "sentiment", "--method", "bitfit",
-                 "--epochs", "1", "--results-dir", str(tmp_path / "results"), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--task",
+            str(path),
+            "--text-columns",
+            "review",
+            "--label-column",
+            "sentiment",
+            "--method",
+            "bitfit",
+            "--epochs",
+            "1",
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--quiet",
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["run_id"].startswith("mine-") and set(out["test"]["metrics"]) == {"accuracy", "macro_f1"}

@@ -12,8 +12,17 @@ from helpers.methods import MethodConfig, prepare_model
 @pytest.mark.parametrize("method", ["full", "bitfit", "lora", "head"])
 def test_formula_matches_the_flop_counter(method):
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=500, hidden_size=128, num_hidden_layers=3, num_attention_heads=4, intermediate_size=512, attn_implementation="eager")
-    model = prepare_model(AutoModelForSequenceClassification.from_config(config), MethodConfig(method=method, rank=4)).train()
+    config = BertConfig(
+        vocab_size=500,
+        hidden_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=512,
+        attn_implementation="eager",
+    )
+    model = prepare_model(
+        AutoModelForSequenceClassification.from_config(config), MethodConfig(method=method, rank=4)
+    ).train()
     batch, length = 8, 48
     inputs = {"input_ids": torch.randint(5, 500, (batch, length)), "labels": torch.zeros(batch, dtype=torch.long)}
     with FlopCounterMode(display=False) as counter:

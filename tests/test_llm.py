@@ -8,9 +8,9 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from glue_fixtures import NEGATIVE, NOUNS, POSITIVE
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
-from glue_fixtures import NEGATIVE, NOUNS, POSITIVE
 from helpers.icl import (
     IclConfig,
     build_prompt,
@@ -28,9 +28,47 @@ CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-WORDS = ["the", "was", ".", "sentence", ":", "answer", "with", "one", "word", "negative", "or", "positive", "yes", "no",
-         "not", "is", "sentiment", "of", "this", "movie", "review", "?", "system", "user", "assistant", "sentence1", "1", "2",
-         "does", "first", "imply", "second", "it", "entailment"] + POSITIVE + NEGATIVE + NOUNS
+WORDS = (
+    [
+        "the",
+        "was",
+        ".",
+        "sentence",
+        ":",
+        "answer",
+        "with",
+        "one",
+        "word",
+        "negative",
+        "or",
+        "positive",
+        "yes",
+        "no",
+        "not",
+        "is",
+        "sentiment",
+        "of",
+        "this",
+        "movie",
+        "review",
+        "?",
+        "system",
+        "user",
+        "assistant",
+        "sentence1",
+        "1",
+        "2",
+        "does",
+        "first",
+        "imply",
+        "second",
+        "it",
+        "entailment",
+    ]
+    + POSITIVE
+    + NEGATIVE
+    + NOUNS
+)
 
 
 def tiny_tokenizer(chat: bool = True):
@@ -42,16 +80,30 @@ def tiny_tokenizer(chat: bool = True):
     vocab = {token: i for i, token in enumerate(dict.fromkeys(specials + WORDS))}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Split(r"(<\|im_start\|>|<\|im_end\|>|\n|\s+|[.:?])", behavior="isolated")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>",
-                                        eos_token="<|im_end|>", additional_special_tokens=["<|im_start|>", "<|im_end|>"])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        eos_token="<|im_end|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
     if chat:
         tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
 
 def tiny_llama_config(vocab_size: int, **extra) -> LlamaConfig:
-    return LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=2, max_position_embeddings=512, pad_token_id=0, **extra)
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        **extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +114,10 @@ def tiny_lm():
     return model, tokenizer
 
 
-DEMOS = [{"sentence": "the film was great .", "label": 1, "idx": 3}, {"sentence": "the plot was awful .", "label": 0, "idx": 7}]
+DEMOS = [
+    {"sentence": "the film was great .", "label": 1, "idx": 3},
+    {"sentence": "the plot was awful .", "label": 0, "idx": 7},
+]
 QUERY = {"sentence": "the cast was superb .", "label": 1, "idx": 0}
 
 
@@ -75,7 +130,9 @@ def test_chat_prompt_holds_instruction_demonstrations_in_order_and_ends_at_the_a
     tokenizer = tiny_tokenizer()
     prompt = build_prompt("sst2", tokenizer, DEMOS, QUERY)
     assert prompt.startswith("<|im_start|>system\nIs the sentiment")
-    assert prompt.endswith("Sentence: the cast was superb .\nAnswer with one word: negative or positive.<|im_end|>\n<|im_start|>assistant\n")
+    assert prompt.endswith(
+        "Sentence: the cast was superb .\nAnswer with one word: negative or positive.<|im_end|>\n<|im_start|>assistant\n"
+    )
     # Each demonstration is a user turn answered by its label word, in the drawn order.
     first, second = prompt.index("the film was great"), prompt.index("the plot was awful")
     assert first < second
@@ -86,9 +143,16 @@ def test_chat_prompt_holds_instruction_demonstrations_in_order_and_ends_at_the_a
 
 def test_plain_prompt_without_chat_template_and_pair_tasks():
     tokenizer = tiny_tokenizer(chat=False)
-    prompt = build_prompt("rte", tokenizer, [{"sentence1": "a b", "sentence2": "c", "label": 1}], {"sentence1": "x y", "sentence2": "z", "label": 0})
+    prompt = build_prompt(
+        "rte",
+        tokenizer,
+        [{"sentence1": "a b", "sentence2": "c", "label": 1}],
+        {"sentence1": "x y", "sentence2": "z", "label": 0},
+    )
     assert prompt.startswith("Does the first sentence imply the second one?\n\n")
-    assert "Sentence 1: a b\nSentence 2: c\nAnswer with one word: yes or no.\nAnswer: no\n\n" in prompt  # RTE: 1 = not_entailment
+    assert (
+        "Sentence 1: a b\nSentence 2: c\nAnswer with one word: yes or no.\nAnswer: no\n\n" in prompt
+    )  # RTE: 1 = not_entailment
     assert prompt.endswith("Sentence 1: x y\nSentence 2: z\nAnswer with one word: yes or no.\nAnswer:")
     assert continuations("rte", tokenizer) == [" yes", " no"]
     # The chat template can be switched off for a tokenizer that has one.
@@ -103,7 +167,9 @@ def test_regression_tasks_are_refused():
 def test_demonstrations_are_seeded_draws_from_the_training_split():
     from datasets import Dataset
 
-    train = Dataset.from_dict({"sentence": [f"s{i}" for i in range(50)], "label": [i % 2 for i in range(50)], "idx": list(range(50))})
+    train = Dataset.from_dict(
+        {"sentence": [f"s{i}" for i in range(50)], "label": [i % 2 for i in range(50)], "idx": list(range(50))}
+    )
     assert draw_demonstrations(train, 0, seed=0) == []
     draw = [row["idx"] for row in draw_demonstrations(train, 4, seed=1)]
     assert draw == [row["idx"] for row in draw_demonstrations(train, 4, seed=1)] and len(set(draw)) == 4
@@ -129,15 +195,22 @@ def _reference_log_likelihood(model, tokenizer, prompt: str, label: str) -> floa
 
 def test_label_word_log_likelihoods_match_an_unpadded_computation(tiny_lm):
     model, tokenizer = tiny_lm
-    prompts = [build_prompt("sst2", tokenizer, demos, QUERY) for demos in ([], DEMOS[:1], DEMOS)]  # different lengths: padding
+    prompts = [
+        build_prompt("sst2", tokenizer, demos, QUERY) for demos in ([], DEMOS[:1], DEMOS)
+    ]  # different lengths: padding
     labels = continuations("sst2", tokenizer)
-    scores = label_log_likelihoods(model, tokenizer, prompts, labels, batch_size=3)  # one token per label: the batched path
+    scores = label_log_likelihoods(
+        model, tokenizer, prompts, labels, batch_size=3
+    )  # one token per label: the batched path
     expected = np.array([[_reference_log_likelihood(model, tokenizer, p, w) for w in labels] for p in prompts])
     np.testing.assert_allclose(scores, expected, atol=1e-4)
     # Multi-token labels take the per-(prompt, label) path; it agrees too.
     multi = ["not positive", "positive ."]
-    np.testing.assert_allclose(label_log_likelihoods(model, tokenizer, prompts, multi),
-                               [[_reference_log_likelihood(model, tokenizer, p, w) for w in multi] for p in prompts], atol=1e-4)
+    np.testing.assert_allclose(
+        label_log_likelihoods(model, tokenizer, prompts, multi),
+        [[_reference_log_likelihood(model, tokenizer, p, w) for w in multi] for p in prompts],
+        atol=1e-4,
+    )
 
 
 def test_generation_returns_only_the_new_text(tiny_lm):
@@ -219,11 +292,19 @@ def test_icl_run_writes_a_record_the_analysis_reads(tiny_lm, glue_dir, tmp_path,
     train = load_glue("sst2", glue_dir=glue_dir)["train"]
     by_idx = {row["idx"]: row for row in train}
     for idx, label in zip(saved["icl"]["demonstration_ids"], saved["icl"]["demonstration_labels"]):
-        assert f"Sentence: {by_idx[idx]['sentence'].strip()}" in saved["icl"]["prompt_example"] and by_idx[idx]["label"] == label
+        assert (
+            f"Sentence: {by_idx[idx]['sentence'].strip()}" in saved["icl"]["prompt_example"]
+            and by_idx[idx]["label"] == label
+        )
     frame = runs_frame([saved])
     assert frame.loc[0, "method"] == "icl" and frame.loc[0, "trainable"] == 0 and not frame.loc[0, "default_lr"]
     # A second call finds the record instead of running again.
-    assert run_icl(config, model=model, tokenizer=tokenizer, glue_dir=glue_dir, results_dir=tmp_path, quiet=True)["created"] == record["created"]
+    assert (
+        run_icl(config, model=model, tokenizer=tokenizer, glue_dir=glue_dir, results_dir=tmp_path, quiet=True)[
+            "created"
+        ]
+        == record["created"]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,13 +327,21 @@ def test_last_token_pooling_is_the_same_with_left_and_right_padding(tiny_classif
             first = pad + short if left else short + pad
             ids = torch.tensor([first, long])
             mask = (ids != 0).long()
-            torch.testing.assert_close(tiny_classifier(input_ids=ids, attention_mask=mask).logits, alone, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(
+                tiny_classifier(input_ids=ids, attention_mask=mask).logits, alone, atol=1e-5, rtol=1e-4
+            )
 
 
 def test_llama_row_gives_lora_bitfit_and_head_their_parameters(tiny_classifier):
     import copy
 
-    from helpers.methods import MethodConfig, count_parameters, prepare_model, resolve_target_modules, trainable_parameter_names
+    from helpers.methods import (
+        MethodConfig,
+        count_parameters,
+        prepare_model,
+        resolve_target_modules,
+        trainable_parameter_names,
+    )
     from helpers.models import arch_spec
 
     assert arch_spec(tiny_classifier).head == ("score",) and arch_spec(tiny_classifier).reads == "last"
@@ -301,8 +390,11 @@ def test_packaged_smollm2_scores_three_examples():
 
     model, tokenizer = load_causal_lm("smollm2")
     assert model.config.model_type == "llama" and 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
-    rows = [{"sentence": "a wonderful , moving film .", "label": 1}, {"sentence": "dull and lifeless .", "label": 0},
-            {"sentence": "one of the best movies of the year .", "label": 1}]
+    rows = [
+        {"sentence": "a wonderful , moving film .", "label": 1},
+        {"sentence": "dull and lifeless .", "label": 0},
+        {"sentence": "one of the best movies of the year .", "label": 1},
+    ]
     prompts = [build_prompt("sst2", tokenizer, [], row) for row in rows]
     scores = label_log_likelihoods(model, tokenizer, prompts, continuations("sst2", tokenizer))
     assert scores.shape == (3, 2) and np.all(scores < 0) and np.all(np.isfinite(scores))
@@ -324,14 +416,31 @@ def test_llama_classifier_trains_with_lora_through_the_training_loop(glue_dir, t
     lm_config = tiny_llama_config(len(tokenizer))
     lm_config.pad_token_id = None
     LlamaForCausalLM(lm_config).save_pretrained(folder)
-    config = TrainConfig(task="sst2", model=str(folder), method=MethodConfig(method="lora", rank=4, target_modules=("all-linear",)),
-                         epochs=1, batch_size=8, max_train_samples=32, max_validation_samples=16, lr=1e-2)
-    record = train(config, glue_dir=glue_dir, results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", quiet=True)
+    config = TrainConfig(
+        task="sst2",
+        model=str(folder),
+        method=MethodConfig(method="lora", rank=4, target_modules=("all-linear",)),
+        epochs=1,
+        batch_size=8,
+        max_train_samples=32,
+        max_validation_samples=16,
+        lr=1e-2,
+    )
+    record = train(
+        config, glue_dir=glue_dir, results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", quiet=True
+    )
     assert record["model_info"]["model_type"] == "llama" and record["model_info"]["key_value_size"] == 16
     # The closed form r·(d_in + d_out) per adapted layer (narrow keys/values, gated MLP) + head matches the count.
     assert record["params"]["lora_closed_form"] == record["params"]["trainable"]
-    assert set(record["params"]["lora_targets"]) == {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                                      "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
+    assert set(record["params"]["lora_targets"]) == {
+        "self_attn.q_proj",
+        "self_attn.k_proj",
+        "self_attn.v_proj",
+        "self_attn.o_proj",
+        "mlp.gate_proj",
+        "mlp.up_proj",
+        "mlp.down_proj",
+    }
     assert record["timing"]["model_flops_per_second"] > 0 and 0 <= record["test"]["metrics"]["accuracy"] <= 1
 
 
@@ -343,11 +452,22 @@ def test_icl_runs_on_a_users_dataset_with_its_label_names_as_answers(tiny_lm, tm
 
     path = tmp_path / "mine.csv"
     with open(path, "w", newline="") as handle:
-        csv.writer(handle).writerows([["text", "label"]] + [[f"the film was {'great' if i % 2 else 'awful'} .", "positive" if i % 2 else "negative"] for i in range(30)])
+        csv.writer(handle).writerows(
+            [["text", "label"]]
+            + [
+                [f"the film was {'great' if i % 2 else 'awful'} .", "positive" if i % 2 else "negative"]
+                for i in range(30)
+            ]
+        )
     task = register_dataset(DatasetSpec(str(path)))
     assert verbalizer_for(task).label_words == ("negative", "positive")
     model, tokenizer = tiny_lm
-    record = run_icl(IclConfig(task=task.name, model="tiny", shots=1, scoring="loglik"), model=model, tokenizer=tokenizer,
-                     results_dir=tmp_path / "results", quiet=True)
+    record = run_icl(
+        IclConfig(task=task.name, model="tiny", shots=1, scoring="loglik"),
+        model=model,
+        tokenizer=tokenizer,
+        results_dir=tmp_path / "results",
+        quiet=True,
+    )
     assert set(record["test"]["metrics"]) == {"accuracy", "macro_f1"} and record["data"]["sizes"]["test"] == 6
     assert record["data"]["source"] == f"local:{path.resolve()}"

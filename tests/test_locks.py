@@ -45,8 +45,15 @@ def test_the_heartbeat_keeps_the_lock_fresh(tmp_path):
 
 def test_a_killed_holder_on_this_host_is_taken_over(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import time; from helpers.locks import RunLock; RunLock({str(tmp_path)!r}, 'run').acquire(); print('held', flush=True); time.sleep(120)"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            f"import time; from helpers.locks import RunLock; RunLock({str(tmp_path)!r}, 'run').acquire(); print('held', flush=True); time.sleep(120)",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert not RunLock(tmp_path, "run").acquire(wait=False), "alive: not stale"
@@ -67,7 +74,9 @@ def test_another_hosts_lock_is_stale_only_when_its_heartbeat_stops(tmp_path):
     path = lock_path(tmp_path, "run")
     path.write_text(json.dumps({"host": "node-7", "pid": os.getpid(), "pid_namespace": "pid:[1]", "token": "t"}))
     now = filesystem_now(tmp_path)
-    assert not is_stale(json.loads(path.read_text()), path.stat().st_mtime, now), "a live pid number elsewhere says nothing"
+    assert not is_stale(json.loads(path.read_text()), path.stat().st_mtime, now), (
+        "a live pid number elsewhere says nothing"
+    )
     assert not RunLock(tmp_path, "run").acquire(wait=False)
     os.utime(path, (now - 601, now - 601))
     holder, mtime = read_lock(path)

@@ -25,17 +25,62 @@ D, FF, LAYERS, HEADS, VOCAB, LABELS = 32, 64, 2, 4, 120, 2
 R, P, PTUNING_HIDDEN = 4, 5, 16
 
 CONFIGS = {
-    "bert": lambda: BertConfig(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=HEADS, intermediate_size=FF, num_labels=LABELS),
-    "roberta": lambda: RobertaConfig(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=HEADS, intermediate_size=FF, num_labels=LABELS, pad_token_id=1),
-    "distilbert": lambda: DistilBertConfig(vocab_size=VOCAB, dim=D, n_layers=LAYERS, n_heads=HEADS, hidden_dim=FF, num_labels=LABELS),
+    "bert": lambda: BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=D,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        intermediate_size=FF,
+        num_labels=LABELS,
+    ),
+    "roberta": lambda: RobertaConfig(
+        vocab_size=VOCAB,
+        hidden_size=D,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        intermediate_size=FF,
+        num_labels=LABELS,
+        pad_token_id=1,
+    ),
+    "distilbert": lambda: DistilBertConfig(
+        vocab_size=VOCAB, dim=D, n_layers=LAYERS, n_heads=HEADS, hidden_dim=FF, num_labels=LABELS
+    ),
 }
 # Written out by hand per architecture, independently of helpers.models.ARCHITECTURES.
 NAMES = {
-    "bert": {"layers": "bert.encoder.layer", "q": "attention.self.query", "v": "attention.self.value", "k": "attention.self.key", "mlp_in": "intermediate.dense", "mlp_out": "output.dense", "head": ["classifier"]},
-    "roberta": {"layers": "roberta.encoder.layer", "q": "attention.self.query", "v": "attention.self.value", "k": "attention.self.key", "mlp_in": "intermediate.dense", "mlp_out": "output.dense", "head": ["classifier.dense", "classifier.out_proj"]},
-    "distilbert": {"layers": "distilbert.transformer.layer", "q": "attention.q_lin", "v": "attention.v_lin", "k": "attention.k_lin", "mlp_in": "ffn.lin1", "mlp_out": "ffn.lin2", "head": ["pre_classifier", "classifier"]},
+    "bert": {
+        "layers": "bert.encoder.layer",
+        "q": "attention.self.query",
+        "v": "attention.self.value",
+        "k": "attention.self.key",
+        "mlp_in": "intermediate.dense",
+        "mlp_out": "output.dense",
+        "head": ["classifier"],
+    },
+    "roberta": {
+        "layers": "roberta.encoder.layer",
+        "q": "attention.self.query",
+        "v": "attention.self.value",
+        "k": "attention.self.key",
+        "mlp_in": "intermediate.dense",
+        "mlp_out": "output.dense",
+        "head": ["classifier.dense", "classifier.out_proj"],
+    },
+    "distilbert": {
+        "layers": "distilbert.transformer.layer",
+        "q": "attention.q_lin",
+        "v": "attention.v_lin",
+        "k": "attention.k_lin",
+        "mlp_in": "ffn.lin1",
+        "mlp_out": "ffn.lin2",
+        "head": ["pre_classifier", "classifier"],
+    },
 }
-HEAD_SIZE = {"bert": D * LABELS + LABELS, "roberta": D * D + D + D * LABELS + LABELS, "distilbert": D * D + D + D * LABELS + LABELS}
+HEAD_SIZE = {
+    "bert": D * LABELS + LABELS,
+    "roberta": D * D + D + D * LABELS + LABELS,
+    "distilbert": D * D + D + D * LABELS + LABELS,
+}
 
 
 def tiny(arch):
@@ -71,11 +116,19 @@ def expected_trainable(arch, method, base_names):
     if method == "bitfit-sparse":
         return {f"{n['layers']}.{i}.{m}.bias" for i in layers for m in (n["q"], n["mlp_in"])} | head_names(arch)
     if method in ("lora", "dora"):
-        parts = ["lora_A.default.weight", "lora_B.default.weight"] + (["lora_magnitude_vector.default.weight"] if method == "dora" else [])
-        adapters = {f"base_model.model.{n['layers']}.{i}.{m}.{part}" for i in layers for m in (n["q"], n["v"]) for part in parts}
+        parts = ["lora_A.default.weight", "lora_B.default.weight"] + (
+            ["lora_magnitude_vector.default.weight"] if method == "dora" else []
+        )
+        adapters = {
+            f"base_model.model.{n['layers']}.{i}.{m}.{part}" for i in layers for m in (n["q"], n["v"]) for part in parts
+        }
         return adapters | head_names(arch, "base_model.model.")
     if method == "ia3":
-        scales = {f"base_model.model.{n['layers']}.{i}.{m}.ia3_l.default" for i in layers for m in (n["k"], n["v"], n["mlp_out"])}
+        scales = {
+            f"base_model.model.{n['layers']}.{i}.{m}.ia3_l.default"
+            for i in layers
+            for m in (n["k"], n["v"], n["mlp_out"])
+        }
         return scales | head_names(arch, "base_model.model.")
     if method == "prefix":
         return {"prefix_encoder.prefix"} | head_names(arch)
@@ -100,7 +153,9 @@ def expected_count(arch, method, bias_total):
     if method == "dora":
         return LAYERS * 2 * (R * (D + D) + D) + head
     if method == "ia3":
-        return LAYERS * (D + D + FF) + head  # keys, values (outputs of size D); MLP output layer scales its FF-wide input
+        return (
+            LAYERS * (D + D + FF) + head
+        )  # keys, values (outputs of size D); MLP output layer scales its FF-wide input
     if method == "prefix":
         return LAYERS * 2 * P * D + head
     if method == "prompt":
@@ -130,7 +185,9 @@ def test_exactly_the_right_parameters_train(arch, case):
         assert counts.trainable == counts.total == total_before
     else:
         assert counts.trainable == expected_count(arch, case, bias_total)
-        assert counts.total == total_before + (counts.trainable - HEAD_SIZE[arch] if case in ("lora", "dora", "ia3", "prefix", "prompt", "ptuning") else 0)
+        assert counts.total == total_before + (
+            counts.trainable - HEAD_SIZE[arch] if case in ("lora", "dora", "ia3", "prefix", "prompt", "ptuning") else 0
+        )
     assert counts.percent == pytest.approx(100 * counts.trainable / counts.total)
 
 
@@ -148,9 +205,15 @@ def test_lora_closed_form_matches_the_count(arch, method, targets):
 @pytest.mark.parametrize("arch", CONFIGS)
 def test_all_linear_targets_every_layer_linear(arch):
     model = prepare_model(tiny(arch), method_config("lora", target_modules="all-linear"))
-    adapted = {re.sub(r".*\.layer\.\d+\.", "", name).replace(".lora_A.default.weight", "") for name in trainable_parameter_names(model) if "lora_A" in name}
+    adapted = {
+        re.sub(r".*\.layer\.\d+\.", "", name).replace(".lora_A.default.weight", "")
+        for name in trainable_parameter_names(model)
+        if "lora_A" in name
+    }
     n = NAMES[arch]
-    expected = {n["q"], n["k"], n["v"], n["mlp_in"], n["mlp_out"]} | {"attention.output.dense" if arch != "distilbert" else "attention.out_lin"}
+    expected = {n["q"], n["k"], n["v"], n["mlp_in"], n["mlp_out"]} | {
+        "attention.output.dense" if arch != "distilbert" else "attention.out_lin"
+    }
     assert adapted == expected
     # Four d x d projections and two MLP layers per layer.
     assert count_parameters(model).trainable == LAYERS * R * (4 * 2 * D + 2 * (D + FF)) + HEAD_SIZE[arch]
@@ -173,7 +236,11 @@ def test_one_optimizer_step_changes_trainable_parameters_only(arch, method):
     model = prepare_model(tiny(arch), method_config(method)).train()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
-    inputs = {"input_ids": torch.randint(5, VOCAB, (4, 7)), "attention_mask": torch.ones(4, 7, dtype=torch.long), "labels": torch.tensor([0, 1, 0, 1])}
+    inputs = {
+        "input_ids": torch.randint(5, VOCAB, (4, 7)),
+        "attention_mask": torch.ones(4, 7, dtype=torch.long),
+        "labels": torch.tensor([0, 1, 0, 1]),
+    }
     model(**inputs).loss.backward()
     optimizer.step()
     for name, parameter in model.named_parameters():
@@ -197,7 +264,9 @@ def test_prefix_keeps_padding_masked(arch):
     padded = model(input_ids=padded_ids, attention_mask=padded_mask).logits
     torch.testing.assert_close(padded[:1], alone, atol=1e-5, rtol=1e-4)
     model.prefix_encoder.prefix.data.mul_(0).add_(5.0)
-    assert not torch.allclose(model(input_ids=torch.tensor([[7, 8, 9, 10]])).logits, alone), "the prefix must change the output"
+    assert not torch.allclose(model(input_ids=torch.tensor([[7, 8, 9, 10]])).logits, alone), (
+        "the prefix must change the output"
+    )
 
 
 def test_prefix_reparameterised_through_an_mlp_trains():
@@ -236,31 +305,41 @@ def test_bitfit_saves_only_its_trainable_tensors(tmp_path):
         assert set(saved.keys()) == set(trainable_parameter_names(model))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"method": "adapterdrop"}, "Unknown method 'adapterdrop'. Valid methods: " + ", ".join(METHODS)),
-    ({"method": "lora", "rank": 0}, "rank must be a positive integer"),
-    ({"method": "dora", "rank": -2}, "rank must be a positive integer"),
-    ({"method": "lora", "alpha": 0}, "alpha must be > 0"),
-    ({"method": "lora", "lora_dropout": 1.0}, r"dropout must be in \[0, 1\)"),
-    ({"method": "lora", "lora_dropout": -0.1}, r"dropout must be in \[0, 1\)"),
-    ({"method": "prompt", "num_virtual_tokens": 0}, "num_virtual_tokens must be a positive integer"),
-    ({"method": "prefix", "num_virtual_tokens": -1}, "num_virtual_tokens must be a positive integer"),
-    ({"method": "bitfit", "bitfit_variant": "some"}, "bitfit_variant must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"method": "adapterdrop"}, "Unknown method 'adapterdrop'. Valid methods: " + ", ".join(METHODS)),
+        ({"method": "lora", "rank": 0}, "rank must be a positive integer"),
+        ({"method": "dora", "rank": -2}, "rank must be a positive integer"),
+        ({"method": "lora", "alpha": 0}, "alpha must be > 0"),
+        ({"method": "lora", "lora_dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+        ({"method": "lora", "lora_dropout": -0.1}, r"dropout must be in \[0, 1\)"),
+        ({"method": "prompt", "num_virtual_tokens": 0}, "num_virtual_tokens must be a positive integer"),
+        ({"method": "prefix", "num_virtual_tokens": -1}, "num_virtual_tokens must be a positive integer"),
+        ({"method": "bitfit", "bitfit_variant": "some"}, "bitfit_variant must be one of"),
+    ],
+)
 def test_bad_method_settings_fail_with_a_clear_message(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MethodConfig(**kwargs)
 
 
 def test_unknown_target_module_lists_the_models_linear_layers():
-    with pytest.raises(ValueError, match=r"'query' is not a linear layer of this distilbert model\. Its linear layers are: attention\.q_lin, attention\.k_lin, attention\.v_lin, attention\.out_lin, ffn\.lin1, ffn\.lin2"):
+    with pytest.raises(
+        ValueError,
+        match=r"'query' is not a linear layer of this distilbert model\. Its linear layers are: attention\.q_lin, attention\.k_lin, attention\.v_lin, attention\.out_lin, ffn\.lin1, ffn\.lin2",
+    ):
         prepare_model(tiny("distilbert"), method_config("lora", target_modules="query,value"))
 
 
 def test_default_targets_resolve_per_architecture():
     for arch in CONFIGS:
         model = prepare_model(tiny(arch), method_config("lora"))
-        adapted = {name.split(".layer.")[1].split(".", 1)[1].rsplit(".lora_A", 1)[0] for name in trainable_parameter_names(model) if "lora_A" in name}
+        adapted = {
+            name.split(".layer.")[1].split(".", 1)[1].rsplit(".lora_A", 1)[0]
+            for name in trainable_parameter_names(model)
+            if "lora_A" in name
+        }
         assert adapted == {NAMES[arch]["q"], NAMES[arch]["v"]}
 
 
@@ -276,6 +355,8 @@ class Params4bit(torch.nn.Parameter):
 
 def test_4bit_weights_count_two_parameters_per_byte():
     model = torch.nn.Linear(8, 4)  # 32 weights + 4 biases
-    model.weight = Params4bit(torch.zeros(16, 1, dtype=torch.uint8), requires_grad=False)  # 32 weights packed in 16 bytes
+    model.weight = Params4bit(
+        torch.zeros(16, 1, dtype=torch.uint8), requires_grad=False
+    )  # 32 weights packed in 16 bytes
     counts = count_parameters(model)
     assert (counts.trainable, counts.total) == (4, 32 + 4)

@@ -51,4 +51,6 @@ def test_mean_pooling_feeds_the_head_the_masked_mean():
     torch.testing.assert_close(logits, expected)
     # Padding never leaks into the mean: extra padding leaves the first example's output unchanged.
     padded = torch.cat([input_ids[:1], torch.zeros(1, 3, dtype=torch.long)], dim=1)
-    torch.testing.assert_close(model(input_ids=padded, attention_mask=(padded != 0).long()).logits, logits[:1], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        model(input_ids=padded, attention_mask=(padded != 0).long()).logits, logits[:1], atol=1e-5, rtol=1e-4
+    )

@@ -15,9 +15,18 @@ def test_a_saved_run_reproduces_its_test_score_and_predicts_files(glue_dir, tmp_
     from helpers.predict import load_trained_model, predict_texts
     from helpers.training import TrainConfig, train
 
-    config = TrainConfig(task="sst2", method=MethodConfig(method="lora"), epochs=2, max_train_samples=64, max_validation_samples=16,
-                         batch_size=16, precision="fp32")
-    record = train(config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True, save_adapter=True)
+    config = TrainConfig(
+        task="sst2",
+        method=MethodConfig(method="lora"),
+        epochs=2,
+        max_train_samples=64,
+        max_validation_samples=16,
+        batch_size=16,
+        precision="fp32",
+    )
+    record = train(
+        config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True, save_adapter=True
+    )
     path = tmp_path / f"{record['run_id']}.json"
     model, tokenizer, task, _ = load_trained_model(path)
     test = load_glue("sst2", glue_dir=glue_dir)["test"]

@@ -5,8 +5,8 @@ import sys
 import time
 
 import pytest
-
 from fake_records import fake_record
+
 from helpers import records as records_module
 from helpers.records import (
     STALE_TEMP_SECONDS,
@@ -29,8 +29,10 @@ def a_record(run_id="run-a", **extra):
 
 def strict_json(path):
     """Parse as a strict JSON reader would: NaN and Infinity are not JSON."""
+
     def refuse(name):
         raise ValueError(f"{name} in {path}")
+
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
@@ -172,14 +174,18 @@ def test_stale_temporaries_are_removed_only_when_their_writer_is_gone(tmp_path, 
         removed = clean_stale_temporaries(tmp_path)
         other.kill()
     assert sorted(removed) == sorted([dead, old_unnamed])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (alive, other_alive, new_unnamed, unrelated))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in (alive, other_alive, new_unnamed, unrelated)
+    )
 
 
 def test_a_writer_killed_mid_write_leaves_a_temp_file_that_the_next_run_removes(tmp_path):
-    script = ("import json, os, sys; sys.path.insert(0, os.getcwd()); from helpers import records\n"
-              "def die(*a, **k): os._exit(9)\n"
-              "records.json.dump = die\n"
-              f"records.write_json_atomic({str(tmp_path / 'r.json')!r}, {{'a': 1}})")
+    script = (
+        "import json, os, sys; sys.path.insert(0, os.getcwd()); from helpers import records\n"
+        "def die(*a, **k): os._exit(9)\n"
+        "records.json.dump = die\n"
+        f"records.write_json_atomic({str(tmp_path / 'r.json')!r}, {{'a': 1}})"
+    )
     subprocess.run([sys.executable, "-c", script], check=False)
     leftovers = list(tmp_path.glob(".r.json.*.tmp"))
     assert len(leftovers) == 1, "the kill left its temp file"
@@ -189,9 +195,15 @@ def test_a_writer_killed_mid_write_leaves_a_temp_file_that_the_next_run_removes(
 
 def test_a_diverged_run_and_a_foreign_file_do_not_break_the_report(tmp_path):
     from fake_records import PROFILE
+
     from helpers.report import write_report
 
-    records = [fake_record(task, method, seed, 0.8) for task in ("sst2", "mrpc") for method in ("bitfit", "lora") for seed in (0, 1)]
+    records = [
+        fake_record(task, method, seed, 0.8)
+        for task in ("sst2", "mrpc")
+        for method in ("bitfit", "lora")
+        for seed in (0, 1)
+    ]
     diverged = records[0]
     diverged["history"][0]["loss"] = float("nan")
     diverged["test"]["metrics"]["accuracy"] = float("nan")
@@ -199,9 +211,20 @@ def test_a_diverged_run_and_a_foreign_file_do_not_break_the_report(tmp_path):
     for record in records:
         write_record(record, tmp_path / "results")
     strict_json(tmp_path / "results" / f"{diverged['run_id']}.json")
-    foreign = {**records[1], "schema": 1, "run_id": "foreign", "data": [records[1]["data"]]}  # well-formed JSON, another shape
+    foreign = {
+        **records[1],
+        "schema": 1,
+        "run_id": "foreign",
+        "data": [records[1]["data"]],
+    }  # well-formed JSON, another shape
     (tmp_path / "results" / "foreign.json").write_text(json.dumps(foreign))
-    text = write_report(tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "none.json")
+    text = write_report(
+        tmp_path / "results",
+        tmp_path / "figures",
+        tmp_path / "report.md",
+        PROFILE.name,
+        bench_path=tmp_path / "none.json",
+    )
     assert "NaN" not in text and "Infinity" not in text
     assert "> 1 file(s) in the results folder were not valid records and were skipped." in text
 

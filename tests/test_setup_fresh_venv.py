@@ -71,14 +71,24 @@ def test_setup_cell_upgrades_an_old_hosted_stack_without_a_restart(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    site_packages = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                        capture_output=True, text=True, check=True).stdout.strip())
+    site_packages = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     _link_torch(tmp_path / "preinstalled")
     (site_packages / "preinstalled-torch.pth").write_text(str(tmp_path / "preinstalled") + "\n")
     subprocess.run([str(python), "-m", "pip", "install", "-q", *OLD_STACK], check=True)
 
-    setup = "".join(next(c for c in json.loads(discover()[0].read_text())["cells"] if c["cell_type"] == "code")["source"])
-    check = setup + """
+    setup = "".join(
+        next(c for c in json.loads(discover()[0].read_text())["cells"] if c["cell_type"] == "code")["source"]
+    )
+    check = (
+        setup
+        + """
 import importlib.metadata as metadata, transformers, peft
 from packaging.version import Version
 from peft import LoraConfig, get_peft_model
@@ -93,9 +103,12 @@ model = AutoModelForSequenceClassification.from_config(BertConfig(vocab_size=50,
 prepare_model(model, MethodConfig(method="lora", rank=2))
 print("SETUP OK", transformers.__version__, peft.__version__)
 """
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env["COLAB_RELEASE_TAG"] = "test"  # looks hosted: the setup installs what is missing or too old
-    done = subprocess.run([str(python), "-c", check], cwd=NOTEBOOK_DIR, env=env, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [str(python), "-c", check], cwd=NOTEBOOK_DIR, env=env, capture_output=True, text=True, timeout=1800
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     versions = re.search(r"SETUP OK (\S+) (\S+)", done.stdout)
     assert versions and int(versions.group(1).split(".")[0]) >= 5

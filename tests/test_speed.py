@@ -40,9 +40,15 @@ def test_seeded_fast_dropout_is_reproducible():
 
 @pytest.mark.parametrize("method", ["full", "lora", "prefix"])
 def test_fast_kernels_give_the_same_outputs_in_eval_mode(method):
-    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    config = BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
     torch.manual_seed(0)
-    reference = prepare_model(AutoModelForSequenceClassification.from_config(config), MethodConfig(method=method, num_virtual_tokens=3), seed=0).eval()
+    reference = prepare_model(
+        AutoModelForSequenceClassification.from_config(config),
+        MethodConfig(method=method, num_virtual_tokens=3),
+        seed=0,
+    ).eval()
     torch.manual_seed(0)
     fast = AutoModelForSequenceClassification.from_config(config)
     use_fast_attention(fast)
@@ -50,4 +56,9 @@ def test_fast_kernels_give_the_same_outputs_in_eval_mode(method):
     assert not any(type(m) is torch.nn.Dropout for m in fast.modules())
     input_ids = torch.tensor([[5, 6, 7, 8, 0, 0], [9, 10, 11, 12, 13, 14]])
     mask = (input_ids != 0).long()
-    torch.testing.assert_close(fast(input_ids=input_ids, attention_mask=mask).logits, reference(input_ids=input_ids, attention_mask=mask).logits, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        fast(input_ids=input_ids, attention_mask=mask).logits,
+        reference(input_ids=input_ids, attention_mask=mask).logits,
+        atol=1e-5,
+        rtol=1e-4,
+    )

@@ -16,7 +16,22 @@ from helpers.cli import main
 from helpers.records import StorageError, load_record, load_records
 from helpers.training import train
 
-HEAD_RUN = ["train", "--task", "sst2", "--method", "head", "--lr", "1e-2", "--epochs", "1", "--batch-size", "16", "--max-length", "32", "--quiet"]
+HEAD_RUN = [
+    "train",
+    "--task",
+    "sst2",
+    "--method",
+    "head",
+    "--lr",
+    "1e-2",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "16",
+    "--max-length",
+    "32",
+    "--quiet",
+]
 
 
 @pytest.fixture
@@ -27,6 +42,7 @@ def cli(glue_dir, tmp_path, monkeypatch, capsys):
     def run(*extra):
         code = main([*HEAD_RUN, "--glue-dir", str(glue_dir), "--results-dir", str(tmp_path / "results"), *extra])
         return code, capsys.readouterr().err
+
     return run
 
 
@@ -54,13 +70,17 @@ def test_too_little_disk_space_for_checkpoints_fails_before_training(cli, tmp_pa
 
 def test_a_full_disk_while_saving_a_checkpoint_is_explained_and_leaves_no_checkpoints(cli, tmp_path, monkeypatch):
     def full_disk(*args, **kwargs):
-        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
 
     monkeypatch.setattr("transformers.Trainer.save_model", full_disk)
     code, stderr = cli()
     assert code == 2 and "Traceback" not in stderr
     assert f"Could not save a checkpoint in {tmp_path / 'results' / 'checkpoints'}" in stderr
-    assert "No space left on device" in stderr and "Is the disk full?" in stderr and "this run was not recorded" in stderr
+    assert (
+        "No space left on device" in stderr and "Is the disk full?" in stderr and "this run was not recorded" in stderr
+    )
     assert list((tmp_path / "results").iterdir()) == [], "no record, no checkpoints folder"
 
 

@@ -1,7 +1,7 @@
 import json
-import shutil
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -29,7 +29,10 @@ def test_unknown_setting_is_named():
 
 
 def test_a_killed_sweep_resumes_without_recomputing(glue_dir, tmp_path, monkeypatch, capsys):
-    configs = expand_grid({"task": ["rte"], "method": ["head"], "seed": [0, 1, 2]}, fixed={"epochs": 1, "batch_size": 16, "max_length": 32, "lr": 1e-2})
+    configs = expand_grid(
+        {"task": ["rte"], "method": ["head"], "seed": [0, 1, 2]},
+        fixed={"epochs": 1, "batch_size": 16, "max_length": 32, "lr": 1e-2},
+    )
     configs = [c.with_data(glue_dir, tmp_path / "cache") for c in configs]  # complete ids, as the sweep makes them
     real_train = sweep_module.train
     trained = []
@@ -54,7 +57,9 @@ def test_a_killed_sweep_resumes_without_recomputing(glue_dir, tmp_path, monkeypa
     records = run_sweep(configs, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", progress=True)
     assert len(loads) == 1, "only the run without a record is trained"
     printed = capsys.readouterr().out
-    assert printed.count("trainable params:") == 1 and configs[2].run_id in printed, "one parameter-count line per trained run"
+    assert printed.count("trainable params:") == 1 and configs[2].run_id in printed, (
+        "one parameter-count line per trained run"
+    )
     assert [r["run_id"] for r in records] == [c.run_id for c in configs]
     assert len(list(tmp_path.glob("*.json"))) == 3
 
@@ -79,7 +84,18 @@ def test_experiment_grids_add_the_default_rate_and_filter_methods():
 
 ROOT = Path(__file__).resolve().parents[1]
 # Keys of a record that the training decides (not when or how fast it ran).
-RESULT_KEYS = ("run_id", "config", "data", "params", "trainable_names", "history", "evals", "best", "test", "majority_class")
+RESULT_KEYS = (
+    "run_id",
+    "config",
+    "data",
+    "params",
+    "trainable_names",
+    "history",
+    "evals",
+    "best",
+    "test",
+    "majority_class",
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +106,25 @@ def tiny_model(tmp_path_factory) -> str:
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = load_tokenizer()
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
     AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
 
 
 def tiny_grid(model: str) -> dict:
-    return {"task": ["sst2", "rte"], "method": ["bitfit", "lora"], "model": [model], "epochs": [1], "batch_size": [16],
-            "max_length": [32], "max_train_samples": [48], "max_validation_samples": [16]}
+    return {
+        "task": ["sst2", "rte"],
+        "method": ["bitfit", "lora"],
+        "model": [model],
+        "epochs": [1],
+        "batch_size": [16],
+        "max_length": [32],
+        "max_train_samples": [48],
+        "max_validation_samples": [16],
+    }
 
 
 # A sweep in its own process: waits for the start signal (so two start together), logs what it trained.
@@ -126,8 +152,18 @@ def sweeps_started_together(tmp_path, grid, results, glue_dir, shards) -> list[l
     start.unlink(missing_ok=True)
     logs = [tmp_path / f"trained-{i}.txt" for i in range(len(shards))]
     processes = [
-        subprocess.Popen([sys.executable, "-c", SWEEP_SCRIPT, json.dumps([grid, str(results), str(tmp_path / "cache"), str(glue_dir), shard, str(log), str(start)])],
-                         cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                SWEEP_SCRIPT,
+                json.dumps([grid, str(results), str(tmp_path / "cache"), str(glue_dir), shard, str(log), str(start)]),
+            ],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+        )
         for shard, log in zip(shards, logs)
     ]
     time.sleep(1.0)
@@ -139,7 +175,10 @@ def sweeps_started_together(tmp_path, grid, results, glue_dir, shards) -> list[l
 
 
 def results_of(folder: Path) -> dict:
-    return {path.stem: {key: json.loads(path.read_text())[key] for key in RESULT_KEYS} for path in sorted(folder.glob("*.json"))}
+    return {
+        path.stem: {key: json.loads(path.read_text())[key] for key in RESULT_KEYS}
+        for path in sorted(folder.glob("*.json"))
+    }
 
 
 def test_two_sweeps_started_together_train_every_run_once(tiny_model, glue_dir, tmp_path):
@@ -149,20 +188,36 @@ def test_two_sweeps_started_together_train_every_run_once(tiny_model, glue_dir, 
     assert sorted(trained[0] + trained[1]) == run_ids, "each run trained by exactly one of the two sweeps"
     assert sorted(p.stem for p in (tmp_path / "results").glob("*.json")) == run_ids
     assert not list((tmp_path / "results").glob("*.lock*")), "every lock released"
-    assert not (tmp_path / "results" / "checkpoints").exists(), "per-process checkpoint folders removed, then their parent"
+    assert not (tmp_path / "results" / "checkpoints").exists(), (
+        "per-process checkpoint folders removed, then their parent"
+    )
 
 
-def test_two_shards_in_parallel_give_the_records_of_one_sweep_with_two_workers(tiny_model, glue_dir, tmp_path, caplog, capsys):
+def test_two_shards_in_parallel_give_the_records_of_one_sweep_with_two_workers(
+    tiny_model, glue_dir, tmp_path, caplog, capsys
+):
     grid = tiny_grid(tiny_model)
     configs = [c.with_data(glue_dir) for c in expand_grid(grid)]
     with caplog.at_level(logging.INFO, logger="helpers.sweep"):
-        records = run_sweep(configs, glue_dir=glue_dir, results_dir=tmp_path / "one", cache_dir=tmp_path / "cache", progress=True,
-                            workers=2, threads=1, poll=0.2)
+        records = run_sweep(
+            configs,
+            glue_dir=glue_dir,
+            results_dir=tmp_path / "one",
+            cache_dir=tmp_path / "cache",
+            progress=True,
+            workers=2,
+            threads=1,
+            poll=0.2,
+        )
     assert [r["run_id"] for r in records] == [c.run_id for c in configs]
     trained = [message for message in caplog.messages if "trained by worker" in message]
-    assert sorted(m.split("]")[0][1:] for m in trained) == sorted(c.run_id for c in configs), "each run trained once over the workers"
+    assert sorted(m.split("]")[0][1:] for m in trained) == sorted(c.run_id for c in configs), (
+        "each run trained once over the workers"
+    )
     printed = capsys.readouterr().out
-    assert printed.count("trainable params:") == len(configs) and "another process" not in printed, "the workers' runs count once"
+    assert printed.count("trainable params:") == len(configs) and "another process" not in printed, (
+        "the workers' runs count once"
+    )
 
     by_shard = sweeps_started_together(tmp_path, grid, tmp_path / "sharded", glue_dir, ["0/2", "1/2"])
     assert sorted(by_shard[0]) == sorted(c.run_id for c in shard_of(configs, "0/2"))
@@ -174,24 +229,37 @@ def test_shards_split_the_grid_whatever_its_order():
     configs = expand_grid({"task": ["sst2", "mrpc", "rte"], "method": ["bitfit", "lora"], "seed": [0, 1, 2]})
     shards = [shard_of(configs, f"{i}/4") for i in range(4)]
     ids = [c.run_id for shard in shards for c in shard]
-    assert sorted(ids) == sorted(c.run_id for c in configs) and len(set(ids)) == len(ids), "every run in exactly one shard"
+    assert sorted(ids) == sorted(c.run_id for c in configs) and len(set(ids)) == len(ids), (
+        "every run in exactly one shard"
+    )
     assert max(map(len, shards)) - min(map(len, shards)) <= 1, "balanced"
     reordered = expand_grid({"seed": [2, 0, 1], "method": ["lora", "bitfit"], "task": ["rte", "sst2", "mrpc"]})
-    assert [sorted(c.run_id for c in shard_of(reordered, f"{i}/4")) for i in range(4)] == [sorted(c.run_id for c in s) for s in shards]
+    assert [sorted(c.run_id for c in shard_of(reordered, f"{i}/4")) for i in range(4)] == [
+        sorted(c.run_id for c in s) for s in shards
+    ]
     assert shard_of(configs, None) == configs
     for text in ("4/4", "-1/2", "1", "a/b"):
         with pytest.raises(ValueError, match="i/n"):
             parse_shard(text)
 
 
-def test_a_sweep_waits_for_a_run_another_process_trains_and_takes_over_a_dead_ones(tiny_model, glue_dir, tmp_path, monkeypatch):
-    configs = [c.with_data(glue_dir) for c in expand_grid({**tiny_grid(tiny_model), "task": ["sst2"], "method": ["bitfit"], "seed": [0, 1]})]
+def test_a_sweep_waits_for_a_run_another_process_trains_and_takes_over_a_dead_ones(
+    tiny_model, glue_dir, tmp_path, monkeypatch
+):
+    configs = [
+        c.with_data(glue_dir)
+        for c in expand_grid({**tiny_grid(tiny_model), "task": ["sst2"], "method": ["bitfit"], "seed": [0, 1]})
+    ]
     busy, dead = configs
     results = tmp_path / "results"
     held = RunLock(results, busy.run_id)
     held.acquire(wait=False)  # "another process" is training the first run
-    lock_path(results, dead.run_id).write_text(json.dumps({"host": "node-7", "pid": 1, "pid_namespace": None, "token": "x"}))
-    os.utime(lock_path(results, dead.run_id), (time.time() - 3600, time.time() - 3600))  # its heartbeat stopped an hour ago
+    lock_path(results, dead.run_id).write_text(
+        json.dumps({"host": "node-7", "pid": 1, "pid_namespace": None, "token": "x"})
+    )
+    os.utime(
+        lock_path(results, dead.run_id), (time.time() - 3600, time.time() - 3600)
+    )  # its heartbeat stopped an hour ago
     trained = []
     real_train = sweep_module.train
 
@@ -211,30 +279,53 @@ def test_a_sweep_waits_for_a_run_another_process_trains_and_takes_over_a_dead_on
 
     other = threading.Thread(target=finish_busy_run_elsewhere)
     other.start()
-    records = run_sweep(configs, glue_dir=glue_dir, results_dir=results, cache_dir=tmp_path / "cache", progress=False, poll=0.2)
+    records = run_sweep(
+        configs, glue_dir=glue_dir, results_dir=results, cache_dir=tmp_path / "cache", progress=False, poll=0.2
+    )
     other.join()
     assert trained == [dead.run_id], "the stale run is taken over; the busy one is waited for, not trained again"
     assert [r["run_id"] for r in records] == [busy.run_id, dead.run_id]
 
 
 def test_force_retrains_each_run_once_whatever_its_record(tiny_model, glue_dir, tmp_path, monkeypatch):
-    configs = [c.with_data(glue_dir) for c in expand_grid({**tiny_grid(tiny_model), "task": ["sst2"], "method": ["bitfit"]})]
+    configs = [
+        c.with_data(glue_dir) for c in expand_grid({**tiny_grid(tiny_model), "task": ["sst2"], "method": ["bitfit"]})
+    ]
     first = run_sweep(configs, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False)
     trained = []
     real_train = sweep_module.train
-    monkeypatch.setattr(sweep_module, "train", lambda config, **kwargs: trained.append(config.run_id) or real_train(config, **kwargs))
-    again = run_sweep(configs, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False, force=True)
+    monkeypatch.setattr(
+        sweep_module, "train", lambda config, **kwargs: trained.append(config.run_id) or real_train(config, **kwargs)
+    )
+    again = run_sweep(
+        configs, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False, force=True
+    )
     assert trained == [configs[0].run_id], "trained again, once"
     assert again[0]["created"] >= first[0]["created"] and again[0]["test"] == first[0]["test"]
 
 
 def test_a_worker_that_fails_stops_the_sweep_with_its_error(tiny_model, glue_dir, tmp_path):
-    good = [c.with_data(glue_dir) for c in expand_grid({**tiny_grid(tiny_model), "task": ["sst2"], "method": ["bitfit"]})]
+    good = [
+        c.with_data(glue_dir) for c in expand_grid({**tiny_grid(tiny_model), "task": ["sst2"], "method": ["bitfit"]})
+    ]
     weightless = tmp_path / "weightless-model"  # passes the checks before training (its config is fine), fails to load
     weightless.mkdir()
     shutil.copy(Path(tiny_model) / "config.json", weightless / "config.json")
-    broken = [c.with_data(glue_dir) for c in expand_grid({**tiny_grid(tiny_model), "task": ["sst2"], "method": ["bitfit"], "model": [str(weightless)]})]
+    broken = [
+        c.with_data(glue_dir)
+        for c in expand_grid(
+            {**tiny_grid(tiny_model), "task": ["sst2"], "method": ["bitfit"], "model": [str(weightless)]}
+        )
+    ]
     with pytest.raises(RuntimeError, match=f"failed on {broken[0].run_id}"):
-        run_sweep(broken + good, glue_dir=glue_dir, results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", progress=False,
-                  workers=2, threads=1, poll=0.2)
+        run_sweep(
+            broken + good,
+            glue_dir=glue_dir,
+            results_dir=tmp_path / "results",
+            cache_dir=tmp_path / "cache",
+            progress=False,
+            workers=2,
+            threads=1,
+            poll=0.2,
+        )
     assert not list((tmp_path / "results").glob("*.lock")), "the failed run's lock is released"

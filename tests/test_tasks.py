@@ -4,7 +4,9 @@ from helpers.tasks import TASKS, get_task
 
 
 def test_the_table_has_all_nine_glue_tasks():
-    glue = sorted(name for name, spec in TASKS.items() if spec.dataset is None)  # users' datasets register rows of their own
+    glue = sorted(
+        name for name, spec in TASKS.items() if spec.dataset is None
+    )  # users' datasets register rows of their own
     assert glue == sorted(["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"])
 
 

@@ -8,17 +8,24 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from glue_fixtures import write_file
+
 from helpers.methods import MethodConfig
-from helpers.records import REQUIRED_KEYS, load_records, write_record
+from helpers.records import REQUIRED_KEYS, load_records
 from helpers.training import TrainConfig, train
 
 FAST = dict(batch_size=16, max_length=32, eval_batch_size=64, logging_steps=2)
 
 
 def sst2_config(method="lora", **overrides):
-    values = {"task": "sst2", "method": MethodConfig(method=method), "epochs": 3, "lr": 3e-3, "validation_fraction": 0.2, **FAST}
+    values = {
+        "task": "sst2",
+        "method": MethodConfig(method=method),
+        "epochs": 3,
+        "lr": 3e-3,
+        "validation_fraction": 0.2,
+        **FAST,
+    }
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -26,7 +33,9 @@ def sst2_config(method="lora", **overrides):
 @pytest.fixture(scope="module")
 def lora_record(glue_dir, tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    return train(sst2_config(), glue_dir=glue_dir, results_dir=results, cache_dir=results / "cache", quiet=True), results
+    return train(
+        sst2_config(), glue_dir=glue_dir, results_dir=results, cache_dir=results / "cache", quiet=True
+    ), results
 
 
 def test_integration_run_learns_and_records_everything(lora_record):
@@ -43,16 +52,38 @@ def test_integration_run_learns_and_records_everything(lora_record):
     assert all({"step", "epoch", "split", "metrics"} <= set(e) for e in record["evals"])
     assert all(e["split"] == "validation" for e in record["evals"])
     assert {"step", "epoch", "metric", "value"} <= set(record["best"])
-    assert record["best"]["metric"] == "accuracy" and record["best"]["value"] > 0.7, "beats chance (0.5) on the easy fixture"
+    assert record["best"]["metric"] == "accuracy" and record["best"]["value"] > 0.7, (
+        "beats chance (0.5) on the easy fixture"
+    )
     assert record["test"]["metrics"]["accuracy"] > 0.7
     # The majority-class floor is recorded for validation and test, and this run clears it.
     assert set(record["majority_class"]) == {"validation", "test"}
     assert 0.3 < record["majority_class"]["test"]["accuracy"] < 0.7
     assert record["test"]["metrics"]["accuracy"] > record["majority_class"]["test"]["accuracy"]
     config = record["config"]
-    for key in ("task", "model", "method", "lr", "batch_size", "epochs", "warmup_ratio", "weight_decay", "max_length", "seed", "max_train_samples", "select_on"):
+    for key in (
+        "task",
+        "model",
+        "method",
+        "lr",
+        "batch_size",
+        "epochs",
+        "warmup_ratio",
+        "weight_decay",
+        "max_length",
+        "seed",
+        "max_train_samples",
+        "select_on",
+    ):
         assert key in config
-    assert config["method"] == {"method": "lora", "pooling": "model", "rank": 8, "alpha": 16.0, "lora_dropout": 0.1, "target_modules": None}
+    assert config["method"] == {
+        "method": "lora",
+        "pooling": "model",
+        "rank": 8,
+        "alpha": 16.0,
+        "lora_dropout": 0.1,
+        "target_modules": None,
+    }
     assert record["data"]["sizes"] == {"train": 96, "validation": 24, "test": 24}, "split sizes"
     assert set(record["data"]["token_lengths"]) == {"train", "validation", "test"}
     assert 3 < record["data"]["token_lengths"]["test"]["mean"] <= 32, "real tokens per example, truncated at max_length"
@@ -65,7 +96,9 @@ def test_integration_run_learns_and_records_everything(lora_record):
         assert timing[key] > 0
     assert timing["samples_seen"] == 3 * 96
     assert {"peak_bytes", "kind"} <= set(record["memory"])
-    assert record["memory"]["kind"] in ("cpu_breakdown_total", "cuda_max_allocated") and record["memory"]["peak_bytes"] > 0
+    assert (
+        record["memory"]["kind"] in ("cpu_breakdown_total", "cuda_max_allocated") and record["memory"]["peak_bytes"] > 0
+    )
     assert record["memory"]["breakdown"]["activations_bytes"] > 0
 
 
@@ -80,6 +113,7 @@ def test_a_run_being_trained_elsewhere_is_waited_for_and_not_trained_again(glue_
     import threading
 
     from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainingArguments  # noqa: F401 - transformers'
+
     # lazy imports are not thread-safe: import what train() uses before two threads do it at once
     from helpers.locks import RunLock
 
@@ -95,7 +129,14 @@ def test_a_run_being_trained_elsewhere_is_waited_for_and_not_trained_again(glue_
     other = threading.Timer(0.3, finish_elsewhere)
     other.start()
     announced = []
-    record = train(config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True, announce=announced.append)
+    record = train(
+        config,
+        glue_dir=glue_dir,
+        results_dir=tmp_path,
+        cache_dir=tmp_path / "cache",
+        quiet=True,
+        announce=announced.append,
+    )
     other.join()
     assert announced == [], "not trained here: the other process's record is returned"
     assert record == json.loads((tmp_path / f"{config.run_id}.json").read_text())
@@ -123,10 +164,20 @@ def test_compile_pads_every_batch_to_a_fixed_bucket(glue_dir, tmp_path, monkeypa
             return batch
 
     monkeypatch.setattr(training, "GlueCollator", RecordingCollator)
-    monkeypatch.setattr(torch, "compile", lambda model=None, **kwargs: compiled.append(kwargs) or model)  # the shapes, not inductor
-    train(sst2_config("head", epochs=1, compile=True, max_length=64), glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
+    monkeypatch.setattr(
+        torch, "compile", lambda model=None, **kwargs: compiled.append(kwargs) or model
+    )  # the shapes, not inductor
+    train(
+        sst2_config("head", epochs=1, compile=True, max_length=64),
+        glue_dir=glue_dir,
+        results_dir=tmp_path,
+        cache_dir=tmp_path / "cache",
+        quiet=True,
+    )
     assert compiled, "the model went through torch.compile"
-    assert lengths and all(length % 32 == 0 for length in lengths), f"lengths padded to multiples of 32, got {sorted(set(lengths))}"
+    assert lengths and all(length % 32 == 0 for length in lengths), (
+        f"lengths padded to multiples of 32, got {sorted(set(lengths))}"
+    )
 
 
 def test_run_id_follows_the_resolved_config():
@@ -134,39 +185,94 @@ def test_run_id_follows_the_resolved_config():
     assert sst2_config(seed=1).run_id != sst2_config().run_id
     assert sst2_config().run_id.startswith("sst2-lorar8-s0-")
     # Knobs a method does not use do not change its id.
-    assert TrainConfig(method=MethodConfig(method="bitfit", rank=4)).run_id == TrainConfig(method=MethodConfig(method="bitfit", rank=64)).run_id
+    assert (
+        TrainConfig(method=MethodConfig(method="bitfit", rank=4)).run_id
+        == TrainConfig(method=MethodConfig(method="bitfit", rank=64)).run_id
+    )
     assert TrainConfig(method=MethodConfig(method="bitfit")).lr == 3e-3
 
 
 def test_full_fine_tuning_memorises_ten_examples(tmp_path):
     """The classic sanity check: 10 training examples, 20 epochs, 100% training accuracy."""
-    rows = [[f"the {noun} was {word} .", str(label)] for noun, word, label in [
-        ("film", "good", 1), ("movie", "bad", 0), ("plot", "moving", 1), ("cast", "dull", 0), ("song", "lovely", 1),
-        ("book", "boring", 0), ("story", "fun", 1), ("show", "awful", 0), ("ending", "wise", 1), ("script", "flat", 0)]]
+    rows = [
+        [f"the {noun} was {word} .", str(label)]
+        for noun, word, label in [
+            ("film", "good", 1),
+            ("movie", "bad", 0),
+            ("plot", "moving", 1),
+            ("cast", "dull", 0),
+            ("song", "lovely", 1),
+            ("book", "boring", 0),
+            ("story", "fun", 1),
+            ("show", "awful", 0),
+            ("ending", "wise", 1),
+            ("script", "flat", 0),
+        ]
+    ]
     for name in ("train.tsv", "dev.tsv"):  # dev = train, selected on dev: the test split *is* the training set
         write_file(tmp_path / "glue" / "SST-2" / name, ["sentence", "label"], rows)
-    config = TrainConfig(task="sst2", method=MethodConfig(method="full"), epochs=20, lr=1e-4, batch_size=5, warmup_ratio=0.0, weight_decay=0.0, select_on="dev", max_length=16)
-    record = train(config, glue_dir=tmp_path / "glue", results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", quiet=True)
+    config = TrainConfig(
+        task="sst2",
+        method=MethodConfig(method="full"),
+        epochs=20,
+        lr=1e-4,
+        batch_size=5,
+        warmup_ratio=0.0,
+        weight_decay=0.0,
+        select_on="dev",
+        max_length=16,
+    )
+    record = train(
+        config, glue_dir=tmp_path / "glue", results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", quiet=True
+    )
     assert record["data"]["sizes"]["train"] == 10
     assert record["test"]["metrics"]["accuracy"] == 1.0
 
 
 def test_bad_training_settings_fail_before_training():
-    for kwargs, message in [({"batch_size": 0}, "batch_size"), ({"warmup_ratio": 1.5}, "warmup_ratio"), ({"lr": -1.0}, "lr must be positive"), ({"recipe": "turbo"}, "recipe must be one of")]:
+    for kwargs, message in [
+        ({"batch_size": 0}, "batch_size"),
+        ({"warmup_ratio": 1.5}, "warmup_ratio"),
+        ({"lr": -1.0}, "lr must be positive"),
+        ({"recipe": "turbo"}, "recipe must be one of"),
+    ]:
         with pytest.raises(ValueError, match=message):
             TrainConfig(**kwargs)
 
 
 def test_cli_train_runs_and_reports(glue_dir, tmp_path):
-    command = [sys.executable, "-m", "helpers", "train", "--task", "rte", "--method", "bitfit", "--epochs", "1", "--batch-size", "16",
-               "--max-length", "32", "--glue-dir", str(glue_dir), "--results-dir", str(tmp_path), "--quiet"]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PEFT_GLUE_CACHE": str(tmp_path / "cache")})
+    command = [
+        sys.executable,
+        "-m",
+        "helpers",
+        "train",
+        "--task",
+        "rte",
+        "--method",
+        "bitfit",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--max-length",
+        "32",
+        "--glue-dir",
+        str(glue_dir),
+        "--results-dir",
+        str(tmp_path),
+        "--quiet",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "PEFT_GLUE_CACHE": str(tmp_path / "cache")}
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
     assert summary["params"]["trainable"] < 0.2 * summary["params"]["total"]
     records, problems = load_records(tmp_path)
     assert len(records) == 1 and not problems
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", f"{records[0]['run_id']}.json"], "no checkpoints/ or temp files left"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", f"{records[0]['run_id']}.json"], (
+        "no checkpoints/ or temp files left"
+    )
     bad = subprocess.run([*command[:6], "--method", "lora", "--rank", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "rank must be a positive integer" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -175,11 +281,29 @@ def test_cli_names_a_model_it_cannot_load(glue_dir, tmp_path, monkeypatch, capsy
     from helpers.cli import main
     from helpers.data import load_glue
 
-    monkeypatch.setattr("helpers.training.load_glue", lambda *a, **k: load_glue(*a, **{**k, "cache_dir": tmp_path / "cache"}))
-    code = main(["train", "--task", "rte", "--model", "/nonexistent/model", "--glue-dir", str(glue_dir), "--results-dir", str(tmp_path), "--quiet"])
+    monkeypatch.setattr(
+        "helpers.training.load_glue", lambda *a, **k: load_glue(*a, **{**k, "cache_dir": tmp_path / "cache"})
+    )
+    code = main(
+        [
+            "train",
+            "--task",
+            "rte",
+            "--model",
+            "/nonexistent/model",
+            "--glue-dir",
+            str(glue_dir),
+            "--results-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     stderr = capsys.readouterr().err
     assert code == 2
-    assert "error: Could not load the model '/nonexistent/model'" in stderr and "must exist on the Hugging Face Hub" in stderr
+    assert (
+        "error: Could not load the model '/nonexistent/model'" in stderr
+        and "must exist on the Hugging Face Hub" in stderr
+    )
 
 
 class StopBeforeTraining(Exception):
@@ -200,9 +324,33 @@ def test_lora_closed_form_that_disagrees_with_the_count_is_logged(glue_dir, tmp_
 
 def test_ddp_with_two_cpu_processes(glue_dir, tmp_path):
     """The same run launched with torchrun trains with DDP (gloo on CPU) and writes one record."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m", "helpers", "train",
-               "--task", "sst2", "--method", "bitfit", "--epochs", "1", "--batch-size", "8", "--max-length", "32",
-               "--glue-dir", str(glue_dir), "--results-dir", str(tmp_path), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "helpers",
+        "train",
+        "--task",
+        "sst2",
+        "--method",
+        "bitfit",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "32",
+        "--glue-dir",
+        str(glue_dir),
+        "--results-dir",
+        str(tmp_path),
+        "--quiet",
+    ]
     env = {**os.environ, "PEFT_GLUE_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -214,14 +362,17 @@ def test_ddp_with_two_cpu_processes(glue_dir, tmp_path):
     assert record["timing"]["steps"] == 7
 
 
-@pytest.mark.parametrize("task, metrics", [
-    ("stsb", {"pearson", "spearmanr"}),
-    ("mnli", {"accuracy"}),
-    ("qqp", {"accuracy", "f1"}),
-    ("cola", {"matthews_correlation"}),
-    ("qnli", {"accuracy"}),
-    ("wnli", {"accuracy"}),
-])
+@pytest.mark.parametrize(
+    "task, metrics",
+    [
+        ("stsb", {"pearson", "spearmanr"}),
+        ("mnli", {"accuracy"}),
+        ("qqp", {"accuracy", "f1"}),
+        ("cola", {"matthews_correlation"}),
+        ("qnli", {"accuracy"}),
+        ("wnli", {"accuracy"}),
+    ],
+)
 def test_tasks_without_local_data_train_and_are_scored_with_their_official_metrics(glue_dir, tmp_path, task, metrics):
     config = TrainConfig(task=task, method=MethodConfig(method="head"), epochs=1, batch_size=32, max_length=32, lr=1e-2)
     record = train(config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
@@ -237,8 +388,17 @@ def test_tasks_without_local_data_train_and_are_scored_with_their_official_metri
 
 def test_early_stopping_warmup_steps_and_evaluation_every_n_steps_and_every_epoch(glue_dir, tmp_path):
     """With a learning rate of ~0 the metric never improves: patience 3 stops the run after 4 evaluations."""
-    config = TrainConfig(task="sst2", method=MethodConfig(method="head"), epochs=10, lr=1e-12, batch_size=16, max_length=32,
-                         warmup_steps=2, eval_steps=3, early_stopping_patience=3)
+    config = TrainConfig(
+        task="sst2",
+        method=MethodConfig(method="head"),
+        epochs=10,
+        lr=1e-12,
+        batch_size=16,
+        max_length=32,
+        warmup_steps=2,
+        eval_steps=3,
+        early_stopping_patience=3,
+    )
     record = train(config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
     # 108 training rows (120 less the 10% validation slice), 16 per step: 7 steps per epoch. Every 3 steps
     # (3, 6, 9) plus the end of the first epoch (7), which 3 does not divide.
@@ -278,12 +438,18 @@ def test_records_of_different_data_coexist(lora_record, glue_dir, tmp_path, monk
 def test_committed_records_keep_their_run_ids():
     """Every committed record's id is recomputed from its config: refactoring must not change ids
     (a long sweep would train everything again)."""
-    paths = [p for p in (Path(__file__).resolve().parents[1] / "results").rglob("*.json") if "run_id" in p.read_text()[:200]]
+    paths = [
+        p for p in (Path(__file__).resolve().parents[1] / "results").rglob("*.json") if "run_id" in p.read_text()[:200]
+    ]
     assert len(paths) > 100
     for path in paths:
         record = json.loads(path.read_text())
         assert TrainConfig.from_record(record["config"]).run_id == record["run_id"], path.name
-    pinned = TrainConfig.from_record(json.loads((Path(__file__).resolve().parents[1] / "results" / "full" / "sst2-bitfit-s0-add7d437e3.json").read_text())["config"])
+    pinned = TrainConfig.from_record(
+        json.loads(
+            (Path(__file__).resolve().parents[1] / "results" / "full" / "sst2-bitfit-s0-add7d437e3.json").read_text()
+        )["config"]
+    )
     assert pinned.run_id == "sst2-bitfit-s0-add7d437e3"
 
 
@@ -291,17 +457,27 @@ def test_one_config_one_run_id_however_it_is_spelled():
     base = TrainConfig(task="sst2", epochs=2, method=MethodConfig(method="lora", alpha=16))
     assert TrainConfig(task="SST-2", epochs=2.0, method=MethodConfig(method="lora", alpha=16.0)).run_id == base.run_id
     assert TrainConfig(task="sst2", epochs=2, model="sentence-transformers/all-MiniLM-L6-v2").run_id == base.run_id
-    assert TrainConfig(task="sst2", epochs=2, method=MethodConfig(method="lora", target_modules="query,value")).run_id == base.run_id
-    assert TrainConfig(task="sst2", epochs=2, method=MethodConfig(method="lora", target_modules="query")).run_id != base.run_id
+    assert (
+        TrainConfig(task="sst2", epochs=2, method=MethodConfig(method="lora", target_modules="query,value")).run_id
+        == base.run_id
+    )
+    assert (
+        TrainConfig(task="sst2", epochs=2, method=MethodConfig(method="lora", target_modules="query")).run_id
+        != base.run_id
+    )
 
 
 def test_recipe_version_precision_and_data_are_part_of_the_identity():
     base = TrainConfig(task="sst2", data_fingerprint="abc")
     assert TrainConfig(task="sst2", data_fingerprint="abd").run_id != base.run_id
     assert TrainConfig(task="sst2", data_fingerprint="abc", recipe_version=1).run_id != base.run_id
-    assert TrainConfig(task="sst2", data_fingerprint="abc", precision="bf16").run_id != TrainConfig(task="sst2", data_fingerprint="abc", precision="fp32").run_id
+    assert (
+        TrainConfig(task="sst2", data_fingerprint="abc", precision="bf16").run_id
+        != TrainConfig(task="sst2", data_fingerprint="abc", precision="fp32").run_id
+    )
     # `auto` is hashed as what it resolves to on this machine
     from helpers.device import resolve_precision
+
     assert base.run_id == TrainConfig(task="sst2", data_fingerprint="abc", precision=resolve_precision("auto")).run_id
     with pytest.raises(ValueError, match="recipe_version"):
         TrainConfig(recipe_version=99)
@@ -309,14 +485,22 @@ def test_recipe_version_precision_and_data_are_part_of_the_identity():
 
 def test_an_old_recipe_is_loaded_but_never_trained(glue_dir, tmp_path):
     with pytest.raises(ValueError, match="recipe version 1"):
-        train(sst2_config(recipe_version=1), glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
+        train(
+            sst2_config(recipe_version=1),
+            glue_dir=glue_dir,
+            results_dir=tmp_path,
+            cache_dir=tmp_path / "cache",
+            quiet=True,
+        )
 
 
 def test_cli_switches_and_warmup_steps_reach_the_configs(monkeypatch):
     from helpers.cli import _run_values, build_parser, main
     from helpers.sweep import make_config
 
-    args = build_parser().parse_args(["train", "--task", "rte", "--compile", "--no-length-grouping", "--warmup-steps", "5"])
+    args = build_parser().parse_args(
+        ["train", "--task", "rte", "--compile", "--no-length-grouping", "--warmup-steps", "5"]
+    )
     config = make_config(_run_values(args))
     assert (config.compile, config.length_grouping, config.warmup_steps) == (True, False, 5)
     defaults = make_config(_run_values(build_parser().parse_args(["train", "--task", "rte"])))
@@ -337,9 +521,13 @@ def test_overfit_check_scores_the_training_split_every_epoch(glue_dir, tmp_path)
     config = sst2_config(method="full", lr=1e-4, epochs=4, max_train_samples=16, eval_train=True, batch_size=8)
     record = train(config, glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
     by_split = {split: [e for e in record["evals"] if e["split"] == split] for split in ("train", "validation")}
-    assert [e["epoch"] for e in by_split["train"]] == [e["epoch"] for e in by_split["validation"]] == [1.0, 2.0, 3.0, 4.0]
+    assert (
+        [e["epoch"] for e in by_split["train"]] == [e["epoch"] for e in by_split["validation"]] == [1.0, 2.0, 3.0, 4.0]
+    )
     assert by_split["train"][-1]["metrics"]["accuracy"] == 1.0, "16 examples, 4 epochs of full fine-tuning: memorised"
-    assert record["best"]["value"] == max(e["metrics"]["accuracy"] for e in by_split["validation"]), "selected on validation"
+    assert record["best"]["value"] == max(e["metrics"]["accuracy"] for e in by_split["validation"]), (
+        "selected on validation"
+    )
     assert config.run_id != sst2_config(method="full", lr=1e-4, epochs=4, max_train_samples=16, batch_size=8).run_id
 
 
