@@ -58,26 +58,53 @@ def _best_validation(config: TrainConfig, results_dir: Path, glue_dir) -> float 
     return None if value is None or math.isnan(value) else value
 
 
+def _grid_runs(task: str, method: str, lr: float, seeds) -> list[TrainConfig]:
+    """A grid point's runs: SST-2 at the grids' cap, MRPC whole."""
+    base = {**COMMON, "task": task, "method": method, "lr": lr, "max_train_samples": GRID_TRAIN_SAMPLES}
+    return expand_grid({"seed": list(seeds)}, base)
+
+
+def _outward(lr: float, up: bool) -> float:
+    """The next rate beyond `lr` on the half-decade ladder the grids use (..., 1e-3, 3e-3, 1e-2, ...)."""
+    rate = lr * 3 if up else lr / 3
+    exponent = math.floor(math.log10(rate))
+    mantissa = min((1, 3, 10), key=lambda m: abs(math.log10(rate / 10**exponent / m)))
+    return float(f"{mantissa * 10**exponent:.0e}")
+
+
+def rate_ladder(task: str, method: str, results_dir: Path = STUDY_DIR, glue_dir=None) -> tuple[float, ...]:
+    """The method's grid, one step longer where seed 0's best rate (1a, validation) sits on an edge:
+    a best rate on the edge of its grid is not known to be the best (one extension, not repeated)."""
+    grid = LR_GRID[method]
+    scores = {lr: _best_validation(_grid_runs(task, method, lr, [0])[0], results_dir, glue_dir) for lr in grid}
+    scores = {lr: value for lr, value in scores.items() if value is not None}
+    if not scores:
+        return grid
+    best = max(scores, key=scores.get)
+    if best == grid[0]:
+        return (_outward(grid[0], up=False), *grid)
+    if best == grid[-1]:
+        return (*grid, _outward(grid[-1], up=True))
+    return grid
+
+
 def tier_1b(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
-    """Seeds 1 and 2 at each 1a grid's best rate (seed 0, validation) and its two neighbours."""
+    """Seeds 1 and 2 at each 1a grid's best rate (seed 0, validation) and its two neighbours on the
+    rate ladder; a neighbour beyond the grid's edge gets seed 0 too."""
     configs = []
     for task in TASKS:
         for method in METHOD_ORDER:
-            grid = LR_GRID[method]
+            ladder = rate_ladder(task, method, results_dir, glue_dir)
             scores = {
-                c.lr: _best_validation(c, results_dir, glue_dir)
-                for c in tier_1a()
-                if (c.task, c.method.method) == (task, method)
+                lr: _best_validation(_grid_runs(task, method, lr, [0])[0], results_dir, glue_dir)
+                for lr in LR_GRID[method]
             }
             scores = {lr: value for lr, value in scores.items() if value is not None}
             if not scores:
                 continue
-            best = grid.index(max(scores, key=scores.get))
-            for lr in grid[max(0, best - 1) : best + 2]:
-                configs += expand_grid(
-                    {"seed": [1, 2]},
-                    {**COMMON, "task": task, "method": method, "lr": lr, "max_train_samples": GRID_TRAIN_SAMPLES},
-                )
+            best = ladder.index(max(scores, key=scores.get))
+            for lr in ladder[max(0, best - 1) : best + 2]:
+                configs += _grid_runs(task, method, lr, SEEDS if lr not in LR_GRID[method] else SEEDS[1:])
     return configs
 
 
@@ -87,12 +114,9 @@ def selected_rates(results_dir: Path = STUDY_DIR, glue_dir=None) -> dict[tuple[s
     for task in TASKS:
         for method in METHOD_ORDER:
             means = {}
-            for lr in LR_GRID[method]:
-                configs = expand_grid(
-                    {"seed": list(SEEDS)},
-                    {**COMMON, "task": task, "method": method, "lr": lr, "max_train_samples": GRID_TRAIN_SAMPLES},
-                )
-                values = [v for c in configs if (v := _best_validation(c, results_dir, glue_dir)) is not None]
+            for lr in rate_ladder(task, method, results_dir, glue_dir):
+                runs = _grid_runs(task, method, lr, SEEDS)
+                values = [v for c in runs if (v := _best_validation(c, results_dir, glue_dir)) is not None]
                 if len(values) == len(SEEDS):
                     means[lr] = sum(values) / len(values)
             if means:

@@ -1,0 +1,54 @@
+"""The study's tiers: which runs each tier asks for, decided from (here: hand-made) validation scores."""
+
+import pytest
+
+from helpers import study
+
+
+@pytest.fixture
+def scores(monkeypatch):
+    """Validation scores by (task, method, lr, seed); runs not in the dict have no record yet."""
+    table = {}
+    monkeypatch.setattr(study, "_best_validation", lambda config, results_dir, glue_dir: table.get(_key(config)))
+    return table
+
+
+def _key(config):
+    return config.task, config.method.method, config.lr, config.seed
+
+
+def _points(configs):
+    return sorted(_key(config) for config in configs)
+
+
+def test_outward_steps_follow_the_half_decade_ladder():
+    assert study._outward(3e-4, up=False) == 1e-4
+    assert study._outward(1e-3, up=False) == 3e-4
+    assert study._outward(3e-2, up=True) == 1e-1
+    assert study._outward(1e-2, up=True) == 3e-2
+
+
+def test_tier_1b_takes_seeds_1_and_2_at_the_best_rate_and_its_neighbours(scores):
+    grid = study.LR_GRID["lora"]  # 3e-4, 1e-3, 3e-3, 1e-2
+    scores.update({("mrpc", "lora", lr, 0): value for lr, value in zip(grid, [0.70, 0.75, 0.80, 0.72])})
+    wanted = [("mrpc", "lora", lr, seed) for lr in (1e-3, 3e-3, 1e-2) for seed in (1, 2)]
+    assert _points(study.tier_1b()) == sorted(wanted)
+
+
+def test_a_best_rate_on_the_grid_edge_extends_the_ladder_by_one_step(scores):
+    grid = study.LR_GRID["bitfit"]  # 3e-4 ... 3e-2: best at the top edge
+    scores.update({("sst2", "bitfit", lr, 0): 0.6 + 0.05 * i for i, lr in enumerate(grid)})
+    assert study.rate_ladder("sst2", "bitfit") == (*grid, 1e-1)
+    runs = _points(study.tier_1b())
+    # The rate beyond the edge is new: it needs seed 0 as well; the grid's own rates only seeds 1 and 2.
+    assert [p for p in runs if p[2] == 1e-1] == [("sst2", "bitfit", 1e-1, seed) for seed in (0, 1, 2)]
+    assert [p for p in runs if p[2] == 3e-2] == [("sst2", "bitfit", 3e-2, seed) for seed in (1, 2)]
+    assert {p[2] for p in runs} == {1e-2, 3e-2, 1e-1}
+
+
+def test_selected_rate_is_the_best_mean_over_three_seeds_not_the_best_single_seed(scores):
+    # 1e-3 has the best single run (seed 0) but the lower mean; 1e-2 lacks a seed and cannot be chosen.
+    values = {1e-3: [0.90, 0.60, 0.60], 3e-3: [0.80, 0.79, 0.81], 1e-2: [0.95, 0.95]}
+    for lr, runs in values.items():
+        scores.update({("mrpc", "lora", lr, seed): value for seed, value in enumerate(runs)})
+    assert study.selected_rates() == {("mrpc", "lora"): 3e-3}
