@@ -1,5 +1,7 @@
-# make test   set up .venv (CPU torch first, then this project) and run the tests
-# make run    set up .venv and run the main job: every notebook, quick profile, into runs/quick/ (see README)
+# make test       set up .venv (CPU torch first, then this project) and run every test (CI runs this)
+# make test-fast  the unit tests only, under a minute: the edit-test loop
+# make lint       ruff: formatting and lint (CI runs it before the tests)
+# make run        set up .venv and run the main job: every notebook, quick profile, into runs/quick/ (see README)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,7 +9,7 @@ PROFILE ?= quick
 GLUE_DIR ?= $(abspath $(wildcard ../shared/glue))
 export GLUE_DIR
 
-.PHONY: setup test run report clean-cache
+.PHONY: setup test test-fast lint run report clean-cache
 
 setup: $(VENV)/.installed
 
@@ -21,6 +23,14 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Tests marked `slow` (they train, run notebooks or start processes) are left out; see tests/conftest.py.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not network" -q
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 run: setup
 	$(BIN)/python -m helpers notebooks --profile $(PROFILE)

@@ -114,7 +114,8 @@ def main() -> int:
         "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {s['task']} | {s['method']} | {s['metric']} | {s['test']:.3f} | {s['majority']:.3f} | {s['above_majority']:+.3f} | {s['train_seconds']:.0f} |"
+        f"| {s['task']} | {s['method']} | {s['metric']} | {s['test']:.3f} | {s['majority']:.3f} "
+        f"| {s['above_majority']:+.3f} | {s['train_seconds']:.0f} |"
         for s in summary["runs"]
     ]
     lines += ["", *[f"- {'met' if ok else '**missed**'}: {name}" for name, ok in checks.items()]]

@@ -113,7 +113,8 @@ def _raw(task: TaskSpec, glue_dir, cache_dir) -> tuple[DatasetDict, dict[str, in
 
 
 def _source_key(task: TaskSpec, glue_dir) -> tuple[str, tuple]:
-    """Where the raw data comes from, with each local file's size and modification time (a changed file is read again)."""
+    """Where the raw data comes from, with each local file's size and modification time (a changed file is
+    read again)."""
     local_dir = resolve_glue_dir(glue_dir)
     if local_dir is None:
         return "", ()
@@ -214,7 +215,8 @@ def check_text_file(path: Path) -> None:
             encoding = "UTF-16LE" if head[1:2] == b"\x00" else "UTF-16BE"
             raise GlueDataError(
                 f"{path} looks like {encoding} text without a byte-order mark, not the UTF-8 text of the official GLUE "
-                f"files; convert it to UTF-8: iconv -f {encoding} -t UTF-8 {path} > utf8.tsv, then put utf8.tsv in its place."
+                f"files; convert it to UTF-8: iconv -f {encoding} -t UTF-8 {path} > utf8.tsv, "
+                "then put utf8.tsv in its place."
             )
         raise GlueDataError(
             f"{path} looks like a binary file (it holds NUL bytes), not the UTF-8 text of the official GLUE "
@@ -240,7 +242,8 @@ def read_glue_tsv(path: Path, task: TaskSpec) -> tuple[dict[str, list], int]:
     except UnicodeDecodeError:
         line_number, byte = _first_undecodable_line(path)
         raise GlueDataError(
-            f"{path} is not UTF-8 text: line {line_number} holds the byte {byte!r}, which UTF-8 cannot decode (a Latin-1 or "
+            f"{path} is not UTF-8 text: line {line_number} holds the byte {byte!r}, which UTF-8 cannot decode "
+            "(a Latin-1 or "
             "Windows-1252 file?). The official GLUE files are UTF-8: download the task again, or convert the file: "
             f"iconv -f LATIN1 -t UTF-8 {path} > utf8.tsv, then put utf8.tsv in its place."
         ) from None

@@ -82,12 +82,14 @@ def _local_files(path: Path) -> dict[str, Path]:
         return {"train": path}
     if not path.is_dir():
         raise DatasetSpecError(
-            f"Dataset not found: {path} (a {'/'.join(SUFFIXES)} file, or a folder with train.* and test.* or validation.*)."
+            f"Dataset not found: {path} (a {'/'.join(SUFFIXES)} file, "
+            "or a folder with train.* and test.* or validation.*)."
         )
     found = {p.stem.lower(): p for p in sorted(path.iterdir()) if p.suffix.lower() in SUFFIXES}
     if "train" not in found:
         raise DatasetSpecError(
-            f"{path}: no train file (train{'|'.join(SUFFIXES)}); found {sorted(p.name for p in found.values()) or 'nothing'}."
+            f"{path}: no train file (train{'|'.join(SUFFIXES)}); "
+            f"found {sorted(p.name for p in found.values()) or 'nothing'}."
         )
     files = {"train": found["train"]}
     for stem in TEST_FILE_STEMS:

@@ -62,7 +62,8 @@ def on_hosted_notebook() -> bool:
 
 
 def _too_old(pip_spec: str) -> bool:
-    """True when an installed package is older than the spec's `>=` floor (e.g. Colab's preinstalled transformers 4.x)."""
+    """True when an installed package is older than the spec's `>=` floor (e.g. Colab's preinstalled
+    transformers 4.x)."""
     name, _, floor = pip_spec.partition(">=")
     if not floor:
         return False

@@ -437,7 +437,8 @@ def run_icl(
             f"{k}={v:.4f}" for k, v in record["test"]["metrics"].items() if not (isinstance(v, float) and math.isnan(v))
         )
         print(
-            f"[{config.run_id}] {task.display_name} {config.shots}-shot {config.scoring}: {text} ({examples / eval_seconds:.1f} examples/s)"
+            f"[{config.run_id}] {task.display_name} {config.shots}-shot {config.scoring}: {text} "
+            f"({examples / eval_seconds:.1f} examples/s)"
         )
     return record
 

@@ -85,7 +85,10 @@ def cross_check_with_evaluate(task: TaskSpec | str, predictions, labels) -> dict
 
     task = get_task(task)
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_EVALUATE_OFFLINE") == "1":
-        return "skipped: offline (HF_HUB_OFFLINE / HF_EVALUATE_OFFLINE is set), and evaluate's GLUE metric script comes from the Hub."
+        return (
+            "skipped: offline (HF_HUB_OFFLINE / HF_EVALUATE_OFFLINE is set), "
+            "and evaluate's GLUE metric script comes from the Hub."
+        )
     try:
         import evaluate
     except ImportError:

@@ -15,6 +15,7 @@ dropped, and absolute paths of the machine that ran it are scrubbed from outputs
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import re
@@ -111,10 +112,8 @@ def _injected_values(source: str) -> dict:
     values = {}
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
+            with contextlib.suppress(ValueError):  # not a literal: the runner cannot pass it on
                 values[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
     return values
 
 

@@ -348,7 +348,8 @@ def run_label(record: dict) -> str:
 
 
 def overfit_curves(records: list[dict], folder=None, name="overfit"):
-    """The overfitting check: training-split and validation accuracy per epoch, one line per method, one panel per task."""
+    """The overfitting check: training-split and validation accuracy per epoch, one line per method, one
+    panel per task."""
     tasks = list(dict.fromkeys(r["config"]["task"] for r in records))
     figure, axes = _subplots(1, len(tasks), figsize=(5.5 * len(tasks), 3.8), squeeze=False)
     for axis, task in zip(axes[0], tasks):

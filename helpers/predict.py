@@ -30,7 +30,8 @@ def load_trained_model(record_path: str | os.PathLike):
     folder = record.get("adapter_path")
     if not folder or not Path(folder).is_dir():
         raise FileNotFoundError(
-            f"{record_path}: the run kept no trained weights (adapter_path {folder!r}); train it again with --save-adapter."
+            f"{record_path}: the run kept no trained weights (adapter_path {folder!r}); "
+            "train it again with --save-adapter."
         )
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in record["config"].items() if k in fields}
@@ -86,7 +87,8 @@ def predict_file(model, tokenizer, task, path: str | os.PathLike, max_length: in
     missing = [c for c in task.text_columns if c not in frame.columns]
     if missing:
         raise DatasetSpecError(
-            f"{path}: no column(s) {missing} (the run's task reads {list(task.text_columns)}); its columns are {list(frame.columns)}."
+            f"{path}: no column(s) {missing} (the run's task reads {list(task.text_columns)}); "
+            f"its columns are {list(frame.columns)}."
         )
     texts = frame[task.text_columns[0]].astype(str).tolist()
     pairs = frame[task.text_columns[1]].astype(str).tolist() if task.is_pair else None

@@ -1,4 +1,5 @@
-"""Speed-ups of the "fast" recipe that keep the model's maths (CPU kernels; GPU attention): measured in `python -m helpers bench`.
+"""Speed-ups of the "fast" recipe that keep the model's maths (CPU kernels; GPU attention): measured in
+`python -m helpers bench`.
 
 Profiling a LoRA step on this project's 2-core CPU (MiniLM, batch 32 x 128 tokens, bf16 autocast)
 showed the matrix products already near the machine's peak, and most of the rest spent elsewhere:

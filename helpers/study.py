@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             for config in configs:
                 print(
-                    f"  {config.task:<5} {config.method.label():<8} lr={config.lr:g} seed={config.seed} train≤{config.max_train_samples}"
+                    f"  {config.task:<5} {config.method.label():<8} lr={config.lr:g} seed={config.seed} "
+                    f"train≤{config.max_train_samples}"
                 )
             continue
         run_sweep(configs, glue_dir=glue_dir, results_dir=args.results_dir)

@@ -131,7 +131,8 @@ def test_chat_prompt_holds_instruction_demonstrations_in_order_and_ends_at_the_a
     prompt = build_prompt("sst2", tokenizer, DEMOS, QUERY)
     assert prompt.startswith("<|im_start|>system\nIs the sentiment")
     assert prompt.endswith(
-        "Sentence: the cast was superb .\nAnswer with one word: negative or positive.<|im_end|>\n<|im_start|>assistant\n"
+        "Sentence: the cast was superb .\nAnswer with one word: negative or positive.<|im_end|>\n"
+        "<|im_start|>assistant\n"
     )
     # Each demonstration is a user turn answered by its label word, in the drawn order.
     first, second = prompt.index("the film was great"), prompt.index("the plot was awful")

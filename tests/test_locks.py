@@ -48,7 +48,8 @@ def test_a_killed_holder_on_this_host_is_taken_over(tmp_path):
         [
             sys.executable,
             "-c",
-            f"import time; from helpers.locks import RunLock; RunLock({str(tmp_path)!r}, 'run').acquire(); print('held', flush=True); time.sleep(120)",
+            f"import time; from helpers.locks import RunLock; RunLock({str(tmp_path)!r}, 'run').acquire(); "
+            "print('held', flush=True); time.sleep(120)",
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,

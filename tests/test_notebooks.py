@@ -72,7 +72,8 @@ def test_cleaning_folds_injected_parameters_and_scrubs_paths(tmp_path):
                 "cell_type": "code",
                 "metadata": {"tags": ["parameters"]},
                 "outputs": [],
-                "source": 'TASKS = ["sst2", "mrpc"]  # tasks\nPROFILE = "quick"        # which\nGLUE_DIR = None          # folder\n',
+                "source": 'TASKS = ["sst2", "mrpc"]  # tasks\nPROFILE = "quick"        # which\n'
+                "GLUE_DIR = None          # folder\n",
             },
             {
                 "cell_type": "code",

@@ -99,7 +99,8 @@ for spec, _ in required():
     name, _, floor = spec.partition(">=")
     if floor:
         assert Version(metadata.version(name)) >= Version(floor), (name, metadata.version(name), floor)
-model = AutoModelForSequenceClassification.from_config(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
+config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+model = AutoModelForSequenceClassification.from_config(config)
 prepare_model(model, MethodConfig(method="lora", rank=2))
 print("SETUP OK", transformers.__version__, peft.__version__)
 """

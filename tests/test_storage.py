@@ -36,7 +36,8 @@ HEAD_RUN = [
 
 @pytest.fixture
 def cli(glue_dir, tmp_path, monkeypatch, capsys):
-    """Run the CLI in this process on the fixture data, with the tokenization cache in tmp_path; returns (exit code, stderr)."""
+    """Run the CLI in this process on the fixture data, with the tokenization cache in tmp_path; returns
+    (exit code, stderr)."""
     monkeypatch.setitem(train.__kwdefaults__, "cache_dir", tmp_path / "cache")
 
     def run(*extra):

@@ -142,7 +142,9 @@ sweep.train = logged_train
 configs = sweep.expand_grid(grid)
 while not Path(start).exists():
     time.sleep(0.01)
-sweep.run_sweep(configs, glue_dir=glue, results_dir=results, cache_dir=cache, progress=False, threads=1, shard=shard, poll=0.2)
+sweep.run_sweep(
+    configs, glue_dir=glue, results_dir=results, cache_dir=cache, progress=False, threads=1, shard=shard, poll=0.2
+)
 """
 
 
