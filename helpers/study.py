@@ -24,7 +24,7 @@ from pathlib import Path
 
 from helpers.profiles import get_profile
 from helpers.sweep import expand_grid, run_sweep
-from helpers.training import RESULTS_DIR, TrainConfig
+from helpers.training import DEFAULT_LR, RESULTS_DIR, TrainConfig
 
 PROFILE = get_profile("full")  # the study's settings live in its profile
 STUDY_DIR = RESULTS_DIR / PROFILE.name
@@ -78,7 +78,7 @@ def rate_ladder(task: str, method: str, results_dir: Path = STUDY_DIR, glue_dir=
     grid = LR_GRID[method]
     scores = {lr: _best_validation(_grid_runs(task, method, lr, [0])[0], results_dir, glue_dir) for lr in grid}
     scores = {lr: value for lr, value in scores.items() if value is not None}
-    if not scores:
+    if len(set(scores.values())) < 2:  # no rate learned more than another (e.g. all majority class): no edge
         return grid
     best = max(scores, key=scores.get)
     if best == grid[0]:
@@ -90,7 +90,9 @@ def rate_ladder(task: str, method: str, results_dir: Path = STUDY_DIR, glue_dir=
 
 def tier_1b(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     """Seeds 1 and 2 at each 1a grid's best rate (seed 0, validation) and its two neighbours on the
-    rate ladder; a neighbour beyond the grid's edge gets seed 0 too."""
+    rate ladder; a neighbour beyond the grid's edge gets seed 0 too. A grid whose rates all scored the
+    same (nothing learned more than the majority class) gets them at the method's default rate, so
+    that "it does not learn" rests on three seeds too."""
     configs = []
     for task in TASKS:
         for method in METHOD_ORDER:
@@ -102,7 +104,9 @@ def tier_1b(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
             scores = {lr: value for lr, value in scores.items() if value is not None}
             if not scores:
                 continue
-            best = ladder.index(max(scores, key=scores.get))
+            # A grid where every rate scored the same has no best: its neighbourhood is the default rate's.
+            tied = len(set(scores.values())) < 2 and DEFAULT_LR[method] in ladder
+            best = ladder.index(DEFAULT_LR[method] if tied else max(scores, key=scores.get))
             for lr in ladder[max(0, best - 1) : best + 2]:
                 configs += _grid_runs(task, method, lr, SEEDS if lr not in LR_GRID[method] else SEEDS[1:])
     return configs

@@ -52,3 +52,11 @@ def test_selected_rate_is_the_best_mean_over_three_seeds_not_the_best_single_see
     for lr, runs in values.items():
         scores.update({("mrpc", "lora", lr, seed): value for seed, value in enumerate(runs)})
     assert study.selected_rates() == {("mrpc", "lora"): 3e-3}
+
+
+def test_a_grid_where_every_rate_ties_is_not_extended_and_centres_on_the_default_rate(scores):
+    grid = study.LR_GRID["bitfit"]  # MRPC BitFit in the study: the majority class at every rate
+    scores.update({("mrpc", "bitfit", lr, 0): 0.676 for lr in grid})
+    assert study.rate_ladder("mrpc", "bitfit") == grid
+    default = study.DEFAULT_LR["bitfit"]  # 3e-3
+    assert {p[2] for p in _points(study.tier_1b())} == {grid[grid.index(default) + k] for k in (-1, 0, 1)}
