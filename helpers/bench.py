@@ -23,11 +23,10 @@ from pathlib import Path
 import torch
 
 from helpers.device import cpu_has_bf16, device_name, fast_bf16, library_versions, resolve_precision
+from helpers.paths import BENCH_DIR
 from helpers.records import load_record, write_json_atomic
 from helpers.tasks import get_task
-from helpers.training import RESULTS_DIR
 
-BENCH_DIR = RESULTS_DIR / "bench"
 DEFAULT_SAMPLES = {"sst2": 2000, "rte": 600}
 DEFAULT_METHODS = ("bitfit", "lora", "full")
 

@@ -216,7 +216,7 @@ def _run_values(args: argparse.Namespace) -> dict:
 
 
 def _output_kwargs(args: argparse.Namespace) -> dict:
-    from helpers.training import RESULTS_DIR
+    from helpers.paths import RESULTS_DIR
 
     return {
         "glue_dir": args.glue_dir,
@@ -371,8 +371,8 @@ def _cmd_grid_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from helpers.environment import output_paths
-    from helpers.report import PROJECT_ROOT, write_report
+    from helpers.paths import PROJECT_ROOT, output_paths
+    from helpers.report import write_report
 
     results_dir, figures_dir, report_path = output_paths(
         PROJECT_ROOT, args.profile, args.results_dir, args.figures_dir, args.report
@@ -409,7 +409,7 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 def cmd_icl(args: argparse.Namespace) -> int:
     from helpers.icl import icl_grid, run_icl
     from helpers.llm import load_causal_lm
-    from helpers.training import RESULTS_DIR
+    from helpers.paths import RESULTS_DIR
 
     ints = lambda text: [int(item) for item in text.split(",") if item.strip()]  # noqa: E731
     configs = icl_grid(

@@ -29,12 +29,11 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
+from helpers.paths import DATA_CACHE
 from helpers.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DATA_CACHE = Path(os.environ.get("PEFT_GLUE_CACHE", PROJECT_ROOT / "data_cache"))
 HUB_DATASET = "nyu-mll/glue"
 MAX_BAD_ROW_FRACTION = 0.01
 SELECT_ON_CHOICES = ("train_slice", "dev")

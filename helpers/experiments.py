@@ -12,6 +12,7 @@ import os
 
 from helpers.methods import MethodConfig
 from helpers.models import DEFAULT_MODEL
+from helpers.paths import RESULTS_DIR
 from helpers.profiles import Profile, get_profile
 from helpers.training import DEFAULT_LR, TrainConfig
 
@@ -160,6 +161,4 @@ def run_experiment(
 
 def results_dir_for(profile: str) -> os.PathLike:
     """Each profile keeps its records apart: results/<profile>/."""
-    from helpers.training import RESULTS_DIR
-
     return RESULTS_DIR / profile

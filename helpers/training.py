@@ -51,6 +51,7 @@ from helpers.models import (
     load_tokenizer,
     max_input_tokens,
 )
+from helpers.paths import RESULTS_DIR
 from helpers.records import StorageError, config_hash, find_record, load_record, prepare_results_dir, write_record
 from helpers.speed import (
     COMPILE_PAD_MULTIPLE,
@@ -65,7 +66,6 @@ from helpers.tokenization import GlueCollator, tokenize_splits
 
 log = logging.getLogger(__name__)
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 RECIPES = ("fast", "baseline")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 UNHASHED_WHEN_NONE = ("warmup_steps", "length_bucket_batches")
