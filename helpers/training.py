@@ -16,7 +16,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -78,9 +78,6 @@ log = logging.getLogger(__name__)
 
 RECIPES = ("fast", "baseline")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-UNHASHED_WHEN_NONE = ("warmup_steps", "length_bucket_batches")
-# Fields added after recipe version 2 records were written: hashed only when not at these defaults.
-UNHASHED_AT_DEFAULT = {"eval_train": False}
 # How a run trains, as a version in its identity: a change that can change results under the same
 # settings gets a new version, so the study never reuses a record made the old way.
 #   1: length buckets seeded with seed + epoch (seed 0's second epoch replayed seed 1's first).
@@ -115,7 +112,7 @@ class TrainConfig:
 
     Each setting's default and help text live beside it; the command line (`python -m helpers train
     --help`), the profiles and the functions that mirror a setting read them from here
-    (helpers.fields.default_of).
+    (helpers.fields.default_of). `metadata["added_in_recipe"]`: see `_unhashed_at_default`.
     """
 
     task: str = field(default="sst2", metadata={"help": "GLUE task, or a dataset of your own"})
@@ -137,6 +134,7 @@ class TrainConfig:
         metadata={
             "help": "a number of warmup steps instead of the ratio (overrides warmup_ratio)",
             "default_help": "use the ratio",
+            "added_in_recipe": 1,
         },
     )
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
@@ -183,6 +181,7 @@ class TrainConfig:
         default=False,
         metadata={
             "help": "also score the training split at every evaluation (the overfitting check)",
+            "added_in_recipe": 2,
         },
     )
     # speed
@@ -215,6 +214,7 @@ class TrainConfig:
         metadata={
             "help": "fast recipe: batches per length bucket; fewer: more random batches, more padding",
             "default_help": str(ShuffledLengthBuckets.DEFAULT_BUCKET_BATCHES),
+            "added_in_recipe": 1,
         },
     )
     # identity (set by the code, not by hand: no help text, so not on the command line)
@@ -327,12 +327,8 @@ class TrainConfig:
         """Recipe version 1: the config as given (Python types included), so old records keep their ids."""
         hashed = self.to_dict()
         del hashed["recipe_version"], hashed["data_fingerprint"]
-        for name, default in UNHASHED_AT_DEFAULT.items():
+        for name, default in _unhashed_at_default(self.recipe_version).items():
             if hashed[name] == default:
-                del hashed[name]
-        # Fields added after records were written hash only when set, so those records keep their ids.
-        for name in UNHASHED_WHEN_NONE:
-            if hashed[name] is None:
                 del hashed[name]
         recorded = getattr(self, "_recorded_keys", None)  # a record from before some fields existed
         return {key: value for key, value in hashed.items() if recorded is None or key in recorded}
@@ -340,7 +336,7 @@ class TrainConfig:
     def _identity(self) -> dict:
         """Recipe version 2 on: canonical values, the precision actually used, and the data."""
         hashed = canonical_config(self.to_dict())
-        for name, default in UNHASHED_AT_DEFAULT.items():
+        for name, default in _unhashed_at_default(self.recipe_version).items():
             if hashed[name] == default:
                 del hashed[name]
         try:
@@ -350,6 +346,16 @@ class TrainConfig:
         if self.data_fingerprint is None:
             del hashed["data_fingerprint"]  # an incomplete id (grids before the data is read); train() completes it
         return hashed
+
+
+def _unhashed_at_default(recipe_version: int) -> dict:
+    """{field: default} of the fields a record of this recipe version hashes only when not at their default.
+
+    A field added after records were written declares `metadata={"added_in_recipe": N}`, N being the
+    recipe version of those records: every id of version N or older leaves the field out while it has
+    its default, so the records made before it existed keep their ids; a later version hashes it always.
+    """
+    return {f.name: f.default for f in fields(TrainConfig) if f.metadata.get("added_in_recipe", 0) >= recipe_version}
 
 
 _FLOAT_FIELDS = ("lr", "epochs", "warmup_ratio", "weight_decay", "validation_fraction", "alpha", "lora_dropout")
