@@ -841,7 +841,7 @@ def _pooling_discussion(frame, profile) -> str:
         "`model`: the model's own head reads the first token ([CLS]) through BERT's pooler; `mean`: the masked mean of all token "
         "states goes to the same head instead"
         + (
-            " (all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling)"
+            f" ({pooled['model'].iloc[0]} was trained as a sentence encoder with mean pooling)"
             if "minilm" in str(pooled["model"].iloc[0]).lower()
             else ""
         )
