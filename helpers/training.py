@@ -174,7 +174,7 @@ class TrainConfig:
     )
     early_stopping_patience: int | None = field(
         default=None,
-        metadata={"help": "stop after N evaluations without improvement (0: off)", "default_help": "off"},
+        metadata={"help": "stop after N evaluations without improvement; 0: off", "default_help": "off"},
     )
     eval_batch_size: int = field(default=128, metadata={"help": "evaluation batch size"})
     eval_train: bool = field(
