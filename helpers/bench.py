@@ -1,6 +1,6 @@
 """`python -m helpers bench`: the usual notebook recipe against this project's, side by side.
 
-Baseline (what students usually write): Trainer, every example padded to max_length=128 at
+Baseline (what students usually write): Trainer, every example padded to max_length at
 tokenization, fp32, random batches, evaluation with Trainer's defaults.
 Project ("fast" recipe): per-batch padding, length-grouped batches, evaluation sorted by length in
 larger batches under `torch.inference_mode`, bf16 autocast where the hardware supports it.
@@ -23,13 +23,22 @@ from pathlib import Path
 import torch
 
 from helpers.device import cpu_has_bf16, device_name, fast_bf16, library_versions, resolve_precision
+from helpers.fields import default_of
+from helpers.models import DEFAULT_MODEL
+from helpers.paths import BENCH_DIR
 from helpers.records import load_record, write_json_atomic
+from helpers.speed import COMPILE_PAD_MULTIPLE
 from helpers.tasks import get_task
-from helpers.training import RESULTS_DIR
+from helpers.training import TrainConfig
 
-BENCH_DIR = RESULTS_DIR / "bench"
 DEFAULT_SAMPLES = {"sst2": 2000, "rte": 600}
 DEFAULT_METHODS = ("bitfit", "lora", "full")
+# Every bench trains at the project's batch size and length (TrainConfig's), for one epoch, and
+# evaluates a validation subset.
+BATCH_SIZE = default_of(TrainConfig, "batch_size")
+MAX_LENGTH = default_of(TrainConfig, "max_length")
+EPOCHS = 1.0
+VALIDATION_SAMPLES = 256
 
 
 def matmul_rate(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
@@ -180,7 +189,8 @@ def markdown_table(result: dict) -> str:
         + (f"{peaks['bf16']:.0f} GFLOP/s bf16. " if peaks.get("bf16") else "bf16 not in hardware. ")
         + f"{result['settings']['epochs']} epoch(s), batch {result['settings']['batch_size']}, seeds {result['settings']['seeds']}."
         + (
-            " Project runs: torch.compile over lengths padded to multiples of 32, compile time included."
+            f" Project runs: torch.compile over lengths padded to multiples of {COMPILE_PAD_MULTIPLE},"
+            " compile time included."
             if result["settings"].get("project_compile")
             else ""
         ),
@@ -207,12 +217,12 @@ def run_bench(
     samples: dict[str, int] | None = None,
     methods: tuple[str, ...] = DEFAULT_METHODS,
     seeds: tuple[int, ...] = (0,),
-    epochs: float = 1.0,
-    batch_size: int = 32,
-    max_length: int = 128,
-    validation_samples: int = 256,
+    epochs: float = EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    max_length: int = MAX_LENGTH,
+    validation_samples: int = VALIDATION_SAMPLES,
     project_precision: str = "auto",
-    model: str = "all-MiniLM-L6-v2",
+    model: str = DEFAULT_MODEL,
     glue_dir: str | os.PathLike | None = None,
     out_dir: str | os.PathLike = BENCH_DIR,
     name: str = "bench",
@@ -296,9 +306,9 @@ def step_time(
     fast_attention: bool,
     fast_dropout: bool,
     *,
-    batch: int = 32,
-    length: int = 128,
-    model: str = "all-MiniLM-L6-v2",
+    batch: int = BATCH_SIZE,
+    length: int = MAX_LENGTH,
+    model: str = DEFAULT_MODEL,
     warmup: int = 3,
     steps: int = 5,
 ) -> float:
@@ -340,7 +350,7 @@ def step_time(
     return (time.perf_counter() - start) / steps
 
 
-def run_step_ablation(methods=("bitfit", "lora", "full"), out_dir=BENCH_DIR, model: str = "all-MiniLM-L6-v2") -> dict:
+def run_step_ablation(methods=DEFAULT_METHODS, out_dir=BENCH_DIR, model: str = DEFAULT_MODEL) -> dict:
     """Time one training step on the CPU for every variant in STEP_VARIANTS; save JSON and a markdown table."""
     import transformers
 
@@ -356,14 +366,20 @@ def run_step_ablation(methods=("bitfit", "lora", "full"), out_dir=BENCH_DIR, mod
                     "method": method,
                     "variant": name,
                     "ms_per_step": round(1000 * seconds, 1),
-                    "samples_per_second": round(32 / seconds, 1),
+                    "samples_per_second": round(BATCH_SIZE / seconds, 1),
                 }
             )
-    result = {"device": device_name(), "versions": library_versions(), "batch": [32, 128], "model": model, "rows": rows}
+    result = {
+        "device": device_name(),
+        "versions": library_versions(),
+        "batch": [BATCH_SIZE, MAX_LENGTH],
+        "model": model,
+        "rows": rows,
+    }
     out_dir = Path(out_dir)
     write_json_atomic(out_dir / "step_ablation.json", result)
     lines = [
-        f"One training step (forward, backward, AdamW) on a 32 × 128 batch, {device_name()}:",
+        f"One training step (forward, backward, AdamW) on a {BATCH_SIZE} × {MAX_LENGTH} batch, {device_name()}:",
         "",
         "| method | variant | ms per step | samples/s |",
         "|---|---|---|---|",
@@ -462,11 +478,11 @@ def run_grid_bench(
     seeds: tuple[int, ...] = GRID_SEEDS,
     layouts: tuple[tuple[int, int], ...] = GRID_LAYOUTS,
     repeats: int = 1,
-    epochs: float = 1.0,
-    batch_size: int = 32,
-    max_length: int = 128,
-    validation_samples: int = 256,
-    model: str = "all-MiniLM-L6-v2",
+    epochs: float = EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    max_length: int = MAX_LENGTH,
+    validation_samples: int = VALIDATION_SAMPLES,
+    model: str = DEFAULT_MODEL,
     glue_dir: str | os.PathLike | None = None,
     out_dir: str | os.PathLike = BENCH_DIR / "grid",
     name: str = "grid",

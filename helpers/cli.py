@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import inspect
 import json
 import logging
 import os
 import sys
+import typing
 from pathlib import Path
 
+from helpers.fields import default_of
+from helpers.paths import BENCH_PATH, FIGURES, PROJECT_ROOT, REPORT, RESULTS
 from helpers.tasks import TASKS
 
 TASK_HELP = "GLUE task: " + ", ".join(spec.display_name for spec in TASKS.values()) + " (any case, hyphen optional)"
@@ -32,125 +37,64 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-# (flag, field, type, help): the settings of a run, shared by `train` (one value) and `sweep` (comma lists).
-RUN_OPTIONS = [
-    ("--task", "task", str, TASK_HELP),
-    (
-        "--method",
-        "method",
-        str,
-        "full, head, bitfit, lora (default), dora, ia3, prefix, prompt, ptuning, qlora (CUDA only)",
-    ),
-    (
-        "--model",
-        "model",
-        str,
-        "all-MiniLM-L6-v2 (packaged, default) or any from_pretrained name/path, e.g. roberta-base",
-    ),
-    (
-        "--pooling",
-        "pooling",
-        str,
-        "model (default): first token (+ BERT pooler), as AutoModelForSequenceClassification; mean: masked token mean",
-    ),
-    ("--rank", "rank", int, "LoRA/DoRA rank r (default 8)"),
-    ("--alpha", "alpha", float, "LoRA alpha; the update is scaled by alpha/r (default 16)"),
-    ("--lora-dropout", "lora_dropout", float, "dropout on the LoRA input, in [0, 1) (default 0.1)"),
-    (
-        "--target-modules",
-        "target_modules",
-        str,
-        "LoRA targets: default query+value; 'all-linear'; or comma-separated layer names (sweep: alternatives separated by ';')",
-    ),
-    ("--bitfit-variant", "bitfit_variant", str, "all: every bias (default); sparse: query + first-MLP biases only"),
-    (
-        "--num-virtual-tokens",
-        "num_virtual_tokens",
-        int,
-        "prompt/prefix length for prefix, prompt, ptuning (default 20)",
-    ),
-    (
-        "--prefix-projection",
-        "prefix_projection",
-        int,
-        "prefix: 0 = free prefix (default), N = reparameterise through an MLP of width N",
-    ),
-    ("--encoder-hidden-size", "encoder_hidden_size", int, "ptuning: prompt encoder width (default 128)"),
-    ("--lr", "lr", float, "peak learning rate (default: per method, see helpers.training.DEFAULT_LR)"),
-    ("--batch-size", "batch_size", int, "training batch size per device (default 32)"),
-    ("--grad-accum", "grad_accum", int, "gradient accumulation steps (default 1)"),
-    ("--epochs", "epochs", float, "training epochs (default 3)"),
-    ("--warmup-ratio", "warmup_ratio", float, "fraction of steps with rising learning rate (default 0.06)"),
-    (
-        "--warmup-steps",
-        "warmup_steps",
-        int,
-        "number of steps with rising learning rate; overrides --warmup-ratio (default: use the ratio)",
-    ),
-    ("--weight-decay", "weight_decay", float, "AdamW weight decay (default 0.01)"),
-    ("--max-length", "max_length", int, "truncate sequences to this many tokens (default 128)"),
-    ("--seed", "seed", int, "training seed: head init, dropout, batch order (default 0)"),
-    (
-        "--eval-steps",
-        "eval_steps",
-        int,
-        "also evaluate every N steps, besides every epoch end (default: only every epoch)",
-    ),
-    ("--logging-steps", "logging_steps", int, "log the training loss every N steps (default: ~20 per epoch)"),
-    (
-        "--early-stopping-patience",
-        "early_stopping_patience",
-        int,
-        "stop after N evaluations without improvement (default: off)",
-    ),
-    ("--eval-batch-size", "eval_batch_size", int, "evaluation batch size (default 128)"),
-    (
-        "--recipe",
-        "recipe",
-        str,
-        "fast (default): dynamic padding + length-grouped batches; baseline: pad to max_length, random batches",
-    ),
-    ("--precision", "precision", str, "auto (default), fp32, bf16, fp16"),
-    (
-        "--length-bucket-batches",
-        "length_bucket_batches",
-        int,
-        "fast recipe: batches per length bucket (default 50); fewer: more random batches, more padding",
-    ),
-    (
-        "--select-on",
-        "select_on",
-        str,
-        "train_slice (default): select on a held-out slice of train; dev: on the GLUE dev set",
-    ),
-    ("--validation-fraction", "validation_fraction", float, "fraction of train held out for validation (default 0.1)"),
-    ("--split-seed", "split_seed", int, "seed of the validation slice and subsampling (default 42)"),
-    (
-        "--max-train-samples",
-        "max_train_samples",
-        int,
-        "seeded, stratified subsample of the training split (default: all)",
-    ),
-    (
-        "--max-validation-samples",
-        "max_validation_samples",
-        int,
-        "seeded, stratified subsample of the validation split (default: all)",
-    ),
-]
-# (flag, field, help): on/off settings of a run, given once (not gridded) in both `train` and `sweep`.
-SWITCH_OPTIONS = [
-    (
-        "--compile",
-        "compile",
-        'torch.compile the model, lengths padded to multiples of 32 so each gets one static graph (default: off; see README "Throughput")',
-    ),
-    (
-        "--length-grouping",
-        "length_grouping",
-        "fast recipe: batches of similar length, less padding (default: on); --no-length-grouping: random batches",
-    ),
-]
+# Help for the run settings whose choices or defaults come from a table rather than from the field (the
+# task table, the method names, the per-method learning rates). Every other run setting's help and
+# default are read from its TrainConfig / MethodConfig field.
+TABLE_HELP = {
+    "task": TASK_HELP,
+    "method": "full, head, bitfit, lora (default), dora, ia3, prefix, prompt, ptuning, qlora (CUDA only)",
+    "lr": "peak learning rate (default: per method, see helpers.training.DEFAULT_LR)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOption:
+    """One setting of a run on the command line, made from its config field."""
+
+    flag: str  # --batch-size
+    dest: str  # the field: batch_size
+    kind: type  # what one value parses as; bool: a switch (--compile / --no-compile), given once even in a sweep
+    help: str  # the field's help and its real default
+    separator: str = ","  # between a sweep's values; ";" where one value is itself a comma list
+
+
+@functools.cache
+def run_options() -> tuple[RunOption, ...]:
+    """The settings of a run, shared by `train` (one value) and `sweep` (lists): every TrainConfig field
+    with help text, in declaration order, with MethodConfig's fields in the place of `method`."""
+    from helpers.methods import MethodConfig
+    from helpers.training import TrainConfig
+
+    options = []
+    for field in dataclasses.fields(TrainConfig):
+        if field.name == "method":
+            options += [_run_option(MethodConfig, f) for f in dataclasses.fields(MethodConfig) if "help" in f.metadata]
+        elif "help" in field.metadata:
+            options.append(_run_option(TrainConfig, field))
+    return tuple(options)
+
+
+def _run_option(config_class, field: dataclasses.Field) -> RunOption:
+    hint = typing.get_type_hints(config_class)[field.name]
+    kind = next((k for k in typing.get_args(hint) if k is not type(None)), hint)  # `int | None` -> int
+    kind = typing.get_origin(kind) or kind
+    return RunOption(
+        flag="--" + field.name.replace("_", "-"),
+        dest=field.name,
+        kind=str if kind is tuple else kind,  # a tuple of names is given as one comma list
+        help=TABLE_HELP.get(field.name) or f"{field.metadata['help']} (default: {_default_text(config_class, field)})",
+        separator=";" if kind is tuple else ",",
+    )
+
+
+def _default_text(config_class, field: dataclasses.Field) -> str:
+    """The field's default as --help shows it: what None means where the field says, else the value."""
+    if "default_help" in field.metadata:
+        return field.metadata["default_help"]
+    value = default_of(config_class, field.name)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 DATA_FIELDS = ("select_on", "validation_fraction", "split_seed", "max_train_samples", "max_validation_samples")
@@ -158,18 +102,27 @@ DATA_FIELDS = ("select_on", "validation_fraction", "split_seed", "max_train_samp
 
 def add_run_options(parser: argparse.ArgumentParser, lists: bool) -> None:
     group = parser.add_argument_group("run settings" + (" (comma-separated lists form a grid)" if lists else ""))
-    for flag, dest, kind, help_text in RUN_OPTIONS:
+    for option in run_options():
+        if option.kind is bool:  # None when not given, so the field's default applies
+            group.add_argument(
+                option.flag, dest=option.dest, action=argparse.BooleanOptionalAction, default=None, help=option.help
+            )
+            continue
         group.add_argument(
-            flag, dest=dest, type=str if lists else kind, default=None, required=flag == "--task", help=help_text
+            option.flag,
+            dest=option.dest,
+            type=str if lists else option.kind,
+            default=None,  # the field's default applies
+            required=option.dest == "task",
+            help=option.help
+            + (f"; alternatives separated by {option.separator!r}" if lists and option.separator != "," else ""),
         )
-    for flag, dest, help_text in SWITCH_OPTIONS:  # None when not given, so TrainConfig's default applies
-        group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
     add_dataset_options(parser)
     output = parser.add_argument_group("data and output")
     output.add_argument(
         "--glue-dir", default=None, help="local GLUE folder in the official layout; default $GLUE_DIR, else the Hub"
     )
-    output.add_argument("--results-dir", default=None, help="where run records go (default results/)")
+    output.add_argument("--results-dir", default=None, help=f"where run records go (default {RESULTS}/)")
     output.add_argument("--force", action="store_true", help="train again even if a record for this config exists")
     output.add_argument(
         "--save-adapter", action="store_true", help="also save the trained weights (adapter + head) as safetensors"
@@ -184,20 +137,27 @@ def add_run_options(parser: argparse.ArgumentParser, lists: bool) -> None:
 
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    from helpers.datasets_spec import DatasetSpec
+
     group = parser.add_argument_group("your own dataset (instead of a GLUE task: --task FILE|FOLDER|hub:NAME[/CONFIG])")
     group.add_argument(
-        "--text-columns", default=None, help="the text column, or two comma-separated for pairs (default: text)"
+        "--text-columns",
+        default=None,
+        help="the text column, or two comma-separated for pairs "
+        f"(default: {','.join(default_of(DatasetSpec, 'text_columns'))})",
     )
     group.add_argument(
         "--label-column",
         default=None,
-        help="the label column (default: label); whole numbers or words: classes; fractions: regression",
+        help=f"the label column (default: {default_of(DatasetSpec, 'label_column')}); "
+        "whole numbers or words: classes; fractions: regression",
     )
     group.add_argument(
         "--test-fraction",
         type=float,
         default=None,
-        help="held out as the test split when there is no test/validation file (default 0.2)",
+        help="held out as the test split when there is no test/validation file "
+        f"(default {default_of(DatasetSpec, 'test_fraction')})",
     )
 
 
@@ -211,12 +171,12 @@ def _task_name(args: argparse.Namespace, task: str) -> str:
 
 def _run_values(args: argparse.Namespace) -> dict:
     """The run settings given on the command line (switches included), by TrainConfig/MethodConfig field."""
-    fields = [dest for _, dest, _, _ in RUN_OPTIONS] + [dest for _, dest, _ in SWITCH_OPTIONS]
-    return {dest: getattr(args, dest) for dest in fields if getattr(args, dest) is not None}
+    dests = [option.dest for option in run_options()]
+    return {dest: getattr(args, dest) for dest in dests if getattr(args, dest) is not None}
 
 
 def _output_kwargs(args: argparse.Namespace) -> dict:
-    from helpers.training import RESULTS_DIR
+    from helpers.paths import RESULTS_DIR
 
     return {
         "glue_dir": args.glue_dir,
@@ -271,13 +231,14 @@ def parse_list(flag: str, kind: type, text: str, separator: str = ",") -> list:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from helpers.sweep import expand_grid, parse_shard, run_sweep, shard_of
 
-    options = {dest: (flag, kind) for flag, dest, kind, _ in RUN_OPTIONS}
+    options = {option.dest: option for option in run_options()}
     grid = {}
-    for dest, text in _run_values(args).items():
-        if dest not in options:  # a switch: one value for the whole grid
-            grid[dest] = [text]
+    for dest, value in _run_values(args).items():
+        option = options[dest]
+        if option.kind is bool:  # a switch: one value for the whole grid
+            grid[dest] = [value]
             continue
-        grid[dest] = parse_list(*options[dest], text, separator=";" if dest == "target_modules" else ",")
+        grid[dest] = parse_list(option.flag, option.kind, value, separator=option.separator)
     grid["task"] = [_task_name(args, task) for task in grid["task"]]
     configs = expand_grid(grid)
     shard = parse_shard(args.shard)
@@ -371,8 +332,8 @@ def _cmd_grid_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from helpers.environment import output_paths
-    from helpers.report import PROJECT_ROOT, write_report
+    from helpers.paths import PROJECT_ROOT, output_paths
+    from helpers.report import write_report
 
     results_dir, figures_dir, report_path = output_paths(
         PROJECT_ROOT, args.profile, args.results_dir, args.figures_dir, args.report
@@ -409,7 +370,7 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 def cmd_icl(args: argparse.Namespace) -> int:
     from helpers.icl import icl_grid, run_icl
     from helpers.llm import load_causal_lm
-    from helpers.training import RESULTS_DIR
+    from helpers.paths import RESULTS_DIR
 
     ints = lambda text: [int(item) for item in text.split(",") if item.strip()]  # noqa: E731
     configs = icl_grid(
@@ -445,7 +406,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if (args.text is None) == (args.file is None):
         raise ValueError("Give either --text (with --text-pair for pair tasks) or --file.")
     model, tokenizer, task, record = load_trained_model(args.run)
-    max_length = record["config"].get("max_length") or 128
+    from helpers.training import TrainConfig
+
+    max_length = record["config"].get("max_length") or default_of(TrainConfig, "max_length")
     if args.file is not None:
         predictions = predict_file(model, tokenizer, task, args.file, max_length)
     else:
@@ -471,12 +434,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="local GLUE folder in the official layout (<dir>/<Task>/{train,dev}.tsv); default $GLUE_DIR, else the Hub",
     )
-    from helpers.data import load_glue
+    from helpers.models import DEFAULT_MODEL
+    from helpers.training import TrainConfig
 
-    defaults = {name: p.default for name, p in inspect.signature(load_glue).parameters.items()}
-    for flag, dest, kind, help_text in RUN_OPTIONS:
-        if dest in DATA_FIELDS:
-            data.add_argument(flag, dest=dest, type=kind, default=defaults[dest], help=help_text)
+    for option in run_options():  # what a run with these settings would train and select on
+        if option.dest in DATA_FIELDS:
+            data.add_argument(
+                option.flag,
+                dest=option.dest,
+                type=option.kind,
+                default=default_of(TrainConfig, option.dest),
+                help=option.help,
+            )
     add_dataset_options(data)
     data.set_defaults(func=cmd_data)
 
@@ -510,33 +479,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(func=cmd_sweep)
 
+    from helpers import bench as bench_module
+
+    # The bench's defaults are its functions' (run_bench, run_grid_bench), which take the run's from TrainConfig.
+    bench_defaults = {name: p.default for name, p in inspect.signature(bench_module.run_bench).parameters.items()}
+    grid_defaults = {name: p.default for name, p in inspect.signature(bench_module.run_grid_bench).parameters.items()}
+    pairs = lambda samples: ",".join(f"{task}={count}" for task, count in samples.items())  # noqa: E731
     bench = commands.add_parser(
         "bench",
         help="time the usual notebook recipe against this project's, side by side",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     bench.add_argument(
-        "--samples", default="sst2=2000,rte=600", help="tasks and training-subset sizes, task=count pairs"
+        "--samples",
+        default=pairs(bench_module.DEFAULT_SAMPLES),
+        help="tasks and training-subset sizes, task=count pairs",
     )
-    bench.add_argument("--methods", default="bitfit,lora,full", help="methods to time")
-    bench.add_argument("--seeds", default="0", help="seeds (several give mean ± std of the dev metric)")
-    bench.add_argument("--epochs", type=float, default=1.0)
-    bench.add_argument("--batch-size", type=int, default=32)
-    bench.add_argument("--max-length", type=int, default=128, help="the baseline pads every example to this length")
-    bench.add_argument("--validation-samples", type=int, default=256, help="validation subset evaluated once per epoch")
+    bench.add_argument("--methods", default=",".join(bench_defaults["methods"]), help="methods to time")
     bench.add_argument(
-        "--project-precision", default="auto", help="auto: bf16 where the CPU/GPU supports it, else fp32"
+        "--seeds",
+        default=",".join(map(str, bench_defaults["seeds"])),
+        help="seeds (several give mean ± std of the dev metric)",
+    )
+    bench.add_argument("--epochs", type=float, default=bench_defaults["epochs"])
+    bench.add_argument("--batch-size", type=int, default=bench_defaults["batch_size"])
+    bench.add_argument(
+        "--max-length",
+        type=int,
+        default=bench_defaults["max_length"],
+        help="the baseline pads every example to this length",
+    )
+    bench.add_argument(
+        "--validation-samples",
+        type=int,
+        default=bench_defaults["validation_samples"],
+        help="validation subset evaluated once per epoch",
+    )
+    bench.add_argument(
+        "--project-precision",
+        default=bench_defaults["project_precision"],
+        help="auto: bf16 where the CPU/GPU supports it, else fp32",
     )
     bench.add_argument("--lr", type=float, default=None, help="learning rate (default: per method)")
     bench.add_argument(
         "--project-compile",
         action="store_true",
-        help="the project's runs use torch.compile over lengths padded to multiples of 32 (compile time counted)",
+        help="the project's runs use torch.compile over lengths padded to multiples of "
+        f"{bench_module.COMPILE_PAD_MULTIPLE} (compile time counted)",
     )
-    bench.add_argument("--model", default="all-MiniLM-L6-v2")
+    bench.add_argument("--model", default=bench_defaults["model"])
     bench.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
-    bench.add_argument("--out-dir", default=None, help="default results/bench")
-    bench.add_argument("--name", default="bench", help="file name of the JSON and markdown summary")
+    bench.add_argument("--out-dir", default=None, help=f"default {bench_module.BENCH_DIR.relative_to(PROJECT_ROOT)}")
+    bench.add_argument("--name", default=bench_defaults["name"], help="file name of the JSON and markdown summary")
     bench.add_argument(
         "--steps",
         action="store_true",
@@ -548,20 +542,33 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument(
         "--grid",
         action="store_true",
-        help="instead: runs per hour of a sweep in each --layouts (grid.json/.md in results/bench/grid)",
+        help="instead: runs per hour of a sweep in each --layouts "
+        f"(grid.json/.md in {grid_defaults['out_dir'].relative_to(PROJECT_ROOT)})",
     )
     grid.add_argument(
-        "--layouts", default="1x2,2x1", help="workers x torch threads per worker; ratios are against the first"
+        "--layouts",
+        default=",".join(f"{workers}x{threads}" for workers, threads in grid_defaults["layouts"]),
+        help="workers x torch threads per worker; ratios are against the first",
     )
     grid.add_argument(
-        "--grid-samples", default="sst2=2000,mrpc=2000", help="tasks and training-subset size (one size for all)"
+        "--grid-samples",
+        default=pairs(bench_module.GRID_SAMPLES),
+        help="tasks and training-subset size (one size for all)",
     )
-    grid.add_argument("--grid-methods", default="bitfit,lora")
-    grid.add_argument("--grid-seeds", default="0,1")
-    grid.add_argument("--repeats", type=int, default=1, help="sweeps per layout; the order alternates (A B, B A, ...)")
+    grid.add_argument("--grid-methods", default=",".join(grid_defaults["methods"]))
+    grid.add_argument("--grid-seeds", default=",".join(map(str, grid_defaults["seeds"])))
+    grid.add_argument(
+        "--repeats",
+        type=int,
+        default=grid_defaults["repeats"],
+        help="sweeps per layout; the order alternates (A B, B A, ...)",
+    )
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=cmd_bench)
 
+    from helpers.icl import SCORINGS, IclConfig, run_icl
+
+    icl_batch_size = inspect.signature(run_icl).parameters["batch_size"].default
     icl = commands.add_parser(
         "icl",
         help="in-context learning baseline: prompt a causal LM zero-/k-shot; one run record per setting",
@@ -570,13 +577,13 @@ def build_parser() -> argparse.ArgumentParser:
     icl.add_argument("--task", required=True, help=TASK_HELP + "; not STS-B (regression)")
     icl.add_argument(
         "--model",
-        default="smollm2",
+        default=default_of(IclConfig, "model"),
         help="smollm2: the packaged SmolLM2-135M-Instruct (GGUF); or any causal LM name/path for from_pretrained",
     )
     icl.add_argument("--shots", default="0,1,4", help="comma list of demonstration counts k")
     icl.add_argument(
         "--scoring",
-        default="loglik,generate",
+        default=",".join(SCORINGS),
         help="loglik: label-word log-likelihood; generate: greedy answer parsed to a label (unparseable counts as wrong)",
     )
     icl.add_argument("--seed", default="0,1,2", help="comma list of demonstration draws (zero-shot runs once)")
@@ -589,19 +596,24 @@ def build_parser() -> argparse.ArgumentParser:
     icl.add_argument(
         "--split-seed",
         type=int,
-        default=42,
+        default=default_of(IclConfig, "split_seed"),
         help="seed of the validation slice (kept out of the demonstration pool) and subsampling",
     )
-    icl.add_argument("--max-new-tokens", type=int, default=5, help="generate: answer length in tokens")
+    icl.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=default_of(IclConfig, "max_new_tokens"),
+        help="generate: answer length in tokens",
+    )
     icl.add_argument(
         "--chat-template",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=default_of(IclConfig, "chat_template"),
         help="use the tokenizer's chat template when it has one",
     )
-    icl.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass")
+    icl.add_argument("--batch-size", type=int, default=icl_batch_size, help="prompts per forward pass")
     icl.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
-    icl.add_argument("--results-dir", default=None, help="where run records go (default results/)")
+    icl.add_argument("--results-dir", default=None, help=f"where run records go (default {RESULTS}/)")
     icl.add_argument("--force", action="store_true", help="run again even if a record exists")
     icl.add_argument("--quiet", action="store_true")
     add_dataset_options(icl)
@@ -619,11 +631,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(func=cmd_predict)
 
     report = commands.add_parser("report", help="write report.md and figures/ from the run records (no training)")
-    report.add_argument("--profile", default="quick", help="smoke, quick or full: reads results/<profile>/")
-    report.add_argument("--results-dir", default=None, help="records to read (default results/<profile>/)")
-    report.add_argument("--figures-dir", default=None, help="default figures/")
-    report.add_argument("--report", default=None, help="default report.md")
-    report.add_argument("--bench", default=None, help="bench JSON to include (default results/bench/bench.json)")
+    report.add_argument("--profile", default="quick", help=f"smoke, quick or full: reads {RESULTS}/<profile>/")
+    report.add_argument("--results-dir", default=None, help=f"records to read (default {RESULTS}/<profile>/)")
+    report.add_argument("--figures-dir", default=None, help=f"default {FIGURES}/")
+    report.add_argument("--report", default=None, help=f"default {REPORT}")
+    report.add_argument(
+        "--bench", default=None, help=f"bench JSON to include (default {BENCH_PATH.relative_to(PROJECT_ROOT)})"
+    )
     report.set_defaults(func=cmd_report)
 
     notebooks = commands.add_parser(
@@ -648,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument("--report", default=None, help="default runs/<profile>/report.md (--in-place: report.md)")
     notebooks.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
     notebooks.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (default sst2,mrpc)")
-    notebooks.add_argument("--model", default=None, help="default all-MiniLM-L6-v2")
+    notebooks.add_argument("--model", default=None, help=f"default {DEFAULT_MODEL}")
     notebooks.add_argument("--only", default=None, help="comma-separated notebook prefixes to run, e.g. 01,06")
     notebooks.add_argument(
         "--report-to", default=None, help="live training view for the notebooks' runs, e.g. tensorboard (default: none)"

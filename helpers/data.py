@@ -29,15 +29,20 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
+from helpers.paths import DATA_CACHE
 from helpers.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DATA_CACHE = Path(os.environ.get("PEFT_GLUE_CACHE", PROJECT_ROOT / "data_cache"))
 HUB_DATASET = "nyu-mll/glue"
 MAX_BAD_ROW_FRACTION = 0.01
 SELECT_ON_CHOICES = ("train_slice", "dev")
+# How the splits are made unless a config says otherwise. TrainConfig's and IclConfig's fields take
+# their defaults from here (this module sits below them), so a run and an ICL run of the same task
+# hold out the same validation slice.
+DEFAULT_SELECT_ON = "train_slice"
+DEFAULT_VALIDATION_FRACTION = 0.1
+DEFAULT_SPLIT_SEED = 42
 
 
 class GlueDataError(ValueError):
@@ -417,9 +422,9 @@ def make_splits(
     raw: DatasetDict,
     task: TaskSpec | str,
     *,
-    select_on: str = "train_slice",
-    validation_fraction: float = 0.1,
-    split_seed: int = 42,
+    select_on: str = DEFAULT_SELECT_ON,
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    split_seed: int = DEFAULT_SPLIT_SEED,
     max_train_samples: int | None = None,
     max_validation_samples: int | None = None,
 ) -> tuple[DatasetDict, dict]:
@@ -453,9 +458,9 @@ def load_glue(
     task: TaskSpec | str,
     *,
     glue_dir: str | os.PathLike | None = None,
-    select_on: str = "train_slice",
-    validation_fraction: float = 0.1,
-    split_seed: int = 42,
+    select_on: str = DEFAULT_SELECT_ON,
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    split_seed: int = DEFAULT_SPLIT_SEED,
     max_train_samples: int | None = None,
     max_validation_samples: int | None = None,
     cache_dir: str | os.PathLike = DATA_CACHE,

@@ -2,8 +2,8 @@
 libraries; print versions and device.
 
 The version floors live in one place, pyproject.toml's `dependencies`; this module reads them from
-there. Only the standard library is imported at module level, so this works before anything is
-installed.
+there. Only the standard library (and helpers.paths, which needs nothing else) is imported at module
+level, so this works before anything is installed.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+from helpers.paths import PYPROJECT, output_paths  # noqa: F401 (output_paths: the notebooks import it from here)
+
 # Preinstalled on Colab/Kaggle with the right CUDA build: never installed by a notebook.
 NOT_INSTALLED_BY_NOTEBOOKS = ("torch",)
 # pip name -> import name, where they differ by more than "-" vs "_".
@@ -137,13 +138,3 @@ def prepare_notebook(install: bool | None = None) -> dict:
     ensure_packages(install)
     quiet_libraries()
     return print_versions()
-
-
-def output_paths(root, profile: str, results_dir=None, figures_dir=None, report_path=None):
-    """(results, figures, report) paths a notebook writes to: results/<profile>/, figures/, report.md by default."""
-    root = Path(root)
-    return (
-        Path(results_dir) if results_dir else root / "results" / profile,
-        Path(figures_dir) if figures_dir else root / "figures",
-        Path(report_path) if report_path else root / "report.md",
-    )

@@ -2,8 +2,8 @@
 
 Every experiment shares the profile's data settings, so a run that belongs to two experiments
 (LoRA r=8 is in the LoRA notebook and in the rank sweep) has one run id and is trained once.
-LoRA keeps alpha = 16 for every rank, as the LoRA paper does ("we set alpha to the first r we
-try and do not tune it"): the update is scaled by alpha / r.
+LoRA keeps one alpha (MethodConfig's) for every rank, as the LoRA paper does ("we set alpha to
+the first r we try and do not tune it"): the update is scaled by alpha / r.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 
 from helpers.methods import MethodConfig
 from helpers.models import DEFAULT_MODEL
+from helpers.paths import RESULTS_DIR
 from helpers.profiles import Profile, get_profile
 from helpers.training import DEFAULT_LR, TrainConfig
 
@@ -43,8 +44,10 @@ def _bitfit(profile, tasks, model, variant="all", **kw):
     ]
 
 
-def _lora(profile, tasks, model, rank=8, alpha=16.0, target_modules=None, **kw):
-    method = MethodConfig(method="lora", rank=rank, alpha=alpha, target_modules=target_modules)
+def _lora(profile, tasks, model, target_modules=None, **kw):
+    """LoRA at MethodConfig's rank and alpha unless `rank` or `alpha` is given."""
+    knobs = {name: kw.pop(name) for name in ("rank", "alpha") if name in kw}
+    method = MethodConfig(method="lora", target_modules=target_modules, **knobs)
     return [_config(profile, t, model, s, method, **kw) for t in tasks for s in profile.seeds]
 
 
@@ -160,6 +163,4 @@ def run_experiment(
 
 def results_dir_for(profile: str) -> os.PathLike:
     """Each profile keeps its records apart: results/<profile>/."""
-    from helpers.training import RESULTS_DIR
-
     return RESULTS_DIR / profile

@@ -27,7 +27,9 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 
+from helpers.data import DEFAULT_SPLIT_SEED, DEFAULT_VALIDATION_FRACTION
 from helpers.llm import DEFAULT_LLM
+from helpers.paths import RESULTS_DIR
 from helpers.tasks import TaskSpec, get_task
 
 SCORINGS = ("loglik", "generate")
@@ -84,8 +86,9 @@ class IclConfig:
     chat_template: bool = True  # use the tokenizer's chat template when it has one
     max_new_tokens: int = 5  # generate: answer length
     max_eval_samples: int | None = None  # seeded, stratified subsample of each test split (default: all)
-    split_seed: int = 42  # the validation slice (left out of the demonstration pool) and subsampling
-    validation_fraction: float = 0.1
+    # the validation slice (left out of the demonstration pool, the same slice as training runs') and subsampling
+    split_seed: int = DEFAULT_SPLIT_SEED
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION
 
     def __post_init__(self):
         self.task = get_task(self.task).name
@@ -328,7 +331,7 @@ def run_icl(
     model=None,
     tokenizer=None,
     glue_dir=None,
-    results_dir="results",
+    results_dir=RESULTS_DIR,
     force: bool = False,
     batch_size: int = 8,
     quiet: bool = False,

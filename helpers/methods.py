@@ -57,16 +57,31 @@ _KNOBS = {
 class MethodConfig:
     """A fine-tuning method and its knobs; checked on creation, before any model is loaded."""
 
-    method: str = "lora"
-    rank: int = 8  # LoRA rank r: higher = more parameters, more capacity
-    alpha: float = 16.0  # LoRA scaling numerator: the update is scaled by alpha / r
-    lora_dropout: float = 0.1  # dropout on the LoRA branch's input, in [0, 1)
-    target_modules: tuple[str, ...] | None = None  # None: attention query+value; ("all-linear",); or names
-    bitfit_variant: str = "all"  # "all" biases, or "sparse": query + first-MLP biases (BitFit paper)
-    num_virtual_tokens: int = 20  # prompt/prefix length P
-    prefix_projection: int = 0  # 0: free prefix; > 0: reparameterise through an MLP of this width
-    encoder_hidden_size: int = 128  # P-tuning prompt encoder width
-    pooling: str = "model"  # "model": first token (+ BERT pooler); "mean": masked token mean
+    method: str = field(default="lora", metadata={"help": "the fine-tuning method (see METHODS)"})
+    rank: int = field(default=8, metadata={"help": "LoRA/DoRA rank r: higher = more parameters, more capacity"})
+    alpha: float = field(default=16.0, metadata={"help": "LoRA alpha; the update is scaled by alpha / r"})
+    lora_dropout: float = field(default=0.1, metadata={"help": "dropout on the LoRA branch's input, in [0, 1)"})
+    target_modules: tuple[str, ...] | None = field(
+        default=None,
+        metadata={
+            "help": f"LoRA targets: {ALL_LINEAR!r}, or comma-separated layer names",
+            "default_help": "the attention query and value layers",
+        },
+    )
+    bitfit_variant: str = field(
+        default="all", metadata={"help": "all: every bias; sparse: query + first-MLP biases only (BitFit paper)"}
+    )
+    num_virtual_tokens: int = field(default=20, metadata={"help": "prompt/prefix length P for prefix, prompt, ptuning"})
+    prefix_projection: int = field(
+        default=0, metadata={"help": "prefix: 0 = free prefix, N = reparameterise through an MLP of width N"}
+    )
+    encoder_hidden_size: int = field(default=128, metadata={"help": "ptuning: prompt encoder width"})
+    pooling: str = field(
+        default="model",
+        metadata={
+            "help": "model: first token (+ BERT pooler), as AutoModelForSequenceClassification; mean: masked token mean"
+        },
+    )
 
     def __post_init__(self):
         if self.method not in METHODS:

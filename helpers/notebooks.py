@@ -22,11 +22,9 @@ import re
 import time
 from pathlib import Path
 
+from helpers.paths import NOTEBOOK_DIR, PROJECT_ROOT, RUNS_DIR, output_paths
 from helpers.records import write_json_atomic
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-RUNS_DIR = PROJECT_ROOT / "runs"
 # What no kept notebook may contain (a test checks the committed ones): folders of a machine, installed-package paths.
 ABSOLUTE_PATH = re.compile(
     r"(?<![\w.:/~$<])(?:/work/|/root/|/home/|/Users/|/content/|/tmp/|/private/|/var/folders/|/opt/|/usr/)"
@@ -267,8 +265,6 @@ def run_notebooks(
         parameters["MODEL"] = model
     if report_to:
         parameters["REPORT_TO"] = report_to
-    from helpers.environment import output_paths
-
     timings_path = output_paths(PROJECT_ROOT, profile, results_dir)[0] / "meta" / "notebook_seconds.json"
     # Folders given outside the project are named, not spelled out, in the kept notebooks.
     named_paths = {

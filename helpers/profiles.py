@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from helpers.fields import default_of
+from helpers.training import TrainConfig
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -26,9 +29,10 @@ class Profile:
     batch_sizes: tuple[int, ...] = (16, 32, 64)
     warmup_ratios: tuple[float, ...] = (0.0, 0.06, 0.2)
     lr_sweep_seeds: tuple[int, ...] = (0,)
-    max_length: int = 128
-    batch_size: int = 32
-    eval_batch_size: int = 128
+    # Run settings a profile may override; by default TrainConfig's (their one home).
+    max_length: int = default_of(TrainConfig, "max_length")
+    batch_size: int = default_of(TrainConfig, "batch_size")
+    eval_batch_size: int = default_of(TrainConfig, "eval_batch_size")
     # Grids (learning rate, rank, batch size, warmup) may run on a smaller training subset than the
     # main comparison; None: the same as max_train_samples.
     grid_max_train_samples: int | None = None

@@ -15,10 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from helpers import analysis, plots
+from helpers.paths import BENCH_PATH, PROJECT_ROOT
 from helpers.profiles import get_profile
 from helpers.tasks import get_task
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -842,7 +841,7 @@ def _pooling_discussion(frame, profile) -> str:
         "`model`: the model's own head reads the first token ([CLS]) through BERT's pooler; `mean`: the masked mean of all token "
         "states goes to the same head instead"
         + (
-            " (all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling)"
+            f" ({pooled['model'].iloc[0]} was trained as a sentence encoder with mean pooling)"
             if "minilm" in str(pooled["model"].iloc[0]).lower()
             else ""
         )
@@ -881,7 +880,7 @@ def _pooling_discussion(frame, profile) -> str:
 
 
 def _bench_section(bench_path) -> str:
-    bench_path = Path(bench_path) if bench_path else PROJECT_ROOT / "results" / "bench" / "bench.json"
+    bench_path = Path(bench_path) if bench_path else BENCH_PATH
     if not bench_path.is_file():
         return "No bench record (`python -m helpers bench`).\n"
     result = json.loads(bench_path.read_text())

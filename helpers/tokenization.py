@@ -43,11 +43,12 @@ def tokenize_splits(
     task: TaskSpec | str,
     tokenizer,
     *,
-    max_length: int = 128,
+    max_length: int,
     padding: bool | str = False,
     cache_dir: str | os.PathLike | None = DATA_CACHE,
 ) -> DatasetDict:
-    """Tokenize every split (no padding by default: the collator pads each batch).
+    """Tokenize every split, truncated to `max_length` (a run's TrainConfig.max_length; no default here,
+    so the length is decided in one place), with no padding by default: the collator pads each batch.
 
     Results are cached under `cache_dir/tokenized/<key>`, keyed by the task, tokenizer, max_length
     and the content fingerprint of each split, so a second run with the same data skips this step.

@@ -16,7 +16,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,7 +24,17 @@ import numpy as np
 import torch
 
 from helpers.batching import ShuffledLengthBuckets
-from helpers.data import DATA_CACHE, SELECT_ON_CHOICES, data_fingerprint, load_glue, same_source, source_name
+from helpers.data import (
+    DATA_CACHE,
+    DEFAULT_SELECT_ON,
+    DEFAULT_SPLIT_SEED,
+    DEFAULT_VALIDATION_FRACTION,
+    SELECT_ON_CHOICES,
+    data_fingerprint,
+    load_glue,
+    same_source,
+    source_name,
+)
 from helpers.device import cpu_only, library_versions, resolve_precision
 from helpers.flops import encoder_shape, training_flops
 from helpers.locks import RunLock
@@ -51,6 +61,7 @@ from helpers.models import (
     load_tokenizer,
     max_input_tokens,
 )
+from helpers.paths import RESULTS_DIR
 from helpers.records import StorageError, config_hash, find_record, load_record, prepare_results_dir, write_record
 from helpers.speed import (
     COMPILE_PAD_MULTIPLE,
@@ -65,12 +76,8 @@ from helpers.tokenization import GlueCollator, tokenize_splits
 
 log = logging.getLogger(__name__)
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 RECIPES = ("fast", "baseline")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-UNHASHED_WHEN_NONE = ("warmup_steps", "length_bucket_batches")
-# Fields added after recipe version 2 records were written: hashed only when not at these defaults.
-UNHASHED_AT_DEFAULT = {"eval_train": False}
 # How a run trains, as a version in its identity: a change that can change results under the same
 # settings gets a new version, so the study never reuses a record made the old way.
 #   1: length buckets seeded with seed + epoch (seed 0's second epoch replayed seed 1's first).
@@ -101,43 +108,116 @@ DEFAULT_LR = {
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a run's result; its resolved form is saved in the run record."""
+    """Everything that decides a run's result; its resolved form is saved in the run record.
 
-    task: str = "sst2"
-    model: str = DEFAULT_MODEL
-    method: MethodConfig = field(default_factory=MethodConfig)
-    lr: float | None = None  # None: the method's default (DEFAULT_LR)
-    batch_size: int = 32
-    epochs: float = 3.0
-    warmup_ratio: float = 0.06  # fraction of steps with linearly rising learning rate
-    warmup_steps: int | None = None  # a number of warmup steps instead of the ratio (overrides it)
-    weight_decay: float = 0.01
-    grad_accum: int = 1
-    max_length: int = 128
-    seed: int = 0
+    Each setting's default and help text live beside it; the command line (`python -m helpers train
+    --help`), the profiles and the functions that mirror a setting read them from here
+    (helpers.fields.default_of). `metadata["added_in_recipe"]`: see `_unhashed_at_default`.
+    """
+
+    task: str = field(default="sst2", metadata={"help": "GLUE task, or a dataset of your own"})
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "the packaged MiniLM (offline) or any from_pretrained name or path, e.g. roberta-base"},
+    )
+    method: MethodConfig = field(default_factory=MethodConfig)  # its knobs are MethodConfig's fields
+    lr: float | None = field(
+        default=None, metadata={"help": "peak learning rate", "default_help": "the method's (DEFAULT_LR)"}
+    )
+    batch_size: int = field(default=32, metadata={"help": "training batch size per device"})
+    epochs: float = field(default=3.0, metadata={"help": "training epochs (fractions allowed)"})
+    warmup_ratio: float = field(
+        default=0.06, metadata={"help": "fraction of the steps with a linearly rising learning rate"}
+    )
+    warmup_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "a number of warmup steps instead of the ratio (overrides warmup_ratio)",
+            "default_help": "use the ratio",
+            "added_in_recipe": 1,
+        },
+    )
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    max_length: int = field(default=128, metadata={"help": "truncate sequences to this many tokens"})
+    seed: int = field(default=0, metadata={"help": "training seed: head init, dropout, batch order"})
     # data
-    select_on: str = "train_slice"
-    validation_fraction: float = 0.1
-    split_seed: int = 42
-    max_train_samples: int | None = None
-    max_validation_samples: int | None = None
+    select_on: str = field(
+        default=DEFAULT_SELECT_ON,
+        metadata={"help": "train_slice: select on a held-out slice of train; dev: on the GLUE dev set (as papers do)"},
+    )
+    validation_fraction: float = field(
+        default=DEFAULT_VALIDATION_FRACTION, metadata={"help": "fraction of train held out for validation"}
+    )
+    split_seed: int = field(
+        default=DEFAULT_SPLIT_SEED, metadata={"help": "seed of the validation slice and subsampling"}
+    )
+    max_train_samples: int | None = field(
+        default=None,
+        metadata={"help": "seeded, stratified subsample of the training split", "default_help": "all"},
+    )
+    max_validation_samples: int | None = field(
+        default=None,
+        metadata={"help": "seeded, stratified subsample of the validation split", "default_help": "all"},
+    )
     # evaluation and logging
-    eval_steps: int | None = (
-        None  # N: also evaluate every N steps; the validation split is evaluated every epoch regardless
+    eval_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "also evaluate every N steps; the validation split is evaluated every epoch regardless",
+            "default_help": "only every epoch",
+        },
     )
-    logging_steps: int | None = None  # None: about 20 loss points per epoch
-    early_stopping_patience: int | None = None  # evaluations without improvement before stopping
-    eval_batch_size: int = 128
-    eval_train: bool = False  # also score the training split at every evaluation (the overfitting check)
+    logging_steps: int | None = field(
+        default=None,
+        metadata={"help": "log the training loss every N steps", "default_help": "about 20 points per epoch"},
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "stop after N evaluations without improvement; 0: off", "default_help": "off"},
+    )
+    eval_batch_size: int = field(default=128, metadata={"help": "evaluation batch size"})
+    eval_train: bool = field(
+        default=False,
+        metadata={
+            "help": "also score the training split at every evaluation (the overfitting check)",
+            "added_in_recipe": 2,
+        },
+    )
     # speed
-    recipe: str = "fast"  # "fast": dynamic padding, length-grouped batches; "baseline": pad to max_length
-    precision: str = "auto"  # auto: bf16/fp16 on GPUs, bf16 autocast on CPUs with bf16 instructions
-    compile: bool = False  # torch.compile the model (slower here: see README "Throughput")
-    length_grouping: bool = True  # fast recipe: batches of similar length (less padding); False: random batches
-    length_bucket_batches: int | None = (
-        None  # batches per length bucket (None: 50); fewer: more random batches, more padding
+    recipe: str = field(
+        default="fast",
+        metadata={
+            "help": "fast: dynamic padding + length-grouped batches; baseline: pad to max_length, random batches"
+        },
     )
-    # identity (set by the code, not by hand)
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": f"one of {', '.join(PRECISIONS)}; auto: bf16/fp16 on GPUs, bf16 autocast on CPUs with "
+            "bf16 instructions, else fp32"
+        },
+    )
+    compile: bool = field(
+        default=False,
+        metadata={
+            "help": "torch.compile the model, lengths padded to multiples of "
+            f'{COMPILE_PAD_MULTIPLE} so each gets one static graph (slower here: see README "Throughput")'
+        },
+    )
+    length_grouping: bool = field(
+        default=True,
+        metadata={"help": "fast recipe: batches of similar length, less padding; off: random batches"},
+    )
+    length_bucket_batches: int | None = field(
+        default=None,
+        metadata={
+            "help": "fast recipe: batches per length bucket; fewer: more random batches, more padding",
+            "default_help": str(ShuffledLengthBuckets.DEFAULT_BUCKET_BATCHES),
+            "added_in_recipe": 1,
+        },
+    )
+    # identity (set by the code, not by hand: no help text, so not on the command line)
     recipe_version: int = RECIPE_VERSION  # records made before a recipe change keep their version
     data_fingerprint: str | None = None  # helpers.data.data_fingerprint; filled in by train() and sweeps
 
@@ -247,12 +327,8 @@ class TrainConfig:
         """Recipe version 1: the config as given (Python types included), so old records keep their ids."""
         hashed = self.to_dict()
         del hashed["recipe_version"], hashed["data_fingerprint"]
-        for name, default in UNHASHED_AT_DEFAULT.items():
+        for name, default in _unhashed_at_default(self.recipe_version).items():
             if hashed[name] == default:
-                del hashed[name]
-        # Fields added after records were written hash only when set, so those records keep their ids.
-        for name in UNHASHED_WHEN_NONE:
-            if hashed[name] is None:
                 del hashed[name]
         recorded = getattr(self, "_recorded_keys", None)  # a record from before some fields existed
         return {key: value for key, value in hashed.items() if recorded is None or key in recorded}
@@ -260,7 +336,7 @@ class TrainConfig:
     def _identity(self) -> dict:
         """Recipe version 2 on: canonical values, the precision actually used, and the data."""
         hashed = canonical_config(self.to_dict())
-        for name, default in UNHASHED_AT_DEFAULT.items():
+        for name, default in _unhashed_at_default(self.recipe_version).items():
             if hashed[name] == default:
                 del hashed[name]
         try:
@@ -270,6 +346,16 @@ class TrainConfig:
         if self.data_fingerprint is None:
             del hashed["data_fingerprint"]  # an incomplete id (grids before the data is read); train() completes it
         return hashed
+
+
+def _unhashed_at_default(recipe_version: int) -> dict:
+    """{field: default} of the fields a record of this recipe version hashes only when not at their default.
+
+    A field added after records were written declares `metadata={"added_in_recipe": N}`, N being the
+    recipe version of those records: every id of version N or older leaves the field out while it has
+    its default, so the records made before it existed keep their ids; a later version hashes it always.
+    """
+    return {f.name: f.default for f in fields(TrainConfig) if f.metadata.get("added_in_recipe", 0) >= recipe_version}
 
 
 _FLOAT_FIELDS = ("lr", "epochs", "warmup_ratio", "weight_decay", "validation_fraction", "alpha", "lora_dropout")

@@ -30,7 +30,7 @@ def test_truncation_to_max_length(glue_dir, tokenizer):
 
 
 def test_collator_pads_each_batch_to_its_longest(glue_dir, tokenizer):
-    tokenized = tokenize_splits(load_glue("sst2", glue_dir=glue_dir), "sst2", tokenizer, cache_dir=None)
+    tokenized = tokenize_splits(load_glue("sst2", glue_dir=glue_dir), "sst2", tokenizer, max_length=128, cache_dir=None)
     rows = [{k: v for k, v in tokenized["train"][i].items() if k != "length"} for i in range(6)]
     batch = make_collator(tokenizer)(rows)
     longest = max(len(row["input_ids"]) for row in rows)
