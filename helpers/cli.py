@@ -32,15 +32,29 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def method_help() -> str:
+    """--method's help, from the method registry: every method in display order, the default, what one needs."""
+    from helpers.methods import REGISTRY, MethodConfig
+
+    return ", ".join(
+        name + (" (default)" if name == MethodConfig.method else "") + (f" (needs {spec.needs})" if spec.needs else "")
+        for name, spec in REGISTRY.items()
+    )
+
+
+def lr_help() -> str:
+    """--lr's help, with each method's default rate from the method registry."""
+    from helpers.methods import REGISTRY
+
+    rates = ", ".join(f"{name} {spec.default_lr:g}" for name, spec in REGISTRY.items())
+    return f"peak learning rate (default: per method: {rates})"
+
+
 # (flag, field, type, help): the settings of a run, shared by `train` (one value) and `sweep` (comma lists).
+# A help that is a function is called when the parser is built (it reads the method registry, which imports torch).
 RUN_OPTIONS = [
     ("--task", "task", str, TASK_HELP),
-    (
-        "--method",
-        "method",
-        str,
-        "full, head, bitfit, lora (default), dora, ia3, prefix, prompt, ptuning, qlora (CUDA only)",
-    ),
+    ("--method", "method", str, method_help),
     (
         "--model",
         "model",
@@ -76,7 +90,7 @@ RUN_OPTIONS = [
         "prefix: 0 = free prefix (default), N = reparameterise through an MLP of width N",
     ),
     ("--encoder-hidden-size", "encoder_hidden_size", int, "ptuning: prompt encoder width (default 128)"),
-    ("--lr", "lr", float, "peak learning rate (default: per method, see helpers.training.DEFAULT_LR)"),
+    ("--lr", "lr", float, lr_help),
     ("--batch-size", "batch_size", int, "training batch size per device (default 32)"),
     ("--grad-accum", "grad_accum", int, "gradient accumulation steps (default 1)"),
     ("--epochs", "epochs", float, "training epochs (default 3)"),
@@ -160,7 +174,12 @@ def add_run_options(parser: argparse.ArgumentParser, lists: bool) -> None:
     group = parser.add_argument_group("run settings" + (" (comma-separated lists form a grid)" if lists else ""))
     for flag, dest, kind, help_text in RUN_OPTIONS:
         group.add_argument(
-            flag, dest=dest, type=str if lists else kind, default=None, required=flag == "--task", help=help_text
+            flag,
+            dest=dest,
+            type=str if lists else kind,
+            default=None,
+            required=flag == "--task",
+            help=help_text() if callable(help_text) else help_text,
         )
     for flag, dest, help_text in SWITCH_OPTIONS:  # None when not given, so TrainConfig's default applies
         group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
@@ -476,7 +495,13 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = {name: p.default for name, p in inspect.signature(load_glue).parameters.items()}
     for flag, dest, kind, help_text in RUN_OPTIONS:
         if dest in DATA_FIELDS:
-            data.add_argument(flag, dest=dest, type=kind, default=defaults[dest], help=help_text)
+            data.add_argument(
+                flag,
+                dest=dest,
+                type=kind,
+                default=defaults[dest],
+                help=help_text() if callable(help_text) else help_text,
+            )
     add_dataset_options(data)
     data.set_defaults(func=cmd_data)
 
