@@ -14,26 +14,28 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from helpers.methods import MethodConfig
+from helpers.methods import (
+    DEFAULT_TARGETS,
+    REGISTRY,
+    MethodConfig,
+    RegistryTuple,
+    display_name,
+    display_order,
+    knob_owners,
+)
 from helpers.records import load_records
 from helpers.tasks import get_task
 from helpers.training import DEFAULT_LR, RESOLVED_KEYS, TrainConfig
 
 _METHOD_DEFAULTS = MethodConfig()
 _TRAIN_DEFAULTS = TrainConfig()
-METHOD_ORDER = [
-    "head",
-    "bitfit",
-    "bitfit (sparse)",
-    "lora",
-    "dora",
-    "ia3",
-    "prefix",
-    "prompt",
-    "ptuning",
-    "full",
-    "qlora",
-]
+# Methods and variants in display order ("bitfit (sparse)" right after "bitfit"), from the method registry.
+METHOD_ORDER = RegistryTuple(lambda: tuple(display_order()))
+# The `targets` column: LoRA's target modules as text, the default (None) written as query and value
+# whatever the architecture calls them.
+DEFAULT_TARGETS_TEXT = ",".join(DEFAULT_TARGETS)
+# Knob -> its column in the runs frame, where the names differ.
+_KNOB_COLUMNS = {"target_modules": "targets"}
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
@@ -50,16 +52,12 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "task": task.name,
             "task_name": task.display_name,
             "method": method["method"],
-            "variant": _variant(method),
-            "rank": method.get("rank"),
-            "alpha": method.get("alpha"),
+            "variant": display_name(method),
+            # Every method's knobs (None where the run's method has no such knob).
+            **{knob: method.get(knob) for knob in knob_owners() if knob not in _KNOB_COLUMNS},
             "targets": ",".join(method["target_modules"])
             if method.get("target_modules")
-            else ("query,value" if "target_modules" in method else None),
-            "lora_dropout": method.get("lora_dropout"),
-            "num_virtual_tokens": method.get("num_virtual_tokens"),
-            "prefix_projection": method.get("prefix_projection"),
-            "encoder_hidden_size": method.get("encoder_hidden_size"),
+            else (DEFAULT_TARGETS_TEXT if "target_modules" in method else None),
             "pooling": method.get("pooling", "model"),
             "lr": config["lr"],
             "batch_size": config["batch_size"],
@@ -135,10 +133,9 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def _variant(method: dict) -> str:
-    if method["method"] == "bitfit" and method.get("bitfit_variant") == "sparse":
-        return "bitfit (sparse)"
-    return method["method"]
+def row_knobs(row) -> dict:
+    """A runs-frame row's method knobs by their MethodConfig names (the `targets` text is target_modules)."""
+    return {knob: row.get(_KNOB_COLUMNS.get(knob, knob)) for knob in knob_owners()}
 
 
 def load_frame(results_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[dict], list[str]]:
@@ -200,21 +197,26 @@ def at_defaults(
         )
     if vary != "pooling":
         keep &= frame["pooling"] == "model"
-    is_lora = frame["method"].isin(["lora", "dora", "qlora"])
+    keep &= _knobs_at_defaults(frame, skip={_VARY_SETTING.get(vary, vary), "alpha"})
+    has_alpha = frame["method"].isin(knob_owners()["alpha"])
     wanted_alpha = 2.0 * frame["rank"].astype(float) if alpha == "2r" else _METHOD_DEFAULTS.alpha
-    keep &= ~is_lora | (
-        np.isclose(frame["alpha"].astype(float), wanted_alpha)
-        & np.isclose(frame["lora_dropout"].astype(float), _METHOD_DEFAULTS.lora_dropout)
-    )
-    if vary != "rank":
-        keep &= ~is_lora | (frame["rank"] == _METHOD_DEFAULTS.rank)
-    if vary != "targets":
-        keep &= ~is_lora | (frame["targets"] == "query,value")
-    prompts = frame["method"].isin(["prefix", "prompt", "ptuning"])
-    keep &= ~prompts | (frame["num_virtual_tokens"] == _METHOD_DEFAULTS.num_virtual_tokens)
-    keep &= (frame["method"] != "prefix") | (frame["prefix_projection"] == _METHOD_DEFAULTS.prefix_projection)
-    keep &= (frame["method"] != "ptuning") | (frame["encoder_hidden_size"] == _METHOD_DEFAULTS.encoder_hidden_size)
+    keep &= ~has_alpha | np.isclose(frame["alpha"].astype(float), wanted_alpha)
     return _one_identity_per_task(frame[keep])
+
+
+def _knobs_at_defaults(frame: pd.DataFrame, skip: set) -> pd.Series:
+    """Rows whose method's knobs (from the registry) are at their defaults, except the knobs in `skip`.
+    A variant knob (bitfit's) is free: its values are variants of their own, kept apart by `variant`."""
+    keep = pd.Series(True, index=frame.index)
+    variant_knobs = {spec.variant_knob for spec in REGISTRY.values()}
+    for knob, methods in knob_owners().items():
+        if knob in skip or knob in variant_knobs:
+            continue
+        column = _KNOB_COLUMNS.get(knob, knob)
+        default = DEFAULT_TARGETS_TEXT if knob == "target_modules" else getattr(_METHOD_DEFAULTS, knob)
+        at_default = frame[column].map(lambda value, default=default: _same(value, default))
+        keep &= ~frame["method"].isin(methods) | at_default
+    return keep
 
 
 def _same(value, wanted) -> bool:

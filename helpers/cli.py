@@ -37,13 +37,31 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def method_help() -> str:
+    """--method's help, from the method registry: every method in display order, the default, what one needs."""
+    from helpers.methods import REGISTRY, MethodConfig
+
+    return ", ".join(
+        name + (" (default)" if name == MethodConfig.method else "") + (f" (needs {spec.needs})" if spec.needs else "")
+        for name, spec in REGISTRY.items()
+    )
+
+
+def lr_help() -> str:
+    """--lr's help, with each method's default rate from the method registry."""
+    from helpers.methods import REGISTRY
+
+    rates = ", ".join(f"{name} {spec.default_lr:g}" for name, spec in REGISTRY.items())
+    return f"peak learning rate (default: per method: {rates})"
+
+
 # Help for the run settings whose choices or defaults come from a table rather than from the field (the
 # task table, the method names, the per-method learning rates). Every other run setting's help and
 # default are read from its TrainConfig / MethodConfig field.
 TABLE_HELP = {
     "task": TASK_HELP,
-    "method": "full, head, bitfit, lora (default), dora, ia3, prefix, prompt, ptuning, qlora (CUDA only)",
-    "lr": "peak learning rate (default: per method, see helpers.training.DEFAULT_LR)",
+    "method": lambda: method_help(),  # called when a parser is built: the registry imports torch
+    "lr": lambda: lr_help(),
 }
 
 
@@ -82,9 +100,14 @@ def _run_option(config_class, field: dataclasses.Field) -> RunOption:
         flag="--" + field.name.replace("_", "-"),
         dest=field.name,
         kind=str if kind is tuple else kind,  # a tuple of names is given as one comma list
-        help=TABLE_HELP.get(field.name) or f"{field.metadata['help']} (default: {_default_text(config_class, field)})",
+        help=_table_help(field.name) or f"{field.metadata['help']} (default: {_default_text(config_class, field)})",
         separator=";" if kind is tuple else ",",
     )
+
+
+def _table_help(name: str) -> str | None:
+    text = TABLE_HELP.get(name)
+    return text() if callable(text) else text
 
 
 def _default_text(config_class, field: dataclasses.Field) -> str:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 
-from helpers.methods import MethodConfig
+from helpers.methods import REGISTRY, MethodConfig
 from helpers.models import DEFAULT_MODEL
 from helpers.paths import RESULTS_DIR
 from helpers.profiles import Profile, get_profile
 from helpers.training import DEFAULT_LR, TrainConfig
 
 DEFAULT_TASKS = ("sst2", "mrpc")
-# Methods compared in notebook 05 besides BitFit and LoRA.
-OTHER_METHODS = ("full", "head", "ia3", "prefix", "prompt", "ptuning", "dora")
 
 
 def _config(profile: Profile, task: str, model: str, seed: int, method: MethodConfig, **overrides) -> TrainConfig:
@@ -59,28 +57,40 @@ def _rank_sweep(profile, tasks, model, **kw):
     return [c for rank in profile.ranks for c in _lora(profile, tasks, model, rank=rank, **kw)]
 
 
+def every_method() -> dict[str, MethodConfig]:
+    """Display name -> config of every registered method and variant at its defaults, in display order;
+    methods that need more than a CPU (QLoRA: CUDA) are left out, so the experiment runs anywhere."""
+    every = {}
+    for name, spec in REGISTRY.items():
+        if not spec.needs:
+            every[name] = MethodConfig(method=name)
+            for variant in spec.variants:
+                every[f"{name} ({variant})"] = MethodConfig(method=name, **{spec.variant_knob: variant})
+    return every
+
+
 def _methods(profile, tasks, model, methods=None, **kw):
-    """Every method at its defaults; `methods`, a list of names as the report writes them ("bitfit (sparse)"
-    for the sparse variant; "bitfit sparse" is accepted too), picks a subset."""
-    every = [
-        MethodConfig(method="bitfit"),
-        MethodConfig(method="bitfit", bitfit_variant="sparse"),
-        MethodConfig(method="lora"),
-    ]
-    every += [MethodConfig(method=m) for m in OTHER_METHODS]
+    """Every method at its defaults (every_method); `methods`, a list of names as the report writes them
+    ("bitfit (sparse)" for the sparse variant; "bitfit sparse" is accepted too), picks a subset."""
+    every = every_method()
     methods = methods if methods is not None else profile.methods
     if methods is not None:
         if isinstance(methods, str):
             raise ValueError(f"methods must be a list of names, e.g. [{methods!r}], not a string.")
-        names = [
-            m.method + (" (sparse)" if m.bitfit_variant == "sparse" and m.method == "bitfit" else "") for m in every
-        ]
-        methods = {"bitfit (sparse)" if name == "bitfit sparse" else name for name in methods}
-        unknown = methods - set(names)
+        methods = {_display_name(name) for name in methods}
+        unknown = methods - set(every)
         if unknown:
-            raise ValueError(f"Unknown method(s) {sorted(unknown)} for the methods experiment; choose from {names}.")
-        every = [m for m, name in zip(every, names) if name in methods]
-    return [_config(profile, t, model, s, m, **kw) for m in every for t in tasks for s in profile.seeds]
+            raise ValueError(
+                f"Unknown method(s) {sorted(unknown)} for the methods experiment; choose from {list(every)}."
+            )
+        every = {name: config for name, config in every.items() if name in methods}
+    return [_config(profile, t, model, s, m, **kw) for m in every.values() for t in tasks for s in profile.seeds]
+
+
+def _display_name(name: str) -> str:
+    """ "bitfit sparse" (easier to type in a list) -> "bitfit (sparse)"; other names unchanged."""
+    method, _, variant = name.partition(" ")
+    return f"{method} ({variant})" if variant and not variant.startswith("(") else name
 
 
 def _lr_sweep(profile, tasks, model, **kw):

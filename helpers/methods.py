@@ -1,17 +1,11 @@
-"""Fine-tuning methods: one validated config (`MethodConfig`) and one function (`prepare_model`).
+"""Fine-tuning methods: a registry with one row per method, one validated config (`MethodConfig`) and
+one function (`prepare_model`).
 
-| method   | what trains                                                     | built with        |
-|----------|-----------------------------------------------------------------|-------------------|
-| full     | everything                                                      | freezing predicate|
-| head     | the classification head only                                    | freezing predicate|
-| bitfit   | every bias + head (`bitfit_variant="sparse"`: query and first-MLP biases only) | freezing predicate|
-| lora     | low-rank updates B·A on the target linear layers + head         | peft LoRA         |
-| dora     | LoRA with weight decomposition (magnitude + direction) + head   | peft LoRA+DoRA    |
-| ia3      | learned rescaling of keys, values and MLP activations + head    | peft IA3          |
-| prefix   | key/value prefixes in every layer (+ optional MLP) + head       | helpers.prefix    |
-| prompt   | virtual input tokens (prompt tuning) + head                     | peft              |
-| ptuning  | virtual input tokens from a small prompt encoder (P-tuning) + head | peft           |
-| qlora    | LoRA on a 4-bit quantised base (CUDA + bitsandbytes only) + head | peft + bitsandbytes|
+Every method is one `MethodSpec` row in `REGISTRY` (at the end of the "Building" section, in display
+order): its name, family, knobs, default learning rate, build function and what it trains in words.
+Everything else derives from the rows: the knob checks and the knobs a run id holds, the CLI's
+choices and help, sweep grids, the default rates, the report's wording and the display order. To add
+a method, write its build function and register one row with `register_method`.
 
 The classification head always trains and, for peft methods, is saved with the adapter
 (`modules_to_save`): forgetting it is a classic pitfall that leaves a random head at inference.
@@ -22,8 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 
 from torch import nn
 
@@ -31,25 +25,233 @@ from helpers.models import POOLING_CHOICES, ArchSpec, arch_spec, linear_layer_na
 
 log = logging.getLogger(__name__)
 
-METHODS = ("full", "head", "bitfit", "lora", "dora", "ia3", "prefix", "prompt", "ptuning", "qlora")
-LORA_METHODS = ("lora", "dora", "qlora")
-PROMPT_METHODS = ("prefix", "prompt", "ptuning")
-INPUT_TOKEN_METHODS = ("prompt", "ptuning")  # their virtual tokens are prepended to the input and take positions
-BITFIT_VARIANTS = ("all", "sparse")
+# The PEFT survey families (Lialin et al. 2023; Han et al. 2024). Soft prompts, which that taxonomy
+# counts as additive, get a family of their own: their virtual tokens are what sets them apart here.
+FAMILIES = ("full", "selective", "additive", "reparameterised", "prompt")
 ALL_LINEAR = "all-linear"
+DEFAULT_TARGETS = ("query", "value")  # what LoRA adapts when target_modules is None (named per architecture)
 
-# Which knobs belong to which method: only these are recorded and enter the run id.
-_KNOBS = {
-    "full": (),
-    "head": (),
-    "bitfit": ("bitfit_variant",),
-    "lora": ("rank", "alpha", "lora_dropout", "target_modules"),
-    "dora": ("rank", "alpha", "lora_dropout", "target_modules"),
-    "qlora": ("rank", "alpha", "lora_dropout", "target_modules"),
-    "ia3": (),
-    "prefix": ("num_virtual_tokens", "prefix_projection"),
-    "prompt": ("num_virtual_tokens",),
-    "ptuning": ("num_virtual_tokens", "encoder_hidden_size"),
+# The signature of every build function: (base model, config, architecture names, seed) -> model ready to train.
+BuildFunction = Callable[[nn.Module, "MethodConfig", ArchSpec, int], nn.Module]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One fine-tuning method: everything the package needs to know about it, in one row."""
+
+    name: str
+    family: str  # one of FAMILIES
+    build: BuildFunction  # base model -> model ready to train (freezing goes through `freeze`)
+    # What trains, in words: a template over the run's knobs, e.g. "rank-{rank} B·A on {targets}"
+    # ({targets}: the target modules in words).
+    trains: str
+    default_lr: float  # peak learning rate when a run gives none
+    knobs: tuple[str, ...] = ()  # MethodConfig fields it reads: only these are recorded and enter the run id
+    label_rule: Callable[[dict], str] | None = None  # short label from the knob values; None: the display name
+    # A knob whose other values read as methods of their own ("bitfit (sparse)": own row in tables, own
+    # place in the display order): {value: what that variant trains}. The knob's default is the method itself.
+    variant_knob: str | None = None
+    variants: Mapping[str, str] = field(default_factory=dict)
+    input_tokens: bool = False  # its virtual tokens are prepended to the input and take positions
+    # Backward pass for the FLOPs count (helpers.flops): "inputs" (frozen weights), "weights" (weight
+    # gradients too), "none" (nothing below the head trains).
+    backward: str = "inputs"
+    needs: str = ""  # what it needs beyond a CPU, in words; such methods stay out of the all-methods experiment
+    check: Callable[[], None] | None = None  # raises ValueError when this machine lacks what `needs` says
+    quantized: bool = False  # the base model is loaded in 4 bits (see quantization_config)
+
+    def __post_init__(self):
+        fields_ = {f.name for f in fields(MethodConfig)} - {"method", "pooling"}
+        problems = [
+            (self.family in FAMILIES, f"family must be one of {FAMILIES}, got {self.family!r}"),
+            (set(self.knobs) <= fields_, f"knobs must be MethodConfig fields, got {sorted(set(self.knobs) - fields_)}"),
+            (math.isfinite(self.default_lr) and self.default_lr > 0, f"default_lr must be > 0, got {self.default_lr}"),
+            (self.variant_knob is None or self.variant_knob in self.knobs, "variant_knob must be one of its knobs"),
+            (self.backward in ("inputs", "weights", "none"), f"backward {self.backward!r} is not known"),
+        ]
+        for ok, message in problems:
+            if not ok:
+                raise ValueError(f"Method {self.name!r}: {message}.")
+
+    def values(self, knobs: Mapping | None = None) -> dict:
+        """The method name and its knobs: those given (None and NaN read as missing), else their defaults."""
+        given = {k: v for k, v in (knobs or {}).items() if k in self.knobs and not _missing(v)}
+        values = {"method": self.name}
+        for knob in self.knobs:
+            value = given.get(knob, _FIELD_DEFAULTS[knob])
+            if isinstance(value, float) and value.is_integer() and isinstance(_FIELD_DEFAULTS[knob], int):
+                value = int(value)  # a whole number read back from a table (8.0) is the integer knob it was
+            if knob == "target_modules" and value is not None:
+                value = tuple(value.split(",")) if isinstance(value, str) else tuple(value)
+            values[knob] = value
+        return values
+
+    def variant(self, knobs: Mapping | None = None) -> str | None:
+        """The variant the knobs select ("sparse"), or None for the method itself."""
+        if self.variant_knob is None:
+            return None
+        value = self.values(knobs)[self.variant_knob]
+        return value if value in self.variants else None
+
+    def display_name(self, knobs: Mapping | None = None) -> str:
+        """The name tables and figures show: the method's name, or "bitfit (sparse)" for a variant."""
+        variant = self.variant(knobs)
+        return self.name if variant is None else f"{self.name} ({variant})"
+
+    def display_names(self) -> list[str]:
+        """The method and each of its variants, in display order."""
+        return [self.name] + [f"{self.name} ({variant})" for variant in self.variants]
+
+    def label(self, knobs: Mapping | None = None) -> str:
+        """Short human label, e.g. `lora r=8`, `bitfit (sparse)`, `prompt P=20`."""
+        return self.label_rule(self.values(knobs)) if self.label_rule else self.display_name(knobs)
+
+    def what_trains(self, knobs: Mapping | None = None) -> str:
+        """What trains, in words, with the run's knobs filled in."""
+        values = self.values(knobs)
+        targets = values.get("target_modules")
+        in_words = "query and value" if targets in (None, DEFAULT_TARGETS) else ",".join(targets)
+        template = self.variants.get(self.variant(knobs), self.trains)
+        return template.format(**values, targets=in_words)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry, and what derives from it
+# ---------------------------------------------------------------------------------------------
+
+# Method name -> its row, in display order (the order of tables, figures and --help). Filled by
+# register_method at the end of the "Building" section.
+REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register_method(spec: MethodSpec) -> MethodSpec:
+    """Add a method to the registry (after the ones already there); its name must be new."""
+    if spec.name in REGISTRY:
+        raise ValueError(f"Method {spec.name!r} is already registered.")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+class RegistryTuple(Sequence):
+    """A tuple computed from the registry on every use, so one imported name sees methods registered
+    later (a module-level tuple would be frozen at import)."""
+
+    def __init__(self, compute: Callable[[], tuple]):
+        self._compute = compute
+
+    def __getitem__(self, index):
+        return self._compute()[index]
+
+    def __len__(self) -> int:
+        return len(self._compute())
+
+    def __iter__(self) -> Iterator:
+        return iter(self._compute())  # one computation per loop, not one per item
+
+    def __contains__(self, item) -> bool:
+        return item in self._compute()
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, (tuple, list, RegistryTuple)) and tuple(self) == tuple(other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return repr(self._compute())
+
+
+class RegistryMapping(Mapping):
+    """A read-only dict computed from the registry on every use (see RegistryTuple)."""
+
+    def __init__(self, compute: Callable[[], dict]):
+        self._compute = compute
+
+    def __getitem__(self, key):
+        return self._compute()[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._compute())
+
+    def __len__(self) -> int:
+        return len(self._compute())
+
+    def items(self):
+        return self._compute().items()  # one computation, not one per key
+
+    def __repr__(self) -> str:
+        return repr(self._compute())
+
+
+def _names(keep: Callable[[MethodSpec], bool]) -> RegistryTuple:
+    return RegistryTuple(lambda: tuple(name for name, spec in REGISTRY.items() if keep(spec)))
+
+
+METHODS = _names(lambda spec: True)
+# The reparameterised family is LoRA and its variants here: they share LoRA's knobs and closed form.
+LORA_METHODS = _names(lambda spec: spec.family == "reparameterised")
+PROMPT_METHODS = _names(lambda spec: spec.family == "prompt")
+INPUT_TOKEN_METHODS = _names(lambda spec: spec.input_tokens)
+
+
+def knob_owners() -> dict[str, tuple[str, ...]]:
+    """Knob -> the methods that read it (the knob table inverted), knobs in MethodConfig field order."""
+    return {
+        knob: owners
+        for knob in _FIELD_DEFAULTS
+        if (owners := tuple(name for name, spec in REGISTRY.items() if knob in spec.knobs))
+    }
+
+
+def variant_values() -> dict[str, tuple]:
+    """Variant knob -> its allowed values: the default (the method itself), then each variant's."""
+    return {
+        spec.variant_knob: (_FIELD_DEFAULTS[spec.variant_knob], *spec.variants)
+        for spec in REGISTRY.values()
+        if spec.variant_knob
+    }
+
+
+def display_order() -> list[str]:
+    """Every method and variant as tables and figures order them: "bitfit (sparse)" right after "bitfit"."""
+    return [name for spec in REGISTRY.values() for name in spec.display_names()]
+
+
+def method_spec(method: str) -> MethodSpec | None:
+    """The registry row of `method`, or None for records of other kinds (in-context learning: `icl`)."""
+    return REGISTRY.get(method)
+
+
+def display_name(method: Mapping) -> str:
+    """The display name of a run's method dict (as its record holds it): "lora", "bitfit (sparse)"."""
+    spec = method_spec(method["method"])
+    return spec.display_name(method) if spec else method["method"]
+
+
+def method_label(method: Mapping) -> str:
+    """The short label of a run's method dict (as its record holds it): "lora r=8", "prompt P=20"."""
+    spec = method_spec(method["method"])
+    return spec.label(method) if spec else method["method"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The config
+# ---------------------------------------------------------------------------------------------
+
+# Checks of knob values, applied when the run's method reads the knob: (is it valid, message).
+_KNOB_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "rank": (lambda v: isinstance(v, int) and v > 0, "LoRA rank must be a positive integer, got {!r}."),
+    "alpha": (lambda v: math.isfinite(v) and v > 0, "LoRA alpha must be > 0 and finite, got {!r}."),
+    "lora_dropout": (lambda v: 0 <= v < 1, "LoRA dropout must be in [0, 1), got {!r}."),
+    "num_virtual_tokens": (
+        lambda v: isinstance(v, int) and v > 0,
+        "num_virtual_tokens must be a positive integer, got {!r}.",
+    ),
+    "prefix_projection": (lambda v: v >= 0, "prefix_projection must be 0 (off) or a positive width, got {}."),
+    "encoder_hidden_size": (lambda v: v > 0, "encoder_hidden_size must be positive, got {}."),
 }
 
 
@@ -84,8 +286,26 @@ class MethodConfig:
     )
 
     def __post_init__(self):
-        if self.method not in METHODS:
+        if self.method not in REGISTRY:
             raise ValueError(f"Unknown method {self.method!r}. Valid methods: {', '.join(METHODS)}.")
+        self._normalise_target_modules()
+        spec = REGISTRY[self.method]
+        for knob in spec.knobs:
+            if knob in _KNOB_CHECKS:
+                valid, message = _KNOB_CHECKS[knob]
+                if not valid(getattr(self, knob)):
+                    raise ValueError(message.format(getattr(self, knob)))
+        # Variant knobs (bitfit_variant) are checked whatever the method: a typo is a typo.
+        for knob, allowed in variant_values().items():
+            if getattr(self, knob) not in allowed:
+                raise ValueError(f"{knob} must be one of {allowed}, got {getattr(self, knob)!r}.")
+        if self.pooling not in POOLING_CHOICES:
+            raise ValueError(f"pooling must be one of {POOLING_CHOICES}, got {self.pooling!r}.")
+        if spec.check is not None:
+            spec.check()
+
+    def _normalise_target_modules(self) -> None:
+        """ "query,value" -> ("query", "value"); an empty list -> None (the default)."""
         if isinstance(self.target_modules, str):
             text = self.target_modules
             self.target_modules = tuple(name.strip() for name in text.split(",") if name.strip())
@@ -95,49 +315,23 @@ class MethodConfig:
                 )
         if self.target_modules is not None:
             self.target_modules = tuple(self.target_modules) or None
-        if self.method in LORA_METHODS:
-            if not isinstance(self.rank, int) or self.rank <= 0:
-                raise ValueError(f"LoRA rank must be a positive integer, got {self.rank!r}.")
-            if not (math.isfinite(self.alpha) and self.alpha > 0):
-                raise ValueError(f"LoRA alpha must be > 0 and finite, got {self.alpha!r}.")
-            if not 0 <= self.lora_dropout < 1:
-                raise ValueError(f"LoRA dropout must be in [0, 1), got {self.lora_dropout!r}.")
-        if self.method in PROMPT_METHODS and (
-            not isinstance(self.num_virtual_tokens, int) or self.num_virtual_tokens <= 0
-        ):
-            raise ValueError(f"num_virtual_tokens must be a positive integer, got {self.num_virtual_tokens!r}.")
-        if self.method == "prefix" and self.prefix_projection < 0:
-            raise ValueError(f"prefix_projection must be 0 (off) or a positive width, got {self.prefix_projection}.")
-        if self.method == "ptuning" and self.encoder_hidden_size <= 0:
-            raise ValueError(f"encoder_hidden_size must be positive, got {self.encoder_hidden_size}.")
-        if self.bitfit_variant not in BITFIT_VARIANTS:
-            raise ValueError(f"bitfit_variant must be one of {BITFIT_VARIANTS}, got {self.bitfit_variant!r}.")
-        if self.pooling not in POOLING_CHOICES:
-            raise ValueError(f"pooling must be one of {POOLING_CHOICES}, got {self.pooling!r}.")
-        if self.method == "qlora":
-            check_qlora_runtime()
 
     def to_dict(self) -> dict:
         """The method and only the knobs it uses (what the run record and run id hold)."""
         values = asdict(self)
         kept = {"method": self.method, "pooling": self.pooling}
-        kept.update({knob: values[knob] for knob in _KNOBS[self.method]})
+        kept.update({knob: values[knob] for knob in REGISTRY[self.method].knobs})
         if "target_modules" in kept:
             kept["target_modules"] = list(kept["target_modules"]) if kept["target_modules"] else None
         return kept
 
     def label(self) -> str:
         """Short human label, e.g. `lora r=8`, `bitfit (sparse)`, `prompt P=20`."""
-        if self.method in LORA_METHODS:
-            extra = f" r={self.rank}"
-            if self.target_modules and self.target_modules != ("query", "value"):
-                extra += f" [{','.join(self.target_modules)}]"
-            return self.method + extra
-        if self.method == "bitfit" and self.bitfit_variant == "sparse":
-            return "bitfit (sparse)"
-        if self.method in PROMPT_METHODS:
-            return f"{self.method} P={self.num_virtual_tokens}"
-        return self.method
+        return REGISTRY[self.method].label(self.to_dict())
+
+
+# Each MethodConfig field's default (method and pooling aside): the knobs, in field order.
+_FIELD_DEFAULTS = {f.name: f.default for f in fields(MethodConfig) if f.name not in ("method", "pooling")}
 
 
 def check_qlora_runtime() -> None:
@@ -157,8 +351,8 @@ def check_qlora_runtime() -> None:
 
 
 def quantization_config(config: MethodConfig):
-    """The 4-bit BitsAndBytesConfig for qlora (NF4, double quantisation, bf16 compute); else None."""
-    if config.method != "qlora":
+    """The 4-bit BitsAndBytesConfig of a quantised method (QLoRA: NF4, double quantisation, bf16 compute), or None."""
+    if not REGISTRY[config.method].quantized:
         return None
     import torch
     from transformers import BitsAndBytesConfig
@@ -177,24 +371,23 @@ def quantization_config(config: MethodConfig):
 
 
 def head_prefixes(spec: ArchSpec) -> tuple[str, ...]:
+    """Name prefixes of the classification head's parameters ("classifier.")."""
     return tuple(f"{name}." for name in spec.head)
 
 
-def trainable_predicate(config: MethodConfig, spec: ArchSpec) -> Callable[[str], bool]:
-    """For methods built by freezing (full, head, bitfit, prefix): does parameter `name` train?"""
-    in_head = lambda name: name.startswith(head_prefixes(spec))  # noqa: E731
-    if config.method == "full":
-        return lambda name: True
-    if config.method == "head":
-        return in_head
-    if config.method == "bitfit":
-        if config.bitfit_variant == "all":
-            return lambda name: in_head(name) or name.endswith(".bias")
-        sparse = re.compile(rf"\.layers?\.\d+\.({re.escape(spec.query)}|{re.escape(spec.intermediate)})\.bias$")
-        return lambda name: in_head(name) or bool(sparse.search(name))
-    if config.method == "prefix":
-        return lambda name: in_head(name) or name.startswith("prefix_encoder.")
-    raise ValueError(f"Method {config.method!r} is built with peft, not by a freezing predicate.")
+def in_head(spec: ArchSpec) -> Callable[[str], bool]:
+    """Predicate: is parameter `name` part of the classification head?"""
+    prefixes = head_prefixes(spec)
+    return lambda name: name.startswith(prefixes)
+
+
+def bitfit_predicate(config: MethodConfig, spec: ArchSpec) -> Callable[[str], bool]:
+    """BitFit's predicate: every bias (or, sparse, the query and first-MLP biases) and the head."""
+    head = in_head(spec)
+    if config.bitfit_variant == "all":
+        return lambda name: head(name) or name.endswith(".bias")
+    sparse = re.compile(rf"\.layers?\.\d+\.({re.escape(spec.query)}|{re.escape(spec.intermediate)})\.bias$")
+    return lambda name: head(name) or bool(sparse.search(name))
 
 
 def freeze(model: nn.Module, predicate: Callable[[str], bool]) -> nn.Module:
@@ -235,60 +428,85 @@ def resolve_target_modules(model: nn.Module, config: MethodConfig) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Readying a model
+# Building: one function per method (or family), then the registry rows
 # ---------------------------------------------------------------------------------------------
 
 
-def prepare_model(model: nn.Module, config: MethodConfig, seed: int = 0) -> nn.Module:
-    """Turn a loaded base model into the model to train, for any method; returns the model to train."""
-    spec = arch_spec(model)
-    head = list(spec.head)
-    if config.method == "bitfit" and not any(
-        name.endswith(".bias") and not name.startswith(head_prefixes(spec)) for name, _ in model.named_parameters()
-    ):
+def build_full(model: nn.Module, config: MethodConfig, spec: ArchSpec, seed: int) -> nn.Module:
+    """Full fine-tuning: every parameter trains."""
+    return freeze(model, lambda name: True)
+
+
+def build_head(model: nn.Module, config: MethodConfig, spec: ArchSpec, seed: int) -> nn.Module:
+    """Head only: the encoder is frozen, a linear probe (plus the head's own layers) trains."""
+    return freeze(model, in_head(spec))
+
+
+def build_bitfit(model: nn.Module, config: MethodConfig, spec: ArchSpec, seed: int) -> nn.Module:
+    """BitFit (Ben Zaken et al., 2022): the bias vectors and the head train."""
+    head = in_head(spec)
+    if not any(name.endswith(".bias") and not head(name) for name, _ in model.named_parameters()):
         log.warning(
             "This %s model has no bias vectors outside its head: BitFit trains the head only (as method 'head').",
             model.config.model_type,
         )
-    if config.method in ("full", "head", "bitfit"):
-        return freeze(model, trainable_predicate(config, spec))
-    if config.method == "prefix":
-        from helpers.prefix import add_prefix
+    return freeze(model, bitfit_predicate(config, spec))
 
-        add_prefix(model, config.num_virtual_tokens, spec.key, spec.value, config.prefix_projection or None, seed=seed)
-        return freeze(model, trainable_predicate(config, spec))
 
+def build_prefix(model: nn.Module, config: MethodConfig, spec: ArchSpec, seed: int) -> nn.Module:
+    """Prefix tuning (helpers.prefix): key/value prefixes in every layer and the head train."""
+    from helpers.prefix import add_prefix
+
+    add_prefix(model, config.num_virtual_tokens, spec.key, spec.value, config.prefix_projection or None, seed=seed)
+    head = in_head(spec)
+    return freeze(model, lambda name: head(name) or name.startswith("prefix_encoder."))
+
+
+def build_lora(model: nn.Module, config: MethodConfig, spec: ArchSpec, seed: int) -> nn.Module:
+    """LoRA, DoRA (use_dora) and QLoRA (on a 4-bit base model) with peft; the head trains too."""
     import peft
 
-    if config.method in LORA_METHODS:
-        if config.method == "qlora":
-            model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        targets = resolve_target_modules(model, config)
-        peft_config = peft.LoraConfig(
-            task_type=peft.TaskType.SEQ_CLS,
-            r=config.rank,
-            lora_alpha=config.alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=layer_regex(targets),
-            use_dora=config.method == "dora",
-            modules_to_save=head,
-        )
-    elif config.method == "ia3":
-        peft_config = peft.IA3Config(
-            task_type=peft.TaskType.SEQ_CLS,
-            target_modules=layer_regex([spec.key, spec.value, spec.mlp_output]),
-            feedforward_modules=layer_regex([spec.mlp_output]),
-            modules_to_save=head,
-        )
-    else:  # prompt, ptuning
-        shape = _transformer_shape(model)
-        common = dict(
-            task_type=peft.TaskType.SEQ_CLS, num_virtual_tokens=config.num_virtual_tokens, modules_to_save=head, **shape
-        )
-        if config.method == "prompt":
-            peft_config = peft.PromptTuningConfig(**common)
-        else:
-            peft_config = peft.PromptEncoderConfig(encoder_hidden_size=config.encoder_hidden_size, **common)
+    if REGISTRY[config.method].quantized:
+        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    peft_config = peft.LoraConfig(
+        task_type=peft.TaskType.SEQ_CLS,
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=layer_regex(resolve_target_modules(model, config)),
+        use_dora=config.method == "dora",
+        modules_to_save=list(spec.head),
+    )
+    return peft.get_peft_model(model, peft_config)
+
+
+def build_ia3(model: nn.Module, config: MethodConfig, spec: ArchSpec, seed: int) -> nn.Module:
+    """(IA)³ with peft: rescaling vectors on keys, values and the MLP's inner activations; the head trains too."""
+    import peft
+
+    peft_config = peft.IA3Config(
+        task_type=peft.TaskType.SEQ_CLS,
+        target_modules=layer_regex([spec.key, spec.value, spec.mlp_output]),
+        feedforward_modules=layer_regex([spec.mlp_output]),
+        modules_to_save=list(spec.head),
+    )
+    return peft.get_peft_model(model, peft_config)
+
+
+def build_prompt(model: nn.Module, config: MethodConfig, spec: ArchSpec, seed: int) -> nn.Module:
+    """Prompt tuning, or P-tuning (`ptuning`: the prompt comes from a small encoder), with peft."""
+    import peft
+
+    common = dict(
+        task_type=peft.TaskType.SEQ_CLS,
+        num_virtual_tokens=config.num_virtual_tokens,
+        modules_to_save=list(spec.head),
+        **_transformer_shape(model),
+    )
+    if config.method == "ptuning":
+        peft_config = peft.PromptEncoderConfig(encoder_hidden_size=config.encoder_hidden_size, **common)
+    else:
+        peft_config = peft.PromptTuningConfig(**common)
     return peft.get_peft_model(model, peft_config)
 
 
@@ -299,6 +517,79 @@ def _transformer_shape(model: nn.Module) -> dict:
     heads = getattr(cfg, "num_attention_heads", None) or cfg.n_heads
     layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layers
     return {"token_dim": hidden, "num_transformer_submodules": 1, "num_attention_heads": heads, "num_layers": layers}
+
+
+def _lora_label(values: dict) -> str:
+    targets = values["target_modules"]
+    shown = f" [{','.join(targets)}]" if targets and tuple(targets) != DEFAULT_TARGETS else ""
+    return f"{values['method']} r={values['rank']}{shown}"
+
+
+def _prompt_label(values: dict) -> str:
+    return f"{values['method']} P={values['num_virtual_tokens']}"
+
+
+_LORA_KNOBS = ("rank", "alpha", "lora_dropout", "target_modules")
+_LORA_WORDS = "rank-{rank} B·A (α={alpha:g}) on {targets}"
+
+# The registry: one row per method, in display order. default_lr: from short sweeps on SST-2 and MRPC
+# with the packaged MiniLM (notebook 05 sweeps them properly): PEFT methods train few parameters from a
+# good starting point and want much larger steps than full fine-tuning.
+# fmt: off
+register_method(MethodSpec(
+    name="head", family="selective", build=build_head, default_lr=5e-3, backward="none",
+    trains="the classifier only",
+))
+register_method(MethodSpec(
+    name="bitfit", family="selective", build=build_bitfit, default_lr=3e-3, knobs=("bitfit_variant",),
+    trains="every bias vector (+ classifier)",
+    variant_knob="bitfit_variant", variants={"sparse": "query and first-MLP biases only (+ classifier)"},
+))
+register_method(MethodSpec(
+    name="lora", family="reparameterised", build=build_lora, default_lr=3e-3, knobs=_LORA_KNOBS,
+    trains=_LORA_WORDS + " (+ classifier)", label_rule=_lora_label,
+))
+register_method(MethodSpec(
+    name="dora", family="reparameterised", build=build_lora, default_lr=3e-3, knobs=_LORA_KNOBS,
+    trains=_LORA_WORDS + " + a magnitude per output column (+ classifier)", label_rule=_lora_label,
+))
+register_method(MethodSpec(
+    name="ia3", family="additive", build=build_ia3, default_lr=1e-2,
+    trains="scaling vectors on keys, values and the MLP (+ classifier)",
+))
+register_method(MethodSpec(
+    name="prefix", family="prompt", build=build_prefix, default_lr=1e-2,
+    knobs=("num_virtual_tokens", "prefix_projection"),
+    trains="{num_virtual_tokens} key/value prefix vectors in every layer (+ classifier)", label_rule=_prompt_label,
+))
+register_method(MethodSpec(
+    name="prompt", family="prompt", build=build_prompt, default_lr=3e-2, knobs=("num_virtual_tokens",),
+    trains="{num_virtual_tokens} virtual input embeddings; the head reads the first virtual token's final state, "
+    "not [CLS] (+ classifier)",
+    label_rule=_prompt_label, input_tokens=True,
+))
+register_method(MethodSpec(
+    name="ptuning", family="prompt", build=build_prompt, default_lr=1e-2,
+    knobs=("num_virtual_tokens", "encoder_hidden_size"),
+    trains="{num_virtual_tokens} virtual input tokens produced by an MLP prompt encoder; the head reads the first "
+    "virtual token, not [CLS] (+ classifier)",
+    label_rule=_prompt_label, input_tokens=True,
+))
+register_method(MethodSpec(
+    name="full", family="full", build=build_full, default_lr=5e-5, backward="weights",
+    trains="every weight",
+))
+register_method(MethodSpec(
+    name="qlora", family="reparameterised", build=build_lora, default_lr=3e-3, knobs=_LORA_KNOBS,
+    trains=_LORA_WORDS + " over a 4-bit base (+ classifier)", label_rule=_lora_label,
+    needs="CUDA + bitsandbytes", check=check_qlora_runtime, quantized=True,
+))
+# fmt: on
+
+
+def prepare_model(model: nn.Module, config: MethodConfig, seed: int = 0) -> nn.Module:
+    """Turn a loaded base model into the model to train, for any method; returns the model to train."""
+    return REGISTRY[config.method].build(model, config, arch_spec(model), seed)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from helpers.analysis import over_seeds
+from helpers.methods import method_label
 from helpers.tasks import get_task
 
 METRIC_LABEL = {
@@ -138,13 +139,7 @@ def training_curves(records: list[dict], folder=None, name="training_curves", ti
 
 def _label(record: dict) -> str:
     method = record["config"]["method"]
-    label = method["method"]
-    if method["method"] in ("lora", "dora") and method.get("rank") is not None:
-        label += f" r={method['rank']}"
-        if method.get("target_modules"):
-            label += f" [{','.join(method['target_modules'])}]"
-    if method.get("bitfit_variant") == "sparse":
-        label += " (sparse)"
+    label = method_label(method)  # the method's own label rule: "lora r=8", "bitfit (sparse)", "prompt P=20"
     if method.get("pooling") == "mean":
         label += ", mean pool"
     return label

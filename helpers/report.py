@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from helpers import analysis, plots
+from helpers.methods import method_spec
 from helpers.paths import BENCH_PATH, PROJECT_ROOT
 from helpers.profiles import get_profile
 from helpers.tasks import get_task
@@ -273,25 +274,9 @@ def _read_wall_seconds(results_dir: Path) -> dict:
 
 
 def what_trains(row) -> str:
-    """What a method trains, with the knobs the run actually used."""
-    method = str(row["variant"])
-    tokens = f"{int(row['num_virtual_tokens'])}" if pd.notna(row.get("num_virtual_tokens")) else "the"
-    targets = {"query,value": "query and value"}.get(row.get("targets"), row.get("targets") or "")
-    lora = f"rank-{int(row['rank'])} B·A (α={row['alpha']:g}) on {targets}" if pd.notna(row.get("rank")) else ""
-    text = {
-        "full": "every weight",
-        "head": "the classifier only",
-        "bitfit": "every bias vector",
-        "bitfit (sparse)": "query and first-MLP biases only",
-        "lora": lora,
-        "qlora": lora + " over a 4-bit base",
-        "dora": lora + " + a magnitude per output column",
-        "ia3": "scaling vectors on keys, values and the MLP",
-        "prefix": f"{tokens} key/value prefix vectors in every layer",
-        "prompt": f"{tokens} virtual input embeddings; the head reads the first virtual token's final state, not [CLS]",
-        "ptuning": f"{tokens} virtual input tokens produced by an MLP prompt encoder; the head reads the first virtual token, not [CLS]",
-    }.get(method, "")
-    return text if method in ("full", "head") else text + " (+ classifier)"
+    """What a run's method trains, in its registry row's words, with the knobs the run actually used."""
+    spec = method_spec(str(row["method"]))
+    return spec.what_trains(analysis.row_knobs(row)) if spec else ""
 
 
 def _model_design(defaults: pd.DataFrame) -> str:

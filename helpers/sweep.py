@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from helpers.locks import POLL_SECONDS, RunLock, filesystem_now
-from helpers.methods import LORA_METHODS, PROMPT_METHODS, MethodConfig
+from helpers.methods import MethodConfig, RegistryMapping, knob_owners
 from helpers.records import find_record, prepare_results_dir, record_path
 from helpers.training import RESULTS_DIR, TrainConfig, check_run, reusable_record, train
 
@@ -29,17 +29,9 @@ DEFAULT_WORKERS = 1
 
 METHOD_FIELDS = {f for f in MethodConfig.__dataclass_fields__}
 TRAIN_FIELDS = {f for f in TrainConfig.__dataclass_fields__} - {"method"}
-# Knobs that only mean something for some methods: other methods ignore them in the grid.
-ONLY_FOR = {
-    "rank": LORA_METHODS,
-    "alpha": LORA_METHODS,
-    "lora_dropout": LORA_METHODS,
-    "target_modules": LORA_METHODS,
-    "num_virtual_tokens": PROMPT_METHODS,
-    "prefix_projection": ("prefix",),
-    "encoder_hidden_size": ("ptuning",),
-    "bitfit_variant": ("bitfit",),
-}
+# Knobs that only mean something for some methods (the registry's knob table, inverted): other
+# methods ignore them in the grid.
+ONLY_FOR = RegistryMapping(knob_owners)
 
 
 def make_config(values: dict) -> TrainConfig:

@@ -39,9 +39,10 @@ from helpers.device import cpu_only, library_versions, resolve_precision
 from helpers.flops import encoder_shape, training_flops
 from helpers.locks import RunLock
 from helpers.methods import (
-    INPUT_TOKEN_METHODS,
     LORA_METHODS,
+    REGISTRY,
     MethodConfig,
+    RegistryMapping,
     count_parameters,
     head_parameter_count,
     lora_closed_form,
@@ -89,21 +90,9 @@ RESOLVED_KEYS = ("precision_used", "fast_cpu_kernels", "eval_batch_size_used")
 # Where a trained run's record goes when the results folder cannot take it (disk full), so the run is not lost.
 UNSAVED_RECORDS_DIR = Path(tempfile.gettempdir()) / "peft-glue-unsaved-records"
 
-# Default peak learning rates, from short sweeps on SST-2 and MRPC with the packaged MiniLM
-# (notebook 05 sweeps them properly): PEFT methods train few parameters from a good starting
-# point and want much larger steps than full fine-tuning.
-DEFAULT_LR = {
-    "full": 5e-5,
-    "head": 5e-3,
-    "bitfit": 3e-3,
-    "lora": 3e-3,
-    "dora": 3e-3,
-    "qlora": 3e-3,
-    "ia3": 1e-2,
-    "prefix": 1e-2,
-    "prompt": 3e-2,
-    "ptuning": 1e-2,
-}
+# Default peak learning rate per method: each registry row's default_lr (helpers.methods, where the
+# rates are explained), read on every use so a registered method has one too.
+DEFAULT_LR = RegistryMapping(lambda: {name: spec.default_lr for name, spec in REGISTRY.items()})
 
 
 @dataclass
@@ -762,8 +751,8 @@ def _train_claimed(
     train_seconds = train_output.metrics["train_runtime"] - trainer.eval_seconds - trainer.save_seconds
     real_tokens, padded_tokens, real_sq, padded_sq = _sum_over_processes(*collator.counters())
     shape = encoder_shape(model)
-    # full: weight gradients too; head: no backward through the frozen encoder at all.
-    backward = {"full": "weights", "head": "none"}.get(config.method.method, "inputs")
+    # full: weight gradients too; head: no backward through the frozen encoder at all (the registry row says).
+    backward = REGISTRY[config.method.method].backward
     useful_flops = training_flops(shape, real_tokens, real_sq, backward)
     computed_flops = training_flops(shape, padded_tokens, padded_sq, backward)
 
@@ -850,7 +839,7 @@ def check_run(config: TrainConfig, results_dir: str | os.PathLike | None = None)
     tokens (plus a prompt method's virtual tokens); the results folder is writable."""
     with _naming_the_model(config.model):
         limit = max_input_tokens(config.model)
-    virtual = config.method.num_virtual_tokens if config.method.method in INPUT_TOKEN_METHODS else 0
+    virtual = config.method.num_virtual_tokens if REGISTRY[config.method.method].input_tokens else 0
     if limit is not None and config.max_length + virtual > limit:
         taken = f" ({virtual} of them taken by {config.method.method}'s virtual tokens)" if virtual else ""
         raise ValueError(

@@ -105,7 +105,7 @@ CASES = [
     ),
     # names and choices
     ("task", TRAIN[:2] + ["imdb"] + TRAIN[3:], "imdb"),
-    ("method", TRAIN + ["--method", "adapters"], "Unknown method 'adapters'. Valid methods: full, head, bitfit"),
+    ("method", TRAIN + ["--method", "adapters"], "Unknown method 'adapters'. Valid methods: head, bitfit, lora"),
     (
         "bitfit variant",
         TRAIN + ["--method", "bitfit", "--bitfit-variant", "none"],

@@ -1,20 +1,29 @@
 """Every method on tiny BERT, RoBERTa and DistilBERT models built from configs (no downloads):
 exactly which parameters train, how many, and what each method promises."""
 
+import dataclasses
 import re
 
 import pytest
 import torch
+from fake_records import fake_record
 from safetensors import safe_open
 from transformers import AutoModelForSequenceClassification, BertConfig, DistilBertConfig, RobertaConfig
 
 from helpers.methods import (
+    FAMILIES,
     METHODS,
+    REGISTRY,
     MethodConfig,
+    MethodSpec,
     count_parameters,
+    display_order,
+    freeze,
     head_parameter_count,
+    in_head,
     lora_closed_form,
     prepare_model,
+    register_method,
     resolve_target_modules,
     trainable_parameter_names,
 )
@@ -113,7 +122,7 @@ def expected_trainable(arch, method, base_names):
         return head_names(arch)
     if method == "bitfit":
         return {name for name in base_names if name.endswith(".bias")} | head_names(arch)
-    if method == "bitfit-sparse":
+    if method == "bitfit (sparse)":
         return {f"{n['layers']}.{i}.{m}.bias" for i in layers for m in (n["q"], n["mlp_in"])} | head_names(arch)
     if method in ("lora", "dora"):
         parts = ["lora_A.default.weight", "lora_B.default.weight"] + (
@@ -146,7 +155,7 @@ def expected_count(arch, method, bias_total):
         return head
     if method == "bitfit":
         return bias_total + head - (LABELS + (D if arch != "bert" else 0))  # head biases counted once
-    if method == "bitfit-sparse":
+    if method == "bitfit (sparse)":
         return LAYERS * (D + FF) + head
     if method == "lora":
         return LAYERS * 2 * R * (D + D) + head
@@ -166,7 +175,20 @@ def expected_count(arch, method, bias_total):
     raise AssertionError(method)
 
 
-CASES = ["full", "head", "bitfit", "bitfit-sparse", "lora", "dora", "ia3", "prefix", "prompt", "ptuning"]
+# Every registry row and variant by its display name, except QLoRA (CUDA only: see test_qlora_refuses_without_cuda).
+CASES = ["head", "bitfit", "bitfit (sparse)", "lora", "dora", "ia3", "prefix", "prompt", "ptuning", "full"]
+
+
+def case_config(case):
+    """The config of a display name: "bitfit (sparse)" is bitfit with its variant knob set to "sparse"."""
+    method, _, variant = case.partition(" (")
+    return method_config(method, **({REGISTRY[method].variant_knob: variant.rstrip(")")} if variant else {}))
+
+
+def test_every_registry_row_has_a_case():
+    """A method added to the registry must get its expected parameters written out here."""
+    runs_anywhere = [name for name in display_order() if not REGISTRY[name.partition(" (")[0]].needs]
+    assert runs_anywhere == CASES
 
 
 @pytest.mark.parametrize("arch", CONFIGS)
@@ -176,10 +198,14 @@ def test_exactly_the_right_parameters_train(arch, case):
     base_names = [name for name, _ in model.named_parameters()]
     bias_total = sum(p.numel() for name, p in model.named_parameters() if name.endswith(".bias"))
     total_before = sum(p.numel() for p in model.parameters())
-    method = "bitfit" if case == "bitfit-sparse" else case
-    config = method_config(method, bitfit_variant="sparse" if case == "bitfit-sparse" else "all")
+    config = case_config(case)
     prepared = prepare_model(model, config)
-    assert set(trainable_parameter_names(prepared)) == expected_trainable(arch, case, base_names)
+    trainable = set(trainable_parameter_names(prepared))
+    assert trainable == expected_trainable(arch, case, base_names)
+    # The row's FLOPs promise: "none" trains nothing below the head, "weights" trains every weight.
+    backward = REGISTRY[config.method].backward
+    assert backward != "none" or trainable == head_names(arch)
+    assert backward != "weights" or trainable == set(base_names)
     counts = count_parameters(prepared)
     if case == "full":
         assert counts.trainable == counts.total == total_before
@@ -360,3 +386,78 @@ def test_4bit_weights_count_two_parameters_per_byte():
     )  # 32 weights packed in 16 bytes
     counts = count_parameters(model)
     assert (counts.trainable, counts.total) == (4, 32 + 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry: every row is complete, and a new method is one row plus one build function
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_registry_row_is_complete(name, monkeypatch):
+    from helpers.sweep import ONLY_FOR
+    from helpers.training import DEFAULT_LR
+
+    spec = REGISTRY[name]
+    knob_fields = {f.name for f in dataclasses.fields(MethodConfig)} - {"method", "pooling"}
+    assert spec.name == name and spec.family in FAMILIES
+    assert set(spec.knobs) <= knob_fields
+    assert spec.default_lr > 0 and DEFAULT_LR[name] == spec.default_lr
+    assert all(name in ONLY_FOR[knob] for knob in spec.knobs)
+    assert "{" not in spec.what_trains() and spec.label().startswith(name)  # the templates name real knobs
+    monkeypatch.setitem(REGISTRY, name, dataclasses.replace(spec, check=None))  # QLoRA's CUDA check aside
+    assert list(MethodConfig(method=name).to_dict()) == ["method", "pooling", *spec.knobs]  # what a run id holds
+
+
+@pytest.fixture
+def registry_as_it_was():
+    """Whatever a test registers is gone afterwards."""
+    saved = dict(REGISTRY)
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(saved)
+
+
+def build_toyhead(model, config, spec, seed):
+    """A toy method: the head and every LayerNorm scale train."""
+    return freeze(model, lambda name: in_head(spec)(name) or name.endswith("LayerNorm.weight"))
+
+
+def test_a_new_method_is_one_registry_row_and_one_build_function(registry_as_it_was):
+    from helpers import analysis, cli, experiments, report
+    from helpers.sweep import ONLY_FOR, expand_grid
+    from helpers.training import DEFAULT_LR, TrainConfig
+
+    register_method(MethodSpec("toyhead", "selective", build_toyhead, "the head and LayerNorm scales", 1e-3))
+
+    config = MethodConfig(method="toyhead")  # validates
+    assert config.to_dict() == {"method": "toyhead", "pooling": "model"} and config.label() == "toyhead"
+    model = prepare_model(tiny("bert"), config)
+    layer_norms = {"bert.embeddings.LayerNorm.weight"} | {
+        f"bert.encoder.layer.{i}.{part}.LayerNorm.weight"
+        for i in range(LAYERS)
+        for part in ("attention.output", "output")
+    }
+    assert set(trainable_parameter_names(model)) == head_names("bert") | layer_norms
+    assert count_parameters(model).trainable == HEAD_SIZE["bert"] + (1 + 2 * LAYERS) * D
+    # Everything derived from the registry sees it.
+    assert "toyhead" in METHODS and DEFAULT_LR["toyhead"] == 1e-3 and TrainConfig(method=config).lr == 1e-3
+    assert analysis.METHOD_ORDER[-1] == "toyhead" and "toyhead" not in ONLY_FOR["rank"]
+    assert len(expand_grid({"method": ["toyhead", "lora"], "rank": [4, 8]})) == 3  # rank varies for LoRA only
+    assert "toyhead" in cli.method_help() and "toyhead 0.001" in cli.lr_help()
+    assert "toyhead" in {c.method.method for c in experiments.experiment_configs("methods", "smoke")}
+    frame = analysis.runs_frame([fake_record("sst2", "toyhead", 0, 0.8), fake_record("sst2", "full", 0, 0.9)])
+    assert list(frame["variant"].cat.categories) == ["full", "toyhead"]  # in display order
+    assert report.what_trains(frame[frame["method"] == "toyhead"].iloc[0]) == "the head and LayerNorm scales"
+
+
+def test_a_registry_row_is_checked_when_registered(registry_as_it_was):
+    row = dict(name="toy", family="selective", build=build_toyhead, trains="x", default_lr=1e-3)
+    with pytest.raises(ValueError, match="already registered"):
+        register_method(MethodSpec(**{**row, "name": "lora"}))
+    with pytest.raises(ValueError, match="family must be one of"):
+        MethodSpec(**{**row, "family": "adapter"})
+    with pytest.raises(ValueError, match=r"knobs must be MethodConfig fields, got \['depth'\]"):
+        MethodSpec(**{**row, "knobs": ("depth",)})
+    with pytest.raises(ValueError, match="default_lr must be > 0"):
+        MethodSpec(**{**row, "default_lr": 0.0})
