@@ -30,3 +30,28 @@ def glue_dir(glue_fixture) -> Path:
 def _no_glue_dir_from_environment(monkeypatch):
     """Tests choose their data explicitly; CI's GLUE_DIR must not leak into them."""
     monkeypatch.delenv("GLUE_DIR", raising=False)
+
+
+# Modules whose tests train models, execute notebooks or start processes: `make test-fast` leaves them
+# out (`-m "not slow"`), `make test` (CI) runs them. A single slow test elsewhere takes @pytest.mark.slow.
+SLOW_MODULES = {
+    "test_bench",
+    "test_cli_errors",
+    "test_data",
+    "test_flops",
+    "test_llm",
+    "test_locks",
+    "test_notebook_parameters",
+    "test_notebooks",
+    "test_predict",
+    "test_setup_fresh_venv",
+    "test_storage",
+    "test_sweep",
+    "test_training",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

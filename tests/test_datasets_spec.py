@@ -127,6 +127,7 @@ def test_command_line_tells_glue_names_from_datasets(tmp_path):
     assert DatasetSpec(str(path)).short_name() != DatasetSpec(str(path), label_column="x").short_name()
 
 
+@pytest.mark.slow  # trains a model
 def test_one_command_fine_tunes_on_a_csv(tmp_path, capsys):
     from helpers.cli import main
 
