@@ -88,7 +88,7 @@ def _methods(profile, tasks, model, methods=None, **kw):
 
 
 def _display_name(name: str) -> str:
-    """ "bitfit sparse" (easier to type in a list) -> "bitfit (sparse)"; other names unchanged."""
+    """The display name of a name typed in a list: "bitfit sparse" (easier to type) is "bitfit (sparse)"."""
     method, _, variant = name.partition(" ")
     return f"{method} ({variant})" if variant and not variant.startswith("(") else name
 
