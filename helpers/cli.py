@@ -460,6 +460,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from helpers.export import export_run
+
+    info = export_run(args.run, args.out, results_dir=args.results_dir, force=args.force)
+    labels = info["labels"] if isinstance(info["labels"], str) else ", ".join(info["labels"])
+    print(
+        f"wrote {info['folder']}: {info['method']['method']} run {info['run_id']}"
+        f"{' (adapter merged into the base)' if info['merged'] else ''}, labels: {labels}.\n"
+        f"Load it with AutoModelForSequenceClassification.from_pretrained({info['folder']!r}) (no peft needed)."
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m helpers", description="Parameter-efficient fine-tuning on GLUE.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -617,6 +630,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--file", default=None, help="CSV / TSV / JSON(L) with the task's text column(s); prints one JSON line per row"
     )
     predict.set_defaults(func=cmd_predict)
+
+    export = commands.add_parser(
+        "export",
+        help="merge a run's LoRA/DoRA/IA3 adapter into its base (BitFit/head/full: apply its weights) and save a "
+        "plain transformers model folder; runs trained with --save-adapter",
+    )
+    export.add_argument("run", help="the run's record, results/<run_id>.json, or its run id")
+    export.add_argument("--out", required=True, help="the folder to write: config with label names, weights, tokenizer")
+    export.add_argument(
+        "--results-dir", default=None, help="where a run id is looked up, subfolders included (default results/)"
+    )
+    export.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+    export.set_defaults(func=cmd_export)
 
     report = commands.add_parser("report", help="write report.md and figures/ from the run records (no training)")
     report.add_argument("--profile", default="quick", help="smoke, quick or full: reads results/<profile>/")
