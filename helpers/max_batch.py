@@ -165,7 +165,9 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def search(measure: Callable[[int], Trial], limit: int | None, start: int = 1, cap: int = BATCH_SIZE_CAP) -> list:
+def search(
+    measure: Callable[[int], Trial], limit: int | None, start: int = 1, cap: int = BATCH_SIZE_CAP
+) -> list[Trial]:
     """Trials at start, 2·start, 4·start, ... up to `cap`, ending with the first size that does not fit
     (out of memory, measured or predicted over `limit`); every earlier trial fitted."""
     trials: list[Trial] = []
