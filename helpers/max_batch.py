@@ -10,7 +10,8 @@ answer. Memory is measured as the run records measure it (helpers.memory):
   allocator peak to read (the process's RSS high-water mark only ever rises), and running a step that is
   too big would swap or be killed, so that forward pass is measured before the step runs, and the next
   size's need is predicted (activations grow linearly with the batch): a size predicted over the limit is
-  not run.
+  not run. The process's resident high-water mark is reported beside it, and runs higher (the
+  libraries, the allocator's cache, temporaries that autograd does not keep).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class Trial:
     fits: bool
     peak_bytes: int | None = None  # measured; for a size not run, the predicted need
     static_bytes: int | None = None  # parameters + gradients + AdamW state
-    step_seconds: float | None = None
+    step_seconds: float | None = None  # wall clock
+    step_cpu_seconds: float | None = None  # CPU time of this process (all threads): steadier on a shared machine
+    rss_peak_bytes: int | None = None  # the process's resident high-water mark after the trial (CPU: runs higher)
     note: str = ""
 
     def predicted_next(self) -> int:
@@ -109,8 +112,8 @@ def build_setup(task, model_name: str | None, method, max_length: int, precision
     )
 
 
-def training_step(setup: StepSetup, batch: dict) -> float:
-    """Seconds for one forward + backward + optimizer step on `batch` (gradients freed afterwards)."""
+def training_step(setup: StepSetup, batch: dict) -> tuple[float, float]:
+    """(wall, CPU) seconds of one forward + backward + optimizer step on `batch` (gradients freed afterwards)."""
     cuda = setup.device.type == "cuda"
     autocast = (
         torch.autocast(setup.device.type, dtype=setup.autocast_dtype)
@@ -119,7 +122,7 @@ def training_step(setup: StepSetup, batch: dict) -> float:
     )
     if cuda:
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         with autocast:
             loss = setup.model(**batch).loss
@@ -127,29 +130,32 @@ def training_step(setup: StepSetup, batch: dict) -> float:
         setup.optimizer.step()
         if cuda:
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu_start
     finally:
         setup.optimizer.zero_grad(set_to_none=True)
 
 
 def measure_step(setup: StepSetup, batch_size: int, limit: int | None) -> Trial:
     """Try one training step at `batch_size`; on CPU, its memory is measured first and an over-limit step not run."""
-    from helpers.memory import memory_breakdown, static_training_bytes
+    from helpers.memory import memory_breakdown, process_peak_rss_bytes, static_training_bytes
 
     batch = full_length_batch(setup.tokenizer, setup.task, batch_size, setup.max_length)
     batch = {key: value.to(setup.device) for key, value in batch.items()}
     static = sum(static_training_bytes(setup.model).values())
     if setup.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-        seconds = training_step(setup, batch)
+        seconds, cpu_seconds = training_step(setup, batch)
         peak = torch.cuda.max_memory_allocated()
     else:
         peak = memory_breakdown(setup.model, batch, setup.autocast_dtype)["total_bytes"]
         if limit is not None and peak > limit:
             return Trial(batch_size, False, peak, static, note="over the limit (measured; step not run)")
-        seconds = training_step(setup, batch)
+        seconds, cpu_seconds = training_step(setup, batch)
     fits = limit is None or peak <= limit
-    return Trial(batch_size, fits, peak, static, round(seconds, 4), "" if fits else "over the limit (measured)")
+    note = "" if fits else "over the limit (measured)"
+    return Trial(
+        batch_size, fits, peak, static, round(seconds, 4), round(cpu_seconds, 4), process_peak_rss_bytes(), note
+    )
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -210,7 +216,6 @@ def find_max_batch(
 ) -> dict:
     """The largest batch size that fits for this task, model and method, with its step time and every trial."""
     from helpers.device import device_name
-    from helpers.memory import process_peak_rss_bytes
     from helpers.methods import MethodConfig
     from helpers.models import canonical_model_name
     from helpers.tasks import get_task
@@ -242,29 +247,40 @@ def find_max_batch(
         "batch_size": best.batch_size,
         "peak_bytes": best.peak_bytes,
         "step_seconds": best.step_seconds,
+        "step_cpu_seconds": best.step_cpu_seconds,
         "samples_per_second": round(best.batch_size / best.step_seconds, 2),
         "stopped_by": trials[-1].note if not trials[-1].fits else f"reached the cap ({cap})",
-        "process_peak_rss_bytes": process_peak_rss_bytes(),
+        "process_peak_rss_bytes": best.rss_peak_bytes,
         "trials": [asdict(trial) for trial in trials],
     }
 
 
+def _gib(value: int | None) -> str:
+    return "-" if value is None else f"{value / GIB:.3f}"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
 def format_table(result: dict) -> str:
     """The trials as a plain-text table, then the answer in one line."""
-    lines = [f"{'batch':>7} {'fits':>5} {'peak GiB':>9} {'step s':>8} {'samples/s':>10}  note"]
+    lines = [
+        f"{'batch':>7} {'fits':>5} {'peak GiB':>9} {'RSS GiB':>8} {'step s':>8} {'CPU s':>8} {'samples/s':>10}  note"
+    ]
     for trial in result["trials"]:
-        peak = f"{trial['peak_bytes'] / GIB:.3f}" if trial["peak_bytes"] is not None else "-"
         seconds = trial["step_seconds"]
-        rate = f"{trial['batch_size'] / seconds:.1f}" if seconds else "-"
         lines.append(
-            f"{trial['batch_size']:>7} {'yes' if trial['fits'] else 'no':>5} {peak:>9} "
-            f"{seconds if seconds is not None else '-':>8} {rate:>10}  {trial['note']}"
+            f"{trial['batch_size']:>7} {'yes' if trial['fits'] else 'no':>5} {_gib(trial['peak_bytes']):>9} "
+            f"{_gib(trial['rss_peak_bytes']):>8} {_number(seconds):>8} {_number(trial['step_cpu_seconds']):>8} "
+            f"{_number(trial['batch_size'] / seconds if seconds else None):>10}  {trial['note']}"
         )
     limit = result["memory_limit_bytes"]
     lines.append(
         f"Largest batch that fits: {result['batch_size']} ({result['task']}, {result['method']}, "
         f"{result['max_length']} tokens, {result['precision']}) on {result['device']}: "
-        f"{result['step_seconds']} s/step, {result['samples_per_second']} samples/s; "
+        f"{result['step_seconds']} s/step ({result['step_cpu_seconds']} CPU s), "
+        f"{result['samples_per_second']} samples/s; "
         f"limit {'none (until out of memory)' if limit is None else f'{limit / GIB:g} GiB'}; "
         f"stopped by: {result['stopped_by']}."
     )

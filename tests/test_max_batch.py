@@ -89,7 +89,10 @@ def test_on_a_tiny_model_the_answer_obeys_the_limit(tiny_model, monkeypatch, cap
     assert "Largest batch that fits: 4" in out
     assert result["batch_size"] == 4 and result["peak_bytes"] <= limit * GIB
     assert result["trials"][-1]["batch_size"] == 8 and not result["trials"][-1]["fits"]
-    assert result["step_seconds"] > 0 and result["memory_kind"] == "cpu_breakdown_total"
+    assert (
+        result["step_seconds"] > 0 and result["step_cpu_seconds"] > 0 and result["memory_kind"] == "cpu_breakdown_total"
+    )
+    assert result["process_peak_rss_bytes"] > result["peak_bytes"], "the process holds more than the step's accounting"
 
     with pytest.raises(ValueError, match="Even batch size 1 does not fit"):
         find_max_batch("sst2", memory_limit_gib=peaks[1] / 2 / GIB, **common)
