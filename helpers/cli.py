@@ -446,6 +446,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from helpers.export import export_run
+
+    info = export_run(args.run, args.out, results_dir=args.results_dir, force=args.force)
+    labels = info["labels"] if isinstance(info["labels"], str) else ", ".join(info["labels"])
+    print(
+        f"wrote {info['folder']}: {info['method']['method']} run {info['run_id']}"
+        f"{' (adapter merged into the base)' if info['merged'] else ''}, labels: {labels}.\n"
+        f"Load it with AutoModelForSequenceClassification.from_pretrained({info['folder']!r}) (no peft needed)."
+    )
+    return 0
+
+
+def cmd_max_batch(args: argparse.Namespace) -> int:
+    from helpers.max_batch import find_max_batch, format_table, limit_bytes
+
+    limit_bytes(args.memory_limit_gib)  # a bad limit is an error before any data or model is read
+    result = find_max_batch(
+        _task_name(args, args.task),
+        model=args.model,
+        method=args.method,
+        max_length=args.max_length,
+        memory_limit_gib=args.memory_limit_gib,
+        precision=args.precision,
+        start=args.start_batch_size,
+        cap=args.batch_size_cap,
+    )
+    print(format_table(result))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m helpers", description="Parameter-efficient fine-tuning on GLUE.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -652,6 +684,49 @@ def build_parser() -> argparse.ArgumentParser:
         "--file", default=None, help="CSV / TSV / JSON(L) with the task's text column(s); prints one JSON line per row"
     )
     predict.set_defaults(func=cmd_predict)
+
+    export = commands.add_parser(
+        "export",
+        help="merge a run's LoRA/DoRA/IA3 adapter into its base (BitFit/head/full: apply its weights) and save a "
+        "plain transformers model folder; runs trained with --save-adapter",
+    )
+    export.add_argument("run", help="the run's record, results/<run_id>.json, or its run id")
+    export.add_argument("--out", required=True, help="the folder to write: config with label names, weights, tokenizer")
+    export.add_argument(
+        "--results-dir", default=None, help="where a run id is looked up, subfolders included (default results/)"
+    )
+    export.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+    export.set_defaults(func=cmd_export)
+
+    from helpers.max_batch import BATCH_SIZE_CAP, DEFAULT_CPU_LIMIT_GIB
+
+    max_batch = commands.add_parser(
+        "max-batch",
+        help="the largest training batch that fits: doubles it, one real training step each, until out of memory "
+        "(CUDA) or over --memory-limit-gib (CPU), then backs off; prints a table and JSON",
+    )
+    max_batch.add_argument("--task", required=True, help=TASK_HELP + "; or your own dataset, as for train")
+    max_batch.add_argument(
+        "--method", default="lora", help="the method whose trainable parameters train (default lora)"
+    )
+    max_batch.add_argument(
+        "--model", default=None, help="default all-MiniLM-L6-v2 (packaged); any from_pretrained name"
+    )
+    max_batch.add_argument("--max-length", type=int, default=128, help="tokens per example, all real (default 128)")
+    max_batch.add_argument(
+        "--memory-limit-gib",
+        type=float,
+        default=None,
+        help=f"largest measured peak allowed, in GiB (default: {DEFAULT_CPU_LIMIT_GIB:g} on CPU; "
+        "none on CUDA, where the batch doubles until out of memory)",
+    )
+    max_batch.add_argument("--precision", default="auto", help="auto (default, as training), fp32, bf16, fp16")
+    max_batch.add_argument("--start-batch-size", type=int, default=1, help="the first batch size tried (default 1)")
+    max_batch.add_argument(
+        "--batch-size-cap", type=int, default=BATCH_SIZE_CAP, help=f"stop doubling here (default {BATCH_SIZE_CAP})"
+    )
+    add_dataset_options(max_batch)
+    max_batch.set_defaults(func=cmd_max_batch)
 
     report = commands.add_parser("report", help="write report.md and figures/ from the run records (no training)")
     report.add_argument("--profile", default="quick", help=f"smoke, quick or full: reads {RESULTS}/<profile>/")

@@ -64,9 +64,14 @@ class SplitInfo:
     sizes: dict[str, int] = field(default_factory=dict)
     skipped_rows: dict[str, int] = field(default_factory=dict)
     fingerprint: str | None = None  # data_fingerprint of the raw files
+    # A user's dataset: its spec and label names (helpers.datasets_spec.recorded_dataset); None for GLUE.
+    dataset: dict | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        if values["dataset"] is None:  # GLUE records keep their keys
+            del values["dataset"]
+        return values
 
 
 def source_name(glue_dir: str | os.PathLike | None, task: TaskSpec | str | None = None) -> str:
@@ -470,6 +475,8 @@ def load_glue(
     The source is the local folder `glue_dir` (or `$GLUE_DIR`) in the official GLUE layout when one
     is given, else the Hub's `nyu-mll/glue`. See the module docstring for what each split is.
     """
+    from helpers.datasets_spec import recorded_dataset
+
     task = get_task(task)
     source = source_name(glue_dir, task)
     raw, skipped, fingerprint = _raw(task, glue_dir, cache_dir)
@@ -494,6 +501,7 @@ def load_glue(
         sizes={name: len(ds) for name, ds in splits.items()},
         skipped_rows=dict(skipped),
         fingerprint=fingerprint,
+        dataset=recorded_dataset(task) if task.dataset is not None else None,
     )
     return splits
 

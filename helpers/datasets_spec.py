@@ -186,6 +186,21 @@ def _hub_splits(spec: DatasetSpec) -> dict[str, dict[str, list]]:
 # ---------------------------------------------------------------------------------------------
 
 
+def task_row(spec: DatasetSpec, name: str, label_names: tuple[str, ...]) -> TaskSpec:
+    """The task table's row of a dataset: classes scored by accuracy and macro-F1, no label names: regression."""
+    regression = not label_names
+    return TaskSpec(
+        name=name,
+        display_name=name,
+        text_columns=spec.text_columns,
+        label_names=label_names,
+        metrics=("pearson", "spearmanr") if regression else ("accuracy", "macro_f1"),
+        main_metric="pearson" if regression else "accuracy",
+        tsv=TsvFormat(columns={}),
+        dataset=spec,
+    )
+
+
 def build_task(spec: DatasetSpec):
     """(TaskSpec, raw DatasetDict with train and test, how the test split was made)."""
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
@@ -219,16 +234,7 @@ def build_task(spec: DatasetSpec):
                     f"(known: {list(label_names)})."
                 )
         to_label = lambda value: ids[str(value).strip()]  # noqa: E731
-    task = TaskSpec(
-        name=spec.short_name(),
-        display_name=spec.short_name(),
-        text_columns=spec.text_columns,
-        label_names=label_names,
-        metrics=("pearson", "spearmanr") if regression else ("accuracy", "macro_f1"),
-        main_metric="pearson" if regression else "accuracy",
-        tsv=TsvFormat(columns={}),
-        dataset=spec,
-    )
+    task = task_row(spec, spec.short_name(), label_names)
     label_feature = Value("float32") if regression else ClassLabel(names=list(label_names))
     features = Features(
         {**{c: Value("string") for c in spec.text_columns}, "label": label_feature, "idx": Value("int32")}
@@ -265,6 +271,34 @@ def register_dataset(spec: DatasetSpec) -> TaskSpec:
         task, _, _ = build_task(spec)
         TASKS[key] = task
     return TASKS[key]
+
+
+def recorded_dataset(task: TaskSpec) -> dict:
+    """What a run record keeps of a user dataset (`data.dataset`): the spec, its local source as an absolute
+    path, and the label names, so another process can rebuild the task's row without reading the files."""
+    spec = task.dataset
+    return {
+        **asdict(spec),
+        "source": spec.source if spec.is_hub else str(Path(spec.source).resolve()),
+        "text_columns": list(spec.text_columns),
+        "label_names": list(task.label_names),
+    }
+
+
+def register_recorded_task(record: dict) -> TaskSpec | None:
+    """Add the task row of a record's user dataset (`data.dataset`) to the task table under the record's task
+    name, as the training process had it; None when the record holds no dataset (GLUE, or older records)."""
+    from helpers.tasks import _normalise
+
+    recorded = record.get("data", {}).get("dataset") if isinstance(record.get("data"), dict) else None
+    if not isinstance(recorded, dict):
+        return None
+    name = record["config"]["task"]
+    if _normalise(name) not in TASKS:
+        fields = {key: value for key, value in recorded.items() if key in DatasetSpec.__dataclass_fields__}
+        spec = DatasetSpec(**{**fields, "text_columns": tuple(fields.get("text_columns", ("text",)))})
+        TASKS[_normalise(name)] = task_row(spec, name, tuple(recorded.get("label_names", ())))
+    return TASKS[_normalise(name)]
 
 
 def load_dataset_task(task: TaskSpec):

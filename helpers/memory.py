@@ -58,21 +58,25 @@ def saved_activation_bytes(model: nn.Module, batch: dict, autocast_dtype: torch.
     return int(sum(seen.values()))
 
 
+def static_training_bytes(model: nn.Module) -> dict:
+    """Parameter, gradient and AdamW-state bytes: what a training step holds whatever the batch."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return {
+        "parameters_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "gradients_bytes": sum(p.numel() * p.element_size() for p in trainable),
+        "optimizer_bytes": sum(2 * p.numel() * 4 for p in trainable),
+    }
+
+
 def memory_breakdown(model: nn.Module, batch: dict, autocast_dtype: torch.dtype | None = None) -> dict:
     """Parameter, gradient, AdamW-state and saved-activation bytes for one training step on `batch`."""
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    grads = sum(p.numel() * p.element_size() for p in trainable)
-    optimizer = sum(2 * p.numel() * 4 for p in trainable)
+    static = static_training_bytes(model)
     activations = saved_activation_bytes(model, batch, autocast_dtype)
-    shape = list(batch["input_ids"].shape)
     return {
-        "parameters_bytes": params,
-        "gradients_bytes": grads,
-        "optimizer_bytes": optimizer,
+        **static,
         "activations_bytes": activations,
-        "total_bytes": params + grads + optimizer + activations,
-        "batch_shape": shape,
+        "total_bytes": sum(static.values()) + activations,
+        "batch_shape": list(batch["input_ids"].shape),
     }
 
 

@@ -211,6 +211,7 @@ def write_record(record: dict, results_dir: str | os.PathLike) -> Path:
 
 def schema_problems(record) -> list[str]:
     """What makes `record` not a valid run record of this schema version (empty list: valid)."""
+    from helpers.datasets_spec import register_recorded_task
     from helpers.tasks import get_task
 
     if not isinstance(record, dict):
@@ -233,8 +234,9 @@ def schema_problems(record) -> list[str]:
         return problems
     try:
         get_task(record["config"]["task"])
-    except ValueError:  # GLUE tasks, and user datasets registered in this process (helpers.datasets_spec)
-        return [f"unknown task {record['config']['task']!r}"]
+    except ValueError:  # GLUE tasks, and user datasets: registered in this process, or now from the record
+        if register_recorded_task(record) is None:
+            return [f"unknown task {record['config']['task']!r}"]
     for split, metrics in [
         ("test.metrics", record["test"]["metrics"]),
         *((f"test.splits.{s}", m) for s, m in record["test"]["splits"].items()),

@@ -155,3 +155,20 @@ def test_one_command_fine_tunes_on_a_csv(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["run_id"].startswith("mine-") and set(out["test"]["metrics"]) == {"accuracy", "macro_f1"}
     assert (tmp_path / "results" / f"{out['run_id']}.json").is_file()
+
+
+@pytest.mark.parametrize("labels", ["words", "floats"])
+def test_a_record_carries_what_rebuilds_the_task_in_another_process(tmp_path, monkeypatch, glue_dir, labels):
+    from helpers.datasets_spec import register_recorded_task
+    from helpers.tasks import TASKS, _normalise
+
+    label = (lambda i: "pos" if i % 2 else "neg") if labels == "words" else (lambda i: str(i / 7))
+    task = register_dataset(DatasetSpec(str(write_csv(tmp_path / "r.csv", ["text", "label"], reviews(label=label)))))
+    data = load_glue(task.name, cache_dir=tmp_path / "cache").glue_info.to_dict()
+    assert data["dataset"]["label_names"] == list(task.label_names)
+    monkeypatch.delitem(TASKS, _normalise(task.name))  # a fresh process: only GLUE's rows
+    (tmp_path / "r.csv").unlink()  # nor does it need the file
+    assert register_recorded_task({"config": {"task": task.name}, "data": data}) == task == get_task(task.name)
+    # GLUE records are as before: no dataset key, nothing to register.
+    glue = load_glue("sst2", glue_dir=glue_dir, cache_dir=tmp_path / "cache").glue_info.to_dict()
+    assert "dataset" not in glue and register_recorded_task({"config": {"task": "sst2"}, "data": glue}) is None
