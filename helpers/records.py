@@ -1,8 +1,9 @@
 """Run records: one JSON file per run, written atomically; the only input of plots and the report.
 
 A record holds (see README "Run records"): run_id, config, data, versions, params, history, evals,
-best, test, timing, memory. Readers check every file against `RECORD_SCHEMA` and skip (and report)
-files that are not valid records, so one corrupted or foreign file never stops an analysis.
+best, test, timing, memory; `RunRecord` declares its shape. Readers check every file against
+`RECORD_SCHEMA` (made from that declaration) and skip (and report) files that are not valid records,
+so one corrupted or foreign file never stops an analysis.
 
 Files are strict JSON: a non-finite number (a diverged loss, a NaN correlation) is written as `null`,
 and a record lists where that happened under `non_finite`.
@@ -18,70 +19,207 @@ import os
 import re
 import tempfile
 import time
+import types
+import typing
 from pathlib import Path
+from typing import TypedDict
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-REQUIRED_KEYS = (
-    "run_id",
-    "config",
-    "data",
-    "versions",
-    "params",
-    "history",
-    "evals",
-    "best",
-    "test",
-    "timing",
-    "memory",
-)
 NUMBER = (int, float)
-OPTIONAL_INT = (int, type(None))
-OPTIONAL_NUMBER = (int, float, type(None))  # absent for runs that do not train (in-context learning)
+
+# The shape of a run record, declared once. Each part is two classes: the first (`_Name`) holds the
+# keys every record has and readers use without checking (RECORD_SCHEMA checks them, with these types,
+# in every file read or written); the second adds the keys training writes that a record may lack
+# (older records, in-context learning runs, hand-made test records): readers `.get` those.
+# A float annotation accepts JSON integers too (2.0 epochs may be written as 2).
+
+
+class RecordMethod(TypedDict):
+    """`config.method`: helpers.methods.MethodConfig.to_dict (the method's knobs), or in-context learning's."""
+
+    method: str
+
+
+class _RecordConfig(TypedDict):
+    task: str
+    model: str
+    method: RecordMethod
+    lr: float | None  # None: in-context learning trains nothing
+    batch_size: int
+    epochs: float
+    warmup_ratio: float
+    weight_decay: float
+    grad_accum: int
+    max_length: int | None
+    max_train_samples: int | None
+    max_validation_samples: int | None
+    recipe: str
+    seed: int
+
+
+class RecordConfig(_RecordConfig, total=False):
+    """`config`: every field of the resolved helpers.training.TrainConfig (its `to_dict`), and what the
+    run resolved on its machine (helpers.training.RESOLVED_KEYS)."""
+
+    precision_used: str
+    fast_cpu_kernels: bool
+    eval_batch_size_used: int
+
+
+class _RecordData(TypedDict):
+    sizes: dict[str, int]  # examples per split
+    select_on: str
+
+
+class RecordData(_RecordData, total=False):
+    """`data`: how the splits were made (helpers.data.SplitInfo.to_dict), and tokens per example."""
+
+    source: str
+    fingerprint: str | None
+    token_lengths: dict[str, dict[str, float]]  # split -> mean and median tokens per example
+
+
+class _RecordParams(TypedDict):
+    trainable: int
+    total: int
+    percent: float
+
+
+class RecordParams(_RecordParams, total=False):
+    """`params`: parameter counts (helpers.methods.ParamCounts), and LoRA's closed form and targets."""
+
+    lora_closed_form: int
+    lora_targets: list[str]
+
+
+class HistoryRow(TypedDict):
+    """One logged training step in `history`."""
+
+    step: int
+    epoch: float
+    loss: float | None
+    lr: float | None
+    grad_norm: float | None
+
+
+class EvalRow(TypedDict):
+    """One evaluation in `evals`: a split's metrics at a step."""
+
+    step: int
+    epoch: float
+    split: str  # "validation", or "train" with eval_train
+    metrics: dict[str, float | None]
+    loss: float | None
+
+
+class BestEval(TypedDict, total=False):
+    """`best`: the evaluation that selected the model (empty for a run without evaluations)."""
+
+    step: int
+    epoch: float
+    metric: str
+    value: float | None
+
+
+class _RecordTest(TypedDict):
+    metrics: dict[str, float | None]  # the main test split's
+    splits: dict[str, dict[str, float | None]]  # every test split's (MNLI has two)
+
+
+class RecordTest(_RecordTest, total=False):
+    """`test`: the selected model's scores on the test split(s)."""
+
+    split: str  # the main test split
+
+
+class _RecordTiming(TypedDict):
+    train_seconds: float
+    train_samples_per_second: float | None  # None: nothing was trained
+    train_tokens_per_second: float | None
+
+
+class RecordTiming(_RecordTiming, total=False):
+    """`timing`: seconds, throughput and FLOPs (helpers.flops) of the run."""
+
+    padding_fraction: float
+    eval_seconds: float
+    checkpoint_seconds: float
+    model_flops_per_second: float  # real tokens only
+    computed_flops_per_second: float  # padding included: what the hardware did
+    wall_seconds: float
+    steps: int
+    samples_seen: int
+    real_tokens_seen: int
+
+
+class _RecordMemory(TypedDict):
+    peak_bytes: int
+    kind: str  # what peak_bytes measured: "cuda_max_allocated", "cpu_breakdown_total", ...
+
+
+class RecordMemory(_RecordMemory, total=False):
+    """`memory`: the peak, the breakdown of one training step (helpers.memory), the process's peak RSS."""
+
+    breakdown: dict[str, int | list[int]]
+    process_peak_rss_bytes: int
+
+
+class _RunRecord(TypedDict):
+    run_id: str
+    config: RecordConfig
+    data: RecordData
+    versions: dict[str, str | int]  # helpers.device.library_versions, and the number of processes
+    params: RecordParams
+    history: list[HistoryRow]
+    evals: list[EvalRow]
+    best: BestEval
+    test: RecordTest
+    timing: RecordTiming
+    memory: RecordMemory
+
+
+class RunRecord(_RunRecord, total=False):
+    """One run's record, as training returns it and `write_record` saves it."""
+
+    schema: int  # SCHEMA_VERSION, added by write_record
+    created: str  # ISO time, UTC
+    model_info: dict[str, str | int]  # helpers.models.describe_architecture
+    trainable_names: list[str]
+    majority_class: dict[str, dict[str, float | None]]  # split -> what always predicting the majority class scores
+    adapter_path: str  # where save_adapter put the trained weights
+    non_finite: list[str]  # where write_record replaced a NaN or infinity with null
+    icl: dict  # in-context learning's prompts and scoring (helpers.icl)
+
+
+def _json_types(annotation) -> type | tuple[type, ...]:
+    """The types `json.load` gives for a value of the annotated type."""
+    if typing.is_typeddict(annotation):
+        return dict
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union):
+        members = [_json_types(member) for member in typing.get_args(annotation)]
+        return tuple(kind for kinds in members for kind in (kinds if isinstance(kinds, tuple) else (kinds,)))
+    if annotation is float:
+        return NUMBER
+    return typing.get_origin(annotation) or annotation  # dict[str, int] -> dict
+
+
+def _required_types(shape: type, prefix: str = "") -> dict[str, type | tuple[type, ...]]:
+    """Dotted path -> allowed types of every key that all records of `shape` have, depth first."""
+    schema = {}
+    for key, annotation in typing.get_type_hints(shape).items():
+        if key in shape.__required_keys__:
+            schema[prefix + key] = _json_types(annotation)
+            if typing.is_typeddict(annotation):
+                schema.update(_required_types(annotation, f"{prefix}{key}."))
+    return schema
+
+
+REQUIRED_KEYS = tuple(key for key in RunRecord.__annotations__ if key in RunRecord.__required_keys__)
 # What readers (sweep, analysis, report) use without checking, as dotted path -> allowed types. A file
 # that breaks any of these is skipped and listed, instead of crashing a reader half-way.
-RECORD_SCHEMA = {
-    "schema": int,
-    "run_id": str,
-    "config": dict,
-    "config.task": str,
-    "config.model": str,
-    "config.method": dict,
-    "config.method.method": str,
-    "config.lr": OPTIONAL_NUMBER,
-    "config.batch_size": int,
-    "config.epochs": NUMBER,
-    "config.warmup_ratio": NUMBER,
-    "config.weight_decay": NUMBER,
-    "config.grad_accum": int,
-    "config.max_length": OPTIONAL_INT,
-    "config.max_train_samples": OPTIONAL_INT,
-    "config.max_validation_samples": OPTIONAL_INT,
-    "config.recipe": str,
-    "config.seed": int,
-    "data": dict,
-    "data.sizes": dict,
-    "data.select_on": str,
-    "versions": dict,
-    "params": dict,
-    "params.trainable": int,
-    "params.total": int,
-    "params.percent": NUMBER,
-    "history": list,
-    "evals": list,
-    "best": dict,
-    "test": dict,
-    "test.metrics": dict,
-    "test.splits": dict,
-    "timing": dict,
-    "timing.train_seconds": NUMBER,
-    "timing.train_samples_per_second": OPTIONAL_NUMBER,
-    "timing.train_tokens_per_second": OPTIONAL_NUMBER,
-    "memory": dict,
-    "memory.peak_bytes": int,
-    "memory.kind": str,
-}
+RECORD_SCHEMA = {"schema": int, **_required_types(RunRecord)}
 # Temporary files of write_json_atomic: `.<name>.<writer pid>.<random>.tmp` (older ones lack the pid).
 TEMP_NAME = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+\.tmp$")
 # A temporary file without a writer pid is stale once this old (writing a record takes milliseconds).

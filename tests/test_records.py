@@ -5,10 +5,12 @@ import sys
 import time
 
 import pytest
-from fake_records import fake_record
+from fake_records import fake_record, shape_problems
 
 from helpers import records as records_module
 from helpers.records import (
+    RECORD_SCHEMA,
+    REQUIRED_KEYS,
     STALE_TEMP_SECONDS,
     RecordError,
     RecordVersionError,
@@ -41,6 +43,41 @@ def test_written_record_round_trips(tmp_path):
     assert path == tmp_path / "run-a.json"
     assert load_record(path)["test"] == a_record()["test"]
     assert [p.name for p in tmp_path.iterdir()] == ["run-a.json"], "no temp files left behind"
+
+
+def test_the_schema_is_made_from_the_declared_record_shape():
+    """RunRecord declares the shape once: its required keys, with their types, are what readers check."""
+    assert REQUIRED_KEYS == (
+        "run_id",
+        "config",
+        "data",
+        "versions",
+        "params",
+        "history",
+        "evals",
+        "best",
+        "test",
+        "timing",
+        "memory",
+    )
+    assert list(RECORD_SCHEMA)[:4] == ["schema", "run_id", "config", "config.task"], "depth first, in declared order"
+    assert RECORD_SCHEMA["config.epochs"] == (int, float), "a float may be written as an integer (2.0 -> 2)"
+    assert RECORD_SCHEMA["config.lr"] == (int, float, type(None))
+    assert RECORD_SCHEMA["config.max_length"] == (int, type(None))
+    assert (RECORD_SCHEMA["config.method"], RECORD_SCHEMA["history"], RECORD_SCHEMA["params.total"]) == (
+        dict,
+        list,
+        int,
+    )
+    assert "test.split" not in RECORD_SCHEMA and "timing.steps" not in RECORD_SCHEMA, "keys a record may lack"
+
+
+def test_fake_records_have_the_declared_shape():
+    assert shape_problems(fake_record("mnli", "lora", 0, 0.5, majority=0.3)) == []
+    odd = fake_record("sst2", "bitfit", 0, 0.5)
+    odd["timing"]["train_minutes"] = 1.0
+    del odd["history"][0]["loss"]
+    assert shape_problems(odd) == ["no history[0].loss", "undeclared timing.train_minutes"]
 
 
 def test_a_half_written_record_never_appears(tmp_path, monkeypatch):
