@@ -328,14 +328,20 @@ class Comparison:
     def sentence(self, metric: str, where: str) -> str:
         if self.verdict == "degenerate":
             return (
-                f"On {where}, neither {self.a} ({self.a_mean:.3f}) nor {self.b} ({self.b_mean:.3f}) beats always predicting the "
+                f"On {where}, neither {self.a} ({self.a_mean:.3f}) nor {self.b} ({self.b_mean:.3f}) beats always "
+                "predicting the "
                 f"majority class ({self.floor:.3f} {metric}): no comparison can be drawn from these runs."
             )
-        values = f"{self.a} {self.a_mean:.3f} ± {self.a_std:.3f} vs {self.b} {self.b_mean:.3f} ± {self.b_std:.3f}, {metric}, {self.n_a}/{self.n_b} seeds"
+        values = (
+            f"{self.a} {self.a_mean:.3f} ± {self.a_std:.3f} vs {self.b} {self.b_mean:.3f} ± {self.b_std:.3f}, "
+            f"{metric}, {self.n_a}/{self.n_b} seeds"
+        )
         if self.verdict == "undecided":
             return (
-                f"On {where}, {self.a} and {self.b} cannot be compared yet ({values}): a verdict needs at least {MIN_SEEDS} "
-                f"seeds a side; undecided ({min(self.n_a, self.n_b)} seed{'s' if min(self.n_a, self.n_b) != 1 else ''})."
+                f"On {where}, {self.a} and {self.b} cannot be compared yet ({values}): a verdict needs at least "
+                f"{MIN_SEEDS} "
+                f"seeds a side; undecided ({min(self.n_a, self.n_b)} "
+                f"seed{'s' if min(self.n_a, self.n_b) != 1 else ''})."
             )
         p_value, low, high = self.test
         test = f"Welch's t-test p = {p_value:.3f}; 95% interval of the difference {low:+.3f} to {high:+.3f}"

@@ -187,7 +187,8 @@ def markdown_table(result: dict) -> str:
     lines = [
         f"Device: {result['device']}; dense matmul {peaks['fp32']:.0f} GFLOP/s fp32, "
         + (f"{peaks['bf16']:.0f} GFLOP/s bf16. " if peaks.get("bf16") else "bf16 not in hardware. ")
-        + f"{result['settings']['epochs']} epoch(s), batch {result['settings']['batch_size']}, seeds {result['settings']['seeds']}."
+        + f"{result['settings']['epochs']} epoch(s), batch {result['settings']['batch_size']}, "
+        f"seeds {result['settings']['seeds']}."
         + (
             f" Project runs: torch.compile over lengths padded to multiples of {COMPILE_PAD_MULTIPLE},"
             " compile time included."
@@ -195,7 +196,8 @@ def markdown_table(result: dict) -> str:
             else ""
         ),
         "",
-        "| task | method | baseline samples/s | project samples/s | speed-up | padding (base → proj) | eval speed-up | dev metric baseline | dev metric project | model FLOP util. (project) | peak RSS base / proj (GB) |",
+        "| task | method | baseline samples/s | project samples/s | speed-up | padding (base → proj) | eval speed-up | "
+        "dev metric baseline | dev metric project | model FLOP util. (project) | peak RSS base / proj (GB) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in result["summary"]:
@@ -203,8 +205,10 @@ def markdown_table(result: dict) -> str:
         if not (base and fast):
             continue
         lines.append(
-            f"| {entry['task']} | {entry['method']} | {base['samples_per_second']:.1f} | {fast['samples_per_second']:.1f} ({fast['precision']}) "
-            f"| **{entry['speedup']:.1f}×** | {base['padding_fraction']:.0%} → {fast['padding_fraction']:.0%} | {entry['eval_speedup']:.1f}× "
+            f"| {entry['task']} | {entry['method']} | {base['samples_per_second']:.1f} | "
+            f"{fast['samples_per_second']:.1f} ({fast['precision']}) "
+            f"| **{entry['speedup']:.1f}×** | {base['padding_fraction']:.0%} → {fast['padding_fraction']:.0%} | "
+            f"{entry['eval_speedup']:.1f}× "
             f"| {base['dev_mean']:.3f} ± {base['dev_std']:.3f} | {fast['dev_mean']:.3f} ± {fast['dev_std']:.3f} "
             f"| {fast['model_flops_utilisation']:.0%} ({fast['computed_flops_utilisation']:.0%} incl. padding) "
             f"| {base['peak_rss_bytes'] / 1e9:.2f} / {fast['peak_rss_bytes'] / 1e9:.2f} |"
@@ -565,15 +569,18 @@ def grid_markdown_table(result: dict) -> str:
     settings = result["settings"]
     lines = [
         f"Device: {result['device']} ({result['cores']} cores). Grid: {settings['runs']} runs "
-        f"({', '.join(f'{t} {n:,}' for t, n in settings['samples'].items())} training examples; {', '.join(settings['methods'])}; "
-        f"seeds {settings['seeds']}; {settings['epochs']} epoch(s), batch {settings['batch_size']}); {settings['repeats']} repeat(s).",
+        f"({', '.join(f'{t} {n:,}' for t, n in settings['samples'].items())} training examples; "
+        f"{', '.join(settings['methods'])}; "
+        f"seeds {settings['seeds']}; {settings['epochs']} epoch(s), batch {settings['batch_size']}); "
+        f"{settings['repeats']} repeat(s).",
         "",
         "| workers × threads | wall time (min) | runs per hour | ratio | samples/s per run (mean) |",
         "|---|---|---|---|---|",
     ]
     for entry in result["summary"]:
         lines.append(
-            f"| {entry['workers']} × {entry['threads']} | {entry['wall_seconds'] / 60:.1f} | {entry['runs_per_hour']:.1f} "
+            f"| {entry['workers']} × {entry['threads']} | {entry['wall_seconds'] / 60:.1f} | "
+            f"{entry['runs_per_hour']:.1f} "
             f"| **{entry['ratio']:.2f}×** | {entry['mean_run_samples_per_second']:.1f} |"
         )
     return "\n".join(lines) + "\n"

@@ -437,7 +437,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         if task.is_pair != (args.text_pair is not None):
             raise ValueError(
-                f"{task.display_name} reads {'two texts: give --text and --text-pair' if task.is_pair else 'one text: drop --text-pair'}."
+                f"{task.display_name} reads "
+                f"{'two texts: give --text and --text-pair' if task.is_pair else 'one text: drop --text-pair'}."
             )
         predictions = predict_texts(
             model, tokenizer, task, [args.text], [args.text_pair] if args.text_pair is not None else None, max_length
@@ -515,7 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     from helpers.sweep import DEFAULT_WORKERS
 
     parallel = sweep.add_argument_group(
-        "parallel runs (every run is claimed by a lock file beside its record, so sweeps sharing a results folder split the grid)"
+        "parallel runs (every run is claimed by a lock file beside its record, so sweeps sharing a results folder "
+        "split the grid)"
     )
     parallel.add_argument(
         "--workers",
@@ -639,7 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
     icl.add_argument(
         "--scoring",
         default=",".join(SCORINGS),
-        help="loglik: label-word log-likelihood; generate: greedy answer parsed to a label (unparseable counts as wrong)",
+        help="loglik: label-word log-likelihood; "
+        "generate: greedy answer parsed to a label (unparseable counts as wrong)",
     )
     icl.add_argument("--seed", default="0,1,2", help="comma list of demonstration draws (zero-shot runs once)")
     icl.add_argument(

@@ -94,7 +94,8 @@ def _display_name(name: str) -> str:
 
 
 def _lr_sweep(profile, tasks, model, **kw):
-    """Each method's grid plus its default rate (DEFAULT_LR), so the sweep contains the runs the other experiments use."""
+    """Each method's grid plus its default rate (DEFAULT_LR), so the sweep contains the runs the other
+    experiments use."""
     kw.pop("lr", None)  # the sweep sets the rate itself
     return [
         _config(profile, t, model, s, MethodConfig(method=m), lr=lr, **kw)
@@ -157,7 +158,8 @@ def run_experiment(
     report_to: str | list[str] | None = None,
     **overrides,
 ) -> list[dict]:
-    """Train every run of the experiment that has no record yet; returns all its records (report_to: Trainer's live view)."""
+    """Train every run of the experiment that has no record yet; returns all its records
+    (report_to: Trainer's live view)."""
     from helpers.sweep import run_sweep
 
     profile = get_profile(profile)

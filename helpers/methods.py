@@ -340,7 +340,8 @@ def check_qlora_runtime() -> None:
 
     if not torch.cuda.is_available():
         raise ValueError(
-            "Method 'qlora' quantises the base model to 4 bits with bitsandbytes, which needs a CUDA GPU; none is available here. Use 'lora' on CPU."
+            "Method 'qlora' quantises the base model to 4 bits with bitsandbytes, which needs a CUDA GPU; none is "
+            "available here. Use 'lora' on CPU."
         )
     try:
         import bitsandbytes  # noqa: F401

@@ -259,7 +259,8 @@ def use_mean_pooling(model: nn.Module) -> nn.Module:
     spec = arch_spec(model)
     if spec.reads != "first":
         raise ValueError(
-            f"Mean pooling replaces the first token the head reads; a {model.config.model_type} head reads the last token. Use pooling 'model'."
+            f"Mean pooling replaces the first token the head reads; a {model.config.model_type} head reads the last "
+            "token. Use pooling 'model'."
         )
     base = model.base_model
     pooling = _MeanPooling()

@@ -7,8 +7,9 @@ Passing a cache through the encoder would also shift the position ids of the rea
 How it works here: the model's attention runs through an attention function registered with
 transformers (`AttentionInterface`) as `prefix_sdpa` (or `prefix_fast_eager`, on top of the CPU
 recipe's attention in helpers.speed). Before calling the inner attention it prepends this layer's
-prefix keys and values, and widens the attention mask so every query may attend to the prefix while padding positions stay masked. Queries, positions and outputs of the
-real tokens are untouched, so the classification head reads the same positions as before.
+prefix keys and values, and widens the attention mask so every query may attend to the prefix while
+padding positions stay masked. Queries, positions and outputs of the real tokens are untouched, so
+the classification head reads the same positions as before.
 """
 
 from __future__ import annotations

@@ -154,11 +154,16 @@ def write_report(
     add = out.append
     add("# PEFT on GLUE: report\n")
     add(
-        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `helpers.report` from **{len(frame)} run records** in "
-        f"`{os.path.relpath(results_dir, report_dir)}/` (profile `{profile.name}`; device: {', '.join(sorted(set(frame['device'])))}). "
-        "Every number below is read from those records. Comparisons are decided from the per-seed values by Welch's t-test "
-        f"(two-sided, p < {analysis.ALPHA}), with the 95% interval of the difference; a side with fewer than {analysis.MIN_SEEDS} "
-        "seeds leaves the comparison undecided, however large the difference. Tables give mean ± std over seeds and a 95% "
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `helpers.report` from **{len(frame)} run "
+        "records** in "
+        f"`{os.path.relpath(results_dir, report_dir)}/` (profile `{profile.name}`; device: "
+        f"{', '.join(sorted(set(frame['device'])))}). "
+        "Every number below is read from those records. Comparisons are decided from the per-seed values by Welch's "
+        "t-test "
+        f"(two-sided, p < {analysis.ALPHA}), with the 95% interval of the difference; a side with fewer than "
+        f"{analysis.MIN_SEEDS} "
+        "seeds leaves the comparison undecided, however large the difference. Tables give mean ± std over seeds and a "
+        "95% "
         "t-interval of the mean.\n"
     )
     if problems:
@@ -184,11 +189,13 @@ def write_report(
             _figure(
                 figures["training_curves"],
                 report_dir,
-                f"Training loss per step and validation metric per epoch, BitFit and LoRA (seed {figures['first_seed']}).",
+                "Training loss per step and validation metric per epoch, BitFit and LoRA (seed "
+                f"{figures['first_seed']}).",
             )
         )
     add(
-        "Test results (GLUE dev set) at each method's default settings, mean ± std over seeds, against the course baselines:\n"
+        "Test results (GLUE dev set) at each method's default settings, mean ± std over seeds, against the course "
+        "baselines:\n"
     )
     add(_table(results_table(defaults)) + "\n")
 
@@ -230,7 +237,8 @@ def write_report(
         ("metric_vs_parameters", "Score against the share of parameters trained."),
         (
             "time_memory",
-            f"Training time per 1,000 examples, and memory of one training step on a batch of {batch} tokens: parameters, gradients, AdamW state, saved activations.",
+            f"Training time per 1,000 examples, and memory of one training step on a batch of {batch} tokens: "
+            "parameters, gradients, AdamW state, saved activations.",
         ),
     ]:
         if name in figures:
@@ -284,15 +292,18 @@ def _model_design(defaults: pd.DataFrame) -> str:
     lines = []
     if row.get("model_model_type"):
         lines.append(
-            f"- **Base model**: `{row['model']}` ({row['model_model_type']} architecture, {int(row['model_layers'])} layers, hidden size "
-            f"{int(row['model_hidden_size'])}, {int(row['model_heads'])} heads, MLP width {int(row['model_intermediate_size'])}; "
+            f"- **Base model**: `{row['model']}` ({row['model_model_type']} architecture, {int(row['model_layers'])} "
+            "layers, hidden size "
+            f"{int(row['model_hidden_size'])}, {int(row['model_heads'])} heads, MLP width "
+            f"{int(row['model_intermediate_size'])}; "
             f"{int(row['model_parameters']):,} parameters with the classification head)."
         )
     else:
         lines.append(f"- **Base model**: `{row['model']}`.")
     pooled = "mean" in set(defaults["pooling"])
     lines.append(
-        "- **Head**: the model's own sequence-classification head (for BERT: the first token's final state → the pretrained "
+        "- **Head**: the model's own sequence-classification head (for BERT: the first token's final state → the "
+        "pretrained "
         "pooler, dense + tanh → dropout → a new linear classifier). The classifier always trains and is saved with the "
         "adapter; the pooler is pretrained and stays frozen except under full fine-tuning and BitFit (its bias)."
         + (" A mean-pooling variant is compared in §6." if pooled else "")
@@ -330,17 +341,20 @@ def _data_section(defaults: pd.DataFrame) -> str:
     )
     seeds = sorted(set(defaults["seed"]))
     text = (
-        f"- **Data and training**: training subsample cap {cap}; {row['epochs']:g} epoch(s), batch {int(row['batch_size'])}, max length "
+        f"- **Data and training**: training subsample cap {cap}; {row['epochs']:g} epoch(s), batch "
+        f"{int(row['batch_size'])}, max length "
         f"{int(row['max_length'])}, linear schedule with {row['warmup_ratio']:.0%} warmup, seeds {seeds}. "
     )
     if set(sizes["select_on"]) == {"train_slice"}:
         text += (
-            "`validation` is a seeded, stratified slice of GLUE train, used to pick the best epoch; `test` is the GLUE dev "
+            "`validation` is a seeded, stratified slice of GLUE train, used to pick the best epoch; `test` is the GLUE "
+            "dev "
             "set, used only for reporting:\n"
         )
     else:
         text += (
-            "Some runs selected their best epoch **on the GLUE dev set** (`select_on = dev`, as papers do), which is also the "
+            "Some runs selected their best epoch **on the GLUE dev set** (`select_on = dev`, as papers do), which is "
+            "also the "
             "reported `test` split: their test numbers are optimistic.\n"
         )
     return text + "\n" + _table(sizes) + "\n"
@@ -350,10 +364,14 @@ def _bitfit_discussion(defaults: pd.DataFrame) -> str:
     lines = [
         "### BitFit: what it is and why it works\n",
         "BitFit trains only the bias vectors (and the classifier) and freezes every weight matrix. The explanation its "
-        "authors offer, which our numbers below can support or not: a bias adds the same vector at every position, so tuning it "
-        "shifts each layer's activations (which GELU units fire, where LayerNorm centres them) without changing how tokens "
-        "are mixed. If the pretrained weights already hold the features a task needs, re-weighting them through the biases "
-        "should recover much of full fine-tuning at a tiny fraction of the parameters — and should clearly beat training "
+        "authors offer, which our numbers below can support or not: a bias adds the same vector at every position, so "
+        "tuning it "
+        "shifts each layer's activations (which GELU units fire, where LayerNorm centres them) without changing how "
+        "tokens "
+        "are mixed. If the pretrained weights already hold the features a task needs, re-weighting them through the "
+        "biases "
+        "should recover much of full fine-tuning at a tiny fraction of the parameters — and should clearly beat "
+        "training "
         "the classifier alone.\n",
     ]
     for task in dict.fromkeys(defaults["task"]):
@@ -362,7 +380,10 @@ def _bitfit_discussion(defaults: pd.DataFrame) -> str:
         bitfit, full = subset[subset["variant"] == "bitfit"], subset[subset["variant"] == "full"]
         if bitfit.empty:
             continue
-        text = f"- {spec.display_name}: BitFit trains {int(bitfit['trainable'].iloc[0]):,} parameters ({bitfit['percent'].iloc[0]:.3g}%) and reaches {bitfit['test'].mean():.3f}"
+        text = (
+            f"- {spec.display_name}: BitFit trains {int(bitfit['trainable'].iloc[0]):,} parameters "
+            f"({bitfit['percent'].iloc[0]:.3g}%) and reaches {bitfit['test'].mean():.3f}"
+        )
         if not full.empty:
             comparison = analysis.compare(subset, "variant", "bitfit", "full", names=("BitFit", "full fine-tuning"))
             gap = full["test"].mean() - bitfit["test"].mean()
@@ -370,12 +391,16 @@ def _bitfit_discussion(defaults: pd.DataFrame) -> str:
             noise = " (within noise)" if comparison and comparison.verdict == "tie" else ""
             outcome = "the same score" if gap == 0 else f"{abs(gap):.3f} in {leader}'s favour{noise}"
             text += (
-                f"; full fine-tuning ({int(full['trainable'].iloc[0]):,} parameters, {full['trainable'].iloc[0] / bitfit['trainable'].iloc[0]:.0f}× as many) "
+                f"; full fine-tuning ({int(full['trainable'].iloc[0]):,} parameters, "
+                f"{full['trainable'].iloc[0] / bitfit['trainable'].iloc[0]:.0f}× as many) "
                 f"reaches {full['test'].mean():.3f}: {outcome}"
             )
         sparse = subset[subset["variant"] == "bitfit (sparse)"]
         if not sparse.empty:
-            text += f"; the sparse variant (query + first-MLP biases, {int(sparse['trainable'].iloc[0]):,} parameters) reaches {sparse['test'].mean():.3f}"
+            text += (
+                f"; the sparse variant (query + first-MLP biases, {int(sparse['trainable'].iloc[0]):,} parameters) "
+                f"reaches {sparse['test'].mean():.3f}"
+            )
         lines.append(text + f" ({spec.main_metric}).")
         comparison = analysis.compare(subset, "variant", "bitfit", "head", names=("BitFit", "the classifier alone"))
         if comparison:
@@ -394,29 +419,38 @@ def _bitfit_verdict(subset: pd.DataFrame) -> str:
     bitfit, head, full = means["bitfit"], means["head"], means["full"]
     floor = subset["majority"].mean() if "majority" in subset else float("nan")
     if analysis.at_or_below(bitfit, floor):
-        return f"not supported here: BitFit ({bitfit:.3f}) does not beat always predicting the majority class ({floor:.3f})."
+        return (
+            f"not supported here: BitFit ({bitfit:.3f}) does not beat always predicting the majority class "
+            f"({floor:.3f})."
+        )
     full_vs_head = analysis.compare(subset, "variant", "full", "head")
     if full_vs_head.verdict == "degenerate":
         return (
-            f"undecided: neither full fine-tuning ({full:.3f}) nor the classifier alone ({head:.3f}) beats the majority class "
-            f"({floor:.3f}) here, while BitFit reaches {bitfit:.3f}; the gap the explanation is about cannot be measured."
+            f"undecided: neither full fine-tuning ({full:.3f}) nor the classifier alone ({head:.3f}) beats the "
+            "majority class "
+            f"({floor:.3f}) here, while BitFit reaches {bitfit:.3f}; the gap the explanation is about cannot be "
+            "measured."
         )
     if full_vs_head.verdict == "undecided":
         return (
-            f"undecided: full fine-tuning ({full:.3f}) and the classifier alone ({head:.3f}) need at least {analysis.MIN_SEEDS} "
+            f"undecided: full fine-tuning ({full:.3f}) and the classifier alone ({head:.3f}) need at least "
+            f"{analysis.MIN_SEEDS} "
             "seeds each before the gap between them counts."
         )
     if full_vs_head.verdict != "a":
         return (
-            f"undecided: full fine-tuning ({full:.3f}) does not clearly beat the classifier alone ({head:.3f}) in these runs, "
+            f"undecided: full fine-tuning ({full:.3f}) does not clearly beat the classifier alone ({head:.3f}) in "
+            "these runs, "
             "so there is no gap for the biases to close."
         )
     recovered = (bitfit - head) / (full - head)
     bitfit_vs_head = analysis.compare(subset, "variant", "bitfit", "head")
     supported = recovered >= 0.5 and bitfit_vs_head.verdict == "a"
     return (
-        f"{'supported' if supported else 'not supported'}: BitFit closes {recovered:.0%} of the gap between the classifier alone "
-        f"({head:.3f}) and full fine-tuning ({full:.3f}) while training {subset.loc[subset['variant'] == 'bitfit', 'percent'].iloc[0]:.2g}% "
+        f"{'supported' if supported else 'not supported'}: BitFit closes {recovered:.0%} of the gap between the "
+        "classifier alone "
+        f"({head:.3f}) and full fine-tuning ({full:.3f}) while training "
+        f"{subset.loc[subset['variant'] == 'bitfit', 'percent'].iloc[0]:.2g}% "
         "of the parameters"
         + ("" if bitfit_vs_head.verdict == "a" else ", and it does not clearly beat the classifier alone")
         + "."
@@ -487,7 +521,8 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
             relation = analysis.lr_relation(peft, reference)
             relations.append(relation)
             lines.append(
-                f"- {get_task(peft['task']).display_name}: best {method} learning rate {peft['lr']:g} vs full fine-tuning "
+                f"- {get_task(peft['task']).display_name}: best {method} learning rate {peft['lr']:g} vs full "
+                "fine-tuning "
                 f"{reference['lr']:g} ({peft['lr'] / reference['lr']:.3g}×): **{relation}**"
                 + (
                     " (a rate tied for best lies on the other side, a sweep learned nothing, or a rate has fewer than "
@@ -501,8 +536,10 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
         return "\n".join(lines) + "\n"
     larger, decided = relations.count("larger"), len(relations) - relations.count("undecided")
     lines.append(
-        f"\nThe PEFT method's best learning rates are larger than full fine-tuning's in {larger} of {len(relations)} (task, method) pairs, "
-        f"smaller in {relations.count('smaller')}, undecided in {len(relations) - decided} (a pair counts only when every rate "
+        f"\nThe PEFT method's best learning rates are larger than full fine-tuning's in {larger} of {len(relations)} "
+        "(task, method) pairs, "
+        f"smaller in {relations.count('smaller')}, undecided in {len(relations) - decided} (a pair counts only when "
+        "every rate "
         "within noise of the best lies on the same side)."
     )
     degrading = _full_degrades_at_high_lr(lrs)
@@ -511,7 +548,8 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
         lines.append("No pair is decided, so these records say nothing about which learning rates PEFT methods want.")
     elif decided * 2 < len(relations):
         lines.append(
-            f"Only {decided} of {len(relations)} pairs are decided ({larger} larger, {smaller} smaller): too few to support or "
+            f"Only {decided} of {len(relations)} pairs are decided ({larger} larger, {smaller} smaller): too few to "
+            "support or "
             "contradict the usual claim that PEFT methods want larger learning rates than full fine-tuning."
         )
     elif larger == decided:
@@ -525,18 +563,23 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
                 )
                 + ". "
             )
-            + "Why: full fine-tuning moves every one of the model's weights, so a small learning rate already changes each layer, and "
+            + "Why: full fine-tuning moves every one of the model's weights, so a small learning rate already "
+            "changes each layer, and "
             "large steps overwrite the pretrained features"
             + (f" — {degrading}" if degrading else "")
             + ". BitFit and LoRA "
-            "change few parameters (bias vectors; a rank-r update B·A that starts at zero), each with a small effect on the output, "
-            "so they need larger steps to move the function as far in the same number of updates, and because the pretrained "
+            "change few parameters (bias vectors; a rank-r update B·A that starts at zero), each with a small effect "
+            "on the output, "
+            "so they need larger steps to move the function as far in the same number of updates, and because the "
+            "pretrained "
             "weights stay frozen, large steps cannot destroy them."
         )
     else:
         lines.append(
-            f"Of the decided pairs, {larger} put the PEFT rate higher and {smaller} lower: these records do not support the usual claim that "
-            "PEFT methods want larger learning rates than full fine-tuning; with these data sizes and epochs the sweep is the "
+            f"Of the decided pairs, {larger} put the PEFT rate higher and {smaller} lower: these records do not "
+            "support the usual claim that "
+            "PEFT methods want larger learning rates than full fine-tuning; with these data sizes and epochs the sweep "
+            "is the "
             "better guide." + (f" ({degrading}.)" if degrading else "")
         )
     return "\n".join(lines) + "\n"
@@ -551,7 +594,8 @@ def _full_degrades_at_high_lr(lrs: pd.DataFrame) -> str:
         best, top = table.loc[table["mean"].idxmax()], table.iloc[-1]
         if top["lr"] > best["lr"] and best["mean"] - top["mean"] > max(best["std"], top["std"], 0.01):
             clauses.append(
-                f"on {get_task(task).display_name} full fine-tuning drops from {best['mean']:.3f} at {best['lr']:g} to {top['mean']:.3f} at {top['lr']:g}"
+                f"on {get_task(task).display_name} full fine-tuning drops from {best['mean']:.3f} at {best['lr']:g} to "
+                f"{top['mean']:.3f} at {top['lr']:g}"
             )
     return "; ".join(clauses)
 
@@ -564,9 +608,12 @@ def _rank_discussion(frame, profile, figures, report_dir) -> str:
     d, layers = int(row["model_hidden_size"]), int(row["model_layers"])
     lines = [
         "### How the rank r changes LoRA\n",
-        f"LoRA adds B (d_out × r) and A (r × d_in) to each adapted layer, so it trains r·(d_in + d_out) parameters per layer: "
-        f"with query and value ({d} → {d}) in {layers} layers that is {layers} · 2 · r · {2 * d} = {layers * 4 * d:,}·r, plus the head. "
-        "The closed form below is computed from the architecture; the count is the parameters with `requires_grad` in the wrapped model:\n",
+        "LoRA adds B (d_out × r) and A (r × d_in) to each adapted layer, so it trains r·(d_in + d_out) parameters per "
+        "layer: "
+        f"with query and value ({d} → {d}) in {layers} layers that is {layers} · 2 · r · {2 * d} = "
+        f"{layers * 4 * d:,}·r, plus the head. "
+        "The closed form below is computed from the architecture; the count is the parameters with `requires_grad` in "
+        "the wrapped model:\n",
     ]
     params = (
         ranks.groupby("rank")
@@ -597,7 +644,8 @@ def _rank_discussion(frame, profile, figures, report_dir) -> str:
         )
         lines.append(
             f"- {get_task(task).display_name}: best mean at r={int(best['rank'])} ({best['mean']:.3f}); "
-            f"r={int(low['rank'])} → {low['mean']:.3f}, r={int(high['rank'])} → {high['mean']:.3f} with {int(high['rank'] / low['rank'])}× the adapter parameters. "
+            f"r={int(low['rank'])} → {low['mean']:.3f}, r={int(high['rank'])} → {high['mean']:.3f} with "
+            f"{int(high['rank'] / low['rank'])}× the adapter parameters. "
             + (comparison.sentence(get_task(task).main_metric, get_task(task).display_name) if comparison else "")
         )
     return "\n".join(lines) + "\n"
@@ -633,10 +681,12 @@ def _overfit_section(records: list[dict], figures_dir: Path, report_dir: Path) -
     verdict = (
         "Every method memorises its training examples, as a working training loop must."
         if never.empty
-        else f"Not every method memorises them: {', '.join(never['method'] + ' on ' + never['task'])} stay below 0.99 training accuracy."
+        else f"Not every method memorises them: {', '.join(never['method'] + ' on ' + never['task'])} "
+        "stay below 0.99 training accuracy."
     )
     return (
-        "### Overfitting check\n\nEach method trained on a few examples for many epochs, scoring the training split every epoch "
+        "### Overfitting check\n\nEach method trained on a few examples for many epochs, scoring the training split "
+        "every epoch "
         "(validation for contrast):\n\n"
         + _table(table)
         + "\n\n"
@@ -658,11 +708,13 @@ def _alpha_discussion(frame, profile) -> str:
     scaled = _runs(lora, profile, vary="rank", grid=True, alpha="2r")
     if scaled["rank"].nunique() < 2:
         return (
-            "With α fixed at 16, the scale α/r falls from 16 at r=1 to 0.25 at r=64, so a rank sweep at fixed α also sweeps "
+            "With α fixed at 16, the scale α/r falls from 16 at r=1 to 0.25 at r=64, so a rank sweep at fixed α also "
+            "sweeps "
             "the update's scale; no α = 2r runs in these records separate the two.\n"
         )
     lines = [
-        "**Rank or scale?** With α fixed at 16, the scale α/r falls from 16 at r=1 to 0.25 at r=64, so a rank sweep at fixed "
+        "**Rank or scale?** With α fixed at 16, the scale α/r falls from 16 at r=1 to 0.25 at r=64, so a rank sweep at "
+        "fixed "
         "α also sweeps the update's scale. With α = 2r the scale stays 2 at every rank:\n"
     ]
     tables = []
@@ -722,10 +774,14 @@ def _validation_test_gap(defaults: pd.DataFrame) -> str:
     if not sst2.empty and "test tokens/example" in sst2:
         gap, train, test = sst2.iloc[0][["validation − test", "train tokens/example", "test tokens/example"]]
         text += (
-            f"\nSST-2's train set holds the parse-tree **phrases** of its sentences as separate examples, while its dev set holds "
-            f"whole **sentences**: {train:.1f} tokens per training example against {test:.1f} per test example here. The "
-            f"validation slice is drawn from train, so it is mostly short phrases, often a single sentiment word, which are "
-            f"easier; the gap of {gap:+.3f} between validation and test is that difference, not overfitting to the slice.\n"
+            "\nSST-2's train set holds the parse-tree **phrases** of its sentences as separate examples, while its "
+            "dev set holds "
+            f"whole **sentences**: {train:.1f} tokens per training example against {test:.1f} per test example here. "
+            "The "
+            "validation slice is drawn from train, so it is mostly short phrases, often a single sentiment word, "
+            "which are "
+            f"easier; the gap of {gap:+.3f} between validation and test is that difference, not overfitting to the "
+            "slice.\n"
         )
     return text
 
@@ -778,9 +834,12 @@ def _cost_table(defaults: pd.DataFrame) -> str:
         table = table.drop(columns="run_peak_MiB")
     runs = defaults.groupby("variant", observed=True).size()
     note = (
-        f"Training speed: mean samples/s over {defaults['task'].nunique()} task(s) and their seeds ({runs.min()}–{runs.max()} runs per method), "
-        f"recipe `{defaults['recipe'].iloc[0]}`. `step_MiB` = parameters + gradients + AdamW state + activations saved for backward, "
-        f"measured with autograd's saved-tensor hooks on one batch of {defaults['memory_batch'].iloc[0]} tokens (helpers/memory.py)"
+        f"Training speed: mean samples/s over {defaults['task'].nunique()} task(s) and their seeds "
+        f"({runs.min()}–{runs.max()} runs per method), "
+        f"recipe `{defaults['recipe'].iloc[0]}`. `step_MiB` = parameters + gradients + AdamW state + activations saved "
+        "for backward, "
+        f"measured with autograd's saved-tensor hooks on one batch of {defaults['memory_batch'].iloc[0]} tokens "
+        "(helpers/memory.py)"
     )
     note += (
         "; `run_peak_MiB` is the CUDA allocator's peak over the whole run."
@@ -823,7 +882,8 @@ def _pooling_discussion(frame, profile) -> str:
         return "No pooling comparison in these records (notebook 05 runs it).\n"
     lines = [
         "### Which pooling serves each method\n",
-        "`model`: the model's own head reads the first token ([CLS]) through BERT's pooler; `mean`: the masked mean of all token "
+        "`model`: the model's own head reads the first token ([CLS]) through BERT's pooler; `mean`: the masked mean of "
+        "all token "
         "states goes to the same head instead"
         + (
             f" ({pooled['model'].iloc[0]} was trained as a sentence encoder with mean pooling)"
@@ -872,8 +932,10 @@ def _bench_section(bench_path) -> str:
     from helpers.bench import markdown_table
 
     return (
-        "From `python -m helpers bench` (the usual notebook recipe vs this project's, same data, model, batch size and epochs; "
-        f"record `{bench_path.relative_to(PROJECT_ROOT) if bench_path.is_relative_to(PROJECT_ROOT) else bench_path}`):\n\n"
+        "From `python -m helpers bench` (the usual notebook recipe vs this project's, same data, model, batch size and "
+        "epochs; "
+        "record "
+        f"`{bench_path.relative_to(PROJECT_ROOT) if bench_path.is_relative_to(PROJECT_ROOT) else bench_path}`):\n\n"
         + markdown_table(result)
         + "\n"
     )

@@ -6,6 +6,7 @@ again trains only the runs whose records are missing.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -170,13 +171,15 @@ def run_sweep(
         trained = sum(kind == "trained" for kind in outcome.values())
         if len(outcome) - trained > done:
             bar.write(
-                f"{trained} runs trained here; {len(outcome) - trained - done} were trained by another process meanwhile."
+                f"{trained} runs trained here; {len(outcome) - trained - done} were trained by another process "
+                "meanwhile."
             )
     records = [find_record(results_dir, c.run_id) for c in configs]
     missing = [c.run_id for c, record in zip(configs, records) if record is None]
     if missing:
         raise RuntimeError(
-            f"{len(missing)} run(s) of the sweep have no record: {', '.join(missing)}. Start the sweep again to train them."
+            f"{len(missing)} run(s) of the sweep have no record: {', '.join(missing)}. Start the sweep again to train "
+            "them."
         )
     return records
 
@@ -293,10 +296,8 @@ def _run_workers(configs, workers: int, threads: int, on_event, announce, settin
         while any(
             p.is_alive() for p in processes
         ):  # keep emptying the queue: a worker exits only once its messages are out
-            try:
+            with contextlib.suppress(queue.Empty):
                 events.get(timeout=0.2)
-            except queue.Empty:
-                pass
         for process in processes:
             process.join()
     if failure is not None:

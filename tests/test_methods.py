@@ -353,7 +353,8 @@ def test_bad_method_settings_fail_with_a_clear_message(kwargs, message):
 def test_unknown_target_module_lists_the_models_linear_layers():
     with pytest.raises(
         ValueError,
-        match=r"'query' is not a linear layer of this distilbert model\. Its linear layers are: attention\.q_lin, attention\.k_lin, attention\.v_lin, attention\.out_lin, ffn\.lin1, ffn\.lin2",
+        match=r"'query' is not a linear layer of this distilbert model\. Its linear layers are: "
+        r"attention\.q_lin, attention\.k_lin, attention\.v_lin, attention\.out_lin, ffn\.lin1, ffn\.lin2",
     ):
         prepare_model(tiny("distilbert"), method_config("lora", target_modules="query,value"))
 
