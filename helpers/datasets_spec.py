@@ -296,8 +296,12 @@ def register_recorded_task(record: dict) -> TaskSpec | None:
     name = record["config"]["task"]
     if _normalise(name) not in TASKS:
         fields = {key: value for key, value in recorded.items() if key in DatasetSpec.__dataclass_fields__}
-        spec = DatasetSpec(**{**fields, "text_columns": tuple(fields.get("text_columns", ("text",)))})
-        TASKS[_normalise(name)] = task_row(spec, name, tuple(recorded.get("label_names", ())))
+        try:
+            spec = DatasetSpec(**{**fields, "text_columns": tuple(fields.get("text_columns", ("text",)))})
+            label_names = tuple(str(label) for label in recorded.get("label_names", ()))
+        except (TypeError, ValueError):  # not a spec this code can read: the record's task stays unknown
+            return None
+        TASKS[_normalise(name)] = task_row(spec, name, label_names)
     return TASKS[_normalise(name)]
 
 

@@ -172,3 +172,5 @@ def test_a_record_carries_what_rebuilds_the_task_in_another_process(tmp_path, mo
     # GLUE records are as before: no dataset key, nothing to register.
     glue = load_glue("sst2", glue_dir=glue_dir, cache_dir=tmp_path / "cache").glue_info.to_dict()
     assert "dataset" not in glue and register_recorded_task({"config": {"task": "sst2"}, "data": glue}) is None
+    broken = {**data, "dataset": {**data["dataset"], "text_columns": ["a", "b", "c"]}}
+    assert register_recorded_task({"config": {"task": "other-1234"}, "data": broken}) is None, "not a spec: unknown"
