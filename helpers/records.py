@@ -244,7 +244,8 @@ def prepare_results_dir(folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise StorageError(
-            f"The results folder {folder} is a file, not a folder: pass --results-dir a folder (it is created if missing)."
+            f"The results folder {folder} is a file, not a folder: "
+            "pass --results-dir a folder (it is created if missing)."
         )
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -225,7 +225,8 @@ class TrainConfig:
                     and not isinstance(self.warmup_steps, bool)
                     and self.warmup_steps >= 0
                 ),
-                f"warmup_steps must be a whole number of steps >= 0 (or None to use warmup_ratio), got {self.warmup_steps!r}",
+                "warmup_steps must be a whole number of steps >= 0 (or None to use warmup_ratio), "
+                f"got {self.warmup_steps!r}",
             ),
             (
                 math.isfinite(self.weight_decay) and self.weight_decay >= 0,
@@ -328,10 +329,8 @@ class TrainConfig:
         for name, default in _unhashed_at_default(self.recipe_version).items():
             if hashed[name] == default:
                 del hashed[name]
-        try:
+        with contextlib.suppress(ValueError):  # fp16 on a CPU: train() refuses it with this message
             hashed["precision"] = resolve_precision(self.precision, self.recipe)
-        except ValueError:  # fp16 on a CPU: train() refuses it with this message
-            pass
         if self.data_fingerprint is None:
             del hashed["data_fingerprint"]  # an incomplete id (grids before the data is read); train() completes it
         return hashed
@@ -594,7 +593,8 @@ def _train_claimed(
     if config.recipe_version != RECIPE_VERSION:
         raise ValueError(
             f"[{run_id}] describes a run of recipe version {config.recipe_version}, but this code trains version "
-            f"{RECIPE_VERSION} (helpers.training.RECIPE_VERSION): load its record, or train it anew without recipe_version."
+            f"{RECIPE_VERSION} (helpers.training.RECIPE_VERSION): load its record, "
+            "or train it anew without recipe_version."
         )
 
     check_run(config, results_dir)
@@ -650,7 +650,8 @@ def _train_claimed(
         params["lora_targets"] = targets
         if params["lora_closed_form"] != counts.trainable:  # an adapted layer missed or a shape misread
             log.warning(
-                "[%s] LoRA closed form r*(d_in + d_out) + head gives %s trainable parameters, but %s are counted (targets %s).",
+                "[%s] LoRA closed form r*(d_in + d_out) + head gives %s trainable parameters, "
+                "but %s are counted (targets %s).",
                 run_id,
                 f"{params['lora_closed_form']:,}",
                 f"{counts.trainable:,}",
@@ -829,7 +830,8 @@ def _train_claimed(
                 f"{k}={v:.4f}" if v is not None else f"{k}=null" for k, v in record["test"]["metrics"].items()
             )
             print(
-                f"[{run_id}] test ({task.main_test_split}): {test_text}; {record['timing']['train_samples_per_second']:.1f} train samples/s"
+                f"[{run_id}] test ({task.main_test_split}): {test_text}; "
+                f"{record['timing']['train_samples_per_second']:.1f} train samples/s"
             )
     return record
 
@@ -843,7 +845,8 @@ def check_run(config: TrainConfig, results_dir: str | os.PathLike | None = None)
     if limit is not None and config.max_length + virtual > limit:
         taken = f" ({virtual} of them taken by {config.method.method}'s virtual tokens)" if virtual else ""
         raise ValueError(
-            f"max_length {config.max_length} is more than the model {config.model!r} takes: it has {limit} positions{taken}. "
+            f"max_length {config.max_length} is more than the model {config.model!r} takes: "
+            f"it has {limit} positions{taken}. "
             f"Use a max_length of at most {limit - virtual}."
         )
     if results_dir is not None:
