@@ -238,6 +238,11 @@ class StorageError(OSError):
     """The results folder cannot take what a run writes (not a folder, read-only, disk full); says where."""
 
 
+def is_storage_error(error: Exception) -> bool:
+    """A failed write: an OSError, or safetensors' SafetensorError (not an OSError) on a full disk."""
+    return isinstance(error, OSError) or type(error).__name__ == "SafetensorError"
+
+
 def prepare_results_dir(folder: str | os.PathLike) -> Path:
     """Check, before any training, that run records can be written to `folder` (created if missing),
     and remove the temporary files that killed writers left there."""

@@ -63,7 +63,23 @@ from helpers.models import (
     max_input_tokens,
 )
 from helpers.paths import RESULTS_DIR
-from helpers.records import StorageError, config_hash, find_record, load_record, prepare_results_dir, write_record
+from helpers.records import (
+    HistoryRow,
+    RecordConfig,
+    RecordData,
+    RecordMemory,
+    RecordParams,
+    RecordTest,
+    RecordTiming,
+    RunRecord,
+    StorageError,
+    config_hash,
+    find_record,
+    is_storage_error,
+    load_record,
+    prepare_results_dir,
+    write_record,
+)
 from helpers.speed import (
     COMPILE_PAD_MULTIPLE,
     GPU_PAD_MULTIPLE,
@@ -72,7 +88,7 @@ from helpers.speed import (
     use_fast_attention,
     use_fast_dropout,
 )
-from helpers.tasks import get_task
+from helpers.tasks import TaskSpec, get_task
 from helpers.tokenization import GlueCollator, tokenize_splits
 
 log = logging.getLogger(__name__)
@@ -368,124 +384,19 @@ def canonical_config(values: dict) -> dict:
     return values
 
 
-def _make_trainer_class():
-    from transformers import Trainer
-
-    class GlueTrainer(Trainer):
-        """Trainer that times evaluation and checkpoint saving apart from training, and keeps every
-        evaluation's metrics with its step, epoch and split."""
-
-        def __init__(self, *args, task=None, fast_eval=True, length_grouping=False, bucket_batches=None, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.task = task
-            self.fast_eval = fast_eval
-            self.length_grouping = length_grouping
-            self.bucket_batches = bucket_batches or ShuffledLengthBuckets.DEFAULT_BUCKET_BATCHES
-            self.eval_seconds = 0.0
-            self.save_seconds = 0.0
-            self.evals: list[dict] = []
-
-        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-            if isinstance(eval_dataset if eval_dataset is not None else self.eval_dataset, dict):
-                start = time.perf_counter()  # one call per named split follows (`eval_<split>`), each recorded
-                metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-                self.eval_seconds += time.perf_counter() - start
-                return metrics
-            nested = metric_key_prefix.startswith("eval_")
-            start = time.perf_counter()
-            counters = self.data_collator.counters()
-            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-            self.data_collator.restore(counters)  # evaluation batches are not training tokens
-            if not nested:
-                self.eval_seconds += time.perf_counter() - start
-            prefix = f"{metric_key_prefix}_"
-            self.evals.append(
-                {
-                    "step": self.state.global_step,
-                    "epoch": round(self.state.epoch or 0.0, 4),
-                    "split": metric_key_prefix[len("eval_") :] if nested else "validation",
-                    "metrics": {
-                        k[len(prefix) :]: v
-                        for k, v in metrics.items()
-                        if k.startswith(prefix) and k[len(prefix) :] in self.task.metrics
-                    },
-                    "loss": metrics.get(f"{prefix}loss"),
-                }
-            )
-            return metrics
-
-        def _get_train_sampler(self, train_dataset=None):
-            dataset = train_dataset if train_dataset is not None else self.train_dataset
-            if not self.length_grouping:
-                return super()._get_train_sampler(train_dataset)
-            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return ShuffledLengthBuckets(
-                dataset["length"], batch, bucket_batches=self.bucket_batches, seed=self.args.seed
-            )
-
-        def _save_checkpoint(self, model, trial):
-            try:
-                super()._save_checkpoint(model, trial)
-            except Exception as error:
-                if not _is_storage_error(error):
-                    raise
-                raise StorageError(
-                    f"Could not save a checkpoint in {self.args.output_dir} ({type(error).__name__}: {error}). "
-                    "Is the disk full? Free some space or pass another --results-dir, then run again; "
-                    "this run was not recorded."
-                ) from error
-
-        def save_model(self, output_dir=None, _internal_call=False):
-            start = time.perf_counter()
-            super().save_model(output_dir, _internal_call)
-            self.save_seconds += time.perf_counter() - start
-
-        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-            if not self.fast_eval:  # the baseline recipe keeps Trainer's own (torch.no_grad)
-                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
-            with torch.inference_mode():
-                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
-
-    return GlueTrainer
-
-
-def _make_epoch_evaluation_callback():
-    from transformers import TrainerCallback
-
-    class EvaluateAtEpochEnd(TrainerCallback):
-        """With `eval_steps`, Trainer evaluates every N steps only; this adds the end of every epoch.
-
-        It also saves there, so that load_best_model_at_end can load a best model found at an epoch
-        end; a step that was just evaluated (N divides the epoch, or the last step) is not redone.
-        """
-
-        def __init__(self):
-            self.last_evaluated_step = -1
-
-        def on_evaluate(self, args, state, control, **kwargs):
-            self.last_evaluated_step = state.global_step
-
-        def on_epoch_end(self, args, state, control, **kwargs):
-            if state.global_step != self.last_evaluated_step:
-                control.should_evaluate = True
-                control.should_save = True
-            return control
-
-    return EvaluateAtEpochEnd()
-
-
-def _history(log_history: list[dict]) -> list[dict]:
+def _history(log_history: list[dict]) -> list[HistoryRow]:
+    """The training loss log of Trainer's history (its evaluation and summary entries left out)."""
     rows = []
     for entry in log_history:
         if "loss" in entry and "eval_loss" not in entry:
             rows.append(
-                {
-                    "step": entry.get("step"),
-                    "epoch": round(entry.get("epoch", 0.0), 4),
-                    "loss": entry["loss"],
-                    "lr": entry.get("learning_rate"),
-                    "grad_norm": entry.get("grad_norm"),
-                }
+                HistoryRow(
+                    step=entry.get("step"),
+                    epoch=round(entry.get("epoch", 0.0), 4),
+                    loss=entry["loss"],
+                    lr=entry.get("learning_rate"),
+                    grad_norm=entry.get("grad_norm"),
+                )
             )
     return rows
 
@@ -506,6 +417,21 @@ def _sorted_for_eval(dataset, recipe: str = "fast"):
     return dataset.select(order)
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How `train` runs a config and where it writes (its keyword arguments, but `lock`); none of it
+    is part of the run's identity."""
+
+    glue_dir: str | os.PathLike | None
+    results_dir: Path
+    cache_dir: str | os.PathLike
+    force: bool
+    quiet: bool
+    save_adapter: bool
+    announce: Callable[[str], None] | None
+    report_to: str | list[str] | None
+
+
 def train(
     config: TrainConfig,
     *,
@@ -518,7 +444,7 @@ def train(
     announce: Callable[[str], None] | None = None,
     lock: RunLock | bool = True,
     report_to: str | list[str] | None = None,
-) -> dict:
+) -> RunRecord:
     """Train and evaluate one configuration; returns its run record (loading it if it exists).
 
     `announce` receives the trainable / total / percent line before training (default: print,
@@ -530,9 +456,9 @@ def train(
     `report_to` names Trainer's live views (e.g. "tensorboard": logs in <results_dir>/tensorboard/<run_id>/);
     it changes nothing about the run, so it is not part of the config.
     """
-    kwargs = dict(
+    options = RunOptions(
         glue_dir=glue_dir,
-        results_dir=results_dir,
+        results_dir=Path(results_dir),
         cache_dir=cache_dir,
         force=force,
         quiet=quiet,
@@ -545,10 +471,10 @@ def train(
     reusable = not force and reusable_record(find_record(results_dir, config.run_id, warn=False), config, glue_dir)
     # A record to reuse needs no lock (and a read-only results folder stays readable).
     if lock is not True or reusable or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return _train_claimed(config, **kwargs)
+        return _train_claimed(config, options)
     check_run(config, results_dir)  # a mistake, or a results folder that cannot take the lock, fails here
     with RunLock(results_dir, config.run_id):
-        return _train_claimed(config, **kwargs)
+        return _train_claimed(config, options)
 
 
 def reusable_record(record: dict | None, config: TrainConfig, glue_dir) -> bool:
@@ -559,76 +485,112 @@ def reusable_record(record: dict | None, config: TrainConfig, glue_dir) -> bool:
     return config.recipe_version >= 2 or same_source(record.get("data", {}).get("source", "unknown"), glue_dir)
 
 
-def _train_claimed(
-    config: TrainConfig,
-    *,
-    glue_dir: str | os.PathLike | None = None,
-    results_dir: str | os.PathLike = RESULTS_DIR,
-    cache_dir: str | os.PathLike = DATA_CACHE,
-    force: bool = False,
-    quiet: bool = False,
-    save_adapter: bool = False,
-    announce: Callable[[str], None] | None = None,
-    report_to: str | list[str] | None = None,
-) -> dict:
-    """`train` once the run is claimed (or needs no claim)."""
-    from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments, set_seed
+def _train_claimed(config: TrainConfig, options: RunOptions) -> RunRecord:
+    """`train` once the run is claimed (or needs no claim): its stages, in order."""
+    from transformers import set_seed
 
-    results_dir = Path(results_dir)
-    if config.data_fingerprint is None:
-        config = config.with_data(glue_dir, cache_dir)
+    existing = _record_to_reuse(config, options)
+    if existing is not None:
+        return existing
+    check_run(config, options.results_dir)
+    task = get_task(config.task)
+    precision = resolve_precision(config.precision, config.recipe)
+    wall_start = time.perf_counter()
+    if options.quiet:
+        _silence_libraries()
+    set_seed(config.seed)
+
+    splits, tokenizer, tokenized = _load_data(config, task, options)
+    built = _build_model(config, task, options)
+    collator = GlueCollator(tokenizer, pad_to_multiple_of=_pad_multiple(config))
+    checkpoint_dir = options.results_dir / "checkpoints" / checkpoint_folder_name(config.run_id)
+    check_free_space(options.results_dir, built.model)
+    args = _training_arguments(config, task, precision, checkpoint_dir, len(tokenized["train"]), options)
+    trainer = _make_trainer(config, task, built.model, args, tokenized, collator, options.quiet)
+    breakdown = _measure_memory(trainer, collator, tokenized["train"], config, tokenizer.pad_token_id, precision)
+
+    train_output = _fit(trainer, config, checkpoint_dir)
+    throughput = _throughput(trainer, train_output, collator, built.model, config, len(tokenized["train"]))
+    test_metrics, test_seconds = _score_test_splits(trainer, task, tokenized, config)
+    memory = _memory_record(breakdown)
+    record = _make_record(
+        config,
+        task=task,
+        precision=precision,
+        splits=splits,
+        tokenized=tokenized,
+        built=built,
+        trainer=trainer,
+        test_metrics=test_metrics,
+        timing=_timing(throughput, trainer, test_seconds, wall_start),
+        memory=memory,
+    )
+    return _save_record(record, trainer, checkpoint_dir, options)
+
+
+def _record_to_reuse(config: TrainConfig, options: RunOptions) -> RunRecord | None:
+    """The run's saved record, unless `force` or it was trained on other data; a run of an older
+    recipe is refused (its record can be loaded, but this code would not train it the same way)."""
     run_id = config.run_id
-    if not force and (existing := find_record(results_dir, run_id)) is not None:
-        if reusable_record(existing, config, glue_dir):
-            if not quiet:
-                print(f"[{run_id}] record found in {results_dir}: not training again (force=True to redo).")
+    if not options.force and (existing := find_record(options.results_dir, run_id)) is not None:
+        if reusable_record(existing, config, options.glue_dir):
+            if not options.quiet:
+                print(f"[{run_id}] record found in {options.results_dir}: not training again (force=True to redo).")
             return existing
         log.warning(
             "[%s] the record in %s was trained on %s, not %s: training again.",
             run_id,
-            results_dir,
+            options.results_dir,
             existing.get("data", {}).get("source", "unknown"),
-            source_name(glue_dir, config.task),
+            source_name(options.glue_dir, config.task),
         )
     if config.recipe_version != RECIPE_VERSION:
         raise ValueError(
             f"[{run_id}] describes a run of recipe version {config.recipe_version}, but this code trains version "
-            f"{RECIPE_VERSION} (helpers.training.RECIPE_VERSION): load its record, "
-            "or train it anew without recipe_version."
+            f"{RECIPE_VERSION} (helpers.training.RECIPE_VERSION): load its record, or train it anew without "
+            "recipe_version."
         )
+    return None
 
-    check_run(config, results_dir)
-    task = get_task(config.task)
-    precision = resolve_precision(config.precision, config.recipe)
-    wall_start = time.perf_counter()
-    if quiet:
-        _silence_libraries()
-    set_seed(config.seed)
 
-    # Data
+def _load_data(config: TrainConfig, task: TaskSpec, options: RunOptions) -> tuple:
+    """The run's splits (checked against the fingerprint in its id), its tokenizer, and the tokenized splits."""
     splits = load_glue(
         task,
-        glue_dir=glue_dir,
+        glue_dir=options.glue_dir,
         select_on=config.select_on,
         validation_fraction=config.validation_fraction,
         split_seed=config.split_seed,
         max_train_samples=config.max_train_samples,
         max_validation_samples=config.max_validation_samples,
-        cache_dir=cache_dir,
+        cache_dir=options.cache_dir,
     )
     if splits.glue_info.fingerprint != config.data_fingerprint:
         raise ValueError(
-            f"[{run_id}] the {task.display_name} data changed while the run was being set up "
+            f"[{config.run_id}] the {task.display_name} data changed while the run was being set up "
             f"(fingerprint {splits.glue_info.fingerprint}, expected {config.data_fingerprint}): run it again."
         )
     with _naming_the_model(config.model):
         tokenizer = load_tokenizer(config.model)
     padding = "max_length" if config.recipe == "baseline" else False
     tokenized = tokenize_splits(
-        splits, task, tokenizer, max_length=config.max_length, padding=padding, cache_dir=cache_dir
+        splits, task, tokenizer, max_length=config.max_length, padding=padding, cache_dir=options.cache_dir
     )
+    return splits, tokenizer, tokenized
 
-    # Model and method
+
+@dataclass(frozen=True)
+class _BuiltModel:
+    """A run's model, ready to train, and what its record says about it."""
+
+    model: torch.nn.Module
+    architecture: dict
+    params: RecordParams
+    fast_cpu_kernels: bool  # the fast recipe on a CPU: helpers.speed's attention and dropout
+
+
+def _build_model(config: TrainConfig, task: TaskSpec, options: RunOptions) -> _BuiltModel:
+    """Load the model, apply the method, and count (and announce) what it trains."""
     with _naming_the_model(config.model):
         model = load_model(
             config.model, task, pooling=config.method.pooling, quantization_config=quantization_config(config.method)
@@ -642,40 +604,66 @@ def _train_claimed(
     if fast_cpu_kernels:
         use_fast_dropout(model)  # after the method, so its own dropout (LoRA's) is swapped too
     counts = count_parameters(model)
-    params = counts.to_dict()
+    params = RecordParams(**counts.to_dict())
     if config.method.method in LORA_METHODS:
-        params["lora_closed_form"] = lora_closed_form(
-            architecture, arch_spec(model), targets, config.method, head_parameter_count(model)
-        )
-        params["lora_targets"] = targets
-        if params["lora_closed_form"] != counts.trainable:  # an adapted layer missed or a shape misread
-            log.warning(
-                "[%s] LoRA closed form r*(d_in + d_out) + head gives %s trainable parameters, "
-                "but %s are counted (targets %s).",
-                run_id,
-                f"{params['lora_closed_form']:,}",
-                f"{counts.trainable:,}",
-                targets,
-            )
-    if announce is None and not quiet:
-        announce = print
+        params.update(_lora_closed_form(model, architecture, targets, config, counts.trainable))
+    announce = options.announce if options.announce is not None or options.quiet else print
     if announce is not None:
-        announce(f"[{run_id}] {config.method.label()} on {task.display_name}: {counts}")
+        announce(f"[{config.run_id}] {config.method.label()} on {task.display_name}: {counts}")
+    return _BuiltModel(model, architecture, params, fast_cpu_kernels)
 
-    on_gpu_fast = config.recipe == "fast" and torch.cuda.is_available()
-    bucketed_compile = (
-        config.compile and config.recipe == "fast"
-    )  # a few fixed lengths, one compiled graph each (helpers/speed.py)
-    pad_multiple = COMPILE_PAD_MULTIPLE if bucketed_compile else GPU_PAD_MULTIPLE if on_gpu_fast else None
-    collator = GlueCollator(tokenizer, pad_to_multiple_of=pad_multiple)
-    train_dataset = tokenized["train"]
-    steps_per_epoch = max(1, math.ceil(len(train_dataset) / (config.batch_size * config.grad_accum)))
-    logging_steps = config.logging_steps or max(1, steps_per_epoch // 20)
+
+def _lora_closed_form(model, architecture: dict, targets, config: TrainConfig, trainable: int) -> dict:
+    """LoRA's trainable count from the shapes, r*(d_in + d_out) per adapted layer + head, and its targets;
+    a count that disagrees (an adapted layer missed, a shape misread) is logged."""
+    closed_form = lora_closed_form(architecture, arch_spec(model), targets, config.method, head_parameter_count(model))
+    if closed_form != trainable:
+        log.warning(
+            "[%s] LoRA closed form r*(d_in + d_out) + head gives %s trainable parameters, but %s are counted "
+            "(targets %s).",
+            config.run_id,
+            f"{closed_form:,}",
+            f"{trainable:,}",
+            targets,
+        )
+    return {"lora_closed_form": closed_form, "lora_targets": targets}
+
+
+def _on_gpu_fast(config: TrainConfig) -> bool:
+    return config.recipe == "fast" and torch.cuda.is_available()
+
+
+def _bucketed_compile(config: TrainConfig) -> bool:
+    """Compiled with the fast recipe: a few fixed lengths, one compiled graph each (helpers/speed.py)."""
+    return config.compile and config.recipe == "fast"
+
+
+def _pad_multiple(config: TrainConfig) -> int | None:
+    """What the collator rounds batch lengths up to: the compiled buckets, or a GPU-friendly multiple."""
+    if _bucketed_compile(config):
+        return COMPILE_PAD_MULTIPLE
+    return GPU_PAD_MULTIPLE if _on_gpu_fast(config) else None
+
+
+@contextlib.contextmanager
+def _speed_kernels(config: TrainConfig):
+    """Around training and test scoring: the fast recipe's GPU attention kernels, and the compiled bucket shapes."""
+    attention_kernels = sdpa_without_cudnn if _on_gpu_fast(config) else contextlib.nullcontext
+    compiled_shapes = static_bucket_shapes if _bucketed_compile(config) else contextlib.nullcontext
+    with attention_kernels(), compiled_shapes():
+        yield
+
+
+def _training_arguments(
+    config: TrainConfig, task: TaskSpec, precision: str, checkpoint_dir: Path, train_size: int, options: RunOptions
+):
+    """Trainer's arguments for the run: schedule, evaluation and checkpoints, selection, logging, precision."""
+    from transformers import TrainingArguments
+
+    steps_per_epoch = max(1, math.ceil(train_size / (config.batch_size * config.grad_accum)))
     # Every epoch always; with eval_steps also every N steps (the epoch ends come from a callback).
     strategy = "steps" if config.eval_steps else "epoch"
-    checkpoint_dir = results_dir / "checkpoints" / checkpoint_folder_name(run_id)
-    check_free_space(results_dir, model)
-    args = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(checkpoint_dir),
         learning_rate=config.lr,
         per_device_train_batch_size=config.batch_size,
@@ -695,7 +683,7 @@ def _train_claimed(
         load_best_model_at_end=True,
         metric_for_best_model=f"validation_{task.main_metric}" if config.eval_train else task.main_metric,
         greater_is_better=True,
-        logging_steps=logging_steps,
+        logging_steps=config.logging_steps or max(1, steps_per_epoch // 20),  # default: about 20 per epoch
         seed=config.seed,
         data_seed=config.seed,
         bf16=precision == "bf16",
@@ -703,19 +691,27 @@ def _train_claimed(
         use_cpu=cpu_only(),  # also what makes torchrun on CPU use DDP with gloo
         train_sampling_strategy="random",  # the fast recipe groups by length itself (helpers/batching.py)
         remove_unused_columns=False,
-        report_to=_live_view(report_to, results_dir, run_id),
-        disable_tqdm=quiet,
-        log_level="error" if quiet else "passive",
+        report_to=_live_view(options.report_to, options.results_dir, config.run_id),
+        disable_tqdm=options.quiet,
+        log_level="error" if options.quiet else "passive",
         dataloader_pin_memory=torch.cuda.is_available(),
         torch_compile=config.compile,
     )
-    callbacks = [_make_epoch_evaluation_callback()] if config.eval_steps else []
+
+
+def _make_trainer(config: TrainConfig, task: TaskSpec, model, args, tokenized, collator, quiet: bool):
+    """The run's GlueTrainer, with evaluation at epoch ends (with eval_steps) and early stopping if asked."""
+    from transformers import EarlyStoppingCallback, PrinterCallback
+
+    from helpers.trainer import EvaluateAtEpochEnd, GlueTrainer
+
+    callbacks = [EvaluateAtEpochEnd()] if config.eval_steps else []
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    trainer = _make_trainer_class()(
+    trainer = GlueTrainer(
         model=model,
         args=args,
-        train_dataset=train_dataset,
+        train_dataset=tokenized["train"],
         eval_dataset=_eval_datasets(tokenized, config),
         data_collator=collator,
         compute_metrics=lambda prediction: compute_metrics(task, _logits(prediction.predictions), prediction.label_ids),
@@ -727,112 +723,160 @@ def _train_claimed(
     )
     if quiet:
         trainer.remove_callback(PrinterCallback)  # it prints every log line to stdout without tqdm
+    return trainer
 
-    # Memory breakdown on one fixed-shape batch (batch_size x max_length), before training.
-    from helpers.memory import memory_breakdown, process_peak_rss_bytes
 
-    probe = collator(
-        [{k: v for k, v in train_dataset[i].items()} for i in range(min(config.batch_size, len(train_dataset)))]
-    )
-    probe = _pad_probe(probe, config.max_length, tokenizer.pad_token_id)
+def _measure_memory(trainer, collator, train_dataset, config: TrainConfig, pad_id: int, precision: str) -> dict:
+    """Memory breakdown of one training step on a fixed-shape batch (batch_size x max_length), before training."""
+    from helpers.memory import memory_breakdown
+
+    rows = [{k: v for k, v in train_dataset[i].items()} for i in range(min(config.batch_size, len(train_dataset)))]
+    probe = _pad_probe(collator(rows), config.max_length, pad_id)
     breakdown = memory_breakdown(trainer.model, probe, torch.bfloat16 if precision == "bf16" else None)
-    collator.reset()
+    collator.reset()  # the probe's tokens are not training tokens
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    return breakdown
 
-    attention_kernels = sdpa_without_cudnn if on_gpu_fast else contextlib.nullcontext
-    compiled_shapes = static_bucket_shapes if bucketed_compile else contextlib.nullcontext
+
+def _fit(trainer, config: TrainConfig, checkpoint_dir: Path):
+    """Train (Trainer loads the best checkpoint at the end); a failed or interrupted run leaves no checkpoints."""
     try:
-        with attention_kernels(), compiled_shapes():
-            train_output = trainer.train()
+        with _speed_kernels(config):
+            return trainer.train()
     except BaseException:
         if trainer.is_world_process_zero():
             remove_checkpoints(checkpoint_dir)
         raise
-    train_seconds = train_output.metrics["train_runtime"] - trainer.eval_seconds - trainer.save_seconds
+
+
+@dataclass(frozen=True)
+class _Throughput:
+    """What training did, counted as it ends (test scoring's batches go through the collator too)."""
+
+    train_seconds: float  # Trainer's runtime less evaluation and checkpoint saving
+    samples_seen: float
+    real_tokens: int
+    padded_tokens: int
+    useful_flops: float  # helpers.flops: real tokens only
+    computed_flops: float  # padding included (what the hardware did)
+
+
+def _throughput(trainer, train_output, collator, model, config: TrainConfig, train_size: int) -> _Throughput:
     real_tokens, padded_tokens, real_sq, padded_sq = _sum_over_processes(*collator.counters())
     shape = encoder_shape(model)
     # full: weight gradients too; head: no backward through the frozen encoder at all (the registry row says).
     backward = REGISTRY[config.method.method].backward
-    useful_flops = training_flops(shape, real_tokens, real_sq, backward)
-    computed_flops = training_flops(shape, padded_tokens, padded_sq, backward)
+    return _Throughput(
+        train_seconds=train_output.metrics["train_runtime"] - trainer.eval_seconds - trainer.save_seconds,
+        samples_seen=train_size * float(train_output.metrics.get("epoch", config.epochs)),
+        real_tokens=real_tokens,
+        padded_tokens=padded_tokens,
+        useful_flops=training_flops(shape, real_tokens, real_sq, backward),
+        computed_flops=training_flops(shape, padded_tokens, padded_sq, backward),
+    )
 
-    # The best checkpoint (by the validation main metric) is loaded; score it once on each test split.
-    test_start = time.perf_counter()
+
+def _score_test_splits(trainer, task: TaskSpec, tokenized, config: TrainConfig) -> tuple[dict, float]:
+    """The selected (best) checkpoint's metrics on each test split, and the seconds scoring took."""
+    start = time.perf_counter()
     test_metrics = {}
-    with attention_kernels(), compiled_shapes():
+    with _speed_kernels(config):
         for split in task.test_splits:
             prediction = trainer.predict(_sorted_for_eval(tokenized[split], config.recipe), metric_key_prefix="test")
             test_metrics[split] = compute_metrics(task, _logits(prediction.predictions), prediction.label_ids)
-    test_seconds = time.perf_counter() - test_start
+    return test_metrics, time.perf_counter() - start
+
+
+def _memory_record(breakdown: dict) -> RecordMemory:
+    """The peak (CUDA's high-water mark on a GPU, else the breakdown's total), the breakdown, the process's peak RSS."""
+    from helpers.memory import process_peak_rss_bytes
 
     if torch.cuda.is_available():
-        memory = {"peak_bytes": torch.cuda.max_memory_allocated(), "kind": "cuda_max_allocated"}
+        peak_bytes, kind = torch.cuda.max_memory_allocated(), "cuda_max_allocated"
     else:
-        memory = {"peak_bytes": breakdown["total_bytes"], "kind": "cpu_breakdown_total"}
-    memory.update({"breakdown": breakdown, "process_peak_rss_bytes": process_peak_rss_bytes()})
+        peak_bytes, kind = breakdown["total_bytes"], "cpu_breakdown_total"
+    return RecordMemory(
+        peak_bytes=peak_bytes, kind=kind, breakdown=breakdown, process_peak_rss_bytes=process_peak_rss_bytes()
+    )
 
-    best_eval = _best_eval([e for e in trainer.evals if e["split"] == "validation"], task.main_metric)
-    samples_seen = len(train_dataset) * float(train_output.metrics.get("epoch", config.epochs))
-    record = {
-        "run_id": run_id,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": {
-            **config.to_dict(),
-            "precision_used": precision,
-            "fast_cpu_kernels": fast_cpu_kernels,
-            "lr": config.lr,
-            "eval_batch_size_used": args.per_device_eval_batch_size,
-        },
-        "data": {**splits.glue_info.to_dict(), "token_lengths": _token_lengths(tokenized)},
-        "model_info": architecture,
-        "versions": {**library_versions(), "world_size": trainer.args.world_size},
-        "params": params,
-        "trainable_names": trainable_parameter_names(model),
-        "history": _history(trainer.state.log_history),
-        "evals": trainer.evals,
-        "best": best_eval,
-        "test": {"split": task.main_test_split, "metrics": test_metrics[task.main_test_split], "splits": test_metrics},
+
+def _timing(throughput: _Throughput, trainer, test_seconds: float, wall_start: float) -> RecordTiming:
+    seconds = throughput.train_seconds
+    return RecordTiming(
+        train_seconds=round(seconds, 3),
+        train_samples_per_second=round(throughput.samples_seen / seconds, 3),
+        train_tokens_per_second=round(throughput.real_tokens / seconds, 3),
+        padding_fraction=round(1 - throughput.real_tokens / max(1, throughput.padded_tokens), 4),
+        eval_seconds=round(trainer.eval_seconds + test_seconds, 3),
+        checkpoint_seconds=round(trainer.save_seconds, 3),
+        model_flops_per_second=round(throughput.useful_flops / seconds),
+        computed_flops_per_second=round(throughput.computed_flops / seconds),
+        wall_seconds=round(time.perf_counter() - wall_start, 3),
+        steps=trainer.state.global_step,
+        samples_seen=int(throughput.samples_seen),
+        real_tokens_seen=throughput.real_tokens,
+    )
+
+
+def _make_record(
+    config: TrainConfig,
+    *,
+    task: TaskSpec,
+    precision: str,
+    splits,
+    tokenized,
+    built: _BuiltModel,
+    trainer,
+    test_metrics: dict,
+    timing: RecordTiming,
+    memory: RecordMemory,
+) -> RunRecord:
+    """The run's record: resolved config, data, model, training history, evaluations, test scores and costs."""
+    resolved = {"precision_used": precision, "fast_cpu_kernels": built.fast_cpu_kernels}
+    return RunRecord(
+        run_id=config.run_id,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=RecordConfig(
+            **config.to_dict(), **resolved, eval_batch_size_used=trainer.args.per_device_eval_batch_size
+        ),
+        data=RecordData(**splits.glue_info.to_dict(), token_lengths=_token_lengths(tokenized)),
+        model_info=built.architecture,
+        versions={**library_versions(), "world_size": trainer.args.world_size},
+        params=built.params,
+        trainable_names=trainable_parameter_names(built.model),
+        history=_history(trainer.state.log_history),
+        evals=trainer.evals,
+        best=_best_eval([e for e in trainer.evals if e["split"] == "validation"], task.main_metric),
+        test=RecordTest(split=task.main_test_split, metrics=test_metrics[task.main_test_split], splits=test_metrics),
         # The floor every run must beat: always predicting the most frequent training label.
-        "majority_class": {
+        majority_class={
             split: majority_class_metrics(task, splits["train"]["label"], splits[split]["label"])
             for split in ("validation", *task.test_splits)
         },
-        "timing": {
-            "train_seconds": round(train_seconds, 3),
-            "train_samples_per_second": round(samples_seen / train_seconds, 3),
-            "train_tokens_per_second": round(real_tokens / train_seconds, 3),
-            "padding_fraction": round(1 - real_tokens / max(1, padded_tokens), 4),
-            "eval_seconds": round(trainer.eval_seconds + test_seconds, 3),
-            "checkpoint_seconds": round(trainer.save_seconds, 3),
-            # helpers.flops: useful = real tokens only; computed = padding included (what the hardware did)
-            "model_flops_per_second": round(useful_flops / train_seconds),
-            "computed_flops_per_second": round(computed_flops / train_seconds),
-            "wall_seconds": round(time.perf_counter() - wall_start, 3),
-            "steps": trainer.state.global_step,
-            "samples_seen": int(samples_seen),
-            "real_tokens_seen": real_tokens,
-        },
-        "memory": memory,
-    }
-    if trainer.is_world_process_zero():
-        remove_checkpoints(checkpoint_dir)  # first: the space they free may be what the record needs
-        try:
-            if save_adapter:
-                record["adapter_path"] = str(save_trained_weights(trainer.model, results_dir / "adapters" / run_id))
-            record = load_record(write_record(record, results_dir))  # as saved: strict JSON, non-finite numbers as null
-        except Exception as error:
-            if not _is_storage_error(error):
-                raise
-            raise StorageError(_unsaved_record_message(record, results_dir, error)) from error
-        if not quiet:
-            test_text = ", ".join(
-                f"{k}={v:.4f}" if v is not None else f"{k}=null" for k, v in record["test"]["metrics"].items()
-            )
-            print(
-                f"[{run_id}] test ({task.main_test_split}): {test_text}; "
-                f"{record['timing']['train_samples_per_second']:.1f} train samples/s"
-            )
+        timing=timing,
+        memory=memory,
+    )
+
+
+def _save_record(record: RunRecord, trainer, checkpoint_dir: Path, options: RunOptions) -> RunRecord:
+    """On the main process: remove the checkpoints, save the adapter (if asked) and the record, print the result."""
+    if not trainer.is_world_process_zero():
+        return record
+    remove_checkpoints(checkpoint_dir)  # first: the space they free may be what the record needs
+    try:
+        if options.save_adapter:
+            folder = options.results_dir / "adapters" / record["run_id"]
+            record["adapter_path"] = str(save_trained_weights(trainer.model, folder))
+        record = load_record(write_record(record, options.results_dir))  # as saved: strict JSON, non-finite as null
+    except Exception as error:
+        if not is_storage_error(error):
+            raise
+        raise StorageError(_unsaved_record_message(record, options.results_dir, error)) from error
+    if not options.quiet:
+        test = ", ".join(f"{k}={v:.4f}" if v is not None else f"{k}=null" for k, v in record["test"]["metrics"].items())
+        speed = record["timing"]["train_samples_per_second"]
+        print(f"[{record['run_id']}] test ({record['test']['split']}): {test}; {speed:.1f} train samples/s")
     return record
 
 
@@ -872,11 +916,6 @@ def remove_checkpoints(checkpoint_dir: Path) -> None:
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     with contextlib.suppress(OSError):  # not empty: another run is training into it
         checkpoint_dir.parent.rmdir()
-
-
-def _is_storage_error(error: Exception) -> bool:
-    """A failed write: an OSError, or safetensors' SafetensorError (not an OSError) on a full disk."""
-    return isinstance(error, OSError) or type(error).__name__ == "SafetensorError"
 
 
 def _unsaved_record_message(record: dict, results_dir: Path, error: Exception) -> str:

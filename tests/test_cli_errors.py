@@ -260,7 +260,7 @@ def test_a_mistake_exits_2_with_a_message_and_changes_nothing(
     argv = [arg.format(**values) for arg in argv]
     if name in SETUP:
         SETUP[name](monkeypatch, values)
-    monkeypatch.setattr("helpers.training._make_trainer_class", lambda: pytest.fail("must fail before training"))
+    monkeypatch.setattr("helpers.training._make_trainer", lambda *a, **k: pytest.fail("must fail before training"))
     before = snapshot(results)
 
     code = run_cli(argv)

@@ -60,7 +60,7 @@ def a_stale_temp_file(folder):
 def test_too_little_disk_space_for_checkpoints_fails_before_training(cli, tmp_path, monkeypatch):
     stale = a_stale_temp_file(tmp_path / "results")
     monkeypatch.setattr("helpers.training.shutil.disk_usage", lambda path: type("Usage", (), {"free": 10 * 2**20})())
-    monkeypatch.setattr("helpers.training._make_trainer_class", lambda: pytest.fail("must fail before training"))
+    monkeypatch.setattr("helpers.training._make_trainer", lambda *a, **k: pytest.fail("must fail before training"))
     code, stderr = cli()
     assert code == 2 and "Traceback" not in stderr
     assert f"Only 10 MiB free on the disk of {tmp_path / 'results'}; this run's checkpoints need about" in stderr

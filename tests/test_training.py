@@ -1,5 +1,6 @@
 """Training with the packaged MiniLM on small fixtures: it learns, it records, it is reproducible."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -8,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_records import shape_problems
 from glue_fixtures import write_file
 
 from helpers.methods import MethodConfig
-from helpers.records import REQUIRED_KEYS, load_records
-from helpers.training import TrainConfig, train
+from helpers.records import REQUIRED_KEYS, RecordConfig, load_records
+from helpers.training import RESOLVED_KEYS, TrainConfig, train
 
 FAST = dict(batch_size=16, max_length=32, eval_batch_size=64, logging_steps=2)
 
@@ -41,6 +43,9 @@ def lora_record(glue_dir, tmp_path_factory):
 def test_integration_run_learns_and_records_everything(lora_record):
     record, results = lora_record
     assert set(REQUIRED_KEYS) <= set(record)
+    assert shape_problems(record) == [], "the record has the shape helpers.records.RunRecord declares"
+    assert set(record["config"]) == {f.name for f in dataclasses.fields(TrainConfig)} | set(RESOLVED_KEYS)
+    assert set(RecordConfig.__optional_keys__) == set(RESOLVED_KEYS)
     assert (results / f"{record['run_id']}.json").is_file()
     assert not list((results / "checkpoints").glob(record["run_id"] + "*")), "checkpoints are cleaned up"
     assert not list(results.glob("*.lock*")), "the run's lock is released"
@@ -116,6 +121,7 @@ def test_a_run_being_trained_elsewhere_is_waited_for_and_not_trained_again(glue_
 
     # lazy imports are not thread-safe: import what train() uses before two threads do it at once
     from helpers.locks import RunLock
+    from helpers.trainer import GlueTrainer  # noqa: F401 - imports transformers' Trainer too
 
     monkeypatch.setattr("helpers.locks.POLL_SECONDS", 0.1)
     config = sst2_config("head", epochs=1).with_data(glue_dir, tmp_path / "cache")  # the complete id names the lock
@@ -316,7 +322,7 @@ def stop(*args, **kwargs):
 
 def test_lora_closed_form_that_disagrees_with_the_count_is_logged(glue_dir, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr("helpers.training.lora_closed_form", lambda *args: 1)
-    monkeypatch.setattr("helpers.training._make_trainer_class", stop)
+    monkeypatch.setattr("helpers.training._make_trainer", stop)
     with pytest.raises(StopBeforeTraining):
         train(sst2_config(), glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True)
     assert "LoRA closed form" in caplog.text and "1 trainable parameters" in caplog.text
