@@ -18,6 +18,7 @@ parameters, in the shape `helpers.records` defines, so the analysis reads it bes
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import time
@@ -188,6 +189,97 @@ def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
     return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
 
 
+def common_prefix_length(sequences: list[list[int]]) -> int:
+    """How many first tokens every sequence shares, at most all but each one's last token."""
+    length = min(len(s) for s in sequences) - 1
+    first = sequences[0]
+    for sequence in sequences[1:]:
+        same = 0
+        while same < length and sequence[same] == first[same]:
+            same += 1
+        length = same
+    return max(length, 0)
+
+
+def _cache_keyword(model) -> str:
+    """transformers renamed the forward argument `past_key_values` to `cache`; either is accepted here."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(output):
+    return output.cache if hasattr(output, "cache") else output.past_key_values
+
+
+class _SharedPrefix:
+    """The prompts' common first tokens (instruction and demonstrations), run through the model once.
+
+    A k-shot prompt is mostly its demonstrations, the same for every test example: each batch of
+    prompts then runs only its own tokens after this prefix's key/value cache (repeated to the batch
+    size, so a shorter last batch is topped up with repeats of its last row), which is cut back to
+    the prefix after the batch.
+    """
+
+    def __init__(self, model, ids: list[int], batch_size: int):
+        self.length, self.batch_size, self.cache = len(ids), batch_size, None
+        self.keyword = _cache_keyword(model)
+        if ids:
+            prefix = torch.tensor([ids], device=next(model.parameters()).device)
+            self.cache = _cache_of(model(input_ids=prefix, use_cache=True))
+            self.cache.batch_repeat_interleave(batch_size)
+
+    def rows(self, suffixes: list[list[int]]) -> list[list[int]]:
+        return suffixes + [suffixes[-1]] * (self.batch_size - len(suffixes)) if self.cache is not None else suffixes
+
+    def forward(self, model, cache, **inputs):
+        """The model's output continuing `cache` (the prefix's when None: it is cut back after the batch)."""
+        return model(**inputs, **{self.keyword: cache if cache is not None else self.cache}, use_cache=True)
+
+    def reset(self):
+        extra = self.cache.get_seq_length() - self.length if self.cache is not None else 0
+        if extra > 0:
+            self.cache.crop(-extra)  # negative: remove that many (what every transformers version reads alike)
+
+
+def _continue_prompts(
+    model, prompt_ids: list[list[int]], pad_id: int, batch_size: int, new_tokens: int
+) -> tuple[torch.Tensor, list[list[int]]]:
+    """Each prompt's next-token logits (prompts x vocabulary) and its greedy continuation of `new_tokens` tokens.
+
+    The prompts' shared prefix is computed once (`_SharedPrefix`); each batch's own tokens are left
+    padded after it, with explicit positions so padding changes nothing.
+    """
+    device = next(model.parameters()).device
+    prefix_length = common_prefix_length(prompt_ids)
+    prefix = _SharedPrefix(model, prompt_ids[0][:prefix_length], batch_size)
+    logits_rows, continued = [], []
+    for start in range(0, len(prompt_ids), batch_size):
+        suffixes = [ids[prefix_length:] for ids in prompt_ids[start : start + batch_size]]
+        input_ids, mask = _pad(prefix.rows(suffixes), pad_id, left=True)
+        mask = torch.cat([torch.ones(len(input_ids), prefix_length, dtype=torch.long), mask], dim=1).to(device)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, prefix_length:]
+        output = prefix.forward(
+            model, None, input_ids=input_ids.to(device), attention_mask=mask, position_ids=positions, logits_to_keep=1
+        )
+        logits = output.logits[:, -1].float()
+        logits_rows.append(logits[: len(suffixes)].cpu())
+        tokens = [logits.argmax(dim=-1, keepdim=True)]
+        for _ in range(new_tokens - 1):
+            mask = torch.cat([mask, torch.ones(len(mask), 1, dtype=torch.long, device=device)], dim=1)
+            positions = positions[:, -1:] + 1
+            output = prefix.forward(
+                model,
+                _cache_of(output),
+                input_ids=tokens[-1],
+                attention_mask=mask,
+                position_ids=positions,
+                logits_to_keep=1,
+            )
+            tokens.append(output.logits[:, -1].argmax(dim=-1, keepdim=True))
+        prefix.reset()
+        continued += torch.cat(tokens, dim=1)[: len(suffixes), :new_tokens].tolist()
+    return torch.cat(logits_rows), continued
+
+
 @torch.inference_mode()
 def label_log_likelihoods(
     model, tokenizer, prompts: list[str], label_texts: list[str], batch_size: int = 8
@@ -195,29 +287,18 @@ def label_log_likelihoods(
     """log P(label text | prompt), summed over the label's tokens: an array (prompts x labels).
 
     When every label is one token (the usual case) one forward pass per prompt suffices: the
-    next-token distribution at the end of the prompt. Otherwise each (prompt, label) is scored.
+    next-token distribution at the end of the prompt, the prompts' shared prefix computed once.
+    Otherwise each (prompt, label) is scored whole.
     """
     label_ids = _encode(tokenizer, label_texts)
     if any(len(ids) == 0 for ids in label_ids):
         raise ValueError(f"A label text encodes to no tokens: {label_texts}.")
     prompt_ids = _encode(tokenizer, prompts)
-    scores = np.empty((len(prompts), len(label_texts)))
     device = next(model.parameters()).device
     if all(len(ids) == 1 for ids in label_ids):
-        first_tokens = torch.tensor([ids[0] for ids in label_ids], device=device)
-        for start in range(0, len(prompts), batch_size):
-            input_ids, mask = _pad(
-                [prompt_ids[i] for i in range(start, min(start + batch_size, len(prompts)))],
-                tokenizer.pad_token_id,
-                left=True,
-            )
-            logits = (
-                model(input_ids=input_ids.to(device), attention_mask=mask.to(device), logits_to_keep=1)
-                .logits[:, -1]
-                .float()
-            )
-            scores[start : start + len(input_ids)] = torch.log_softmax(logits, dim=-1)[:, first_tokens].cpu().numpy()
-        return scores
+        logits, _ = _continue_prompts(model, prompt_ids, tokenizer.pad_token_id, batch_size, new_tokens=0)
+        return torch.log_softmax(logits, dim=-1)[:, [ids[0] for ids in label_ids]].numpy().astype(np.float64)
+    scores = np.empty((len(prompts), len(label_texts)))
     for row, ids in enumerate(prompt_ids):
         sequences = [ids + label for label in label_ids]
         input_ids, mask = _pad(sequences, tokenizer.pad_token_id, left=False)
@@ -241,23 +322,19 @@ def _pad(sequences: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Ten
     return ids, mask
 
 
+def _until_end(tokens: list[int], end_ids: set[int]) -> list[int]:
+    return next((tokens[:i] for i, token in enumerate(tokens) if token in end_ids), tokens)
+
+
 @torch.inference_mode()
 def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 5, batch_size: int = 8) -> list[str]:
-    """Greedy answers (the new text only), batched with left padding."""
-    device = next(model.parameters()).device
-    prompt_ids = _encode(tokenizer, prompts)
-    answers = []
-    for start in range(0, len(prompts), batch_size):
-        input_ids, mask = _pad(prompt_ids[start : start + batch_size], tokenizer.pad_token_id, left=True)
-        output = model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        answers += tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
-    return answers
+    """Greedy answers (the new text only, up to an end-of-sequence token), the shared prefix computed once."""
+    _, continued = _continue_prompts(
+        model, _encode(tokenizer, prompts), tokenizer.pad_token_id, batch_size, max_new_tokens
+    )
+    end = model.generation_config.eos_token_id if model.generation_config is not None else None
+    end_ids = (set(end if isinstance(end, list) else [end]) | {tokenizer.eos_token_id}) - {None}
+    return tokenizer.batch_decode([_until_end(tokens, end_ids) for tokens in continued], skip_special_tokens=True)
 
 
 def _words(text: str) -> str:

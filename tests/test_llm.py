@@ -14,6 +14,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassifi
 from helpers.icl import (
     IclConfig,
     build_prompt,
+    common_prefix_length,
     continuations,
     draw_demonstrations,
     generate_answers,
@@ -222,6 +223,38 @@ def test_generation_returns_only_the_new_text(tiny_lm):
     assert all("Sentence" not in answer for answer in answers)
     # Batched (left-padded) generation gives what one-at-a-time generation gives.
     assert answers == [generate_answers(model, tokenizer, [p], max_new_tokens=3)[0] for p in prompts]
+
+
+def _hf_greedy(model, tokenizer, prompt: str, new_tokens: int) -> str:
+    ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
+    output = model.generate(input_ids=ids, max_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+    return tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+def test_shared_prefix_scoring_equals_scoring_each_prompt_whole(tiny_lm):
+    """k-shot prompts share their demonstrations: computed once, they give what each whole prompt gives."""
+    model, tokenizer = tiny_lm
+    queries = [QUERY, {"sentence": "the movie was dull .", "label": 0, "idx": 1}, {"sentence": "it was", "idx": 2}]
+    prompts = [build_prompt("sst2", tokenizer, DEMOS, query) for query in queries]
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    shared = common_prefix_length(ids)
+    assert shared > len(ids[0]) // 2  # the demonstrations
+    assert ids[0][:shared] == ids[1][:shared] == ids[2][:shared] and shared < min(map(len, ids))
+    labels = continuations("sst2", tokenizer)
+    expected = np.array([[_reference_log_likelihood(model, tokenizer, p, w) for w in labels] for p in prompts])
+    for batch_size in (1, 2, 8):  # a short last batch is topped up; its extra rows are dropped
+        np.testing.assert_allclose(
+            label_log_likelihoods(model, tokenizer, prompts, labels, batch_size), expected, atol=1e-4
+        )
+        answers = generate_answers(model, tokenizer, prompts, max_new_tokens=4, batch_size=batch_size)
+        assert answers == [_hf_greedy(model, tokenizer, p, 4) for p in prompts]
+
+
+def test_common_prefix_leaves_every_prompt_a_token():
+    assert common_prefix_length([[1, 2, 3], [1, 2, 4]]) == 2
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # identical prompts: the last token is run
+    assert common_prefix_length([[5], [1, 2]]) == 0
+    assert common_prefix_length([[1, 2, 3]]) == 2
 
 
 @pytest.mark.parametrize(
