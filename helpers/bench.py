@@ -237,8 +237,6 @@ def run_bench(
     """Run both recipes for every task, method and seed; save and return the JSON result.
     `compile`: the project's runs use torch.compile over bucketed lengths (`--compile`), compile time
     included in their training time."""
-    from tqdm.auto import tqdm
-
     samples = samples or DEFAULT_SAMPLES
     out_dir = Path(out_dir)
     project_precision = resolve_precision(project_precision, "fast")
@@ -254,6 +252,43 @@ def run_bench(
         "lr": lr,
         "compile": compile,
     }
+    rows = _bench_rows(samples, methods, seeds, project_precision, args, peaks, progress)
+    settings = {
+        "samples": samples,
+        "methods": list(methods),
+        "seeds": list(seeds),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "validation_samples": validation_samples,
+        "project_precision": project_precision,
+        "model": model,
+        "project_compile": compile,
+    }
+    result = {
+        "device": device_name(),
+        "versions": library_versions(),
+        "matmul_gflops": peaks,
+        "settings": settings,
+        "rows": rows,
+        "summary": summarise(rows),
+    }
+    _save_result(out_dir, name, result, markdown_table(result))
+    return result
+
+
+def _bench_rows(
+    samples: dict[str, int],
+    methods: tuple[str, ...],
+    seeds: tuple[int, ...],
+    project_precision: str,
+    args: dict,
+    peaks: dict,
+    progress: bool,
+) -> list[dict]:
+    """Train every task x method x seed in both recipes (the baseline in fp32), one row each."""
+    from tqdm.auto import tqdm
+
     plan = [
         (task, n, method, seed, recipe)
         for task, n in samples.items()
@@ -266,28 +301,13 @@ def run_bench(
         precision = "fp32" if recipe == "baseline" else project_precision
         record = _run(task, method, recipe, precision, n, {**args, "seed": seed})
         rows.append(_row(record, peaks))
-    result = {
-        "device": device_name(),
-        "versions": library_versions(),
-        "matmul_gflops": peaks,
-        "settings": {
-            "samples": samples,
-            "methods": list(methods),
-            "seeds": list(seeds),
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "max_length": max_length,
-            "validation_samples": validation_samples,
-            "project_precision": project_precision,
-            "model": model,
-            "project_compile": compile,
-        },
-        "rows": rows,
-        "summary": summarise(rows),
-    }
+    return rows
+
+
+def _save_result(out_dir: Path, name: str, result: dict, table: str) -> None:
+    """The result as <name>.json and its table as <name>.md."""
     write_json_atomic(out_dir / f"{name}.json", result)
-    (out_dir / f"{name}.md").write_text(markdown_table(result))
-    return result
+    (out_dir / f"{name}.md").write_text(table)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -514,29 +534,44 @@ def run_grid_bench(
     runs = len(samples) * len(methods) * len(seeds)
     _warm_data_caches(samples, validation_samples, max_length, model, glue_dir)
     plan = [(repeat, layout) for repeat in range(repeats) for layout in (layouts if repeat % 2 == 0 else layouts[::-1])]
-    rows = []
-    for repeat, (workers, threads) in tqdm(plan, desc="grid bench", unit="sweep", disable=not progress):
-        runs_dir = out_dir / "runs" / f"{workers}x{threads}-{repeat}"
-        seconds = _sweep_wall_seconds(workers, threads, runs_dir, args)
-        records = [load_record(path) for path in sorted(runs_dir.glob("*.json"))]
-        if len(records) != runs:
-            raise RuntimeError(
-                f"The {workers}x{threads} sweep left {len(records)} records in {runs_dir}, expected {runs}."
-            )
-        rows.append(
-            {
-                "workers": workers,
-                "threads": threads,
-                "repeat": repeat,
-                "wall_seconds": round(seconds, 2),
-                "runs": runs,
-                "runs_per_hour": round(runs * 3600 / seconds, 2),
-                "mean_run_samples_per_second": round(
-                    statistics.mean(r["timing"]["train_samples_per_second"] for r in records), 2
-                ),
-                "mean_run_wall_seconds": round(statistics.mean(r["timing"]["wall_seconds"] for r in records), 2),
-            }
-        )
+    rows = [
+        _time_layout(workers, threads, repeat, out_dir / "runs" / f"{workers}x{threads}-{repeat}", args, runs)
+        for repeat, (workers, threads) in tqdm(plan, desc="grid bench", unit="sweep", disable=not progress)
+    ]
+    result = {
+        "device": device_name(),
+        "cores": os.cpu_count(),
+        "versions": library_versions(),
+        "settings": {**args, "layouts": [list(layout) for layout in layouts], "repeats": repeats, "runs": runs},
+        "rows": rows,
+        "summary": _grid_summary(rows, layouts),
+    }
+    _save_result(out_dir, name, result, grid_markdown_table(result))
+    return result
+
+
+def _time_layout(workers: int, threads: int, repeat: int, runs_dir: Path, args: dict, runs: int) -> dict:
+    """One sweep of the grid in one layout, into a fresh `runs_dir`: its wall time and runs per hour."""
+    seconds = _sweep_wall_seconds(workers, threads, runs_dir, args)
+    records = [load_record(path) for path in sorted(runs_dir.glob("*.json"))]
+    if len(records) != runs:
+        raise RuntimeError(f"The {workers}x{threads} sweep left {len(records)} records in {runs_dir}, expected {runs}.")
+    return {
+        "workers": workers,
+        "threads": threads,
+        "repeat": repeat,
+        "wall_seconds": round(seconds, 2),
+        "runs": runs,
+        "runs_per_hour": round(runs * 3600 / seconds, 2),
+        "mean_run_samples_per_second": round(
+            statistics.mean(r["timing"]["train_samples_per_second"] for r in records), 2
+        ),
+        "mean_run_wall_seconds": round(statistics.mean(r["timing"]["wall_seconds"] for r in records), 2),
+    }
+
+
+def _grid_summary(rows: list[dict], layouts: tuple[tuple[int, int], ...]) -> list[dict]:
+    """Each layout's means over its repeats, in the order given, and its runs per hour over the first's."""
     summary = []
     for workers, threads in layouts:
         chosen = [r for r in rows if (r["workers"], r["threads"]) == (workers, threads)]
@@ -551,17 +586,7 @@ def run_grid_bench(
         )
     for entry in summary:
         entry["ratio"] = entry["runs_per_hour"] / summary[0]["runs_per_hour"]
-    result = {
-        "device": device_name(),
-        "cores": os.cpu_count(),
-        "versions": library_versions(),
-        "settings": {**args, "layouts": [list(layout) for layout in layouts], "repeats": repeats, "runs": runs},
-        "rows": rows,
-        "summary": summary,
-    }
-    write_json_atomic(out_dir / f"{name}.json", result)
-    (out_dir / f"{name}.md").write_text(grid_markdown_table(result))
-    return result
+    return summary
 
 
 def grid_markdown_table(result: dict) -> str:

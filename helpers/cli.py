@@ -480,8 +480,27 @@ def cmd_max_batch(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `python -m helpers` parser: one subcommand each, built in the order `--help` lists them."""
     parser = argparse.ArgumentParser(prog="python -m helpers", description="Parameter-efficient fine-tuning on GLUE.")
     commands = parser.add_subparsers(dest="command", required=True)
+    for add_command in (
+        _add_data_parser,
+        _add_train_parser,
+        _add_sweep_parser,
+        _add_bench_parser,
+        _add_icl_parser,
+        _add_predict_parser,
+        _add_export_parser,
+        _add_max_batch_parser,
+        _add_report_parser,
+        _add_notebooks_parser,
+    ):
+        add_command(commands)
+    return parser
+
+
+def _add_data_parser(commands: argparse._SubParsersAction) -> None:
+    from helpers.training import TrainConfig
 
     data = commands.add_parser("data", help="load a task and print its splits, sizes and label distribution as JSON")
     data.add_argument("--task", required=True, help=TASK_HELP)
@@ -490,9 +509,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="local GLUE folder in the official layout (<dir>/<Task>/{train,dev}.tsv); default $GLUE_DIR, else the Hub",
     )
-    from helpers.models import DEFAULT_MODEL
-    from helpers.training import TrainConfig
-
     for option in run_options():  # what a run with these settings would train and select on
         if option.dest in DATA_FIELDS:
             data.add_argument(
@@ -505,16 +521,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_options(data)
     data.set_defaults(func=cmd_data)
 
+
+def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     # No ArgumentDefaultsHelpFormatter here: the run options default to None (meaning "TrainConfig's
     # default"), so it would print "(default: None)" beside help texts that give the real default.
     train = commands.add_parser("train", help="train and evaluate one run; writes its record to results/")
     add_run_options(train, lists=False)
     train.set_defaults(func=cmd_train)
 
-    sweep = commands.add_parser("sweep", help="train a grid of runs (comma lists), skipping runs that have records")
-    add_run_options(sweep, lists=True)
+
+def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
     from helpers.sweep import DEFAULT_WORKERS
 
+    sweep = commands.add_parser("sweep", help="train a grid of runs (comma lists), skipping runs that have records")
+    add_run_options(sweep, lists=True)
     parallel = sweep.add_argument_group(
         "parallel runs (every run is claimed by a lock file beside its record, so sweeps sharing a results folder "
         "split the grid)"
@@ -536,12 +556,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(func=cmd_sweep)
 
+
+def _defaults(function) -> dict:
+    """A function's keyword defaults, by parameter name."""
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()}
+
+
+def _pairs(samples: dict[str, int]) -> str:
+    """Training-subset sizes as the bench's options take them: task=count pairs."""
+    return ",".join(f"{task}={count}" for task, count in samples.items())
+
+
+def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
     from helpers import bench as bench_module
 
     # The bench's defaults are its functions' (run_bench, run_grid_bench), which take the run's from TrainConfig.
-    bench_defaults = {name: p.default for name, p in inspect.signature(bench_module.run_bench).parameters.items()}
-    grid_defaults = {name: p.default for name, p in inspect.signature(bench_module.run_grid_bench).parameters.items()}
-    pairs = lambda samples: ",".join(f"{task}={count}" for task, count in samples.items())  # noqa: E731
+    bench_defaults = _defaults(bench_module.run_bench)
     bench = commands.add_parser(
         "bench",
         help="time the usual notebook recipe against this project's, side by side",
@@ -549,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--samples",
-        default=pairs(bench_module.DEFAULT_SAMPLES),
+        default=_pairs(bench_module.DEFAULT_SAMPLES),
         help="tasks and training-subset sizes, task=count pairs",
     )
     bench.add_argument("--methods", default=",".join(bench_defaults["methods"]), help="methods to time")
@@ -593,6 +623,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead: time one training step per speed-up of the fast recipe (step_ablation.json/.md)",
     )
+    _add_grid_bench_options(bench)
+    bench.add_argument("--quiet", action="store_true")
+    bench.set_defaults(func=cmd_bench)
+
+
+def _add_grid_bench_options(bench: argparse.ArgumentParser) -> None:
+    """`bench --grid`'s options, defaulting to run_grid_bench's."""
+    from helpers import bench as bench_module
+
+    grid_defaults = _defaults(bench_module.run_grid_bench)
     grid = bench.add_argument_group(
         "grid throughput (--grid): one fixed grid swept in each workers x threads layout, side by side"
     )
@@ -609,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grid.add_argument(
         "--grid-samples",
-        default=pairs(bench_module.GRID_SAMPLES),
+        default=_pairs(bench_module.GRID_SAMPLES),
         help="tasks and training-subset size (one size for all)",
     )
     grid.add_argument("--grid-methods", default=",".join(grid_defaults["methods"]))
@@ -620,12 +660,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=grid_defaults["repeats"],
         help="sweeps per layout; the order alternates (A B, B A, ...)",
     )
-    bench.add_argument("--quiet", action="store_true")
-    bench.set_defaults(func=cmd_bench)
 
+
+def _add_icl_parser(commands: argparse._SubParsersAction) -> None:
     from helpers.icl import SCORINGS, IclConfig, run_icl
 
-    icl_batch_size = inspect.signature(run_icl).parameters["batch_size"].default
     icl = commands.add_parser(
         "icl",
         help="in-context learning baseline: prompt a causal LM zero-/k-shot; one run record per setting",
@@ -669,7 +708,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=default_of(IclConfig, "chat_template"),
         help="use the tokenizer's chat template when it has one",
     )
-    icl.add_argument("--batch-size", type=int, default=icl_batch_size, help="prompts per forward pass")
+    icl.add_argument(
+        "--batch-size", type=int, default=_defaults(run_icl)["batch_size"], help="prompts per forward pass"
+    )
     icl.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
     icl.add_argument("--results-dir", default=None, help=f"where run records go (default {RESULTS}/)")
     icl.add_argument("--force", action="store_true", help="run again even if a record exists")
@@ -677,6 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_options(icl)
     icl.set_defaults(func=cmd_icl)
 
+
+def _add_predict_parser(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser(
         "predict", help="label a text, a pair or a file with a run trained with --save-adapter"
     )
@@ -688,6 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(func=cmd_predict)
 
+
+def _add_export_parser(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser(
         "export",
         help="merge a run's LoRA/DoRA/IA3 adapter into its base (BitFit/head/full: apply its weights) and save a "
@@ -701,6 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     export.set_defaults(func=cmd_export)
 
+
+def _add_max_batch_parser(commands: argparse._SubParsersAction) -> None:
     from helpers.max_batch import BATCH_SIZE_CAP, DEFAULT_CPU_LIMIT_GIB
 
     max_batch = commands.add_parser(
@@ -731,6 +778,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_options(max_batch)
     max_batch.set_defaults(func=cmd_max_batch)
 
+
+def _add_report_parser(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser("report", help="write report.md and figures/ from the run records (no training)")
     report.add_argument("--profile", default="quick", help=f"smoke, quick or full: reads {RESULTS}/<profile>/")
     report.add_argument("--results-dir", default=None, help=f"records to read (default {RESULTS}/<profile>/)")
@@ -740,6 +789,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--bench", default=None, help=f"bench JSON to include (default {BENCH_PATH.relative_to(PROJECT_ROOT)})"
     )
     report.set_defaults(func=cmd_report)
+
+
+def _add_notebooks_parser(commands: argparse._SubParsersAction) -> None:
+    from helpers.models import DEFAULT_MODEL
 
     notebooks = commands.add_parser(
         "notebooks", help="run notebooks/NN_*.ipynb headless (papermill) in a profile: records, figures, report"
@@ -769,7 +822,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--report-to", default=None, help="live training view for the notebooks' runs, e.g. tensorboard (default: none)"
     )
     notebooks.set_defaults(func=cmd_notebooks)
-    return parser
 
 
 def join_negative_numbers(argv: list[str]) -> list[str]:

@@ -414,11 +414,6 @@ def run_icl(
     quiet: bool = False,
 ) -> dict:
     """Prompt, score every test split, write and return the run record (an existing one is returned)."""
-    from helpers.data import load_glue, seeded_subset, source_name
-    from helpers.device import library_versions
-    from helpers.memory import process_peak_rss_bytes
-    from helpers.metrics import majority_class_metrics
-    from helpers.models import describe_architecture
     from helpers.records import find_record, write_record
 
     if not force and (existing := find_record(results_dir, config.run_id)) is not None:
@@ -427,13 +422,8 @@ def run_icl(
         return existing
     wall_start = time.perf_counter()
     task = get_task(config.task)
-    verbalizer = verbalizer_for(task)
-    splits = load_glue(
-        task, glue_dir=glue_dir, split_seed=config.split_seed, validation_fraction=config.validation_fraction
-    )
-    if config.max_eval_samples is not None:
-        for name in task.test_splits:
-            splits[name] = seeded_subset(splits[name], task, config.max_eval_samples, config.split_seed)[0]
+    verbalizer_for(task)  # a regression task is an error before any data or model is read
+    splits = _load_icl_splits(config, task, glue_dir)
     if model is None or tokenizer is None:
         from helpers.llm import load_causal_lm
 
@@ -446,38 +436,66 @@ def run_icl(
         for name in task.test_splits
     }
     eval_seconds = time.perf_counter() - start
+    record = _icl_record(
+        config,
+        task,
+        model,
+        tokenizer,
+        splits,
+        demonstrations,
+        results,
+        batch_size=batch_size,
+        glue_dir=glue_dir,
+        eval_seconds=eval_seconds,
+        wall_start=wall_start,
+    )
+    write_record(record, results_dir)
+    if not quiet:
+        _print_icl_summary(config, task, record, results, eval_seconds)
+    return record
+
+
+def _load_icl_splits(config: IclConfig, task: TaskSpec, glue_dir) -> dict:
+    """The task's splits with the run's validation slice, each test split subsampled if the config says so."""
+    from helpers.data import load_glue, seeded_subset
+
+    splits = load_glue(
+        task, glue_dir=glue_dir, split_seed=config.split_seed, validation_fraction=config.validation_fraction
+    )
+    if config.max_eval_samples is not None:
+        for name in task.test_splits:
+            splits[name] = seeded_subset(splits[name], task, config.max_eval_samples, config.split_seed)[0]
+    return splits
+
+
+def _icl_record(
+    config: IclConfig,
+    task: TaskSpec,
+    model,
+    tokenizer,
+    splits: dict,
+    demonstrations: list[dict],
+    results: dict,
+    *,
+    batch_size: int,
+    glue_dir,
+    eval_seconds: float,
+    wall_start: float,
+) -> dict:
+    """An ICL run's record, in the shape `helpers.records` defines, with nothing trained."""
+    from helpers.device import library_versions
+    from helpers.memory import process_peak_rss_bytes
+    from helpers.metrics import majority_class_metrics
+    from helpers.models import describe_architecture
+
     examples = sum(result["examples"] for result in results.values())
     test_metrics = {name: result["metrics"] for name, result in results.items()}
     total = sum(p.numel() for p in model.parameters())
-    record = {
+    return {
         "run_id": config.run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        # The training fields the analysis reads, at their "nothing trained" values.
-        "config": {
-            **asdict(config),
-            "method": {"method": "icl", "shots": config.shots, "scoring": config.scoring, "pooling": "model"},
-            "lr": None,
-            "batch_size": batch_size,
-            "epochs": 0,
-            "warmup_ratio": 0.0,
-            "weight_decay": 0.0,
-            "grad_accum": 1,
-            "max_length": None,
-            "max_train_samples": None,
-            "max_validation_samples": None,
-            "recipe": "icl",
-            "select_on": "none",
-            "precision_used": str(next(model.parameters()).dtype).replace("torch.", ""),
-        },
-        "data": {
-            "task": task.name,
-            "source": source_name(glue_dir, task),
-            "select_on": "none",
-            "split_seed": config.split_seed,
-            "validation_fraction": config.validation_fraction,
-            "max_eval_samples": config.max_eval_samples,
-            "sizes": {name: len(ds) for name, ds in splits.items()},
-        },
+        "config": _icl_record_config(config, model, batch_size),
+        "data": _icl_record_data(config, task, splits, glue_dir),
         "model_info": describe_architecture(model),
         "versions": library_versions(),
         "params": {"trainable": 0, "total": total, "percent": 0.0},
@@ -490,17 +508,7 @@ def run_icl(
             name: majority_class_metrics(task, splits["train"]["label"], splits[name]["label"])
             for name in task.test_splits
         },
-        "icl": {
-            "label_words": list(verbalizer.label_words),
-            "instruction": verbalizer.instruction,
-            "chat_template_used": uses_chat(tokenizer, config.chat_template),
-            "demonstration_ids": [int(demo["idx"]) for demo in demonstrations],
-            "demonstration_labels": [int(demo["label"]) for demo in demonstrations],
-            "prompt_example": build_prompt(
-                task, tokenizer, demonstrations, splits[task.main_test_split][0], config.chat_template
-            ),
-            "splits": {name: {k: v for k, v in result.items() if k != "metrics"} for name, result in results.items()},
-        },
+        "icl": _icl_record_prompts(config, task, tokenizer, demonstrations, splits, results),
         "timing": {
             "train_seconds": 0.0,
             "train_samples_per_second": None,
@@ -511,16 +519,72 @@ def run_icl(
         },
         "memory": {"peak_bytes": process_peak_rss_bytes(), "kind": "process_peak_rss"},
     }
-    write_record(record, results_dir)
-    if not quiet:
-        text = ", ".join(
-            f"{k}={v:.4f}" for k, v in record["test"]["metrics"].items() if not (isinstance(v, float) and math.isnan(v))
-        )
-        print(
-            f"[{config.run_id}] {task.display_name} {config.shots}-shot {config.scoring}: {text} "
-            f"({examples / eval_seconds:.1f} examples/s)"
-        )
-    return record
+
+
+def _icl_record_config(config: IclConfig, model, batch_size: int) -> dict:
+    """The record's config: the ICL settings plus the training fields the analysis reads, at their
+    "nothing trained" values."""
+    return {
+        **asdict(config),
+        "method": {"method": "icl", "shots": config.shots, "scoring": config.scoring, "pooling": "model"},
+        "lr": None,
+        "batch_size": batch_size,
+        "epochs": 0,
+        "warmup_ratio": 0.0,
+        "weight_decay": 0.0,
+        "grad_accum": 1,
+        "max_length": None,
+        "max_train_samples": None,
+        "max_validation_samples": None,
+        "recipe": "icl",
+        "select_on": "none",
+        "precision_used": str(next(model.parameters()).dtype).replace("torch.", ""),
+    }
+
+
+def _icl_record_data(config: IclConfig, task: TaskSpec, splits: dict, glue_dir) -> dict:
+    """The record's data: where the splits came from and their sizes."""
+    from helpers.data import source_name
+
+    return {
+        "task": task.name,
+        "source": source_name(glue_dir, task),
+        "select_on": "none",
+        "split_seed": config.split_seed,
+        "validation_fraction": config.validation_fraction,
+        "max_eval_samples": config.max_eval_samples,
+        "sizes": {name: len(ds) for name, ds in splits.items()},
+    }
+
+
+def _icl_record_prompts(
+    config: IclConfig, task: TaskSpec, tokenizer, demonstrations: list[dict], splits: dict, results: dict
+) -> dict:
+    """The record's `icl` part: how the task was asked, the demonstrations, one prompt, each split's answers."""
+    verbalizer = verbalizer_for(task)
+    return {
+        "label_words": list(verbalizer.label_words),
+        "instruction": verbalizer.instruction,
+        "chat_template_used": uses_chat(tokenizer, config.chat_template),
+        "demonstration_ids": [int(demo["idx"]) for demo in demonstrations],
+        "demonstration_labels": [int(demo["label"]) for demo in demonstrations],
+        "prompt_example": build_prompt(
+            task, tokenizer, demonstrations, splits[task.main_test_split][0], config.chat_template
+        ),
+        "splits": {name: {k: v for k, v in result.items() if k != "metrics"} for name, result in results.items()},
+    }
+
+
+def _print_icl_summary(config: IclConfig, task: TaskSpec, record: dict, results: dict, eval_seconds: float) -> None:
+    """One line: the run's test metrics (NaN ones left out) and its scoring speed."""
+    examples = sum(result["examples"] for result in results.values())
+    text = ", ".join(
+        f"{k}={v:.4f}" for k, v in record["test"]["metrics"].items() if not (isinstance(v, float) and math.isnan(v))
+    )
+    print(
+        f"[{config.run_id}] {task.display_name} {config.shots}-shot {config.scoring}: {text} "
+        f"({examples / eval_seconds:.1f} examples/s)"
+    )
 
 
 def icl_grid(

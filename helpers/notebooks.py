@@ -244,7 +244,7 @@ def run_notebooks(
     in_place the committed notebooks are executed and the default results/<profile>/, figures/ and
     report.md are written. Any folder given explicitly wins.
     """
-    import papermill
+    import papermill  # noqa: F401  (imported here too: without papermill, nothing runs and no folder is made)
 
     notebooks = discover()
     if len(notebooks) < 6:
@@ -255,6 +255,31 @@ def run_notebooks(
         results_dir = results_dir or folder / "results"
         figures_dir = figures_dir or folder / "figures"
         report_path = report_path or folder / "report.md"
+    parameters = _notebook_parameters(profile, results_dir, figures_dir, report_path, tasks, model, report_to)
+    timings_path = output_paths(PROJECT_ROOT, profile, results_dir)[0] / "meta" / "notebook_seconds.json"
+    named_paths = _named_paths(results_dir, figures_dir, report_path, model)
+    # One file per run folder; a complete run starts it afresh so two runs' wall times are never mixed.
+    timings = _read_json(timings_path) if only else {}
+    seconds: dict[str, float] = {}
+    with _headless_environment(glue_dir):
+        for notebook in notebooks:
+            if only and not any(notebook.name.startswith(prefix) for prefix in only):
+                continue
+            target = Path(output_dir) / notebook.name if output_dir else notebook
+            seconds[notebook.stem] = _execute_notebook(
+                notebook, target, parameters, glue_dir, named_paths, progress=progress, profile=profile
+            )
+            # Kept beside the records: the report (written by the analysis notebook) and the README quote them.
+            timings[notebook.stem] = round(seconds[notebook.stem], 1)
+            write_json_atomic(timings_path, timings)
+            if progress:
+                print(f"  done in {seconds[notebook.stem] / 60:.1f} min", flush=True)
+    return seconds
+
+
+def _notebook_parameters(profile: str, results_dir, figures_dir, report_path, tasks, model, report_to) -> dict:
+    """The parameters papermill gives the notebooks: the profile, the output folders as absolute paths, and
+    the tasks, model and live view where given."""
     parameters: dict = {"PROFILE": profile}
     for name, value in [("RESULTS_DIR", results_dir), ("FIGURES_DIR", figures_dir), ("REPORT_PATH", report_path)]:
         if value is not None:
@@ -265,9 +290,13 @@ def run_notebooks(
         parameters["MODEL"] = model
     if report_to:
         parameters["REPORT_TO"] = report_to
-    timings_path = output_paths(PROJECT_ROOT, profile, results_dir)[0] / "meta" / "notebook_seconds.json"
-    # Folders given outside the project are named, not spelled out, in the kept notebooks.
-    named_paths = {
+    return parameters
+
+
+def _named_paths(results_dir, figures_dir, report_path, model) -> dict:
+    """Folders given outside the project, and a model given as a path, by the placeholder that names them
+    in the kept notebooks instead of spelling them out."""
+    return {
         path: f"<{name}>"
         for name, path in [
             ("RESULTS_DIR", results_dir),
@@ -279,40 +308,36 @@ def run_notebooks(
         and (name != "MODEL" or Path(model).exists())
         and not Path(path).resolve().is_relative_to(PROJECT_ROOT)
     }
-    # One file per run folder; a complete run starts it afresh so two runs' wall times are never mixed.
-    timings = _read_json(timings_path) if only else {}
-    seconds: dict[str, float] = {}
-    with _headless_environment(glue_dir):
-        for notebook in notebooks:
-            if only and not any(notebook.name.startswith(prefix) for prefix in only):
-                continue
-            target = Path(output_dir) / notebook.name if output_dir else notebook
-            target.parent.mkdir(parents=True, exist_ok=True)
-            accepted = papermill.inspect_notebook(str(notebook))
-            own = {k: v for k, v in parameters.items() if k in accepted}  # e.g. the analysis notebook takes no TASKS
-            if progress:
-                print(f"running {notebook.name} (profile {profile}) -> {target}", flush=True)
-            start = time.perf_counter()
-            papermill.execute_notebook(
-                str(notebook),
-                str(target),
-                parameters=own,
-                cwd=str(NOTEBOOK_DIR),
-                kernel_name="python3",
-                progress_bar=False,
-                log_output=False,
-                request_save_on_cell_execute=False,
-            )
-            seconds[notebook.stem] = time.perf_counter() - start
-            errors = error_outputs(target)
-            clean_notebook_file(target, glue_dir=glue_dir, named_paths=named_paths)
-            if errors:
-                raise RuntimeError(f"{target} has error outputs: {errors}")
-            # Kept beside the records: the report (written by the analysis notebook) and the README quote them.
-            timings[notebook.stem] = round(seconds[notebook.stem], 1)
-            write_json_atomic(timings_path, timings)
-            if progress:
-                print(f"  done in {seconds[notebook.stem] / 60:.1f} min", flush=True)
+
+
+def _execute_notebook(
+    notebook: Path, target: Path, parameters: dict, glue_dir, named_paths: dict, *, progress: bool, profile: str
+) -> float:
+    """Execute one notebook into `target` with the parameters it takes, clean it, and return its wall
+    seconds; error outputs are an error (after the cleaned notebook is written)."""
+    import papermill
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    accepted = papermill.inspect_notebook(str(notebook))
+    own = {k: v for k, v in parameters.items() if k in accepted}  # e.g. the analysis notebook takes no TASKS
+    if progress:
+        print(f"running {notebook.name} (profile {profile}) -> {target}", flush=True)
+    start = time.perf_counter()
+    papermill.execute_notebook(
+        str(notebook),
+        str(target),
+        parameters=own,
+        cwd=str(NOTEBOOK_DIR),
+        kernel_name="python3",
+        progress_bar=False,
+        log_output=False,
+        request_save_on_cell_execute=False,
+    )
+    seconds = time.perf_counter() - start
+    errors = error_outputs(target)
+    clean_notebook_file(target, glue_dir=glue_dir, named_paths=named_paths)
+    if errors:
+        raise RuntimeError(f"{target} has error outputs: {errors}")
     return seconds
 
 

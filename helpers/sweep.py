@@ -122,6 +122,28 @@ def run_sweep(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}.")
     results_dir = Path(results_dir)
+    configs, fresh_since, done = _prepare_sweep(configs, results_dir, glue_dir, force, shard, train_kwargs)
+    with tqdm(total=len(configs), initial=0, desc="sweep", unit="run", disable=not progress) as bar:
+        if done:
+            bar.write(f"{done} of {len(configs)} runs already have records in {results_dir}; training the rest.")
+        settings = dict(
+            glue_dir=glue_dir, results_dir=results_dir, fresh_since=fresh_since, poll=poll, train_kwargs=train_kwargs
+        )
+        outcome = _train_grid(configs, bar, progress, workers, threads, settings)
+        trained = sum(kind == "trained" for kind in outcome.values())
+        if len(outcome) - trained > done:
+            bar.write(
+                f"{trained} runs trained here; {len(outcome) - trained - done} were trained by another process "
+                "meanwhile."
+            )
+    return _sweep_records(results_dir, configs)
+
+
+def _prepare_sweep(
+    configs: list[TrainConfig], results_dir: Path, glue_dir, force: bool, shard, train_kwargs: dict
+) -> tuple[list[TrainConfig], float | None, int]:
+    """The shard's configs with their data fingerprints, the time records must be newer than (`force`),
+    and how many runs already have records; checks every config when some are left to train."""
     # Complete each run id with the fingerprint of its data (read once per task), so the records
     # counted here are those of this data.
     cache = {"cache_dir": train_kwargs["cache_dir"]} if "cache_dir" in train_kwargs else {}
@@ -133,47 +155,45 @@ def run_sweep(
         for config in configs:
             check_run(config)
         prepare_results_dir(results_dir)
-    with tqdm(total=len(configs), initial=0, desc="sweep", unit="run", disable=not progress) as bar:
-        if done:
-            bar.write(f"{done} of {len(configs)} runs already have records in {results_dir}; training the rest.")
-        # Runs are quiet (no bar per run), but each trained run's trainable / total / percent line is
-        # still printed, above the sweep's bar.
-        announce = bar.write if progress else None
+    return configs, fresh_since, done
 
-        outcome: dict[
-            str, str
-        ] = {}  # run id -> "trained" or "found"; every worker reports the runs the others finished
 
-        def on_event(kind: str, run_id: str, worker: int) -> None:
-            if kind == "started":
-                bar.set_postfix_str(run_id, refresh=True)
-                return
-            if kind == "trained":
-                log.info("[%s] trained by worker %d", run_id, worker)
-            elif run_id in outcome:
-                return
-            if run_id not in outcome:
-                bar.update(1)
-            outcome[run_id] = kind
+def _train_grid(
+    configs: list[TrainConfig], bar, progress: bool, workers: int, threads: int | None, settings: dict
+) -> dict[str, str]:
+    """Claim and train the configs in this process or in `workers` processes, advancing the bar once per
+    run; returns run id -> "trained" or "found" (every worker reports the runs the others finished)."""
+    # Runs are quiet (no bar per run), but each trained run's trainable / total / percent line is
+    # still printed, above the sweep's bar.
+    announce = bar.write if progress else None
+    outcome: dict[str, str] = {}
 
-        settings = dict(
-            glue_dir=glue_dir, results_dir=results_dir, fresh_since=fresh_since, poll=poll, train_kwargs=train_kwargs
-        )
-        if workers == 1:
-            previous_threads = torch.get_num_threads()
-            torch.set_num_threads(threads or previous_threads)
-            try:
-                claim_and_train(configs, on_event=on_event, announce=announce, **settings)
-            finally:
-                torch.set_num_threads(previous_threads)
-        else:
-            _run_workers(configs, workers, threads or max(1, usable_cores() // workers), on_event, announce, settings)
-        trained = sum(kind == "trained" for kind in outcome.values())
-        if len(outcome) - trained > done:
-            bar.write(
-                f"{trained} runs trained here; {len(outcome) - trained - done} were trained by another process "
-                "meanwhile."
-            )
+    def on_event(kind: str, run_id: str, worker: int) -> None:
+        if kind == "started":
+            bar.set_postfix_str(run_id, refresh=True)
+            return
+        if kind == "trained":
+            log.info("[%s] trained by worker %d", run_id, worker)
+        elif run_id in outcome:
+            return
+        if run_id not in outcome:
+            bar.update(1)
+        outcome[run_id] = kind
+
+    if workers == 1:
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(threads or previous_threads)
+        try:
+            claim_and_train(configs, on_event=on_event, announce=announce, **settings)
+        finally:
+            torch.set_num_threads(previous_threads)
+    else:
+        _run_workers(configs, workers, threads or max(1, usable_cores() // workers), on_event, announce, settings)
+    return outcome
+
+
+def _sweep_records(results_dir: Path, configs: list[TrainConfig]) -> list[dict]:
+    """The configs' records, in their order; a run with none is an error naming it."""
     records = [find_record(results_dir, c.run_id) for c in configs]
     missing = [c.run_id for c, record in zip(configs, records) if record is None]
     if missing:

@@ -230,7 +230,17 @@ class TrainConfig:
         if isinstance(self.method, dict):
             self.method = MethodConfig(**self.method)
         self.task = get_task(self.task).name
-        checks = [
+        # Every condition is evaluated before the first that fails raises.
+        checks = self._training_checks() + self._data_checks() + self._evaluation_and_recipe_checks()
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message + ".")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.method.method]
+
+    def _training_checks(self) -> list[tuple[bool, str]]:
+        """(ok, message) for the optimisation settings and the training seed."""
+        return [
             (self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}"),
             (math.isfinite(self.epochs) and self.epochs > 0, f"epochs must be positive and finite, got {self.epochs}"),
             (0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}"),
@@ -255,6 +265,11 @@ class TrainConfig:
                 f"lr must be positive and finite, got {self.lr}",
             ),
             (0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}"),
+        ]
+
+    def _data_checks(self) -> list[tuple[bool, str]]:
+        """(ok, message) for the validation slice and the subsample sizes."""
+        return [
             (0 <= self.split_seed < 2**32, f"split_seed must be in [0, 2**32), got {self.split_seed}"),
             (
                 0 < self.validation_fraction < 1,
@@ -268,6 +283,11 @@ class TrainConfig:
                 self.max_validation_samples is None or self.max_validation_samples > 0,
                 f"max_validation_samples must be a positive number of examples, got {self.max_validation_samples}",
             ),
+        ]
+
+    def _evaluation_and_recipe_checks(self) -> list[tuple[bool, str]]:
+        """(ok, message) for evaluation, logging, early stopping and the recipe."""
+        return [
             (self.eval_batch_size > 0, f"eval_batch_size must be positive, got {self.eval_batch_size}"),
             (
                 self.logging_steps is None or self.logging_steps > 0,
@@ -293,11 +313,6 @@ class TrainConfig:
                 f"recipe_version must be 1 to {RECIPE_VERSION}, got {self.recipe_version!r}",
             ),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message + ".")
-        if self.lr is None:
-            self.lr = DEFAULT_LR[self.method.method]
 
     def to_dict(self) -> dict:
         """The resolved config as plain values (the method as its own dict), as saved in the record."""
