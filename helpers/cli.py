@@ -499,6 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends each option's default to its help, unless the help text already names it."""
+
+    def _get_help_string(self, action):
+        return action.help if "default" in (action.help or "") else super()._get_help_string(action)
+
+
 def _add_data_parser(commands: argparse._SubParsersAction) -> None:
     from helpers.training import TrainConfig
 
@@ -575,7 +582,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "bench",
         help="time the usual notebook recipe against this project's, side by side",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelp,
     )
     bench.add_argument(
         "--samples",
@@ -668,7 +675,7 @@ def _add_icl_parser(commands: argparse._SubParsersAction) -> None:
     icl = commands.add_parser(
         "icl",
         help="in-context learning baseline: prompt a causal LM zero-/k-shot; one run record per setting",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelp,
     )
     icl.add_argument("--task", required=True, help=TASK_HELP + "; not STS-B (regression)")
     icl.add_argument(
