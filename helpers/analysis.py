@@ -40,89 +40,7 @@ _KNOB_COLUMNS = {"target_modules": "targets"}
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
     """One row per run record, with the settings and results the analysis needs as columns."""
-    rows = []
-    for record in records:
-        config, method = record["config"], record["config"]["method"]
-        task = get_task(config["task"])
-        test = record["test"]["metrics"]
-        breakdown = record["memory"].get("breakdown", {})
-        architecture = record.get("model_info", {})
-        row = {
-            "run_id": record["run_id"],
-            "task": task.name,
-            "task_name": task.display_name,
-            "method": method["method"],
-            "variant": display_name(method),
-            # Every method's knobs (None where the run's method has no such knob).
-            **{knob: method.get(knob) for knob in knob_owners() if knob not in _KNOB_COLUMNS},
-            "targets": ",".join(method["target_modules"])
-            if method.get("target_modules")
-            else (DEFAULT_TARGETS_TEXT if "target_modules" in method else None),
-            "pooling": method.get("pooling", "model"),
-            "lr": config["lr"],
-            "batch_size": config["batch_size"],
-            "epochs": config["epochs"],
-            "warmup_ratio": config["warmup_ratio"],
-            "warmup_steps": config.get("warmup_steps"),
-            "length_bucket_batches": config.get("length_bucket_batches"),
-            "weight_decay": config["weight_decay"],
-            "grad_accum": config["grad_accum"],
-            "max_length": config["max_length"],
-            "max_train_samples": config["max_train_samples"],
-            "max_validation_samples": config["max_validation_samples"],
-            "recipe": config["recipe"],
-            "seed": config["seed"],
-            "model": config["model"],
-            **{f"model_{key}": value for key, value in architecture.items()},
-            "precision": config.get("precision_used"),
-            "train_size": record["data"]["sizes"]["train"],
-            "validation_size": record["data"]["sizes"]["validation"],
-            "test_size": record["data"]["sizes"][task.main_test_split],
-            "select_on": record["data"]["select_on"],
-            "trainable": record["params"]["trainable"],
-            "total": record["params"]["total"],
-            "percent": record["params"]["percent"],
-            "lora_closed_form": record["params"].get("lora_closed_form"),
-            "main_metric": task.main_metric,
-            "test": test[task.main_metric],
-            "best_validation": record["best"].get("value"),
-            "best_epoch": record["best"].get("epoch"),
-            "train_seconds": record["timing"]["train_seconds"],
-            "samples_per_second": record["timing"]["train_samples_per_second"],
-            "tokens_per_second": record["timing"]["train_tokens_per_second"],
-            "peak_bytes": record["memory"]["peak_bytes"],
-            "memory_kind": record["memory"]["kind"],
-            **{key: value for key, value in breakdown.items() if key.endswith("_bytes")},
-            "memory_batch": " × ".join(map(str, breakdown.get("batch_shape", []))),
-            **{f"test_{name}": value for name, value in test.items()},
-            **{
-                f"{split}_{name}": value
-                for split, metrics in record["test"]["splits"].items()
-                for name, value in metrics.items()
-            },
-            "device": record["versions"].get("device"),
-            **{
-                f"{split}_tokens_mean": stats_["mean"]
-                for split, stats_ in record["data"].get("token_lengths", {}).items()
-            },
-            "recipe_version": config.get("recipe_version", 1),
-            "data_fingerprint": config.get("data_fingerprint")
-            or record["data"].get("fingerprint")
-            or record["data"].get("source"),
-            "settings": {key: value for key, value in config.items() if key not in ("method", "seed", *RESOLVED_KEYS)},
-        }
-        # In-context learning runs (method `icl`) train nothing: no learning rate.
-        row["default_lr"] = (
-            row["lr"] is not None
-            and row["method"] in DEFAULT_LR
-            and math.isclose(row["lr"], DEFAULT_LR[row["method"]], rel_tol=1e-9)
-        )
-        # What always predicting the training set's most frequent label scores on the test split (NaN in old records).
-        majority = record.get("majority_class", {})
-        row["majority"] = majority.get(task.main_test_split, {}).get(task.main_metric, math.nan)
-        row["validation_majority"] = majority.get("validation", {}).get(task.main_metric, math.nan)
-        rows.append(row)
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame([_run_row(record) for record in records])
     if not frame.empty:
         frame["variant"] = pd.Categorical(
             frame["variant"],
@@ -131,6 +49,115 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             ordered=True,
         )
     return frame
+
+
+def _run_row(record: dict) -> dict:
+    """A record's row of the runs frame: its settings, data and parameters, results and cost, provenance."""
+    task = get_task(record["config"]["task"])
+    row = {
+        **_setting_columns(record, task),
+        **_data_and_parameter_columns(record, task),
+        **_result_and_cost_columns(record, task),
+        **_provenance_columns(record),
+    }
+    # In-context learning runs (method `icl`) train nothing: no learning rate.
+    row["default_lr"] = (
+        row["lr"] is not None
+        and row["method"] in DEFAULT_LR
+        and math.isclose(row["lr"], DEFAULT_LR[row["method"]], rel_tol=1e-9)
+    )
+    # What always predicting the training set's most frequent label scores on the test split (NaN in old records).
+    majority = record.get("majority_class", {})
+    row["majority"] = majority.get(task.main_test_split, {}).get(task.main_metric, math.nan)
+    row["validation_majority"] = majority.get("validation", {}).get(task.main_metric, math.nan)
+    return row
+
+
+def _setting_columns(record: dict, task) -> dict:
+    """The run's identity, its method's knobs, its training settings and its model's architecture."""
+    config, method = record["config"], record["config"]["method"]
+    return {
+        "run_id": record["run_id"],
+        "task": task.name,
+        "task_name": task.display_name,
+        "method": method["method"],
+        "variant": display_name(method),
+        # Every method's knobs (None where the run's method has no such knob).
+        **{knob: method.get(knob) for knob in knob_owners() if knob not in _KNOB_COLUMNS},
+        "targets": ",".join(method["target_modules"])
+        if method.get("target_modules")
+        else (DEFAULT_TARGETS_TEXT if "target_modules" in method else None),
+        "pooling": method.get("pooling", "model"),
+        "lr": config["lr"],
+        "batch_size": config["batch_size"],
+        "epochs": config["epochs"],
+        "warmup_ratio": config["warmup_ratio"],
+        "warmup_steps": config.get("warmup_steps"),
+        "length_bucket_batches": config.get("length_bucket_batches"),
+        "weight_decay": config["weight_decay"],
+        "grad_accum": config["grad_accum"],
+        "max_length": config["max_length"],
+        "max_train_samples": config["max_train_samples"],
+        "max_validation_samples": config["max_validation_samples"],
+        "recipe": config["recipe"],
+        "seed": config["seed"],
+        "model": config["model"],
+        **{f"model_{key}": value for key, value in record.get("model_info", {}).items()},
+    }
+
+
+def _data_and_parameter_columns(record: dict, task) -> dict:
+    """Precision, split sizes, the selection split and the parameter counts."""
+    return {
+        "precision": record["config"].get("precision_used"),
+        "train_size": record["data"]["sizes"]["train"],
+        "validation_size": record["data"]["sizes"]["validation"],
+        "test_size": record["data"]["sizes"][task.main_test_split],
+        "select_on": record["data"]["select_on"],
+        "trainable": record["params"]["trainable"],
+        "total": record["params"]["total"],
+        "percent": record["params"]["percent"],
+        "lora_closed_form": record["params"].get("lora_closed_form"),
+    }
+
+
+def _result_and_cost_columns(record: dict, task) -> dict:
+    """Test and validation scores, then time and memory (the step breakdown's `*_bytes` as columns)."""
+    test = record["test"]["metrics"]
+    breakdown = record["memory"].get("breakdown", {})
+    return {
+        "main_metric": task.main_metric,
+        "test": test[task.main_metric],
+        "best_validation": record["best"].get("value"),
+        "best_epoch": record["best"].get("epoch"),
+        "train_seconds": record["timing"]["train_seconds"],
+        "samples_per_second": record["timing"]["train_samples_per_second"],
+        "tokens_per_second": record["timing"]["train_tokens_per_second"],
+        "peak_bytes": record["memory"]["peak_bytes"],
+        "memory_kind": record["memory"]["kind"],
+        **{key: value for key, value in breakdown.items() if key.endswith("_bytes")},
+        "memory_batch": " × ".join(map(str, breakdown.get("batch_shape", []))),
+        **{f"test_{name}": value for name, value in test.items()},
+        **{
+            f"{split}_{name}": value
+            for split, metrics in record["test"]["splits"].items()
+            for name, value in metrics.items()
+        },
+    }
+
+
+def _provenance_columns(record: dict) -> dict:
+    """Device, token lengths, recipe version, data fingerprint and the settings at_defaults compares."""
+    config = record["config"]
+    return {
+        "device": record["versions"].get("device"),
+        **{f"{split}_tokens_mean": stats_["mean"] for split, stats_ in record["data"].get("token_lengths", {}).items()},
+        "recipe_version": config.get("recipe_version", 1),
+        "data_fingerprint": config.get("data_fingerprint")
+        or record["data"].get("fingerprint")
+        or record["data"].get("source"),
+        "settings": {key: value for key, value in config.items() if key not in ("method", "seed", *RESOLVED_KEYS)},
+    }
 
 
 def row_knobs(row) -> dict:
