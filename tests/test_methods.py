@@ -22,6 +22,7 @@ from helpers.methods import (
     head_parameter_count,
     in_head,
     lora_closed_form,
+    lora_rank_formula,
     prepare_model,
     register_method,
     resolve_target_modules,
@@ -226,6 +227,15 @@ def test_lora_closed_form_matches_the_count(arch, method, targets):
     model = prepare_model(base, config)
     closed = lora_closed_form(architecture, spec, resolved, config, head_parameter_count(model))
     assert closed == count_parameters(model).trainable
+
+
+@pytest.mark.parametrize("arch", CONFIGS)
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_lora_rank_formula_gives_the_count_at_every_rank(arch, method):
+    per_rank, constant = lora_rank_formula(tiny(arch), method_config(method))
+    for rank in (1, 3, 8):
+        model = prepare_model(tiny(arch), method_config(method, rank=rank))
+        assert per_rank * rank + constant == count_parameters(model).trainable
 
 
 @pytest.mark.parametrize("arch", CONFIGS)
