@@ -681,6 +681,23 @@ def lora_rank_formula(model: nn.Module, config: MethodConfig) -> tuple[int, int]
     return two - one, 2 * one - two
 
 
+def trainable_by_kind(model: nn.Module):
+    """The trainable tensors grouped by where they sit, layer numbers folded (`layer.N.`: the same
+    bias in every layer is one kind): tensors and parameters per kind, as a table."""
+    import pandas as pd
+
+    rows = [
+        {"kind": re.sub(r"^.*\.layers?\.\d+\.", "layer.N.", name), "parameters": parameter.numel()}
+        for name, parameter in model.named_parameters()
+        if parameter.requires_grad
+    ]
+    return (
+        pd.DataFrame(rows)
+        .groupby("kind", sort=False)
+        .agg(tensors=("parameters", "size"), parameters=("parameters", "sum"))
+    )
+
+
 def head_parameter_count(model: nn.Module) -> int:
     """Parameters of the classification head (trainable copy for peft models)."""
     spec = arch_spec(model)

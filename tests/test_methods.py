@@ -26,6 +26,7 @@ from helpers.methods import (
     prepare_model,
     register_method,
     resolve_target_modules,
+    trainable_by_kind,
     trainable_parameter_names,
 )
 from helpers.models import arch_spec, describe_architecture
@@ -236,6 +237,16 @@ def test_lora_rank_formula_gives_the_count_at_every_rank(arch, method):
     for rank in (1, 3, 8):
         model = prepare_model(tiny(arch), method_config(method, rank=rank))
         assert per_rank * rank + constant == count_parameters(model).trainable
+
+
+@pytest.mark.parametrize("arch", CONFIGS)
+def test_trainable_by_kind_folds_the_layers(arch):
+    model = prepare_model(tiny(arch), method_config("bitfit"))
+    table = trainable_by_kind(model)
+    assert table["parameters"].sum() == count_parameters(model).trainable
+    assert table["tensors"].sum() == len(trainable_parameter_names(model))
+    layered = table[table.index.str.startswith("layer.N.")]
+    assert not layered.empty and (layered["tensors"] == LAYERS).all(), "one row per kind of bias, every layer folded"
 
 
 @pytest.mark.parametrize("arch", CONFIGS)
