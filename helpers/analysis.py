@@ -40,89 +40,7 @@ _KNOB_COLUMNS = {"target_modules": "targets"}
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
     """One row per run record, with the settings and results the analysis needs as columns."""
-    rows = []
-    for record in records:
-        config, method = record["config"], record["config"]["method"]
-        task = get_task(config["task"])
-        test = record["test"]["metrics"]
-        breakdown = record["memory"].get("breakdown", {})
-        architecture = record.get("model_info", {})
-        row = {
-            "run_id": record["run_id"],
-            "task": task.name,
-            "task_name": task.display_name,
-            "method": method["method"],
-            "variant": display_name(method),
-            # Every method's knobs (None where the run's method has no such knob).
-            **{knob: method.get(knob) for knob in knob_owners() if knob not in _KNOB_COLUMNS},
-            "targets": ",".join(method["target_modules"])
-            if method.get("target_modules")
-            else (DEFAULT_TARGETS_TEXT if "target_modules" in method else None),
-            "pooling": method.get("pooling", "model"),
-            "lr": config["lr"],
-            "batch_size": config["batch_size"],
-            "epochs": config["epochs"],
-            "warmup_ratio": config["warmup_ratio"],
-            "warmup_steps": config.get("warmup_steps"),
-            "length_bucket_batches": config.get("length_bucket_batches"),
-            "weight_decay": config["weight_decay"],
-            "grad_accum": config["grad_accum"],
-            "max_length": config["max_length"],
-            "max_train_samples": config["max_train_samples"],
-            "max_validation_samples": config["max_validation_samples"],
-            "recipe": config["recipe"],
-            "seed": config["seed"],
-            "model": config["model"],
-            **{f"model_{key}": value for key, value in architecture.items()},
-            "precision": config.get("precision_used"),
-            "train_size": record["data"]["sizes"]["train"],
-            "validation_size": record["data"]["sizes"]["validation"],
-            "test_size": record["data"]["sizes"][task.main_test_split],
-            "select_on": record["data"]["select_on"],
-            "trainable": record["params"]["trainable"],
-            "total": record["params"]["total"],
-            "percent": record["params"]["percent"],
-            "lora_closed_form": record["params"].get("lora_closed_form"),
-            "main_metric": task.main_metric,
-            "test": test[task.main_metric],
-            "best_validation": record["best"].get("value"),
-            "best_epoch": record["best"].get("epoch"),
-            "train_seconds": record["timing"]["train_seconds"],
-            "samples_per_second": record["timing"]["train_samples_per_second"],
-            "tokens_per_second": record["timing"]["train_tokens_per_second"],
-            "peak_bytes": record["memory"]["peak_bytes"],
-            "memory_kind": record["memory"]["kind"],
-            **{key: value for key, value in breakdown.items() if key.endswith("_bytes")},
-            "memory_batch": " × ".join(map(str, breakdown.get("batch_shape", []))),
-            **{f"test_{name}": value for name, value in test.items()},
-            **{
-                f"{split}_{name}": value
-                for split, metrics in record["test"]["splits"].items()
-                for name, value in metrics.items()
-            },
-            "device": record["versions"].get("device"),
-            **{
-                f"{split}_tokens_mean": stats_["mean"]
-                for split, stats_ in record["data"].get("token_lengths", {}).items()
-            },
-            "recipe_version": config.get("recipe_version", 1),
-            "data_fingerprint": config.get("data_fingerprint")
-            or record["data"].get("fingerprint")
-            or record["data"].get("source"),
-            "settings": {key: value for key, value in config.items() if key not in ("method", "seed", *RESOLVED_KEYS)},
-        }
-        # In-context learning runs (method `icl`) train nothing: no learning rate.
-        row["default_lr"] = (
-            row["lr"] is not None
-            and row["method"] in DEFAULT_LR
-            and math.isclose(row["lr"], DEFAULT_LR[row["method"]], rel_tol=1e-9)
-        )
-        # What always predicting the training set's most frequent label scores on the test split (NaN in old records).
-        majority = record.get("majority_class", {})
-        row["majority"] = majority.get(task.main_test_split, {}).get(task.main_metric, math.nan)
-        row["validation_majority"] = majority.get("validation", {}).get(task.main_metric, math.nan)
-        rows.append(row)
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame([_run_row(record) for record in records])
     if not frame.empty:
         frame["variant"] = pd.Categorical(
             frame["variant"],
@@ -131,6 +49,115 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             ordered=True,
         )
     return frame
+
+
+def _run_row(record: dict) -> dict:
+    """A record's row of the runs frame: its settings, data and parameters, results and cost, provenance."""
+    task = get_task(record["config"]["task"])
+    row = {
+        **_setting_columns(record, task),
+        **_data_and_parameter_columns(record, task),
+        **_result_and_cost_columns(record, task),
+        **_provenance_columns(record),
+    }
+    # In-context learning runs (method `icl`) train nothing: no learning rate.
+    row["default_lr"] = (
+        row["lr"] is not None
+        and row["method"] in DEFAULT_LR
+        and math.isclose(row["lr"], DEFAULT_LR[row["method"]], rel_tol=1e-9)
+    )
+    # What always predicting the training set's most frequent label scores on the test split (NaN in old records).
+    majority = record.get("majority_class", {})
+    row["majority"] = majority.get(task.main_test_split, {}).get(task.main_metric, math.nan)
+    row["validation_majority"] = majority.get("validation", {}).get(task.main_metric, math.nan)
+    return row
+
+
+def _setting_columns(record: dict, task) -> dict:
+    """The run's identity, its method's knobs, its training settings and its model's architecture."""
+    config, method = record["config"], record["config"]["method"]
+    return {
+        "run_id": record["run_id"],
+        "task": task.name,
+        "task_name": task.display_name,
+        "method": method["method"],
+        "variant": display_name(method),
+        # Every method's knobs (None where the run's method has no such knob).
+        **{knob: method.get(knob) for knob in knob_owners() if knob not in _KNOB_COLUMNS},
+        "targets": ",".join(method["target_modules"])
+        if method.get("target_modules")
+        else (DEFAULT_TARGETS_TEXT if "target_modules" in method else None),
+        "pooling": method.get("pooling", "model"),
+        "lr": config["lr"],
+        "batch_size": config["batch_size"],
+        "epochs": config["epochs"],
+        "warmup_ratio": config["warmup_ratio"],
+        "warmup_steps": config.get("warmup_steps"),
+        "length_bucket_batches": config.get("length_bucket_batches"),
+        "weight_decay": config["weight_decay"],
+        "grad_accum": config["grad_accum"],
+        "max_length": config["max_length"],
+        "max_train_samples": config["max_train_samples"],
+        "max_validation_samples": config["max_validation_samples"],
+        "recipe": config["recipe"],
+        "seed": config["seed"],
+        "model": config["model"],
+        **{f"model_{key}": value for key, value in record.get("model_info", {}).items()},
+    }
+
+
+def _data_and_parameter_columns(record: dict, task) -> dict:
+    """Precision, split sizes, the selection split and the parameter counts."""
+    return {
+        "precision": record["config"].get("precision_used"),
+        "train_size": record["data"]["sizes"]["train"],
+        "validation_size": record["data"]["sizes"]["validation"],
+        "test_size": record["data"]["sizes"][task.main_test_split],
+        "select_on": record["data"]["select_on"],
+        "trainable": record["params"]["trainable"],
+        "total": record["params"]["total"],
+        "percent": record["params"]["percent"],
+        "lora_closed_form": record["params"].get("lora_closed_form"),
+    }
+
+
+def _result_and_cost_columns(record: dict, task) -> dict:
+    """Test and validation scores, then time and memory (the step breakdown's `*_bytes` as columns)."""
+    test = record["test"]["metrics"]
+    breakdown = record["memory"].get("breakdown", {})
+    return {
+        "main_metric": task.main_metric,
+        "test": test[task.main_metric],
+        "best_validation": record["best"].get("value"),
+        "best_epoch": record["best"].get("epoch"),
+        "train_seconds": record["timing"]["train_seconds"],
+        "samples_per_second": record["timing"]["train_samples_per_second"],
+        "tokens_per_second": record["timing"]["train_tokens_per_second"],
+        "peak_bytes": record["memory"]["peak_bytes"],
+        "memory_kind": record["memory"]["kind"],
+        **{key: value for key, value in breakdown.items() if key.endswith("_bytes")},
+        "memory_batch": " × ".join(map(str, breakdown.get("batch_shape", []))),
+        **{f"test_{name}": value for name, value in test.items()},
+        **{
+            f"{split}_{name}": value
+            for split, metrics in record["test"]["splits"].items()
+            for name, value in metrics.items()
+        },
+    }
+
+
+def _provenance_columns(record: dict) -> dict:
+    """Device, token lengths, recipe version, data fingerprint and the settings at_defaults compares."""
+    config = record["config"]
+    return {
+        "device": record["versions"].get("device"),
+        **{f"{split}_tokens_mean": stats_["mean"] for split, stats_ in record["data"].get("token_lengths", {}).items()},
+        "recipe_version": config.get("recipe_version", 1),
+        "data_fingerprint": config.get("data_fingerprint")
+        or record["data"].get("fingerprint")
+        or record["data"].get("source"),
+        "settings": {key: value for key, value in config.items() if key not in ("method", "seed", *RESOLVED_KEYS)},
+    }
 
 
 def row_knobs(row) -> dict:
@@ -457,3 +484,179 @@ def lr_relation(peft: dict, full: dict) -> str:
     if max(peft["tied"]) < min(full["tied"]):
         return "smaller"
     return "undecided"
+
+
+# Tables shown by both the report and the notebooks: one function each, so the two cannot drift apart.
+
+
+def profile_runs(
+    frame: pd.DataFrame, profile, *, vary: str | None = None, grid: bool = False, alpha: str = "fixed"
+) -> pd.DataFrame:
+    """The runs at the profile's settings except `vary`, each method at the profile's learning rate:
+    its default rate, or for a profile with tuned rates the one its grid selected (selected_lr)."""
+    rates = None
+    if profile.tuned_lr:
+        rates = selected_lr(at_defaults(frame, profile, vary="lr", grid=True))
+    return at_defaults(frame, profile, vary=vary, grid=grid, alpha=alpha, rates=rates)
+
+
+def lr_sweep_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
+    """Learning-rate sweep runs: defaults except the learning rate, for methods tried at several rates."""
+    lrs = at_defaults(frame, profile, vary="lr", grid=True)
+    return lrs[lrs.groupby(["task", "variant"], observed=True)["lr"].transform("nunique") > 1]
+
+
+def lora_grid_runs(frame: pd.DataFrame, profile, vary: str, alpha: str = "fixed") -> pd.DataFrame:
+    """LoRA's grid runs over one setting (`rank`, `batch_size`, `warmup_ratio`): the profile's grid
+    settings except `vary`; `alpha` as in at_defaults ("fixed", or "2r" for a constant scale)."""
+    return profile_runs(frame[frame["method"] == "lora"], profile, vary=vary, grid=True, alpha=alpha)
+
+
+def mean_std_text(mean: float, std: float, n: int) -> str:
+    """'mean ± std' to three decimals, or the mean alone for a single seed."""
+    return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
+
+
+def seed_summary(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """over_seeds of the test metric with its columns named for display (test mean, test std, seeds)."""
+    return over_seeds(frame, by).rename(columns={"mean": "test mean", "std": "test std", "n": "seeds"})
+
+
+def run_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """How many run records there are per task (rows) and method variant (columns)."""
+    return frame.groupby(["task", "variant"], observed=True).size().unstack(fill_value=0)
+
+
+def results_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Test results per task and method: mean ± std over seeds of every test split and metric,
+    trainable %, and pass/fail of the means against the course baselines."""
+    rows = []
+    for (task, variant), group in frame.groupby(["task", "variant"], observed=True):
+        spec = get_task(task)
+        cells, means = {}, {}
+        for split in spec.test_splits:
+            prefix = "test" if len(spec.test_splits) == 1 else split
+            for metric in spec.metrics:
+                values = group[f"{split}_{metric}"]
+                means.setdefault(split, {})[metric] = values.mean()
+                cells[f"{prefix} {metric}"] = mean_std_text(
+                    values.mean(), values.std() if len(values) > 1 else 0.0, len(values)
+                )
+        majority = group["majority"].mean() if "majority" in group else float("nan")
+        rows.append(
+            {
+                "task": spec.display_name,
+                "method": str(variant),
+                "seeds": len(group),
+                "trainable": f"{int(group['trainable'].iloc[0]):,} ({group['percent'].iloc[0]:.3g}%)",
+                **cells,
+                "majority class": ""
+                if pd.isna(majority)
+                else f"{majority:.3f}"
+                + (" ≥ mean: learned nothing" if at_or_below(group["test"].mean(), majority) else ""),
+                "course baseline": "; ".join(
+                    f"{metric} ≥ {bar}" + (f" ({split})" if len(spec.baselines) > 1 else "")
+                    for split, bars in spec.baselines.items()
+                    for metric, bar in bars.items()
+                ),
+                "pass/fail (mean)": pass_fail(task, means),
+            }
+        )
+    return pd.DataFrame(rows).fillna("")
+
+
+def cost_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per method: trainable parameters, mean training speed and the memory of one training step (MiB):
+    activations saved for backward and the step's total (parameters + gradients + AdamW state +
+    activations, `total_bytes`); on CUDA also the allocator's peak over the whole run (`peak_bytes`)."""
+    table = (
+        runs.groupby("variant", observed=True)
+        .agg(
+            trainable=("trainable", "first"),
+            samples_per_second=("samples_per_second", "mean"),
+            activations_MiB=("activations_bytes", "mean"),
+            step_MiB=("total_bytes", "mean"),
+            run_peak_MiB=("peak_bytes", "mean"),
+            precision=("precision", "first"),
+        )
+        .reset_index()
+    )
+    table["trainable"] = table["trainable"].map(lambda v: f"{int(v):,}")
+    for column in ("activations_MiB", "step_MiB", "run_peak_MiB"):
+        table[column] = (table[column] / 2**20).round(1)
+    table["samples_per_second"] = table["samples_per_second"].round(1)
+    if not measured_on_cuda(runs):  # a CPU has no allocator peak: peak_bytes there is the step's total again
+        table = table.drop(columns="run_peak_MiB")
+    return table
+
+
+def measured_on_cuda(runs: pd.DataFrame) -> bool:
+    """Whether the runs' memory was read from the CUDA allocator (else from the CPU step breakdown)."""
+    return runs["memory_kind"].iloc[0] == "cuda_max_allocated"
+
+
+def rank_parameters(ranks: pd.DataFrame) -> pd.DataFrame:
+    """Per LoRA rank: the trainable parameters counted in the wrapped model, the closed form computed
+    from the architecture at training time, the percent trained, and whether count and form agree."""
+    params = (
+        ranks.groupby("rank")
+        .agg(counted=("trainable", "first"), closed_form=("lora_closed_form", "first"), percent=("percent", "first"))
+        .reset_index()
+    )
+    params[["counted", "closed_form"]] = params[["counted", "closed_form"]].astype(int)
+    params["agree"] = params["counted"] == params["closed_form"]
+    return params
+
+
+def rank_scores(ranks: pd.DataFrame) -> pd.DataFrame:
+    """Per task and LoRA rank: the test metric over seeds, tasks in order of appearance, ranks ascending."""
+    tasks = list(dict.fromkeys(ranks["task"]))
+    if not tasks:
+        return pd.DataFrame(columns=["task", "rank", "mean", "std", "n", "ci95_low", "ci95_high"])
+    tables = [
+        over_seeds(ranks[ranks["task"] == task], ["rank"]).sort_values("rank").assign(task=task) for task in tasks
+    ]
+    table = pd.concat(tables, ignore_index=True)
+    return table[["task", *[c for c in table.columns if c != "task"]]]
+
+
+def best_lr_table(best: pd.DataFrame) -> pd.DataFrame:
+    """best_lr's rows for display: the best rate per task and method, its validation mean, the rates
+    within noise of it, and whether the sweep learned anything."""
+    shown = best.copy()
+    shown["task"] = shown["task"].map(lambda t: get_task(t).display_name)
+    shown = shown.rename(columns={"validation_mean": "best validation (mean)", "validation_std": "std", "n": "seeds"})
+    shown["within noise of the best"] = [
+        ", ".join(f"{r:g}" for r in row["tied"])
+        + ("" if row["decided"] else f" (undecided: {int(row['seeds'])} seed(s))")
+        for _, row in shown.iterrows()
+    ]
+    shown["learned?"] = shown["degenerate"].map(lambda d: "no: majority class" if d else "yes")
+    columns = ["task", "method", "lr", "best validation (mean)", "std", "seeds", "within noise of the best", "learned?"]
+    return shown[columns]
+
+
+def pooling_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
+    """Runs at the profile's settings except the pooling, for (task, method) pairs tried with several poolings."""
+    pooled = profile_runs(frame, profile, vary="pooling")
+    return compared_poolings(pooled)
+
+
+def compared_poolings(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the (task, method) pairs that were trained with more than one pooling."""
+    return runs[runs.groupby(["task", "variant"], observed=True)["pooling"].transform("nunique") > 1]
+
+
+def pooling_comparisons(runs: pd.DataFrame) -> list[tuple[str, str, Comparison]]:
+    """(task, variant, mean pooling vs [CLS] pooling) for every pair compared on both poolings."""
+    comparisons = []
+    for (task, variant), group in compared_poolings(runs).groupby(["task", "variant"], observed=True):
+        comparison = compare(group, "pooling", "mean", "model", names=("mean pooling", "[CLS] pooling"))
+        if comparison:
+            comparisons.append((task, str(variant), comparison))
+    return comparisons
+
+
+def task_sentence(comparison: Comparison, task: str) -> str:
+    """The comparison's sentence in the task's main metric and display name."""
+    return comparison.sentence(get_task(task).main_metric, get_task(task).display_name)

@@ -524,3 +524,23 @@ def describe(splits: DatasetDict, task: TaskSpec | str) -> dict:
         summary["select_on"] = info.select_on
         summary["split_seed"] = info.split_seed
     return summary
+
+
+def label_balance(splits: dict[str, DatasetDict]):
+    """Per task and split ({task: splits}): the size and each label's share (the score's mean and
+    std for a regression task), as a table."""
+    import pandas as pd
+
+    rows = []
+    for task, data in splits.items():
+        spec = get_task(task)
+        for name, dataset in data.items():
+            labels = pd.Series(dataset["label"])
+            row = {"task": spec.display_name, "split": name, "size": len(dataset)}
+            if spec.is_regression:
+                row.update({"mean score": labels.mean(), "std": labels.std()})
+            else:
+                shares = labels.value_counts(normalize=True).reindex(range(spec.num_labels), fill_value=0.0)
+                row.update({label: f"{share:.1%}" for label, share in zip(spec.label_names, shares)})
+            rows.append(row)
+    return pd.DataFrame(rows).fillna("")

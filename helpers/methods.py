@@ -17,11 +17,11 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from torch import nn
 
-from helpers.models import POOLING_CHOICES, ArchSpec, arch_spec, linear_layer_names
+from helpers.models import POOLING_CHOICES, ArchSpec, arch_spec, describe_architecture, linear_layer_names
 
 log = logging.getLogger(__name__)
 
@@ -669,6 +669,33 @@ def lora_closed_form(
         d_in, d_out = shapes[target]
         per_layer += config.rank * (d_in + d_out) + (d_out if config.method == "dora" else 0)
     return architecture["layers"] * per_layer + head_params
+
+
+def lora_rank_formula(model: nn.Module, config: MethodConfig) -> tuple[int, int]:
+    """(per_rank, constant): LoRA's closed-form trainable count on `model` is per_rank·r + constant
+    for `config`'s target modules (lora_closed_form at two ranks; the constant is the head, plus
+    DoRA's magnitude vectors)."""
+    targets = resolve_target_modules(model, config)
+    architecture, spec, head = describe_architecture(model), arch_spec(model), head_parameter_count(model)
+    one, two = (lora_closed_form(architecture, spec, targets, replace(config, rank=r), head) for r in (1, 2))
+    return two - one, 2 * one - two
+
+
+def trainable_by_kind(model: nn.Module):
+    """The trainable tensors grouped by where they sit, layer numbers folded (`layer.N.`: the same
+    bias in every layer is one kind): tensors and parameters per kind, as a table."""
+    import pandas as pd
+
+    rows = [
+        {"kind": re.sub(r"^.*\.layers?\.\d+\.", "layer.N.", name), "parameters": parameter.numel()}
+        for name, parameter in model.named_parameters()
+        if parameter.requires_grad
+    ]
+    return (
+        pd.DataFrame(rows)
+        .groupby("kind", sort=False)
+        .agg(tensors=("parameters", "size"), parameters=("parameters", "sum"))
+    )
 
 
 def head_parameter_count(model: nn.Module) -> int:

@@ -36,48 +36,6 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _mean_std(mean: float, std: float, n: int) -> str:
-    return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
-
-
-def results_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Test results per task and method: mean ± std over seeds of every test split and metric,
-    trainable %, and pass/fail of the means against the course baselines."""
-    rows = []
-    for (task, variant), group in frame.groupby(["task", "variant"], observed=True):
-        spec = get_task(task)
-        cells, means = {}, {}
-        for split in spec.test_splits:
-            prefix = "test" if len(spec.test_splits) == 1 else split
-            for metric in spec.metrics:
-                values = group[f"{split}_{metric}"]
-                means.setdefault(split, {})[metric] = values.mean()
-                cells[f"{prefix} {metric}"] = _mean_std(
-                    values.mean(), values.std() if len(values) > 1 else 0.0, len(values)
-                )
-        majority = group["majority"].mean() if "majority" in group else float("nan")
-        rows.append(
-            {
-                "task": spec.display_name,
-                "method": str(variant),
-                "seeds": len(group),
-                "trainable": f"{int(group['trainable'].iloc[0]):,} ({group['percent'].iloc[0]:.3g}%)",
-                **cells,
-                "majority class": ""
-                if pd.isna(majority)
-                else f"{majority:.3f}"
-                + (" ≥ mean: learned nothing" if analysis.at_or_below(group["test"].mean(), majority) else ""),
-                "course baseline": "; ".join(
-                    f"{metric} ≥ {bar}" + (f" ({split})" if len(spec.baselines) > 1 else "")
-                    for split, bars in spec.baselines.items()
-                    for metric, bar in bars.items()
-                ),
-                "pass/fail (mean)": analysis.pass_fail(task, means),
-            }
-        )
-    return pd.DataFrame(rows).fillna("")
-
-
 def _figure(path: Path, report_dir: Path, caption: str) -> str:
     return f"![{caption}]({os.path.relpath(path, report_dir)})\n\n*{caption}*\n"
 
@@ -85,7 +43,7 @@ def _figure(path: Path, report_dir: Path, caption: str) -> str:
 def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, profile) -> dict[str, Path]:
     """Every report figure that the records support; returns {name: path}."""
     figures = {}
-    main = _runs(frame, profile)
+    main = analysis.profile_runs(frame, profile)
     main = main[main["variant"].isin(["bitfit", "lora"])]
     if not main.empty:
         plots.method_bars(main, figures_dir, "bitfit_vs_lora", "BitFit vs LoRA (r=8)")
@@ -95,43 +53,26 @@ def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, p
         plots.training_curves(chosen, figures_dir, "training_curves", f" (seed {first_seed})")
         figures["training_curves"] = figures_dir / "training_curves.png"
         figures["first_seed"] = first_seed
-    ranks = _runs(frame[frame["method"] == "lora"], profile, vary="rank", grid=True)
+    ranks = analysis.lora_grid_runs(frame, profile, "rank")
     if ranks["rank"].nunique() > 1:
         plots.rank_sweep(ranks, figures_dir)
         figures["rank_sweep"] = figures_dir / "rank_sweep.png"
-    lrs = _lr_runs(frame, profile)
+    lrs = analysis.lr_sweep_runs(frame, profile)
     if not lrs.empty:
         plots.lr_sensitivity(lrs, figures_dir)
         figures["lr_sensitivity"] = figures_dir / "lr_sensitivity.png"
-    methods = _runs(frame, profile)
+    methods = analysis.profile_runs(frame, profile)
     if methods["variant"].nunique() > 2:
         plots.method_bars(methods, figures_dir, "methods", "all methods")
         plots.cost_per_method(methods, figures_dir)
         plots.metric_vs_parameters(methods, figures_dir)
         figures.update({n: figures_dir / f"{n}.png" for n in ("methods", "time_memory", "metric_vs_parameters")})
     for column, label in [("batch_size", "batch size"), ("warmup_ratio", "warmup ratio")]:
-        subset = _runs(frame[frame["method"] == "lora"], profile, vary=column, grid=True)
+        subset = analysis.lora_grid_runs(frame, profile, column)
         if subset[column].nunique() > 1:
             plots.setting_effect(subset, column, label, figures_dir, f"effect_{column}")
             figures[f"effect_{column}"] = figures_dir / f"effect_{column}.png"
     return figures
-
-
-def _runs(
-    frame: pd.DataFrame, profile, *, vary: str | None = None, grid: bool = False, alpha: str = "fixed"
-) -> pd.DataFrame:
-    """The runs at the profile's settings except `vary`, each method at the profile's learning rate:
-    its default rate, or for a profile with tuned rates the one its grid selected (analysis.selected_lr)."""
-    rates = None
-    if profile.tuned_lr:
-        rates = analysis.selected_lr(analysis.at_defaults(frame, profile, vary="lr", grid=True))
-    return analysis.at_defaults(frame, profile, vary=vary, grid=grid, alpha=alpha, rates=rates)
-
-
-def _lr_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
-    """Learning-rate sweep runs: defaults except the learning rate, for methods tried at several rates."""
-    lrs = analysis.at_defaults(frame, profile, vary="lr", grid=True)
-    return lrs[lrs.groupby(["task", "variant"], observed=True)["lr"].transform("nunique") > 1]
 
 
 def write_report(
@@ -144,16 +85,32 @@ def write_report(
     if frame.empty:
         raise ValueError(f"No run records in {results_dir}: run the notebooks (or `python -m helpers sweep`) first.")
     figures = build_figures(frame, records, figures_dir, profile)
-    defaults = _runs(frame, profile)
+    defaults = analysis.profile_runs(frame, profile)
     if defaults.empty:
         raise ValueError(
             f"No records in {results_dir} match profile {profile.name!r}'s settings; pass the profile the runs used."
         )
     report_dir = report_path.parent
-    out = []
-    add = out.append
-    add("# PEFT on GLUE: report\n")
-    add(
+    out = [
+        *_introduction(frame, problems, results_dir, report_dir, profile),
+        *_design_and_data_section(defaults, figures_dir, report_dir),
+        *_results_section(defaults, records, figures, figures_dir, report_dir),
+        *_peft_section(frame, defaults, profile, figures, report_dir),
+        *_bitfit_vs_lora_section(frame, defaults, profile, figures, report_dir),
+        *_all_methods_section(defaults, figures, report_dir),
+        *_other_settings_section(frame, profile, figures, report_dir),
+        *_throughput_section(results_dir, bench_path, wall_seconds),
+    ]
+    text = "\n".join(out) + "\n"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(text)
+    return text
+
+
+def _introduction(frame, problems, results_dir: Path, report_dir: Path, profile) -> list[str]:
+    """The title, where the numbers come from and how comparisons are decided."""
+    out = [
+        "# PEFT on GLUE: report\n",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `helpers.report` from **{len(frame)} run "
         "records** in "
         f"`{os.path.relpath(results_dir, report_dir)}/` (profile `{profile.name}`; device: "
@@ -164,28 +121,32 @@ def write_report(
         f"{analysis.MIN_SEEDS} "
         "seeds leaves the comparison undecided, however large the difference. Tables give mean ± std over seeds and a "
         "95% "
-        "t-interval of the mean.\n"
-    )
+        "t-interval of the mean.\n",
+    ]
     if problems:
-        add(f"> {len(problems)} file(s) in the results folder were not valid records and were skipped.\n")
+        out.append(f"> {len(problems)} file(s) in the results folder were not valid records and were skipped.\n")
+    return out
 
-    # 1. Model design and data
-    add("## 1. Model design and data\n")
-    add(_model_design(defaults))
-    add(_data_section(defaults))
+
+def _design_and_data_section(defaults, figures_dir: Path, report_dir: Path) -> list[str]:
+    """§1: the model, what each method trains, the data and the training settings."""
+    out = ["## 1. Model design and data\n", _model_design(defaults), _data_section(defaults)]
     if (figures_dir / "token_lengths.png").is_file():  # drawn by notebook 01 from the data, not from records
-        add(
+        out.append(
             _figure(
                 figures_dir / "token_lengths.png",
                 report_dir,
                 "Token lengths per task (notebook 01); the dashed line is the truncation length.",
             )
         )
+    return out
 
-    # 2. Loss and results
-    add("## 2. Loss reduction, validation and test results\n")
+
+def _results_section(defaults, records, figures, figures_dir: Path, report_dir: Path) -> list[str]:
+    """§2: training curves, the test results against the course baselines, validation vs test, overfitting."""
+    out = ["## 2. Loss reduction, validation and test results\n"]
     if "training_curves" in figures:
-        add(
+        out.append(
             _figure(
                 figures["training_curves"],
                 report_dir,
@@ -193,26 +154,31 @@ def write_report(
                 f"{figures['first_seed']}).",
             )
         )
-    add(
+    out += [
         "Test results (GLUE dev set) at each method's default settings, mean ± std over seeds, against the course "
-        "baselines:\n"
-    )
-    add(_table(results_table(defaults)) + "\n")
+        "baselines:\n",
+        _table(analysis.results_table(defaults)) + "\n",
+        _validation_test_gap(defaults),
+        _published_context(defaults),
+        _overfit_section(records, figures_dir, report_dir),
+    ]
+    return out
 
-    add(_validation_test_gap(defaults))
-    add(_published_context(defaults))
 
-    add(_overfit_section(records, figures_dir, report_dir))
+def _peft_section(frame, defaults, profile, figures, report_dir: Path) -> list[str]:
+    """§3: why BitFit works, and the learning rates each method wants."""
+    return [
+        "## 3. PEFT discussion\n",
+        _bitfit_discussion(defaults),
+        _learning_rate_discussion(frame, profile, figures, report_dir),
+    ]
 
-    # 3. PEFT discussion
-    add("## 3. PEFT discussion\n")
-    add(_bitfit_discussion(defaults))
-    add(_learning_rate_discussion(frame, profile, figures, report_dir))
 
-    # 4. BitFit vs LoRA, and rank
-    add("## 4. BitFit vs LoRA, and LoRA's rank\n")
+def _bitfit_vs_lora_section(frame, defaults, profile, figures, report_dir: Path) -> list[str]:
+    """§4: BitFit against LoRA per task, then LoRA's rank and its alpha/r scale."""
+    out = ["## 4. BitFit vs LoRA, and LoRA's rank\n"]
     if "bitfit_vs_lora" in figures:
-        add(
+        out.append(
             _figure(
                 figures["bitfit_vs_lora"],
                 report_dir,
@@ -224,13 +190,14 @@ def write_report(
             defaults[defaults["task"] == task], "variant", "lora", "bitfit", names=("LoRA", "BitFit")
         )
         if comparison:
-            add("- " + comparison.sentence(get_task(task).main_metric, get_task(task).display_name))
-    add("")
-    add(_rank_discussion(frame, profile, figures, report_dir))
-    add(_alpha_discussion(frame, profile))
+            out.append("- " + analysis.task_sentence(comparison, task))
+    out += ["", _rank_discussion(frame, profile, figures, report_dir), _alpha_discussion(frame, profile)]
+    return out
 
-    # 5. All methods, cost
-    add("## 5. All methods: score, parameters, time and memory\n")
+
+def _all_methods_section(defaults, figures, report_dir: Path) -> list[str]:
+    """§5: every method's score, share of parameters, time and memory."""
+    out = ["## 5. All methods: score, parameters, time and memory\n"]
     batch = defaults["memory_batch"].iloc[0]
     for name, caption in [
         ("methods", "Test metric per method (mean ± std over seeds)."),
@@ -242,35 +209,36 @@ def write_report(
         ),
     ]:
         if name in figures:
-            add(_figure(figures[name], report_dir, caption))
-    add(_cost_table(defaults))
+            out.append(_figure(figures[name], report_dir, caption))
+    out.append(_cost_table(defaults))
+    return out
 
-    # 6. Other settings
-    add("## 6. Pooling, batch size and warmup\n")
-    add(_pooling_discussion(frame, profile))
+
+def _other_settings_section(frame, profile, figures, report_dir: Path) -> list[str]:
+    """§6: pooling, then LoRA's batch size and warmup ratio."""
+    out = ["## 6. Pooling, batch size and warmup\n", _pooling_discussion(frame, profile)]
     for column, caption in [
         ("batch_size", "LoRA r=8: effect of the batch size (learning rate fixed)."),
         ("warmup_ratio", "LoRA r=8: effect of the warmup ratio."),
     ]:
         if f"effect_{column}" in figures:
-            add(_figure(figures[f"effect_{column}"], report_dir, caption))
-    add(_best_settings(frame, profile))
+            out.append(_figure(figures[f"effect_{column}"], report_dir, caption))
+    out.append(_best_settings(frame, profile))
+    return out
 
-    # 7. Throughput
-    add("## 7. Throughput\n")
-    add(_bench_section(bench_path))
+
+def _throughput_section(results_dir: Path, bench_path, wall_seconds: dict | None) -> list[str]:
+    """§7: the bench's recipe comparison and the notebooks' wall time."""
+    out = ["## 7. Throughput\n", _bench_section(bench_path)]
     wall_seconds = wall_seconds or _read_wall_seconds(results_dir)
     if wall_seconds:
-        add(
+        out.append(
             "Wall time of this run of the notebooks: "
             + ", ".join(f"{k} {v / 60:.1f} min" for k, v in wall_seconds.items())
             + f"; {sum(wall_seconds.values()) / 60:.1f} min in all before the analysis notebook "
             f"(each notebook's last cell states its own).\n"
         )
-    text = "\n".join(out) + "\n"
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(text)
-    return text
+    return out
 
 
 def _read_wall_seconds(results_dir: Path) -> dict:
@@ -458,51 +426,15 @@ def _bitfit_verdict(subset: pd.DataFrame) -> str:
 
 
 def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
-    lrs = _lr_runs(frame, profile)
+    """The learning-rate grid, the best rate per task and method, and whether PEFT wants larger rates."""
+    lrs = analysis.lr_sweep_runs(frame, profile)
     lines = ["### Best hyperparameters and learning rates\n"]
     if lrs.empty:
         lines.append("No learning-rate sweep in these records (notebook 05 runs it).\n")
         return "\n".join(lines)
-    grid = (
-        lrs.groupby("variant", observed=True)["lr"]
-        .apply(lambda s: ", ".join(f"{v:g}" for v in sorted(set(s))))
-        .to_dict()
-    )
-    selection = (
-        "validation" if set(lrs["select_on"]) == {"train_slice"} else "validation (= GLUE dev for runs selected on dev)"
-    )
-    lines.append(
-        "Grid searched (peak learning rate; linear decay after warmup; everything else at its default): "
-        + "; ".join(f"{m}: {g}" for m, g in grid.items())
-        + f". The best learning rate is the one with the best mean {selection} score:\n"
-    )
+    lines.append(_lr_grid_sentence(lrs))
     best = analysis.best_lr(lrs)
-    shown = best.copy()
-    shown["task"] = shown["task"].map(lambda t: get_task(t).display_name)
-    shown = shown.rename(columns={"validation_mean": "best validation (mean)", "validation_std": "std", "n": "seeds"})
-    shown["within noise of the best"] = [
-        ", ".join(f"{r:g}" for r in row["tied"])
-        + ("" if row["decided"] else f" (undecided: {int(row['seeds'])} seed(s))")
-        for _, row in shown.iterrows()
-    ]
-    shown["learned?"] = shown["degenerate"].map(lambda d: "no: majority class" if d else "yes")
-    lines.append(
-        _table(
-            shown[
-                [
-                    "task",
-                    "method",
-                    "lr",
-                    "best validation (mean)",
-                    "std",
-                    "seeds",
-                    "within noise of the best",
-                    "learned?",
-                ]
-            ]
-        )
-        + "\n"
-    )
+    lines.append(_table(analysis.best_lr_table(best)) + "\n")
     if "lr_sensitivity" in figures:
         lines.append(
             _figure(
@@ -511,8 +443,36 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
                 "Validation metric against the learning rate per method (circle: best).",
             )
         )
+    relation_lines, relations = _lr_relations(best)
+    lines += relation_lines
+    if not relations:
+        return "\n".join(lines) + "\n"
+    lines += _lr_conclusion(relations, _full_degrades_at_high_lr(lrs))
+    return "\n".join(lines) + "\n"
+
+
+def _lr_grid_sentence(lrs: pd.DataFrame) -> str:
+    """The rates searched per method, and the score the best one is chosen by."""
+    grid = (
+        lrs.groupby("variant", observed=True)["lr"]
+        .apply(lambda s: ", ".join(f"{v:g}" for v in sorted(set(s))))
+        .to_dict()
+    )
+    selection = (
+        "validation" if set(lrs["select_on"]) == {"train_slice"} else "validation (= GLUE dev for runs selected on dev)"
+    )
+    return (
+        "Grid searched (peak learning rate; linear decay after warmup; everything else at its default): "
+        + "; ".join(f"{m}: {g}" for m, g in grid.items())
+        + f". The best learning rate is the one with the best mean {selection} score:\n"
+    )
+
+
+def _lr_relations(best: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """One line per (task, PEFT method) with a full fine-tuning sweep beside it, and the relations
+    ('larger', 'smaller', 'undecided') of their best rates to full fine-tuning's."""
     full = {row["task"]: row for _, row in best[best["method"] == "full"].iterrows()}
-    relations = []
+    lines, relations = [], []
     for method in ("bitfit", "lora", "head"):
         for _, peft in best[best["method"] == method].iterrows():
             if peft["task"] not in full:
@@ -532,18 +492,20 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
                 )
                 + "."
             )
-    if not relations:
-        return "\n".join(lines) + "\n"
-    larger, decided = relations.count("larger"), len(relations) - relations.count("undecided")
-    lines.append(
+    return lines, relations
+
+
+def _lr_conclusion(relations: list[str], degrading: str) -> list[str]:
+    """The count of pairs on each side, and what they say about 'PEFT wants larger learning rates'."""
+    larger, smaller = relations.count("larger"), relations.count("smaller")
+    decided = len(relations) - relations.count("undecided")
+    lines = [
         f"\nThe PEFT method's best learning rates are larger than full fine-tuning's in {larger} of {len(relations)} "
         "(task, method) pairs, "
-        f"smaller in {relations.count('smaller')}, undecided in {len(relations) - decided} (a pair counts only when "
+        f"smaller in {smaller}, undecided in {len(relations) - decided} (a pair counts only when "
         "every rate "
         "within noise of the best lies on the same side)."
-    )
-    degrading = _full_degrades_at_high_lr(lrs)
-    smaller = relations.count("smaller")
+    ]
     if not decided:
         lines.append("No pair is decided, so these records say nothing about which learning rates PEFT methods want.")
     elif decided * 2 < len(relations):
@@ -553,27 +515,7 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
             "contradict the usual claim that PEFT methods want larger learning rates than full fine-tuning."
         )
     elif larger == decided:
-        lines.append(
-            (
-                "In every decided pair the PEFT method's best rate is the higher one"
-                + (
-                    f" ({len(relations) - decided} undecided, where a sweep learned nothing or rates tie)"
-                    if decided < len(relations)
-                    else ""
-                )
-                + ". "
-            )
-            + "Why: full fine-tuning moves every one of the model's weights, so a small learning rate already "
-            "changes each layer, and "
-            "large steps overwrite the pretrained features"
-            + (f" — {degrading}" if degrading else "")
-            + ". BitFit and LoRA "
-            "change few parameters (bias vectors; a rank-r update B·A that starts at zero), each with a small effect "
-            "on the output, "
-            "so they need larger steps to move the function as far in the same number of updates, and because the "
-            "pretrained "
-            "weights stay frozen, large steps cannot destroy them."
-        )
+        lines.append(_why_peft_wants_larger_rates(len(relations) - decided, degrading))
     else:
         lines.append(
             f"Of the decided pairs, {larger} put the PEFT rate higher and {smaller} lower: these records do not "
@@ -582,7 +524,26 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
             "is the "
             "better guide." + (f" ({degrading}.)" if degrading else "")
         )
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _why_peft_wants_larger_rates(undecided: int, degrading: str) -> str:
+    """The explanation, given when every decided pair puts the PEFT method's best rate higher."""
+    return (
+        "In every decided pair the PEFT method's best rate is the higher one"
+        + (f" ({undecided} undecided, where a sweep learned nothing or rates tie)" if undecided else "")
+        + ". "
+        + "Why: full fine-tuning moves every one of the model's weights, so a small learning rate already "
+        "changes each layer, and "
+        "large steps overwrite the pretrained features"
+        + (f" — {degrading}" if degrading else "")
+        + ". BitFit and LoRA "
+        "change few parameters (bias vectors; a rank-r update B·A that starts at zero), each with a small effect "
+        "on the output, "
+        "so they need larger steps to move the function as far in the same number of updates, and because the "
+        "pretrained "
+        "weights stay frozen, large steps cannot destroy them."
+    )
 
 
 def _full_degrades_at_high_lr(lrs: pd.DataFrame) -> str:
@@ -601,7 +562,7 @@ def _full_degrades_at_high_lr(lrs: pd.DataFrame) -> str:
 
 
 def _rank_discussion(frame, profile, figures, report_dir) -> str:
-    ranks = _runs(frame[frame["method"] == "lora"], profile, vary="rank", grid=True)
+    ranks = analysis.lora_grid_runs(frame, profile, "rank")
     if ranks["rank"].nunique() < 2:
         return "No rank sweep in these records (notebook 04 runs it).\n"
     row = ranks.iloc[0]
@@ -615,13 +576,7 @@ def _rank_discussion(frame, profile, figures, report_dir) -> str:
         "The closed form below is computed from the architecture; the count is the parameters with `requires_grad` in "
         "the wrapped model:\n",
     ]
-    params = (
-        ranks.groupby("rank")
-        .agg(counted=("trainable", "first"), closed_form=("lora_closed_form", "first"), percent=("percent", "first"))
-        .reset_index()
-    )
-    params[["counted", "closed_form"]] = params[["counted", "closed_form"]].astype(int)
-    params["agree"] = params["counted"] == params["closed_form"]
+    params = analysis.rank_parameters(ranks)
     lines.append(_table(params) + "\n")
     if "rank_sweep" in figures:
         lines.append(
@@ -631,8 +586,9 @@ def _rank_discussion(frame, profile, figures, report_dir) -> str:
                 "LoRA rank sweep: parameters (log) and test metric (mean ± std over seeds).",
             )
         )
+    scores = analysis.rank_scores(ranks)
     for task in dict.fromkeys(ranks["task"]):
-        table = analysis.over_seeds(ranks[ranks["task"] == task], ["rank"]).sort_values("rank")
+        table = scores[scores["task"] == task]
         best = table.loc[table["mean"].idxmax()]
         low, high = table.iloc[0], table.iloc[-1]
         comparison = analysis.compare(
@@ -703,9 +659,8 @@ def _overfit_section(records: list[dict], figures_dir: Path, report_dir: Path) -
 def _alpha_discussion(frame, profile) -> str:
     """Rank against the alpha/r scale: LoRA scales its update by alpha/r, so with alpha fixed a larger
     rank also means a smaller scale. Runs with alpha = 2r keep the scale at 2 and separate the two."""
-    lora = frame[frame["method"] == "lora"]
-    fixed = _runs(lora, profile, vary="rank", grid=True)
-    scaled = _runs(lora, profile, vary="rank", grid=True, alpha="2r")
+    fixed = analysis.lora_grid_runs(frame, profile, "rank")
+    scaled = analysis.lora_grid_runs(frame, profile, "rank", alpha="2r")
     if scaled["rank"].nunique() < 2:
         return (
             "With α fixed at 16, the scale α/r falls from 16 at r=1 to 0.25 at r=64, so a rank sweep at fixed α also "
@@ -725,7 +680,7 @@ def _alpha_discussion(frame, profile) -> str:
             table.insert(0, "task", get_task(task).display_name)
             tables.append(table)
     table = pd.concat(tables)
-    table["test"] = [_mean_std(m, s, n) for m, s, n in zip(table["mean"], table["std"], table["n"])]
+    table["test"] = [analysis.mean_std_text(m, s, n) for m, s, n in zip(table["mean"], table["std"], table["n"])]
     table["95% interval"] = [
         f"{low:.3f} – {high:.3f}" if pd.notna(low) else "" for low, high in zip(table["ci95_low"], table["ci95_high"])
     ]
@@ -813,25 +768,8 @@ def _published_context(defaults: pd.DataFrame) -> str:
 
 
 def _cost_table(defaults: pd.DataFrame) -> str:
-    table = (
-        defaults.groupby("variant", observed=True)
-        .agg(
-            trainable=("trainable", "first"),
-            samples_per_second=("samples_per_second", "mean"),
-            activations_MiB=("activations_bytes", "mean"),
-            step_MiB=("total_bytes", "mean"),
-            run_peak_MiB=("peak_bytes", "mean"),
-            precision=("precision", "first"),
-        )
-        .reset_index()
-    )
-    table["trainable"] = table["trainable"].map(lambda v: f"{int(v):,}")
-    for column in ("activations_MiB", "step_MiB", "run_peak_MiB"):
-        table[column] = (table[column] / 2**20).round(1)
-    table["samples_per_second"] = table["samples_per_second"].round(1)
-    cuda = defaults["memory_kind"].iloc[0] == "cuda_max_allocated"
-    if not cuda:
-        table = table.drop(columns="run_peak_MiB")
+    table = analysis.cost_table(defaults)
+    cuda = analysis.measured_on_cuda(defaults)
     runs = defaults.groupby("variant", observed=True).size()
     note = (
         f"Training speed: mean samples/s over {defaults['task'].nunique()} task(s) and their seeds "
@@ -853,7 +791,7 @@ def _best_settings(frame, profile) -> str:
     """Best batch size and warmup ratio for LoRA by mean validation score, with the grid searched."""
     lines = []
     for column, label in [("batch_size", "batch size"), ("warmup_ratio", "warmup ratio")]:
-        subset = _runs(frame[frame["method"] == "lora"], profile, vary=column, grid=True)
+        subset = analysis.lora_grid_runs(frame, profile, column)
         if subset[column].nunique() < 2:
             continue
         grid = ", ".join(f"{v:g}" for v in sorted(set(subset[column])))
@@ -876,8 +814,7 @@ def _best_settings(frame, profile) -> str:
 
 
 def _pooling_discussion(frame, profile) -> str:
-    pooled = _runs(frame, profile, vary="pooling")
-    pooled = pooled[pooled.groupby(["task", "variant"], observed=True)["pooling"].transform("nunique") > 1]
+    pooled = analysis.pooling_runs(frame, profile)
     if pooled.empty:
         return "No pooling comparison in these records (notebook 05 runs it).\n"
     lines = [
@@ -893,13 +830,9 @@ def _pooling_discussion(frame, profile) -> str:
         + ".\n",
     ]
     verdicts = {}
-    for (task, variant), group in pooled.groupby(["task", "variant"], observed=True):
-        comparison = analysis.compare(group, "pooling", "mean", "model", names=("mean pooling", "[CLS] pooling"))
-        if comparison:
-            verdicts.setdefault(str(variant), []).append(comparison.verdict)
-            lines.append(
-                f"- {variant}: " + comparison.sentence(get_task(task).main_metric, get_task(task).display_name)
-            )
+    for task, variant, comparison in analysis.pooling_comparisons(pooled):
+        verdicts.setdefault(variant, []).append(comparison.verdict)
+        lines.append(f"- {variant}: " + analysis.task_sentence(comparison, task))
     summary = []
     for variant, results in verdicts.items():
         decided = [

@@ -329,3 +329,91 @@ def test_a_tuned_profile_compares_each_method_at_the_rate_its_grid_selected(tmp_
         tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", tuned, bench_path=tmp_path / "none.json"
     )
     assert "| SST-2 | bitfit | 3 | 1,000 (0.0044%) | 0.850 ± 0.004 |" in text
+
+
+def test_cost_table_reports_the_step_total_and_the_run_peak_only_on_cuda():
+    records = [fake_record("sst2", m, seed, 0.8) for m in ("bitfit", "lora") for seed in (0, 1)]
+    cpu = analysis.cost_table(frame_of(records))
+    assert list(cpu["variant"].astype(str)) == ["bitfit", "lora"]
+    assert list(cpu["step_MiB"]) == [128.0, 128.0] and list(cpu["activations_MiB"]) == [32.0, 32.0]
+    assert "run_peak_MiB" not in cpu, "a CPU has no allocator peak"
+    assert list(cpu["trainable"]) == ["1,000", "1,000"] and list(cpu["samples_per_second"]) == [100.0, 100.0]
+    for record in records:  # on CUDA the allocator's peak over the run exceeds one step's total
+        record["memory"].update(kind="cuda_max_allocated", peak_bytes=2**28)
+    cuda = analysis.cost_table(frame_of(records))
+    assert list(cuda["step_MiB"]) == [128.0, 128.0] and list(cuda["run_peak_MiB"]) == [256.0, 256.0]
+
+
+def test_results_table_gives_mean_and_std_over_seeds_against_the_baselines():
+    records = [
+        fake_record("sst2", "bitfit", seed, value, majority=0.5) for seed, value in enumerate((0.90, 0.92, 0.94))
+    ]
+    records.append(fake_record("sst2", "head", 0, 0.5, majority=0.5))
+    table = analysis.results_table(frame_of(records)).set_index("method")
+    assert table.loc["bitfit", "test accuracy"] == "0.920 ± 0.020" and table.loc["bitfit", "seeds"] == 3
+    assert table.loc["head", "test accuracy"] == "0.500", "one seed: no std"
+    assert table.loc["head", "majority class"] == "0.500 ≥ mean: learned nothing"
+    assert table.loc["bitfit", "pass/fail (mean)"] == "pass" and table.loc["head", "pass/fail (mean)"].startswith(
+        "fail"
+    )
+
+
+def test_rank_tables_give_counted_against_closed_form_and_scores_per_rank():
+    records = [
+        fake_record(task, "lora", seed, base + 0.01 * rank + 0.002 * seed, rank=rank, trainable=9216 * rank + 770)
+        for task, base in (("sst2", 0.8), ("mrpc", 0.7))
+        for rank in (8, 1)
+        for seed in (0, 1)
+    ]
+    records[0]["params"]["lora_closed_form"] += 1  # sst2, r=8: a wrongly adapted layer would show like this
+    frame = frame_of(records)
+    params = analysis.rank_parameters(frame)
+    assert list(params["rank"]) == [1, 8] and list(params["counted"]) == [9986, 74498]
+    assert list(params["closed_form"]) == [9986, 74499] and list(params["agree"]) == [True, False]
+    scores = analysis.rank_scores(frame)
+    assert list(scores["task"]) == ["sst2", "sst2", "mrpc", "mrpc"] and list(scores["rank"]) == [1, 8, 1, 8]
+    assert scores["mean"].tolist() == pytest.approx([0.811, 0.881, 0.711, 0.781])
+    assert scores["n"].tolist() == [2, 2, 2, 2] and list(scores.columns[:2]) == ["task", "rank"]
+
+
+def test_best_lr_table_names_the_best_rate_and_the_rates_tied_with_it():
+    records = [
+        fake_record("sst2", "bitfit", seed, 0.5, lr=lr, validation=value + 0.002 * seed, majority=0.5)
+        for lr, value in ((1e-3, 0.70), (1e-2, 0.80), (3e-2, 0.795))
+        for seed in (0,)
+    ]
+    table = analysis.best_lr_table(analysis.best_lr(frame_of(records)))
+    assert table.iloc[0].to_dict() == {
+        "task": "SST-2",
+        "method": "bitfit",
+        "lr": 1e-2,
+        "best validation (mean)": pytest.approx(0.80),
+        "std": 0.0,
+        "seeds": 1,
+        "within noise of the best": "0.01, 0.03 (undecided: 1 seed(s))",
+        "learned?": "yes",
+    }
+
+
+def test_pooling_comparisons_skip_pairs_trained_with_one_pooling():
+    records = []
+    for seed, jitter in enumerate((0.0, 0.003, -0.003)):
+        for pooling, value in (("model", 0.72), ("mean", 0.77)):
+            records.append(fake_record("sst2", "bitfit", seed, value + jitter, majority=0.5, pooling=pooling))
+        records.append(fake_record("sst2", "lora", seed, 0.8 + jitter, majority=0.5))  # [CLS] pooling only
+    comparisons = analysis.pooling_comparisons(frame_of(records))
+    assert [(task, variant) for task, variant, _ in comparisons] == [("sst2", "bitfit")]
+    _, _, comparison = comparisons[0]
+    assert comparison.verdict == "a" and comparison.a == "mean pooling"
+    assert analysis.task_sentence(comparison, "sst2").startswith("On SST-2, mean pooling beats [CLS] pooling by 0.050")
+
+
+def test_seed_summary_and_run_counts():
+    records = [fake_record("sst2", "bitfit", seed, 0.8 + 0.01 * seed) for seed in (0, 1, 2)]
+    records.append(fake_record("mrpc", "lora", 0, 0.7))
+    frame = frame_of(records)
+    summary = analysis.seed_summary(frame, ["task", "method"]).set_index("task")
+    assert summary.loc["sst2", "test mean"] == pytest.approx(0.81) and summary.loc["sst2", "seeds"] == 3
+    assert summary.loc["sst2", "test std"] == pytest.approx(0.01) and summary.loc["mrpc", "test std"] == 0.0
+    counts = analysis.run_counts(frame)
+    assert counts.loc["sst2", "bitfit"] == 3 and counts.loc["sst2", "lora"] == 0 and counts.loc["mrpc", "lora"] == 1

@@ -381,3 +381,22 @@ def test_make_splits_on_a_dict_directly():
     )
     splits, how = make_splits(DatasetDict({"train": data, "test": data}), task, validation_fraction=0.2)
     assert len(splits["validation"]) == 4 and how["stratified"]
+
+
+def test_label_balance_gives_each_labels_share_per_split_and_the_score_for_regression():
+    from helpers.data import label_balance
+
+    sst2 = DatasetDict(
+        train=Dataset.from_dict({"sentence": ["a", "b", "c", "d"], "label": [0, 1, 1, 1]}),
+        test=Dataset.from_dict({"sentence": ["e", "f"], "label": [1, 1]}),  # no negative label at all
+    )
+    stsb = DatasetDict(train=Dataset.from_dict({"sentence1": ["a", "b"], "sentence2": ["c", "d"], "label": [1.0, 3.0]}))
+    table = label_balance({"sst2": sst2, "stsb": stsb})
+    assert table[["task", "split", "size"]].values.tolist() == [
+        ["SST-2", "train", 4],
+        ["SST-2", "test", 2],
+        ["STS-B", "train", 2],
+    ]
+    assert table.iloc[0][["negative", "positive"]].tolist() == ["25.0%", "75.0%"]
+    assert table.iloc[1][["negative", "positive"]].tolist() == ["0.0%", "100.0%"], "a missing label has share 0"
+    assert table.iloc[2]["mean score"] == 2.0 and table.iloc[0]["mean score"] == ""

@@ -22,9 +22,11 @@ from helpers.methods import (
     head_parameter_count,
     in_head,
     lora_closed_form,
+    lora_rank_formula,
     prepare_model,
     register_method,
     resolve_target_modules,
+    trainable_by_kind,
     trainable_parameter_names,
 )
 from helpers.models import arch_spec, describe_architecture
@@ -226,6 +228,25 @@ def test_lora_closed_form_matches_the_count(arch, method, targets):
     model = prepare_model(base, config)
     closed = lora_closed_form(architecture, spec, resolved, config, head_parameter_count(model))
     assert closed == count_parameters(model).trainable
+
+
+@pytest.mark.parametrize("arch", CONFIGS)
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_lora_rank_formula_gives_the_count_at_every_rank(arch, method):
+    per_rank, constant = lora_rank_formula(tiny(arch), method_config(method))
+    for rank in (1, 3, 8):
+        model = prepare_model(tiny(arch), method_config(method, rank=rank))
+        assert per_rank * rank + constant == count_parameters(model).trainable
+
+
+@pytest.mark.parametrize("arch", CONFIGS)
+def test_trainable_by_kind_folds_the_layers(arch):
+    model = prepare_model(tiny(arch), method_config("bitfit"))
+    table = trainable_by_kind(model)
+    assert table["parameters"].sum() == count_parameters(model).trainable
+    assert table["tensors"].sum() == len(trainable_parameter_names(model))
+    layered = table[table.index.str.startswith("layer.N.")]
+    assert not layered.empty and (layered["tensors"] == LAYERS).all(), "one row per kind of bias, every layer folded"
 
 
 @pytest.mark.parametrize("arch", CONFIGS)
