@@ -4,10 +4,12 @@ Refactoring must never change a run id: a long sweep finds its finished runs by 
 id would retrain them all.
 """
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+from helpers.icl import IclConfig
 from helpers.records import load_records
 from helpers.training import TrainConfig
 
@@ -23,6 +25,13 @@ RECORD_DIRS = sorted(
 )
 
 
+def _recomputed_id(config: dict) -> str:
+    """The run id a record's config gives now: a training run's, or an in-context learning run's (method icl)."""
+    if config["method"]["method"] == "icl":
+        return IclConfig(**{field.name: config[field.name] for field in fields(IclConfig)}).run_id
+    return TrainConfig.from_record(config).run_id
+
+
 def test_committed_record_folders_are_found():
     assert len(RECORD_DIRS) >= 2, RECORD_DIRS  # results/quick and results/full at least
 
@@ -33,7 +42,7 @@ def test_committed_records_load_and_keep_their_ids(folder):
     assert not problems
     assert records
     for record in records:
-        assert TrainConfig.from_record(record["config"]).run_id == record["run_id"]
+        assert _recomputed_id(record["config"]) == record["run_id"]
     assert sorted(record["run_id"] for record in records) == sorted(
         path.stem for path in folder.glob("*.json") if not path.name.startswith(".")
     )
