@@ -110,6 +110,19 @@ PROFILES: dict[str, Profile] = {
         poolings=("model",),
         lora_targets=(None,),
     ),
+    # The quick profile as it was when results/quick/ and the committed report.md were made (1,000
+    # examples, 2 epochs, every grid): `python -m helpers report --profile quick-v1 --results-dir
+    # results/quick` regenerates that report from those records.
+    "quick-v1": Profile(
+        name="quick-v1",
+        max_train_samples=1000,
+        max_validation_samples=200,
+        epochs=2,
+        seeds=(0,),
+        ranks=(1, 2, 4, 8, 16, 32, 64),
+        batch_sizes=(16, 32, 64),
+        warmup_ratios=(0.0, 0.06, 0.2),
+    ),
     # The committed study (helpers.study, results/full/PLAN.md): grids on SST-2 capped at 8,000
     # examples (MRPC whole), then each method at its selected rate on the whole training sets.
     "full": Profile(
