@@ -788,7 +788,9 @@ def _add_max_batch_parser(commands: argparse._SubParsersAction) -> None:
 
 def _add_report_parser(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser("report", help="write report.md and figures/ from the run records (no training)")
-    report.add_argument("--profile", default="quick", help=f"smoke, quick or full: reads {RESULTS}/<profile>/")
+    from helpers.profiles import PROFILES
+
+    report.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)}: reads {RESULTS}/<profile>/")
     report.add_argument("--results-dir", default=None, help=f"records to read (default {RESULTS}/<profile>/)")
     report.add_argument("--figures-dir", default=None, help=f"default {FIGURES}/")
     report.add_argument("--report", default=None, help=f"default {REPORT}")
