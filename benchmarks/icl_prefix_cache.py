@@ -66,6 +66,7 @@ def whole_prompt_answers(model, tokenizer, prompts, new_tokens, batch_size):
 
 
 def timed(function, *args):
+    """The function's result and its wall time in seconds."""
     start = time.perf_counter()
     result = function(*args)
     return result, time.perf_counter() - start
@@ -96,6 +97,7 @@ def compare(model, tokenizer, task, shots, examples, batch_size, new_tokens) -> 
 
 
 def table(rows: list[dict], task, examples: int, batch_size: int) -> str:
+    """The markdown written to results/bench/icl_prefix_cache.md."""
     lines = [
         f"# ICL shared-prefix scoring: {task.display_name}, {examples} dev prompts, batch {batch_size}",
         "",
