@@ -125,7 +125,8 @@ def default_target_modules(name: str) -> tuple[str, ...] | None:
     from transformers import AutoConfig
 
     try:
-        model_type = AutoConfig.from_pretrained(resolve_model_path(name)).model_type
+        path, extra = model_source(name)
+        model_type = AutoConfig.from_pretrained(path, **extra).model_type
     except (OSError, ValueError, ImportError):
         return None
     spec = ARCHITECTURES.get(model_type)
@@ -138,16 +139,16 @@ def max_input_tokens(name: str | None) -> int | None:
     alone (no weights); None if the config does not say. OSError if `name` is not a model."""
     from transformers import AutoConfig
 
-    path = resolve_model_path(name)
+    path, extra = model_source(name)  # extra: the packaged LLM's GGUF file inside its package folder
     if path.startswith(("/", "./", "../", "~")) and not os.path.exists(os.path.expanduser(path)):
         raise OSError(f"there is no folder {path}.")
-    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+    if not extra and os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
         raise OSError(
             f"the folder {path} holds no config.json, so it is not a saved model "
             "(save_pretrained writes config.json, the weights and the tokenizer files)."
         )
     try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False, **extra)
     except ValueError as error:  # a config.json without a known model_type
         raise OSError(str(error)) from error
     positions = getattr(config, "max_position_embeddings", None)
@@ -207,6 +208,8 @@ def load_model(
     model = AutoModelForSequenceClassification.from_pretrained(
         path, trust_remote_code=False, **label_kwargs, **extra, **source_kwargs
     )
+    if "gguf_file" in source_kwargs:
+        forget_dequantized_gguf(model)
     if (
         model.config.pad_token_id is None
         and getattr(ARCHITECTURES.get(model.config.model_type), "reads", "first") == "last"
@@ -215,6 +218,22 @@ def load_model(
         model.config.pad_token_id = load_tokenizer(name).pad_token_id
     if pooling == "mean":
         use_mean_pooling(model)
+    return model
+
+
+def forget_dequantized_gguf(model: nn.Module) -> nn.Module:
+    """Drop the GGUF loader's quantizer from a model whose weights it unpacked to plain floats.
+
+    transformers keeps the quantizer on the model even when every weight was dequantized on load (as
+    here, with no GGUF kernel for the CPU), and the Trainer then refuses to train "a quantized model".
+    Weights still held in GGUF blocks (`packed_modules`, a GPU kernel) keep it: those cannot be trained.
+    """
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None and not getattr(quantizer, "packed_modules", None):
+        quantizer.remove_quantization_config(model)  # transformers' own undo, as for `dequantize=True`
+        for module in model.modules():
+            if hasattr(getattr(module, "config", None), "_is_quantized"):
+                module.config._is_quantized = False
     return model
 
 

@@ -411,6 +411,39 @@ def test_qlora_is_refused_on_cpu_naming_the_reason():
         MethodConfig(method="qlora")
 
 
+def test_a_dequantized_gguf_model_is_trainable(tiny_classifier):
+    """GGUF weights unpacked to floats on load leave transformers' quantizer on the model, and the
+    Trainer refuses "a quantized model"; `forget_dequantized_gguf` lifts exactly that."""
+    import copy
+
+    from transformers.quantizers.quantizer_gguf import GgufHfQuantizer
+    from transformers.trainer_utils import validate_quantization_for_training
+    from transformers.utils.quantization_config import GgufConfig
+
+    from helpers.models import forget_dequantized_gguf
+
+    model = copy.deepcopy(tiny_classifier)
+    quantizer = GgufHfQuantizer(GgufConfig(gguf_file="model.gguf"))
+    model.hf_quantizer, model.config.quantization_config, model.is_quantized = (
+        quantizer,
+        quantizer.quantization_config,
+        True,
+    )
+    with pytest.raises(ValueError, match="quantized"):
+        validate_quantization_for_training(model)
+    weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    forget_dequantized_gguf(model)
+    validate_quantization_for_training(model)  # no longer refused
+    assert not hasattr(model.config, "quantization_config")
+    assert all(torch.equal(weights[name], tensor) for name, tensor in model.state_dict().items())
+    packed = copy.deepcopy(tiny_classifier)
+    packed.hf_quantizer, packed.is_quantized = GgufHfQuantizer(GgufConfig(gguf_file="model.gguf")), True
+    packed.hf_quantizer.packed_modules = {"model.layers.0.self_attn.q_proj": None}  # still in GGUF blocks
+    forget_dequantized_gguf(packed)
+    with pytest.raises(ValueError, match="quantized"):
+        validate_quantization_for_training(packed)
+
+
 # ---------------------------------------------------------------------------------------------
 # The packaged model (slow: loads and dequantises a 98 MB GGUF file)
 # ---------------------------------------------------------------------------------------------
@@ -434,6 +467,11 @@ def test_packaged_smollm2_scores_three_examples():
     assert scores.shape == (3, 2) and np.all(scores < 0) and np.all(np.isfinite(scores))
     answers = generate_answers(model, tokenizer, prompts[:1], max_new_tokens=3)
     assert isinstance(answers[0], str)
+    from helpers.models import default_target_modules, max_input_tokens
+
+    # Read from the GGUF file's metadata, as fine-tuning it as a classifier does before loading.
+    assert max_input_tokens("smollm2") == 8192
+    assert default_target_modules("smollm2") == ("self_attn.q_proj", "self_attn.v_proj")
 
 
 @pytest.mark.parametrize("padding_side", ["right", "left"])
