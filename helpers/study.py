@@ -11,6 +11,7 @@ one before (selection on the validation slice, never on the GLUE dev set):
 
 Tier 2 (LoRA rank sweep, alpha = 16 and alpha = 2r), tier 3 (batch size and warmup for BitFit and
 LoRA) and tier 6 (overfitting 32 examples) use the rates tier 1 selected; see results/full/PLAN.md.
+Tier `llm` fine-tunes the packaged LLM and MiniLM side by side (`--results-dir results/llm`).
 
 `python -m helpers.study --tier 1a` trains what has no record yet; `--dry-run` lists the runs.
 """
@@ -191,6 +192,22 @@ def tier_6(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     return expand_grid({"task": list(TASKS), "method": list(METHOD_ORDER)}, {**COMMON, **OVERFIT, "seed": 0})
 
 
+LLM_DIR = RESULTS_DIR / "llm"
+# The LLM is ~6x MiniLM's size and reads ~1.5x its tokens: a stated training subset on this CPU.
+LLM_RUN = {**COMMON, "method": "lora", "max_train_samples": 1000, "max_validation_samples": 200}
+
+
+def tier_llm(results_dir: Path = LLM_DIR, glue_dir=None) -> list[TrainConfig]:
+    """The two models side by side: the packaged LLM (SmolLM2-135M-Instruct) and MiniLM, each a
+    classifier fine-tuned with LoRA r=8 (query and value) and a new head, on the same 1,000 training
+    examples, 3 seeds, at LoRA's default rate (the rate MiniLM's grid chose on SST-2); its records go
+    to results/llm beside the LLM's in-context runs."""
+    from helpers.llm import DEFAULT_LLM
+    from helpers.models import DEFAULT_MODEL
+
+    return expand_grid({"task": list(TASKS), "model": [DEFAULT_LLM, DEFAULT_MODEL], "seed": list(SEEDS)}, LLM_RUN)
+
+
 TIERS = {
     "1a": lambda results_dir, glue_dir: tier_1a(),
     "1b": tier_1b,
@@ -198,6 +215,7 @@ TIERS = {
     "2": tier_2,
     "3": tier_3,
     "6": tier_6,
+    "llm": tier_llm,
 }
 
 
@@ -219,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             for config in configs:
                 print(
-                    f"  {config.task:<5} {config.method.label():<8} lr={config.lr:g} seed={config.seed} "
+                    f"  {config.task:<5} {Path(str(config.model)).name:<17} {config.method.label():<8} "
+                    f"lr={config.lr:g} seed={config.seed} "
                     f"train≤{config.max_train_samples}"
                 )
             continue
