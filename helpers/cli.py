@@ -361,7 +361,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     results_dir, figures_dir, report_path = output_paths(
         PROJECT_ROOT, args.profile, args.results_dir, args.figures_dir, args.report
     )
-    text = write_report(results_dir, figures_dir, report_path, args.profile, bench_path=args.bench)
+    text = write_report(
+        results_dir, figures_dir, report_path, args.profile, bench_path=args.bench, llm_dir=args.llm_dir
+    )
     print(f"wrote {report_path} ({len(text.splitlines())} lines) and figures in {figures_dir}")
     return 0
 
@@ -796,6 +798,11 @@ def _add_report_parser(commands: argparse._SubParsersAction) -> None:
     report.add_argument("--report", default=None, help=f"default {REPORT}")
     report.add_argument(
         "--bench", default=None, help=f"bench JSON to include (default {BENCH_PATH.relative_to(PROJECT_ROOT)})"
+    )
+    report.add_argument(
+        "--llm-dir",
+        default=None,
+        help=f"records of the LLM beside MiniLM (ICL and `helpers.study --tier llm`, e.g. {RESULTS}/llm/): adds §8",
     )
     report.set_defaults(func=cmd_report)
 

@@ -1,4 +1,5 @@
-"""Two (or more) base models side by side on the same task: score, trainable parameters, speed, memory.
+"""Two (or more) base models side by side on the same task: score, trainable parameters, speed, memory
+(`helpers.plots.model_comparison` draws the table), and the in-context learning runs by prompt setting.
 
 Reads the runs frame (`helpers.analysis.runs_frame`) only, so it works on any records: MiniLM and
 the small LLM fine-tuned with the same method, and the LLM's in-context runs (method `icl`, zero
@@ -6,8 +7,6 @@ trainable parameters, no training speed).
 """
 
 from __future__ import annotations
-
-import os
 
 import pandas as pd
 
@@ -54,34 +53,51 @@ def model_comparison(frame: pd.DataFrame, task: str, methods: list[str] | None =
     )
 
 
-def plot_model_comparison(
-    table: pd.DataFrame, folder: str | os.PathLike | None = None, name: str = "model_comparison", title: str = ""
-):
-    """Four bar panels (score ± std, trainable parameters, samples/s, memory), one bar per model and method."""
-    import matplotlib
+def icl_table(records: list[dict]) -> pd.DataFrame:
+    """In-context learning runs by (task, model, shots, scoring): the test score over demonstration draws
+    (mean, std, draws), what always predicting the majority class scores on the same examples, how many
+    test examples were scored, the share of the most predicted label (1.0: one answer for everything);
+    for generation, the share of answers that named no label (they count as wrong), and the 95%
+    t-interval of the mean over draws ((nan, nan) for one draw)."""
+    from helpers.analysis import t_interval
+    from helpers.tasks import get_task
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = [f"{model}\n{variant}" for model, variant in zip(table["model"], table["variant"])]
-    figure, axes = plt.subplots(1, 4, figsize=(16, 3.8))
-    panels = [
-        ("score", f"test {table['metric'].iloc[0] if len(table) else ''}", False),
-        ("trainable", "trainable parameters", True),
-        (COLUMNS["samples_per_second"], "training samples / s", False),
-        (COLUMNS["peak_bytes"], "peak memory (MiB)", False),
-    ]
-    for axis, (column, ylabel, log) in zip(axes, panels):
-        values = table[column].astype(float) / (2**20 if column == COLUMNS["peak_bytes"] else 1)
-        errors = table["score_std"].fillna(0) if column == "score" else None
-        axis.bar(range(len(table)), values.fillna(0), yerr=errors, color=[f"C{i}" for i in range(len(table))])
-        axis.set_xticks(range(len(table)), labels, rotation=30, ha="right", fontsize=8)
-        axis.set_ylabel(ylabel)
-        if log and (values > 0).any():
-            axis.set_yscale("log")
-    figure.suptitle(title or "Models side by side")
-    figure.tight_layout()
-    if folder is not None:
-        os.makedirs(folder, exist_ok=True)
-        figure.savefig(os.path.join(folder, f"{name}.png"), dpi=120)
-    return figure
+    rows = []
+    for record in records:
+        config = record["config"]
+        if config.get("method", {}).get("method") != "icl":
+            continue
+        task = get_task(config["task"])
+        metrics = record["test"]["metrics"]
+        split = task.main_test_split
+        predicted = record["icl"]["splits"][split]["predicted"]
+        rows.append(
+            {
+                "task": task.display_name,
+                "model": config["model"],
+                "shots": config["shots"],
+                "scoring": config["scoring"],
+                "score": metrics[task.main_metric],
+                "majority": record.get("majority_class", {}).get(split, {}).get(task.main_metric, float("nan")),
+                "examples": record["data"]["sizes"][split],
+                "top_label_share": max(predicted.values()) / max(1, sum(predicted.values())),
+                "unparseable": metrics.get("unparseable_share", float("nan")),
+            }
+        )
+    if not rows:
+        return pd.DataFrame(columns=["task", "model", "shots", "scoring", "draws", "score", "score_std"])
+    frame = pd.DataFrame(rows)
+    return (
+        frame.groupby(["task", "model", "shots", "scoring"], sort=True)
+        .agg(
+            draws=("score", "size"),
+            score=("score", "mean"),
+            score_std=("score", "std"),
+            majority=("majority", "mean"),
+            examples=("examples", "max"),
+            top_label_share=("top_label_share", "mean"),
+            unparseable=("unparseable", "mean"),
+            interval=("score", t_interval),
+        )
+        .reset_index()
+    )

@@ -370,3 +370,29 @@ def overfit_curves(records: list[dict], folder=None, name="overfit"):
         )
         axis.legend(fontsize="small", loc="lower right")
     return _save(figure, folder, name)
+
+
+def model_comparison(table: pd.DataFrame, folder=None, name: str = "model_comparison", title: str = ""):
+    """Four bar panels of `helpers.compare.model_comparison`'s table (score ± std, trainable parameters,
+    training samples/s, peak memory), one bar per model and method."""
+    from helpers.compare import COLUMNS
+
+    labels = [f"{Path(str(model)).name}\n{variant}" for model, variant in zip(table["model"], table["variant"])]
+    figure, axes = _subplots(1, 4, figsize=(16, 4))
+    metric = table["metric"].iloc[0] if len(table) else ""
+    panels = [
+        ("score", f"test {METRIC_LABEL.get(metric, metric)}", False),
+        ("trainable", "trainable parameters (log)", True),
+        (COLUMNS["samples_per_second"], "training samples / s", False),
+        (COLUMNS["peak_bytes"], "peak memory (MiB)", False),
+    ]
+    for axis, (column, ylabel, log) in zip(axes, panels):
+        values = table[column].astype(float) / (2**20 if column == COLUMNS["peak_bytes"] else 1)
+        errors = table["score_std"].fillna(0) if column == "score" else None
+        axis.bar(range(len(table)), values.fillna(0), yerr=errors, color=[f"C{i}" for i in range(len(table))])
+        axis.set_xticks(range(len(table)), labels, rotation=30, ha="right", fontsize=8)
+        axis.set_ylabel(ylabel)
+        if log and (values > 0).any():
+            axis.set_yscale("log")
+    figure.suptitle(title or "Models side by side")
+    return _save(figure, folder, name)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers import analysis, plots
+from helpers import analysis, compare, plots
 from helpers.methods import method_spec
 from helpers.paths import BENCH_PATH, PROJECT_ROOT
 from helpers.profiles import get_profile
@@ -76,9 +76,16 @@ def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, p
 
 
 def write_report(
-    results_dir, figures_dir, report_path, profile: str, bench_path=None, wall_seconds: dict | None = None
+    results_dir,
+    figures_dir,
+    report_path,
+    profile: str,
+    bench_path=None,
+    wall_seconds: dict | None = None,
+    llm_dir=None,
 ) -> str:
-    """Build the figures and write report.md from the records in `results_dir`; returns the text."""
+    """Build the figures and write report.md from the records in `results_dir` (and §8 from the LLM
+    records in `llm_dir`, when given); returns the text."""
     results_dir, figures_dir, report_path = Path(results_dir), Path(figures_dir), Path(report_path)
     profile = get_profile(profile)
     frame, records, problems = analysis.load_frame(results_dir)
@@ -100,6 +107,7 @@ def write_report(
         *_all_methods_section(defaults, figures, report_dir),
         *_other_settings_section(frame, profile, figures, report_dir),
         *_throughput_section(results_dir, bench_path, wall_seconds),
+        *(_llm_section(Path(llm_dir), figures_dir, report_dir) if llm_dir is not None else []),
     ]
     text = "\n".join(out) + "\n"
     report_path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,6 +246,103 @@ def _throughput_section(results_dir: Path, bench_path, wall_seconds: dict | None
             + f"; {sum(wall_seconds.values()) / 60:.1f} min in all before the analysis notebook "
             f"(each notebook's last cell states its own).\n"
         )
+    return out
+
+
+def _llm_section(llm_dir: Path, figures_dir: Path, report_dir: Path) -> list[str]:
+    """§8: the small LLM prompted (in-context learning) and fine-tuned with LoRA, beside MiniLM."""
+    frame, records, _ = analysis.load_frame(llm_dir)
+    if frame.empty:
+        return []
+    sizes = frame.groupby("model")["model_parameters"].max()
+    out = [
+        "## 8. A small LLM beside MiniLM\n",
+        f"Records in `{os.path.relpath(llm_dir, report_dir)}/`: "
+        + ", ".join(f"{model} ({size / 1e6:.0f}M parameters)" for model, size in sizes.items())
+        + ". In-context learning (ICL) trains nothing: the LLM reads an instruction, k demonstrations drawn from the "
+        "training split (one draw per seed) and the example, and either the label words' log-likelihoods decide "
+        "(`loglik`, always a label) or its free answer is parsed (`generate`; an answer naming no label counts as "
+        "wrong). ICL scores a seeded subset of the GLUE dev set (`examples`); the majority-class score is on the same "
+        "examples.\n",
+    ]
+    icl = compare.icl_table(records)
+    if not icl.empty:
+        out += [_icl_sentences(icl), _table(_icl_display(icl)) + "\n"]
+    for task in sorted(set(frame.loc[frame["method"] != "icl", "task"])):
+        out += _two_models(frame[frame["task"] == task], task, figures_dir, report_dir)
+    return out
+
+
+def _icl_display(icl: pd.DataFrame) -> pd.DataFrame:
+    """The ICL table as shown: score as mean ± std with its 95% interval over draws."""
+    shown = icl.assign(
+        score=[analysis.mean_std_text(m, s, n) for m, s, n in zip(icl["score"], icl["score_std"], icl["draws"])],
+        interval=[f"{low:.3f}–{high:.3f}" if low == low else "–" for low, high in icl["interval"]],
+        top_label_share=icl["top_label_share"].map(lambda v: f"{v:.0%}"),
+        unparseable=icl["unparseable"].map(lambda v: "–" if v != v else f"{v:.0%}"),
+    )
+    columns = ["task", "shots", "scoring", "draws", "score", "interval", "majority", "examples"]
+    return shown[[*columns, "top_label_share", "unparseable"]].rename(
+        columns={"top_label_share": "most predicted label", "interval": "95% interval"}
+    )
+
+
+def _icl_sentences(icl: pd.DataFrame) -> str:
+    """Per task: whether any prompt setting with 3 or more draws beats the majority class (its
+    interval above it), and how lopsided the answers are."""
+    sentences = []
+    for task, rows in icl.groupby("task", sort=False):
+        decided = rows[rows["draws"] >= analysis.MIN_SEEDS]
+        above = decided[[low > majority for (low, _), majority in zip(decided["interval"], decided["majority"])]]
+        best = rows.loc[rows["score"].idxmax()]
+        verdict = (
+            "beats always predicting the majority class (its 95% interval lies above it) with "
+            + ", ".join(f"k={r.shots} {r.scoring}" for r in above.itertuples())
+            if not above.empty
+            else "beats always predicting the majority class in no setting with "
+            f"{analysis.MIN_SEEDS}+ draws (no interval lies above it)"
+        )
+        sentences.append(
+            f"On {task}, ICL {verdict}; its best mean is {best['score']:.3f} (k={best['shots']}, {best['scoring']}) "
+            f"against {best['majority']:.3f}, and the most predicted label takes "
+            f"{rows['top_label_share'].min():.0%}–{rows['top_label_share'].max():.0%} of its answers."
+        )
+    return " ".join(sentences) + "\n"
+
+
+def _two_models(runs: pd.DataFrame, task: str, figures_dir: Path, report_dir: Path) -> list[str]:
+    """One task: the models fine-tuned with the same method (and the LLM's ICL) in one table and one
+    bar plot, and the Welch verdict between the models for each method both were fine-tuned with."""
+    spec = get_task(task)
+    table = compare.model_comparison(runs, task)
+    plots.model_comparison(
+        table, figures_dir, name=f"model_comparison_{task}", title=f"{spec.display_name}: models side by side"
+    )
+    out = [f"### {spec.display_name}\n"]
+    trained = runs[runs["method"] != "icl"]
+    for method, group in trained.groupby("method"):
+        models = sorted(set(group["model"]))
+        if len(models) == 2:
+            comparison = analysis.compare(group, "model", *models, names=tuple(f"{m} + {method}" for m in models))
+            out.append(comparison.sentence(spec.main_metric, spec.display_name) + "\n")
+    scores = zip(table["score"], table["score_std"], table["runs"])
+    memory = compare.COLUMNS["peak_bytes"]
+    shown = table.assign(
+        score=[analysis.mean_std_text(mean, std, n) for mean, std, n in scores],
+        **{memory: (table[memory] / 2**20).round()},
+    ).rename(columns={memory: "peak memory (MiB)"})
+    out += [
+        _table(shown.drop(columns=["score_std", "metric"])) + "\n",
+        _figure(
+            figures_dir / f"model_comparison_{task}.png",
+            report_dir,
+            f"{spec.display_name}: test {spec.main_metric} (mean ± std over seeds or draws), trainable parameters, "
+            "training samples/s and peak memory per model and method. Fine-tuned runs are scored on the whole dev "
+            "set, ICL runs on their subset (see the ICL table). Memory as each record measured it: for "
+            "fine-tuning on a CPU, parameters + gradients + optimizer state + activations of the largest batch; "
+            "for ICL, the process's peak resident memory.",
+        ),
+    ]
     return out
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fake_records import fake_record
 
 from helpers.analysis import runs_frame
-from helpers.compare import model_comparison, plot_model_comparison
+from helpers.compare import model_comparison
+from helpers.plots import model_comparison as plot_model_comparison
 
 
 def _as_model(record: dict, model: str, samples_per_second: float) -> dict:
@@ -36,3 +37,53 @@ def test_two_models_side_by_side(tmp_path):
     plot_model_comparison(table, tmp_path, title="SST-2, LoRA")
     assert (tmp_path / "model_comparison.png").stat().st_size > 0
     assert model_comparison(runs_frame(records), "rte").empty
+
+
+def _icl_record(task: str, shots: int, seed: int, value: float, majority: float) -> dict:
+    """An in-context learning run's record (method icl: nothing trained, no training speed)."""
+    record = _as_model(fake_record(task, "head", seed, value, majority=majority), "smollm2", 0.0)
+    record["run_id"] = f"{task}-icl-k{shots}-loglik-s{seed}-{shots}{seed}"
+    record["config"].update(shots=shots, scoring="loglik", lr=None)
+    record["config"]["method"] = {"method": "icl", "shots": shots, "scoring": "loglik", "pooling": "model"}
+    record["params"]["trainable"] = 0
+    record["icl"] = {"splits": {"test": {"predicted": {"negative": 20, "positive": 4}}}}
+    return record
+
+
+def test_report_section_puts_the_llm_beside_minilm(tmp_path):
+    from test_analysis import _write
+
+    from helpers.report import write_report
+
+    main = [fake_record("sst2", method, seed, 0.8 + 0.01 * seed) for method in ("lora", "bitfit") for seed in range(3)]
+    llm = [_icl_record("sst2", 0, 0, 0.55, majority=0.5)]
+    llm += [_icl_record("sst2", 1, seed, value, majority=0.5) for seed, value in enumerate((0.60, 0.62, 0.61))]
+    for seed in range(3):
+        llm.append(_as_model(fake_record("sst2", "lora", seed, 0.90 + 0.002 * seed, majority=0.5), "smollm2", 5.0))
+        llm[-1]["run_id"] += "-llm"  # the model is in the real run id
+        llm.append(
+            _as_model(fake_record("sst2", "lora", seed, 0.85 + 0.002 * seed, majority=0.5), "all-MiniLM-L6-v2", 90.0)
+        )
+    _write(main, tmp_path / "results")
+    _write(llm, tmp_path / "llm")
+    text = write_report(
+        tmp_path / "results",
+        tmp_path / "figures",
+        tmp_path / "report.md",
+        "smoke",
+        bench_path=tmp_path / "none.json",
+        llm_dir=tmp_path / "llm",
+    )
+    section = text[text.index("## 8. A small LLM beside MiniLM") :]
+    assert (
+        "On SST-2, ICL beats always predicting the majority class (its 95% interval lies above it) with k=1 loglik"
+        in section
+    )
+    assert "the most predicted label takes 83%–83% of its answers" in section
+    assert "| SST-2 | 1 | loglik | 3 | 0.610 ± 0.010 |" in section
+    assert "On SST-2, smollm2 + lora beats all-MiniLM-L6-v2 + lora by 0.050" in section
+    assert (tmp_path / "figures" / "model_comparison_sst2.png").stat().st_size > 0
+    without = write_report(
+        tmp_path / "results", tmp_path / "figures", tmp_path / "report2.md", "smoke", bench_path=tmp_path / "none.json"
+    )
+    assert "## 8." not in without
