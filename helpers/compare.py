@@ -53,6 +53,19 @@ def model_comparison(frame: pd.DataFrame, task: str, methods: list[str] | None =
     )
 
 
+def model_display(table: pd.DataFrame) -> pd.DataFrame:
+    """model_comparison's table as shown: the score as mean ± std over seeds (or draws), memory in MiB."""
+    from helpers.analysis import mean_std_text
+
+    memory = COLUMNS["peak_bytes"]
+    scores = zip(table["score"], table["score_std"], table["runs"])
+    shown = table.assign(
+        score=[mean_std_text(mean, std, n) for mean, std, n in scores],
+        **{memory: (table[memory] / 2**20).round()},
+    )
+    return shown.drop(columns=["score_std"]).rename(columns={memory: "peak memory (MiB)", "score": "test score"})
+
+
 def icl_table(records: list[dict]) -> pd.DataFrame:
     """In-context learning runs by (task, model, shots, scoring): the test score over demonstration draws
     (mean, std, draws), what always predicting the majority class scores on the same examples, how many
@@ -101,3 +114,36 @@ def icl_table(records: list[dict]) -> pd.DataFrame:
         )
         .reset_index()
     )
+
+
+def icl_display(icl: pd.DataFrame) -> pd.DataFrame:
+    """icl_table as shown: the score as mean ± std over draws with its 95% interval, shares as percentages."""
+    from helpers.analysis import mean_std_text
+
+    shown = icl.assign(
+        score=[mean_std_text(m, s, n) for m, s, n in zip(icl["score"], icl["score_std"], icl["draws"])],
+        interval=[f"{low:.3f}–{high:.3f}" if low == low else "–" for low, high in icl["interval"]],
+        top_label_share=icl["top_label_share"].map(lambda v: f"{v:.0%}"),
+        unparseable=icl["unparseable"].map(lambda v: "–" if v != v else f"{v:.0%}"),
+    )
+    columns = ["task", "shots", "scoring", "draws", "score", "interval", "majority", "examples"]
+    return shown[[*columns, "top_label_share", "unparseable"]].rename(
+        columns={"top_label_share": "most predicted label", "interval": "95% interval"}
+    )
+
+
+def model_verdicts(runs: pd.DataFrame, task: str) -> list[str]:
+    """For each method two models were fine-tuned with on `task`: which scores higher, decided by
+    Welch's t-test over seeds (helpers.analysis.Comparison; undecided with fewer than 3 seeds a side)."""
+    from helpers.analysis import compare
+    from helpers.tasks import get_task
+
+    spec = get_task(task)
+    trained = runs[(runs["task"] == spec.name) & (runs["method"] != "icl")]
+    sentences = []
+    for method, group in trained.groupby("method"):
+        models = sorted(set(group["model"]))
+        if len(models) == 2:
+            comparison = compare(group, "model", *models, names=tuple(f"{m} + {method}" for m in models))
+            sentences.append(comparison.sentence(spec.main_metric, spec.display_name))
+    return sentences

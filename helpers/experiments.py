@@ -133,6 +133,41 @@ def _pooling(profile, tasks, model, **kw):
     ]
 
 
+def _llm_lora(profile, tasks, model, llm=None, **kw):
+    """LoRA (r=8, query and value, and a new head) on the LLM and on `model`, otherwise the same runs:
+    the profile's LLM training subset, validation slice and seeds."""
+    from helpers.llm import DEFAULT_LLM
+
+    sizes = {"max_train_samples": profile.llm_train_samples, "max_validation_samples": profile.llm_validation_samples}
+    return [
+        _config(profile, t, name, s, MethodConfig(method="lora"), **{**sizes, **kw})
+        for t in tasks
+        for name in (llm or DEFAULT_LLM, model)
+        for s in profile.llm_seeds
+    ]
+
+
+def icl_configs(profile: str | Profile, tasks=DEFAULT_TASKS, llm: str | None = None, scorings=("loglik",)) -> list:
+    """The profile's in-context learning runs: its shots, one demonstration draw per LLM seed (zero-shot
+    once), on its seeded subset of each dev set."""
+    from helpers.icl import icl_grid
+    from helpers.llm import DEFAULT_LLM
+
+    profile = get_profile(profile)
+    return [
+        config
+        for task in tasks
+        for config in icl_grid(
+            task,
+            llm or DEFAULT_LLM,
+            list(profile.icl_shots),
+            list(scorings),
+            list(profile.llm_seeds),
+            max_eval_samples=profile.icl_eval_samples,
+        )
+    ]
+
+
 EXPERIMENTS = {
     "bitfit": _bitfit,
     "bitfit_sparse": lambda p, t, m, **kw: _bitfit(p, t, m, variant="sparse", **kw),
@@ -143,6 +178,7 @@ EXPERIMENTS = {
     "lr_sweep": _lr_sweep,
     "batch_warmup": _batch_warmup,
     "pooling": _pooling,
+    "llm_lora": _llm_lora,
 }
 
 

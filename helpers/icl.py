@@ -598,3 +598,31 @@ def icl_grid(
                 config = IclConfig(task=task, model=model, shots=k, scoring=scoring, seed=seed, **fixed)
                 configs.setdefault(config.run_id, config)
     return list(configs.values())
+
+
+def run_icl_grid(
+    configs: list[IclConfig], *, glue_dir=None, results_dir=RESULTS_DIR, force: bool = False, **options
+) -> list[dict]:
+    """run_icl for every config, loading each model once and only if one of its runs has no record yet
+    (options: run_icl's batch_size and quiet); returns the records in order."""
+    from helpers.llm import load_causal_lm
+    from helpers.records import find_record
+
+    loaded: dict[str, tuple] = {}
+    records = []
+    for config in configs:
+        if (force or find_record(results_dir, config.run_id) is None) and config.model not in loaded:
+            loaded[config.model] = load_causal_lm(config.model)
+        model, tokenizer = loaded.get(config.model, (None, None))
+        records.append(
+            run_icl(
+                config,
+                model=model,
+                tokenizer=tokenizer,
+                glue_dir=glue_dir,
+                results_dir=results_dir,
+                force=force,
+                **options,
+            )
+        )
+    return records

@@ -1,6 +1,6 @@
 """Run the numbered notebooks headless (papermill), in order, in one profile.
 
-`python -m helpers notebooks --profile quick` executes notebooks/01_… to 06_… into a folder of the
+`python -m helpers notebooks --profile quick` executes notebooks/01_… to 07_… into a folder of the
 run's own, runs/<profile>/ (ignored by git): executed notebooks in runs/<profile>/notebooks/, records
 in runs/<profile>/results/, figures in runs/<profile>/figures/ and runs/<profile>/report.md, so a
 quick run never overwrites the committed notebooks, figures and report. `--in-place` executes the
@@ -22,7 +22,7 @@ import re
 import time
 from pathlib import Path
 
-from helpers.paths import NOTEBOOK_DIR, PROJECT_ROOT, RUNS_DIR, output_paths
+from helpers.paths import NOTEBOOK_DIR, PROJECT_ROOT, RUNS_DIR, llm_results_dir, output_paths
 from helpers.records import write_json_atomic
 
 # What no kept notebook may contain (a test checks the committed ones): folders of a machine, installed-package paths.
@@ -46,7 +46,7 @@ NOISE = [
     )
 ]
 # Parameters that name folders or files of the machine that ran the notebook: never kept in a notebook.
-PATH_PARAMETERS = ("GLUE_DIR", "RESULTS_DIR", "FIGURES_DIR", "REPORT_PATH", "BENCH_PATH")
+PATH_PARAMETERS = ("GLUE_DIR", "RESULTS_DIR", "FIGURES_DIR", "REPORT_PATH", "BENCH_PATH", "LLM_DIR")
 
 
 def discover(folder: str | os.PathLike = NOTEBOOK_DIR) -> list[Path]:
@@ -237,6 +237,7 @@ def run_notebooks(
     only: list[str] | None = None,
     progress: bool = True,
     report_to: str | None = None,
+    llm: str | None = None,
 ) -> dict[str, float]:
     """Execute every notebook in a profile; returns wall seconds per notebook.
 
@@ -256,8 +257,10 @@ def run_notebooks(
         figures_dir = figures_dir or folder / "figures"
         report_path = report_path or folder / "report.md"
     parameters = _notebook_parameters(profile, results_dir, figures_dir, report_path, tasks, model, report_to)
+    if llm:
+        parameters["LLM"] = llm  # notebook 06's LLM
     timings_path = output_paths(PROJECT_ROOT, profile, results_dir)[0] / "meta" / "notebook_seconds.json"
-    named_paths = _named_paths(results_dir, figures_dir, report_path, model)
+    named_paths = _named_paths(results_dir, figures_dir, report_path, model, llm)
     # One file per run folder; a complete run starts it afresh so two runs' wall times are never mixed.
     timings = _read_json(timings_path) if only else {}
     seconds: dict[str, float] = {}
@@ -293,9 +296,10 @@ def _notebook_parameters(profile: str, results_dir, figures_dir, report_path, ta
     return parameters
 
 
-def _named_paths(results_dir, figures_dir, report_path, model) -> dict:
-    """Folders given outside the project, and a model given as a path, by the placeholder that names them
-    in the kept notebooks instead of spelling them out."""
+def _named_paths(results_dir, figures_dir, report_path, model, llm=None) -> dict:
+    """Folders given outside the project (and the LLM's records beside the results folder), and a model
+    given as a path, by the placeholder that names them in the kept notebooks instead of spelling them out."""
+    llm_dir = llm_results_dir(results_dir) if results_dir is not None else None
     return {
         path: f"<{name}>"
         for name, path in [
@@ -303,9 +307,11 @@ def _named_paths(results_dir, figures_dir, report_path, model) -> dict:
             ("FIGURES_DIR", figures_dir),
             ("REPORT_PATH", report_path),
             ("MODEL", model),
+            ("LLM", llm),
+            ("LLM_DIR", llm_dir),
         ]
         if path is not None
-        and (name != "MODEL" or Path(model).exists())
+        and (name not in ("MODEL", "LLM") or Path(path).exists())
         and not Path(path).resolve().is_relative_to(PROJECT_ROOT)
     }
 

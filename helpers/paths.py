@@ -29,6 +29,12 @@ BENCH_DIR = RESULTS_DIR / "bench"
 BENCH_PATH = BENCH_DIR / "bench.json"  # what the report's throughput section reads by default
 
 
+def llm_results_dir(results_dir) -> Path:
+    """Where the LLM's records go (notebook 06, `helpers.study --tier llm`): llm/ beside a profile's
+    records (results/llm/ beside results/<profile>/), so they never mix with the encoder study's runs."""
+    return Path(results_dir).parent / "llm"
+
+
 def output_paths(root, profile: str, results_dir=None, figures_dir=None, report_path=None):
     """(results, figures, report) paths a notebook writes to: results/<profile>/, figures/, report.md by default."""
     root = Path(root)

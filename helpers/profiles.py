@@ -44,6 +44,14 @@ class Profile:
     methods: tuple[str, ...] | None = None  # notebook 05's methods; None: all ten
     poolings: tuple[str, ...] = ("model", "mean")  # notebook 05's pooling comparison
     lora_targets: tuple[str | None, ...] = (None, "all-linear")  # notebook 03: query/value (None) vs every linear layer
+    # The LLM notebook (06) and `helpers.study --tier llm`: in-context learning on a seeded subset of each
+    # dev set, one demonstration draw per seed; LoRA on the LLM and on the encoder on the same training
+    # subset (the 135M LLM costs ~6x MiniLM's FLOPs per token). None: the whole split.
+    icl_shots: tuple[int, ...] = (0, 1, 4)
+    icl_eval_samples: int | None = 200
+    llm_train_samples: int | None = 1000
+    llm_validation_samples: int | None = 200
+    llm_seeds: tuple[int, ...] = (0, 1, 2)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +98,11 @@ PROFILES: dict[str, Profile] = {
         max_length=64,
         batch_size=16,
         eval_batch_size=64,
+        icl_shots=(0, 1),
+        icl_eval_samples=8,
+        llm_train_samples=48,
+        llm_validation_samples=16,
+        llm_seeds=(0,),
     ),
     # MRPC decides the budget: ~30 pairs/s for BitFit/LoRA, ~24 for full fine-tuning on 2 CPU cores,
     # against ~110 SST-2 sentences/s. At 1,000 examples x 2 epochs x batch 32 (63 steps) no method
@@ -109,6 +122,11 @@ PROFILES: dict[str, Profile] = {
         methods=("head", "bitfit", "lora", "full"),
         poolings=("model",),
         lora_targets=(None,),
+        icl_shots=(0, 1),
+        icl_eval_samples=50,
+        llm_train_samples=200,
+        llm_validation_samples=50,
+        llm_seeds=(0,),
     ),
     # The quick profile as it was when results/quick/ and the committed report.md were made (1,000
     # examples, 2 epochs, every grid): `python -m helpers report --profile quick-v1 --results-dir

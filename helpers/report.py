@@ -251,9 +251,11 @@ def _throughput_section(results_dir: Path, bench_path, wall_seconds: dict | None
 
 def _llm_section(llm_dir: Path, figures_dir: Path, report_dir: Path) -> list[str]:
     """§8: the small LLM prompted (in-context learning) and fine-tuned with LoRA, beside MiniLM."""
+    if not llm_dir.is_dir():
+        return []
     frame, records, _ = analysis.load_frame(llm_dir)
     if frame.empty:
-        return []
+        return []  # no LLM records (yet): no section
     sizes = frame.groupby("model")["model_parameters"].max()
     out = [
         "## 8. A small LLM beside MiniLM\n",
@@ -267,24 +269,10 @@ def _llm_section(llm_dir: Path, figures_dir: Path, report_dir: Path) -> list[str
     ]
     icl = compare.icl_table(records)
     if not icl.empty:
-        out += [_icl_sentences(icl), _table(_icl_display(icl)) + "\n"]
+        out += [_icl_sentences(icl), _table(compare.icl_display(icl)) + "\n"]
     for task in sorted(set(frame.loc[frame["method"] != "icl", "task"])):
         out += _two_models(frame[frame["task"] == task], task, figures_dir, report_dir)
     return out
-
-
-def _icl_display(icl: pd.DataFrame) -> pd.DataFrame:
-    """The ICL table as shown: score as mean ± std with its 95% interval over draws."""
-    shown = icl.assign(
-        score=[analysis.mean_std_text(m, s, n) for m, s, n in zip(icl["score"], icl["score_std"], icl["draws"])],
-        interval=[f"{low:.3f}–{high:.3f}" if low == low else "–" for low, high in icl["interval"]],
-        top_label_share=icl["top_label_share"].map(lambda v: f"{v:.0%}"),
-        unparseable=icl["unparseable"].map(lambda v: "–" if v != v else f"{v:.0%}"),
-    )
-    columns = ["task", "shots", "scoring", "draws", "score", "interval", "majority", "examples"]
-    return shown[[*columns, "top_label_share", "unparseable"]].rename(
-        columns={"top_label_share": "most predicted label", "interval": "95% interval"}
-    )
 
 
 def _icl_sentences(icl: pd.DataFrame) -> str:
@@ -319,20 +307,9 @@ def _two_models(runs: pd.DataFrame, task: str, figures_dir: Path, report_dir: Pa
         table, figures_dir, name=f"model_comparison_{task}", title=f"{spec.display_name}: models side by side"
     )
     out = [f"### {spec.display_name}\n"]
-    trained = runs[runs["method"] != "icl"]
-    for method, group in trained.groupby("method"):
-        models = sorted(set(group["model"]))
-        if len(models) == 2:
-            comparison = analysis.compare(group, "model", *models, names=tuple(f"{m} + {method}" for m in models))
-            out.append(comparison.sentence(spec.main_metric, spec.display_name) + "\n")
-    scores = zip(table["score"], table["score_std"], table["runs"])
-    memory = compare.COLUMNS["peak_bytes"]
-    shown = table.assign(
-        score=[analysis.mean_std_text(mean, std, n) for mean, std, n in scores],
-        **{memory: (table[memory] / 2**20).round()},
-    ).rename(columns={memory: "peak memory (MiB)"})
+    out += [sentence + "\n" for sentence in compare.model_verdicts(runs, task)]
     out += [
-        _table(shown.drop(columns=["score_std", "metric"])) + "\n",
+        _table(compare.model_display(table)) + "\n",
         _figure(
             figures_dir / f"model_comparison_{task}.png",
             report_dir,

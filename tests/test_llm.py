@@ -4,12 +4,13 @@ parsing, ICL run records, the classifier's last-token pooling, LoRA on it, and t
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from glue_fixtures import NEGATIVE, NOUNS, POSITIVE
-from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+from tiny_models import tiny_llama_config, tiny_tokenizer
+from transformers import LlamaForCausalLM, LlamaForSequenceClassification
 
 from helpers.icl import (
     IclConfig,
@@ -24,87 +25,6 @@ from helpers.icl import (
     predictions_with_unparseable,
     run_icl,
 )
-
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-WORDS = (
-    [
-        "the",
-        "was",
-        ".",
-        "sentence",
-        ":",
-        "answer",
-        "with",
-        "one",
-        "word",
-        "negative",
-        "or",
-        "positive",
-        "yes",
-        "no",
-        "not",
-        "is",
-        "sentiment",
-        "of",
-        "this",
-        "movie",
-        "review",
-        "?",
-        "system",
-        "user",
-        "assistant",
-        "sentence1",
-        "1",
-        "2",
-        "does",
-        "first",
-        "imply",
-        "second",
-        "it",
-        "entailment",
-    ]
-    + POSITIVE
-    + NEGATIVE
-    + NOUNS
-)
-
-
-def tiny_tokenizer(chat: bool = True):
-    """A word-level tokenizer over the fixtures' words, with chat tokens and (optionally) a chat template."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "\n"]
-    vocab = {token: i for i, token in enumerate(dict.fromkeys(specials + WORDS))}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(r"(<\|im_start\|>|<\|im_end\|>|\n|\s+|[.:?])", behavior="isolated")
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="<unk>",
-        pad_token="<pad>",
-        eos_token="<|im_end|>",
-        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
-    )
-    if chat:
-        tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
-
-
-def tiny_llama_config(vocab_size: int, **extra) -> LlamaConfig:
-    return LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        pad_token_id=0,
-        **extra,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -543,3 +463,37 @@ def test_icl_runs_on_a_users_dataset_with_its_label_names_as_answers(tiny_lm, tm
     )
     assert set(record["test"]["metrics"]) == {"accuracy", "macro_f1"} and record["data"]["sizes"]["test"] == 6
     assert record["data"]["source"] == f"local:{path.resolve()}"
+
+
+def test_icl_grid_of_a_profile_loads_the_model_only_for_missing_runs(tiny_lm, glue_dir, tmp_path, monkeypatch):
+    from helpers.experiments import icl_configs
+    from helpers.icl import run_icl_grid
+
+    configs = icl_configs("smoke", ["sst2", "rte"], "tiny")
+    # The smoke profile: zero-shot and one-shot, one draw, 8 dev examples per task.
+    assert [(c.task, c.shots, c.seed, c.max_eval_samples) for c in configs] == [
+        ("sst2", 0, 0, 8),
+        ("sst2", 1, 0, 8),
+        ("rte", 0, 0, 8),
+        ("rte", 1, 0, 8),
+    ]
+    loads = []
+    monkeypatch.setattr("helpers.llm.load_causal_lm", lambda name: loads.append(name) or tiny_lm)
+    first = run_icl_grid(configs[:2], glue_dir=glue_dir, results_dir=tmp_path, quiet=True)
+    assert loads == ["tiny"] and [r["run_id"] for r in first] == [c.run_id for c in configs[:2]]
+    again = run_icl_grid(configs[:2], glue_dir=glue_dir, results_dir=tmp_path, quiet=True)
+    assert loads == ["tiny"], "every run has a record: the model is not loaded"
+    assert [r["test"] for r in again] == [r["test"] for r in first]
+
+
+def test_llm_lora_runs_the_llm_and_the_encoder_alike():
+    from helpers.experiments import experiment_configs
+    from helpers.paths import llm_results_dir
+
+    configs = experiment_configs("llm_lora", "full", ["sst2"], "all-MiniLM-L6-v2", llm="smollm2")
+    assert [(c.model, c.seed) for c in configs] == [(m, s) for m in ("smollm2", "all-MiniLM-L6-v2") for s in (0, 1, 2)]
+    settings = {
+        (c.method.method, c.method.rank, c.lr, c.max_train_samples, c.max_validation_samples, c.epochs) for c in configs
+    }
+    assert settings == {("lora", 8, 0.003, 1000, 200, 2)}, "the same recipe for both models"
+    assert llm_results_dir("results/full") == llm_results_dir("results/quick") == Path("results/llm")

@@ -130,6 +130,9 @@ def test_all_notebooks_run_in_the_smoke_profile(glue_dir, tmp_path):
         *sorted((NOTEBOOK_DIR.parent / "figures").glob("*.png")),
     ]
     before = _digest(p for p in committed if p.is_file())
+    from tiny_models import write_tiny_model
+
+    llm = write_tiny_model("llama", tmp_path / "tiny-llama", [])  # notebook 06's LLM: a tiny Llama, no download
     out = tmp_path / "executed"
     seconds = run_notebooks(
         "smoke",
@@ -138,6 +141,7 @@ def test_all_notebooks_run_in_the_smoke_profile(glue_dir, tmp_path):
         figures_dir=tmp_path / "figures",
         report_path=tmp_path / "report.md",
         glue_dir=glue_dir,
+        llm=str(llm),
         progress=False,
     )
     assert list(seconds) == [p.stem for p in NOTEBOOKS]
@@ -158,8 +162,16 @@ def test_all_notebooks_run_in_the_smoke_profile(glue_dir, tmp_path):
         "prompt",
         "ptuning",
     }
+    llm_records, _ = load_records(tmp_path / "llm")  # notebook 06's, beside the results folder
+    assert {(r["config"]["method"]["method"], r["config"]["model"]) for r in llm_records} == {
+        ("icl", str(llm)),
+        ("lora", str(llm)),
+        ("lora", "all-MiniLM-L6-v2"),
+    }
     figures = {p.stem for p in (tmp_path / "figures").glob("*.png")}
     assert {
+        "model_comparison_sst2",
+        "model_comparison_mrpc",
         "token_lengths",
         "training_curves",
         "bitfit_vs_lora",
@@ -174,6 +186,7 @@ def test_all_notebooks_run_in_the_smoke_profile(glue_dir, tmp_path):
         "## 3. PEFT discussion",
         "## 4. BitFit vs LoRA",
         "### How the rank r changes LoRA",
+        "## 8. A small LLM beside MiniLM",
     ):
         assert heading in report
     wall = json.loads((tmp_path / "results" / "meta" / "notebook_seconds.json").read_text())
