@@ -8,6 +8,8 @@ trainable parameters, no training speed).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 COLUMNS = {
@@ -63,7 +65,13 @@ def model_display(table: pd.DataFrame) -> pd.DataFrame:
         score=[mean_std_text(mean, std, n) for mean, std, n in scores],
         **{memory: (table[memory] / 2**20).round()},
     )
+    shown["model"] = shown["model"].map(short_model_name)
     return shown.drop(columns=["score_std"]).rename(columns={memory: "peak memory (MiB)", "score": "test score"})
+
+
+def short_model_name(model) -> str:
+    """A model as tables and sentences name it: a Hub name or local folder by its last part."""
+    return Path(str(model)).name
 
 
 def icl_table(records: list[dict]) -> pd.DataFrame:
@@ -144,6 +152,7 @@ def model_verdicts(runs: pd.DataFrame, task: str) -> list[str]:
     for method, group in trained.groupby("method"):
         models = sorted(set(group["model"]))
         if len(models) == 2:
-            comparison = compare(group, "model", *models, names=tuple(f"{m} + {method}" for m in models))
+            names = tuple(f"{short_model_name(m)} + {method}" for m in models)
+            comparison = compare(group, "model", *models, names=names)
             sentences.append(comparison.sentence(spec.main_metric, spec.display_name))
     return sentences

@@ -375,9 +375,9 @@ def overfit_curves(records: list[dict], folder=None, name="overfit"):
 def model_comparison(table: pd.DataFrame, folder=None, name: str = "model_comparison", title: str = ""):
     """Four bar panels of `helpers.compare.model_comparison`'s table (score ± std, trainable parameters,
     training samples/s, peak memory), one bar per model and method."""
-    from helpers.compare import COLUMNS
+    from helpers.compare import COLUMNS, short_model_name
 
-    labels = [f"{Path(str(model)).name}\n{variant}" for model, variant in zip(table["model"], table["variant"])]
+    labels = [f"{short_model_name(model)}\n{variant}" for model, variant in zip(table["model"], table["variant"])]
     figure, axes = _subplots(1, 4, figsize=(16, 4))
     metric = table["metric"].iloc[0] if len(table) else ""
     panels = [

@@ -260,7 +260,9 @@ def _llm_section(llm_dir: Path, figures_dir: Path, report_dir: Path) -> list[str
     out = [
         "## 8. A small LLM beside MiniLM\n",
         f"Records in `{os.path.relpath(llm_dir, report_dir)}/`: "
-        + ", ".join(f"{model} ({size / 1e6:.0f}M parameters)" for model, size in sizes.items())
+        + ", ".join(
+            f"{compare.short_model_name(model)} ({size / 1e6:.0f}M parameters)" for model, size in sizes.items()
+        )
         + ". In-context learning (ICL) trains nothing: the LLM reads an instruction, k demonstrations drawn from the "
         "training split (one draw per seed) and the example, and either the label words' log-likelihoods decide "
         "(`loglik`, always a label) or its free answer is parsed (`generate`; an answer naming no label counts as "
