@@ -3,7 +3,8 @@
 - smoke: a few dozen examples, one short epoch; CI runs every notebook this way (minutes).
 - quick: `make run`: head-only, BitFit, LoRA and full fine-tuning on small subsets, one seed, one
   epoch evaluated three times; the grids collapse to the default settings (no extra runs) and notebook
-  05 trains only those four methods, so all notebooks finish in about 12 minutes on a 2-core CPU
+  05 trains only those four methods, so notebooks 01-05 and 07 finish in about 11 minutes on a 2-core CPU
+  and notebook 06 (the LLM: ICL on 50 dev examples, LoRA on 200 training examples) adds 6.6
   (benchmarks/quick_profile.py measures it and checks that each method beats the majority class).
 - full:  the committed study (helpers.study): grids on SST-2 capped at 8,000 examples, then each
          method at its selected learning rate, whole training sets, 2 epochs, 3 seeds (hours on CPU).
