@@ -31,7 +31,16 @@ def model_comparison(frame: pd.DataFrame, task: str, methods: list[str] | None =
         runs = runs[runs["method"].isin(methods)]
     if runs.empty:
         return pd.DataFrame(
-            columns=["model", "method", "variant", "runs", "score", "score_std", *list(COLUMNS.values())[1:]]
+            columns=[
+                "model",
+                "method",
+                "variant",
+                "runs",
+                "score",
+                "score_std",
+                *list(COLUMNS.values())[1:],
+                "majority",
+            ]
         )
     runs = runs.assign(variant=runs["variant"].astype(str))
     if "method" in runs and (runs["method"] == "icl").any():
@@ -48,6 +57,7 @@ def model_comparison(frame: pd.DataFrame, task: str, methods: list[str] | None =
         trainable=("trainable", "mean"),
         samples_per_second=("samples_per_second", "mean"),
         peak_bytes=("peak_bytes", "mean"),
+        majority=("majority", "mean"),  # always predicting the training set's most frequent label
     ).reset_index()
     table["metric"] = task.main_metric
     return table.rename(
@@ -59,11 +69,16 @@ def model_display(table: pd.DataFrame) -> pd.DataFrame:
     """model_comparison's table as shown: the score as mean ± std over seeds (or draws), memory in MiB."""
     from helpers.analysis import mean_std_text
 
-    memory = COLUMNS["peak_bytes"]
+    memory, speed = COLUMNS["peak_bytes"], COLUMNS["samples_per_second"]
     scores = zip(table["score"], table["score_std"], table["runs"])
     shown = table.assign(
         score=[mean_std_text(mean, std, n) for mean, std, n in scores],
-        **{memory: (table[memory] / 2**20).round()},
+        trainable=table["trainable"].map(lambda v: f"{v:,.0f}"),
+        majority=table["majority"].round(3),
+        **{
+            memory: (table[memory] / 2**20).round(),
+            speed: table[speed].map(lambda v: "–" if v != v else f"{v:.1f}"),  # ICL trains nothing: no speed
+        },
     )
     shown["model"] = shown["model"].map(short_model_name)
     return shown.drop(columns=["score_std"]).rename(columns={memory: "peak memory (MiB)", "score": "test score"})
@@ -150,7 +165,7 @@ def model_verdicts(runs: pd.DataFrame, task: str) -> list[str]:
     trained = runs[(runs["task"] == spec.name) & (runs["method"] != "icl")]
     sentences = []
     for method, group in trained.groupby("method"):
-        models = sorted(set(group["model"]))
+        models = list(dict.fromkeys(group["model"]))  # in the records' order: the LLM first in notebook 06
         if len(models) == 2:
             names = tuple(f"{short_model_name(m)} + {method}" for m in models)
             comparison = compare(group, "model", *models, names=names)

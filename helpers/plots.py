@@ -394,5 +394,8 @@ def model_comparison(table: pd.DataFrame, folder=None, name: str = "model_compar
         axis.set_ylabel(ylabel)
         if log and (values > 0).any():
             axis.set_yscale("log")
+        if column == "score" and "majority" in table and table["majority"].notna().any():
+            axis.axhline(table["majority"].max(), color="gray", linestyle="--", linewidth=1, label="majority class")
+            axis.legend(loc="lower right", fontsize=8)
     figure.suptitle(title or "Models side by side")
     return _save(figure, folder, name)
