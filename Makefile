@@ -7,7 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= quick
 GLUE_DIR ?= $(abspath $(wildcard ../shared/glue))
+ifneq ($(GLUE_DIR),)
 export GLUE_DIR
+endif
 
 .PHONY: setup llm test test-fast lint run report clean-cache
 

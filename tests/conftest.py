@@ -11,7 +11,8 @@ from glue_fixtures import write_glue_folder
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REAL_GLUE_DIR = Path(os.environ.get("GLUE_DIR", Path(__file__).resolve().parents[2] / "shared" / "glue"))
+# An empty GLUE_DIR (the Makefile's, when ../shared/glue is absent) means unset, as in helpers.data.
+REAL_GLUE_DIR = Path(os.environ.get("GLUE_DIR") or Path(__file__).resolve().parents[2] / "shared" / "glue")
 
 
 @pytest.fixture(scope="session")
