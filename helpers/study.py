@@ -23,6 +23,7 @@ import math
 import os
 from pathlib import Path
 
+from helpers.paths import llm_results_dir
 from helpers.profiles import get_profile
 from helpers.sweep import expand_grid, run_sweep
 from helpers.training import DEFAULT_LR, RESULTS_DIR, TrainConfig
@@ -192,7 +193,7 @@ def tier_6(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     return expand_grid({"task": list(TASKS), "method": list(METHOD_ORDER)}, {**COMMON, **OVERFIT, "seed": 0})
 
 
-LLM_DIR = RESULTS_DIR / "llm"
+LLM_DIR = llm_results_dir(STUDY_DIR)  # results/llm, where notebook 06 looks too
 
 
 def tier_llm(results_dir: Path = LLM_DIR, glue_dir=None) -> list[TrainConfig]:
