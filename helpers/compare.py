@@ -35,6 +35,7 @@ def model_comparison(frame: pd.DataFrame, task: str, methods: list[str] | None =
                 "model",
                 "method",
                 "variant",
+                "on",
                 "runs",
                 "score",
                 "score_std",
@@ -42,14 +43,14 @@ def model_comparison(frame: pd.DataFrame, task: str, methods: list[str] | None =
                 "majority",
             ]
         )
-    runs = runs.assign(variant=runs["variant"].astype(str))
+    runs = runs.assign(variant=runs["variant"].astype(str), on=hardware_labels(runs))
     if "method" in runs and (runs["method"] == "icl").any():
         # ICL runs differ by their shots and scoring, recorded in the run id (`<task>-icl-k4-loglik-...`).
         icl = runs["method"] == "icl"
         runs.loc[icl, "variant"] = (
             runs.loc[icl, "run_id"].str.extract(r"-icl-(k\d+-[a-z]+)-", expand=False).radd("icl ")
         )
-    grouped = runs.groupby(["model", "method", "variant"], observed=True, sort=False)
+    grouped = runs.groupby(["model", "method", "variant", "on"], observed=True, sort=False)
     table = grouped.agg(
         runs=("test", "size"),
         score=("test", "mean"),
@@ -82,6 +83,26 @@ def model_display(table: pd.DataFrame) -> pd.DataFrame:
     )
     shown["model"] = shown["model"].map(short_model_name)
     return shown.drop(columns=["score_std"]).rename(columns={memory: "peak memory (MiB)", "score": "test score"})
+
+
+def hardware_label(device, precision) -> str:
+    """Where and in what precision a run trained, as tables name it: "CPU fp32", "H200 bf16"."""
+    text = str(device or "").strip()
+    cpu = not text or text.endswith("threads)")  # helpers.device.device_name of a CPU ends so
+    where = "CPU" if cpu else text.removeprefix("NVIDIA ")
+    if not isinstance(precision, str) or not precision:
+        return where
+    return f"{where} {PRECISION_NAMES.get(precision, precision)}"
+
+
+PRECISION_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # torch's names, as records use
+
+
+def hardware_labels(runs: pd.DataFrame) -> pd.Series:
+    """hardware_label of every run (records without a device or precision column: "CPU")."""
+    devices = runs["device"] if "device" in runs else pd.Series(None, index=runs.index)
+    precisions = runs["precision"] if "precision" in runs else pd.Series(None, index=runs.index)
+    return pd.Series([hardware_label(d, p) for d, p in zip(devices, precisions)], index=runs.index, dtype=object)
 
 
 def short_model_name(model) -> str:
@@ -163,11 +184,57 @@ def model_verdicts(runs: pd.DataFrame, task: str) -> list[str]:
 
     spec = get_task(task)
     trained = runs[(runs["task"] == spec.name) & (runs["method"] != "icl")]
+    trained = trained.assign(on=hardware_labels(trained))
+    several = trained["on"].nunique() > 1  # name the hardware only where runs were made on more than one
     sentences = []
-    for method, group in trained.groupby("method"):
+    for (method, on), group in trained.groupby(["method", "on"], sort=False):
         models = list(dict.fromkeys(group["model"]))  # in the records' order: the LLM first in notebook 06
         if len(models) == 2:
-            names = tuple(f"{short_model_name(m)} + {method}" for m in models)
+            where = f" ({on})" if several else ""
+            names = tuple(f"{short_model_name(m)} + {method}{where}" for m in models)
             comparison = compare(group, "model", *models, names=names)
             sentences.append(comparison.sentence(spec.main_metric, spec.display_name))
+    return sentences
+
+
+def quantization_verdicts(runs: pd.DataFrame, task: str, quantized: str = "qlora", plain: str = "lora") -> list[str]:
+    """Per model: QLoRA (a 4-bit base) against LoRA, each side on the hardware where it has the most
+    runs, by Welch's t-test over seeds; the sentence names the hardware, which may differ between sides."""
+    from helpers.analysis import compare
+    from helpers.tasks import get_task
+
+    spec = get_task(task)
+    trained = runs[(runs["task"] == spec.name) & runs["method"].isin([quantized, plain])]
+    trained = trained.assign(on=hardware_labels(trained))
+    sentences = []
+    for model, group in trained.groupby("model", sort=False):
+        sides = []
+        for method in (quantized, plain):
+            mine = group[group["method"] == method]
+            if mine.empty:
+                break
+            on = mine["on"].value_counts().index[0]
+            sides.append(mine[mine["on"] == on].assign(arm=f"{short_model_name(model)} + {method} ({on})"))
+        if len(sides) == 2:
+            both = pd.concat(sides)
+            comparison = compare(both, "arm", *dict.fromkeys(both["arm"]))
+            sentences.append(comparison.sentence(spec.main_metric, spec.display_name))
+    return sentences
+
+
+def quantization_costs(table: pd.DataFrame, quantized: str = "qlora", plain: str = "lora") -> list[str]:
+    """Per model, from model_comparison's table: QLoRA's peak memory and training speed against LoRA's
+    on the same hardware (where both ran there), as means over each side's runs."""
+    memory, speed = COLUMNS["peak_bytes"], COLUMNS["samples_per_second"]
+    sentences = []
+    for (model, on), rows in table.groupby(["model", "on"], sort=False):
+        by_method = rows.set_index("method")
+        if quantized in by_method.index and plain in by_method.index:
+            q, p = by_method.loc[quantized], by_method.loc[plain]
+            sentences.append(
+                f"On the same {on}, {short_model_name(model)} with {quantized} peaks at {q[memory] / 2**20:,.0f} MiB "
+                f"against {p[memory] / 2**20:,.0f} MiB with {plain} ({q[memory] / p[memory]:.2f}×) and trains "
+                f"{q[speed]:.0f} against {p[speed]:.0f} samples/s ({q[speed] / p[speed]:.2f}×) "
+                f"({q['runs']:.0f} and {p['runs']:.0f} runs)."
+            )
     return sentences

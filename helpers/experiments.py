@@ -133,14 +133,14 @@ def _pooling(profile, tasks, model, **kw):
     ]
 
 
-def _llm_lora(profile, tasks, model, llm=None, **kw):
+def _llm_lora(profile, tasks, model, llm=None, method="lora", **kw):
     """LoRA (r=8, query and value, and a new head) on the LLM and on `model`, otherwise the same runs:
-    the profile's LLM training subset, validation slice and seeds."""
+    the profile's LLM training subset, validation slice and seeds (method="qlora": on a 4-bit base)."""
     from helpers.llm import DEFAULT_LLM
 
     sizes = {"max_train_samples": profile.llm_train_samples, "max_validation_samples": profile.llm_validation_samples}
     return [
-        _config(profile, t, name, s, MethodConfig(method="lora"), **{**sizes, **kw})
+        _config(profile, t, name, s, MethodConfig(method=method), **{**sizes, **kw})
         for t in tasks
         for name in (llm or DEFAULT_LLM, model)
         for s in profile.llm_seeds
@@ -179,6 +179,7 @@ EXPERIMENTS = {
     "batch_warmup": _batch_warmup,
     "pooling": _pooling,
     "llm_lora": _llm_lora,
+    "llm_qlora": lambda p, t, m, **kw: _llm_lora(p, t, m, method="qlora", **kw),
 }
 
 

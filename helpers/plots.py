@@ -377,7 +377,12 @@ def model_comparison(table: pd.DataFrame, folder=None, name: str = "model_compar
     training samples/s, peak memory), one bar per model and method."""
     from helpers.compare import COLUMNS, short_model_name
 
-    labels = [f"{short_model_name(model)}\n{variant}" for model, variant in zip(table["model"], table["variant"])]
+    ons = table["on"] if "on" in table else [""] * len(table)
+    several = len(set(ons)) > 1  # name the hardware only where runs were made on more than one
+    labels = [
+        f"{short_model_name(model)}\n{variant}" + (f"\n{on}" if several else "")
+        for model, variant, on in zip(table["model"], table["variant"], ons)
+    ]
     figure, axes = _subplots(1, 4, figsize=(16, 4))
     metric = table["metric"].iloc[0] if len(table) else ""
     panels = [

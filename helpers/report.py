@@ -310,6 +310,12 @@ def _two_models(runs: pd.DataFrame, task: str, figures_dir: Path, report_dir: Pa
     )
     out = [f"### {spec.display_name}\n"]
     out += [sentence + "\n" for sentence in compare.model_verdicts(runs, task)]
+    quantized = compare.quantization_verdicts(runs, task) + compare.quantization_costs(table)
+    if quantized:
+        out.append(
+            "QLoRA keeps the base model's linear layers in 4 bits (NF4, bitsandbytes, CUDA only) and trains LoRA "
+            "adapters and the head in full precision. " + " ".join(quantized) + "\n"
+        )
     out += [
         _table(compare.model_display(table)) + "\n",
         _figure(
@@ -319,7 +325,8 @@ def _two_models(runs: pd.DataFrame, task: str, figures_dir: Path, report_dir: Pa
             "training samples/s and peak memory per model and method. Fine-tuned runs are scored on the whole dev "
             "set, ICL runs on their subset (see the ICL table). Memory as each record measured it: for "
             "fine-tuning on a CPU, parameters + gradients + optimizer state + activations of the largest batch; "
-            "for ICL, the process's peak resident memory.",
+            "on a GPU, the most memory allocated while training (torch.cuda.max_memory_allocated); for ICL, the "
+            "process's peak resident memory. Speed and memory compare only between runs on the same hardware.",
         ),
     ]
     return out

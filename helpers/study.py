@@ -11,7 +11,8 @@ one before (selection on the validation slice, never on the GLUE dev set):
 
 Tier 2 (LoRA rank sweep, alpha = 16 and alpha = 2r), tier 3 (batch size and warmup for BitFit and
 LoRA) and tier 6 (overfitting 32 examples) use the rates tier 1 selected; see results/full/PLAN.md.
-Tier `llm` fine-tunes the packaged LLM and MiniLM side by side (`--results-dir results/llm`).
+Tier `llm` fine-tunes the packaged LLM and MiniLM side by side (`--results-dir results/llm`); tier
+`qlora` (a CUDA GPU with bitsandbytes) repeats it with QLoRA.
 
 `python -m helpers.study --tier 1a` trains what has no record yet; `--dry-run` lists the runs.
 """
@@ -206,6 +207,15 @@ def tier_llm(results_dir: Path = LLM_DIR, glue_dir=None) -> list[TrainConfig]:
     return experiment_configs("llm_lora", PROFILE, TASKS)
 
 
+def tier_qlora(results_dir: Path = LLM_DIR, glue_dir=None) -> list[TrainConfig]:
+    """On a CUDA GPU: tier `llm`'s runs as QLoRA (a 4-bit NF4 base, bitsandbytes), 3 seeds, and LoRA on
+    the same GPU at seed 0, whose step memory and speed QLoRA's are read against."""
+    from helpers.experiments import experiment_configs
+
+    lora_here = [c for c in experiment_configs("llm_lora", PROFILE, TASKS) if c.seed == 0]
+    return experiment_configs("llm_qlora", PROFILE, TASKS) + lora_here
+
+
 TIERS = {
     "1a": lambda results_dir, glue_dir: tier_1a(),
     "1b": tier_1b,
@@ -214,6 +224,7 @@ TIERS = {
     "3": tier_3,
     "6": tier_6,
     "llm": tier_llm,
+    "qlora": tier_qlora,
 }
 
 

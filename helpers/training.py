@@ -43,6 +43,7 @@ from helpers.methods import (
     REGISTRY,
     MethodConfig,
     RegistryMapping,
+    check_runtime,
     count_parameters,
     head_parameter_count,
     lora_closed_form,
@@ -606,6 +607,7 @@ class _BuiltModel:
 
 def _build_model(config: TrainConfig, task: TaskSpec, options: RunOptions) -> _BuiltModel:
     """Load the model, apply the method, and count (and announce) what it trains."""
+    check_runtime(config.method)
     with _naming_the_model(config.model):
         model = load_model(
             config.model, task, pooling=config.method.pooling, quantization_config=quantization_config(config.method)
@@ -897,7 +899,9 @@ def _save_record(record: RunRecord, trainer, checkpoint_dir: Path, options: RunO
 
 def check_run(config: TrainConfig, results_dir: str | os.PathLike | None = None) -> None:
     """What can be checked before loading data or training: the model exists and takes `max_length`
-    tokens (plus a prompt method's virtual tokens); the results folder is writable."""
+    tokens (plus a prompt method's virtual tokens); the machine can train the method (QLoRA: CUDA);
+    the results folder is writable."""
+    check_runtime(config.method)
     with _naming_the_model(config.model):
         limit = max_input_tokens(config.model)
     virtual = config.method.num_virtual_tokens if REGISTRY[config.method.method].input_tokens else 0

@@ -87,3 +87,49 @@ def test_report_section_puts_the_llm_beside_minilm(tmp_path):
         tmp_path / "results", tmp_path / "figures", tmp_path / "report2.md", "smoke", bench_path=tmp_path / "none.json"
     )
     assert "## 8." not in without
+
+
+def _on(record: dict, device: str, precision: str) -> dict:
+    record["versions"]["device"] = device
+    record["config"]["precision_used"] = precision
+    return record
+
+
+def test_hardware_labels_name_cpu_and_gpu_runs_as_tables_show_them():
+    from helpers.compare import hardware_label
+
+    assert hardware_label("AMD EPYC 7B13 (2 threads)", "fp32") == "CPU fp32"
+    assert hardware_label("NVIDIA H200", "bf16") == "H200 bf16"
+    assert hardware_label("Tesla T4", "fp16") == "Tesla T4 fp16"
+    assert hardware_label("Intel Xeon (2 threads)", "float32") == "CPU fp32"  # torch's name, as ICL records hold
+    assert hardware_label(None, None) == "CPU"
+
+
+def test_qlora_and_runs_on_other_hardware_are_rows_and_verdicts_of_their_own():
+    """A GPU's LoRA run is not a fourth seed of the CPU's; QLoRA is read against LoRA, naming both sides' hardware."""
+    from helpers.compare import model_verdicts, quantization_costs, quantization_verdicts
+
+    cpu, gpu = "AMD EPYC (2 threads)", "NVIDIA H200"
+    records = [
+        _on(_as_model(fake_record("sst2", "lora", s, 0.80 + 0.01 * s), "smollm2", 4.0), cpu, "fp32") for s in range(3)
+    ]
+    records += [_on(_as_model(fake_record("sst2", "lora", 0, 0.60), "smollm2", 200.0), gpu, "bf16")]
+    records += [
+        _on(_as_model(fake_record("sst2", "qlora", s, 0.81 + 0.01 * s), "smollm2", 100.0), gpu, "bf16")
+        for s in range(3)
+    ]
+    records[-1]["memory"]["peak_bytes"] = records[-2]["memory"]["peak_bytes"] = records[-3]["memory"]["peak_bytes"] = (
+        2**30
+    )
+    records[3]["memory"]["peak_bytes"] = 2**31
+    frame = runs_frame(records)
+    table = model_comparison(frame, "sst2")
+    rows = {(r.method, r.on): r.runs for r in table.itertuples()}
+    assert rows == {("lora", "CPU fp32"): 3, ("lora", "H200 bf16"): 1, ("qlora", "H200 bf16"): 3}
+    [verdict] = quantization_verdicts(frame, "sst2")
+    assert "smollm2 + qlora (H200 bf16)" in verdict and "smollm2 + lora (CPU fp32)" in verdict
+    assert "3/3 seeds" in verdict  # the CPU's three LoRA seeds, not the GPU's one
+    [cost] = quantization_costs(table)
+    assert "On the same H200 bf16, smollm2 with qlora peaks at 1,024 MiB against 2,048 MiB with lora (0.50×)" in cost
+    assert "trains 100 against 200 samples/s (0.50×)" in cost
+    assert model_verdicts(frame, "sst2") == []  # one model: nothing to compare between models

@@ -324,11 +324,14 @@ def test_mean_pooling_is_refused_for_last_token_heads(tiny_classifier):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
-def test_qlora_is_refused_on_cpu_naming_the_reason():
+def test_qlora_is_refused_on_cpu_naming_the_reason(tmp_path):
+    """The config builds (a GPU's QLoRA records stay readable here); training it is refused first."""
     from helpers.methods import MethodConfig
+    from helpers.training import TrainConfig, check_run
 
+    config = TrainConfig(task="sst2", method=MethodConfig(method="qlora"))
     with pytest.raises(ValueError, match="CUDA GPU"):
-        MethodConfig(method="qlora")
+        check_run(config, tmp_path)
 
 
 def test_a_dequantized_gguf_model_is_trainable(tiny_classifier):
@@ -497,3 +500,47 @@ def test_llm_lora_runs_the_llm_and_the_encoder_alike():
     }
     assert settings == {("lora", 8, 0.003, 1000, 200, 2)}, "the same recipe for both models"
     assert llm_results_dir("results/full") == llm_results_dir("results/quick") == Path("results/llm")
+
+
+def test_qlora_keeps_the_classification_head_in_full_precision(tmp_path):
+    """transformers would quantise the new classifier too; the head's modules join the skip list, and the
+    caller's config is left as it was."""
+    from transformers import BitsAndBytesConfig
+
+    from helpers.models import keep_head_unquantized, resolve_model_path
+
+    asked = BitsAndBytesConfig(load_in_4bit=True, llm_int8_skip_modules=["pooler"])
+    kept = keep_head_unquantized(asked, resolve_model_path(None), {})
+    assert kept.llm_int8_skip_modules == ["classifier", "pooler"]
+    assert asked.llm_int8_skip_modules == ["pooler"]
+    tiny_llama_config(60).save_pretrained(tmp_path)
+    assert keep_head_unquantized(BitsAndBytesConfig(load_in_4bit=True), str(tmp_path), {}).llm_int8_skip_modules == [
+        "score"
+    ]
+
+
+def test_a_gguf_model_to_quantise_is_unpacked_once_into_the_cache(tmp_path, monkeypatch):
+    """transformers cannot quantise a GGUF file on load; its base model is saved as plain floats once, in
+    DATA_CACHE/dequantized/<file>-<size>, and reused by every later run."""
+    import transformers
+    from transformers import LlamaModel
+
+    import helpers.paths
+    from helpers.models import dequantized_checkpoint
+
+    loads = []
+
+    def from_gguf(path, gguf_file, **kwargs):  # what transformers' GGUF loader returns: a plain float model
+        loads.append(gguf_file)
+        return LlamaModel(tiny_llama_config(60))
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", from_gguf)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: tiny_tokenizer())
+    monkeypatch.setattr(helpers.paths, "DATA_CACHE", tmp_path / "cache")
+    (tmp_path / "model.Q4.gguf").write_bytes(b"GGUF" + bytes(60))
+    source = {"gguf_file": "model.Q4.gguf"}
+    folder = dequantized_checkpoint(str(tmp_path), source)
+    assert folder == str(tmp_path / "cache" / "dequantized" / "model.Q4-64")
+    assert (Path(folder) / "config.json").exists() and list(Path(folder).glob("*.safetensors"))
+    assert dequantized_checkpoint(str(tmp_path), source) == folder and loads == ["model.Q4.gguf"]  # unpacked once
+    assert [p.name for p in (tmp_path / "cache" / "dequantized").iterdir()] == ["model.Q4-64"]  # no partial copy left

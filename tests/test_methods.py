@@ -393,8 +393,10 @@ def test_default_targets_resolve_per_architecture():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
 def test_qlora_refuses_without_cuda():
+    from helpers.methods import check_runtime
+
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
-        MethodConfig(method="qlora")
+        check_runtime(MethodConfig(method="qlora"))
 
 
 class Params4bit(torch.nn.Parameter):
