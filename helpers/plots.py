@@ -373,17 +373,18 @@ def overfit_curves(records: list[dict], folder=None, name="overfit"):
 
 
 def model_comparison(table: pd.DataFrame, folder=None, name: str = "model_comparison", title: str = ""):
-    """Four bar panels of `helpers.compare.model_comparison`'s table (score ± std, trainable parameters,
-    training samples/s, peak memory), one bar per model and method."""
+    """Four panels of `helpers.compare.model_comparison`'s table (score ± std, trainable parameters,
+    training samples/s, peak memory), one horizontal bar per row, named once on the left (with the
+    hardware where the runs were made on more than one)."""
     from helpers.compare import COLUMNS, short_model_name
 
     ons = table["on"] if "on" in table else [""] * len(table)
-    several = len(set(ons)) > 1  # name the hardware only where runs were made on more than one
+    several = len(set(ons)) > 1
     labels = [
-        f"{short_model_name(model)}\n{variant}" + (f"\n{on}" if several else "")
+        f"{short_model_name(model)} · {variant}" + (f" · {on}" if several else "")
         for model, variant, on in zip(table["model"], table["variant"], ons)
     ]
-    figure, axes = _subplots(1, 4, figsize=(16, 4))
+    figure, axes = _subplots(1, 4, figsize=(16, 1.2 + 0.32 * max(len(table), 2)), sharey=True)
     metric = table["metric"].iloc[0] if len(table) else ""
     panels = [
         ("score", f"test {METRIC_LABEL.get(metric, metric)}", False),
@@ -391,16 +392,19 @@ def model_comparison(table: pd.DataFrame, folder=None, name: str = "model_compar
         (COLUMNS["samples_per_second"], "training samples / s", False),
         (COLUMNS["peak_bytes"], "peak memory (MiB)", False),
     ]
-    for axis, (column, ylabel, log) in zip(axes, panels):
+    rows = range(len(table))
+    for axis, (column, xlabel, log) in zip(axes, panels):
         values = table[column].astype(float) / (2**20 if column == COLUMNS["peak_bytes"] else 1)
         errors = table["score_std"].fillna(0) if column == "score" else None
-        axis.bar(range(len(table)), values.fillna(0), yerr=errors, color=[f"C{i}" for i in range(len(table))])
-        axis.set_xticks(range(len(table)), labels, rotation=30, ha="right", fontsize=8)
-        axis.set_ylabel(ylabel)
+        axis.barh(rows, values.fillna(0), xerr=errors, color=[f"C{i % 10}" for i in rows])
+        axis.set_xlabel(xlabel)
         if log and (values > 0).any():
-            axis.set_yscale("log")
+            axis.set_xscale("log")
+            axis.xaxis.set_minor_formatter(NullFormatter())  # 2×10⁵, 3×10⁵... overlap
         if column == "score" and "majority" in table and table["majority"].notna().any():
-            axis.axhline(table["majority"].max(), color="gray", linestyle="--", linewidth=1, label="majority class")
+            axis.axvline(table["majority"].max(), color="gray", linestyle="--", linewidth=1, label="majority class")
             axis.legend(loc="lower right", fontsize=8)
+    axes[0].set_yticks(list(rows), labels, fontsize=9)
+    axes[0].invert_yaxis()  # the table's first row on top
     figure.suptitle(title or "Models side by side")
     return _save(figure, folder, name)
