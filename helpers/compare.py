@@ -111,9 +111,10 @@ def short_model_name(model) -> str:
 
 
 def icl_table(records: list[dict]) -> pd.DataFrame:
-    """In-context learning runs by (task, model, shots, scoring): the test score over demonstration draws
-    (mean, std, draws), what always predicting the majority class scores on the same examples, how many
-    test examples were scored, the share of the most predicted label (1.0: one answer for everything);
+    """In-context learning runs by (task, model, shots, scoring, test examples scored; a subset's runs never
+    average with the whole dev set's): the test score over demonstration draws (mean, std, draws), what
+    always predicting the majority class scores on the same examples, the share of the most predicted
+    label (1.0: one answer for everything);
     for generation, the share of answers that named no label (they count as wrong), and the 95%
     t-interval of the mean over draws ((nan, nan) for one draw)."""
     from helpers.analysis import t_interval
@@ -145,13 +146,12 @@ def icl_table(records: list[dict]) -> pd.DataFrame:
         return pd.DataFrame(columns=["task", "model", "shots", "scoring", "draws", "score", "score_std"])
     frame = pd.DataFrame(rows)
     return (
-        frame.groupby(["task", "model", "shots", "scoring"], sort=True)
+        frame.groupby(["task", "model", "shots", "scoring", "examples"], sort=True)
         .agg(
             draws=("score", "size"),
             score=("score", "mean"),
             score_std=("score", "std"),
             majority=("majority", "mean"),
-            examples=("examples", "max"),
             top_label_share=("top_label_share", "mean"),
             unparseable=("unparseable", "mean"),
             interval=("score", t_interval),

@@ -45,11 +45,11 @@ class Profile:
     methods: tuple[str, ...] | None = None  # notebook 05's methods; None: all ten
     poolings: tuple[str, ...] = ("model", "mean")  # notebook 05's pooling comparison
     lora_targets: tuple[str | None, ...] = (None, "all-linear")  # notebook 03: query/value (None) vs every linear layer
-    # The LLM notebook (06) and `helpers.study --tier llm`: in-context learning on a seeded subset of each
-    # dev set, one demonstration draw per seed; LoRA on the LLM and on the encoder on the same training
-    # subset (the 135M LLM costs ~6x MiniLM's FLOPs per token). None: the whole split.
+    # The LLM notebook (06) and `helpers.study --tier llm`: in-context learning on each dev set (or a
+    # seeded subset of it), one demonstration draw per seed; LoRA on the LLM and on the encoder on the same
+    # training subset (the 135M LLM costs ~6x MiniLM's FLOPs per token). None: the whole split.
     icl_shots: tuple[int, ...] = (0, 1, 4)
-    icl_eval_samples: int | None = 200
+    icl_eval_samples: int | None = None
     llm_train_samples: int | None = 1000
     llm_validation_samples: int | None = 200
     llm_seeds: tuple[int, ...] = (0, 1, 2)

@@ -266,8 +266,8 @@ def _llm_section(llm_dir: Path, figures_dir: Path, report_dir: Path) -> list[str
         + ". In-context learning (ICL) trains nothing: the LLM reads an instruction, k demonstrations drawn from the "
         "training split (one draw per seed) and the example, and either the label words' log-likelihoods decide "
         "(`loglik`, always a label) or its free answer is parsed (`generate`; an answer naming no label counts as "
-        "wrong). ICL scores a seeded subset of the GLUE dev set (`examples`); the majority-class score is on the same "
-        "examples.\n",
+        "wrong). ICL scores the GLUE dev set or a seeded subset of it (`examples`; never averaged together); "
+        "the majority-class score is on the same examples.\n",
     ]
     icl = compare.icl_table(records)
     if not icl.empty:

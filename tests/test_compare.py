@@ -133,3 +133,16 @@ def test_qlora_and_runs_on_other_hardware_are_rows_and_verdicts_of_their_own():
     assert "On the same H200 bf16, smollm2 with qlora peaks at 1,024 MiB against 2,048 MiB with lora (0.50×)" in cost
     assert "trains 100 against 200 samples/s (0.50×)" in cost
     assert model_verdicts(frame, "sst2") == []  # one model: nothing to compare between models
+
+
+def test_icl_draws_on_a_dev_subset_never_average_with_the_whole_dev_sets():
+    from helpers.compare import icl_table
+
+    records = [_icl_record("sst2", 1, seed, value, majority=0.5) for seed, value in enumerate((0.60, 0.62, 0.61))]
+    subset = _icl_record("sst2", 1, 0, 0.90, majority=0.5)
+    subset["data"]["sizes"]["test"] = 200
+    table = icl_table([*records, subset]).set_index("examples")
+    whole = records[0]["data"]["sizes"]["test"]
+    assert sorted(table.index) == sorted([whole, 200])
+    assert table.loc[whole, "draws"] == 3 and abs(table.loc[whole, "score"] - 0.61) < 1e-9
+    assert table.loc[200, "draws"] == 1 and table.loc[200, "score"] == 0.90
