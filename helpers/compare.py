@@ -85,6 +85,9 @@ def model_display(table: pd.DataFrame) -> pd.DataFrame:
     return shown.drop(columns=["score_std"]).rename(columns={memory: "peak memory (MiB)", "score": "test score"})
 
 
+PRECISION_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # torch's names, as records use
+
+
 def hardware_label(device, precision) -> str:
     """Where and in what precision a run trained, as tables name it: "CPU fp32", "H200 bf16"."""
     text = str(device or "").strip()
@@ -93,9 +96,6 @@ def hardware_label(device, precision) -> str:
     if not isinstance(precision, str) or not precision:
         return where
     return f"{where} {PRECISION_NAMES.get(precision, precision)}"
-
-
-PRECISION_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # torch's names, as records use
 
 
 def hardware_labels(runs: pd.DataFrame) -> pd.Series:
@@ -197,39 +197,46 @@ def model_verdicts(runs: pd.DataFrame, task: str) -> list[str]:
     return sentences
 
 
-def quantization_verdicts(runs: pd.DataFrame, task: str, quantized: str = "qlora", plain: str = "lora") -> list[str]:
-    """Per model: QLoRA (a 4-bit base) against LoRA, each side on the hardware where it has the most
-    runs, by Welch's t-test over seeds; the sentence names the hardware, which may differ between sides."""
+def quantization_verdicts(runs: pd.DataFrame, task: str) -> list[str]:
+    """Per model and quantised method (QLoRA): it against its full-precision twin (LoRA), each side on the
+    hardware where it has the most runs, by Welch's t-test over seeds; the sentence names the hardware,
+    which may differ between sides."""
     from helpers.analysis import compare
+    from helpers.methods import quantized_pairs
     from helpers.tasks import get_task
 
     spec = get_task(task)
-    trained = runs[(runs["task"] == spec.name) & runs["method"].isin([quantized, plain])]
-    trained = trained.assign(on=hardware_labels(trained))
     sentences = []
-    for model, group in trained.groupby("model", sort=False):
-        sides = []
-        for method in (quantized, plain):
-            mine = group[group["method"] == method]
-            if mine.empty:
-                break
-            on = mine["on"].value_counts().index[0]
-            sides.append(mine[mine["on"] == on].assign(arm=f"{short_model_name(model)} + {method} ({on})"))
-        if len(sides) == 2:
-            both = pd.concat(sides)
-            comparison = compare(both, "arm", *dict.fromkeys(both["arm"]))
-            sentences.append(comparison.sentence(spec.main_metric, spec.display_name))
+    for pair in quantized_pairs():
+        trained = runs[(runs["task"] == spec.name) & runs["method"].isin(pair)]
+        trained = trained.assign(on=hardware_labels(trained))
+        for model, group in trained.groupby("model", sort=False):
+            sides = [group[group["method"] == method] for method in pair]
+            if any(side.empty for side in sides):
+                continue
+            arms = []
+            for method, side in zip(pair, sides):
+                on = side["on"].value_counts().index[0]
+                arms.append(side[side["on"] == on].assign(arm=f"{short_model_name(model)} + {method} ({on})"))
+            both = pd.concat(arms)
+            sentences.append(
+                compare(both, "arm", *dict.fromkeys(both["arm"])).sentence(spec.main_metric, spec.display_name)
+            )
     return sentences
 
 
-def quantization_costs(table: pd.DataFrame, quantized: str = "qlora", plain: str = "lora") -> list[str]:
-    """Per model, from model_comparison's table: QLoRA's peak memory and training speed against LoRA's
-    on the same hardware (where both ran there), as means over each side's runs."""
+def quantization_costs(table: pd.DataFrame) -> list[str]:
+    """Per model and quantised method, from model_comparison's table: its peak memory and training speed
+    against its full-precision twin's on the same hardware (where both ran there), as means over each side's runs."""
+    from helpers.methods import quantized_pairs
+
     memory, speed = COLUMNS["peak_bytes"], COLUMNS["samples_per_second"]
     sentences = []
-    for (model, on), rows in table.groupby(["model", "on"], sort=False):
-        by_method = rows.set_index("method")
-        if quantized in by_method.index and plain in by_method.index:
+    for quantized, plain in quantized_pairs():
+        for (model, on), rows in table.groupby(["model", "on"], sort=False):
+            by_method = rows.set_index("method")
+            if quantized not in by_method.index or plain not in by_method.index:
+                continue
             q, p = by_method.loc[quantized], by_method.loc[plain]
             sentences.append(
                 f"On the same {on}, {short_model_name(model)} with {quantized} peaks at {q[memory] / 2**20:,.0f} MiB "

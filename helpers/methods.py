@@ -58,7 +58,9 @@ class MethodSpec:
     backward: str = "inputs"
     needs: str = ""  # what it needs beyond a CPU, in words; such methods stay out of the all-methods experiment
     check: Callable[[], None] | None = None  # raises ValueError when this machine lacks what `needs` says
-    quantized: bool = False  # the base model is loaded in 4 bits (see quantization_config)
+    # The method it is on a base model loaded in 4 bits (QLoRA: "lora"; see quantization_config); reports
+    # read one against the other. None: a full-precision base.
+    quantizes: str | None = None
 
     def __post_init__(self):
         fields_ = {f.name for f in fields(MethodConfig)} - {"method", "pooling"}
@@ -72,6 +74,10 @@ class MethodSpec:
         for ok, message in problems:
             if not ok:
                 raise ValueError(f"Method {self.name!r}: {message}.")
+
+    @property
+    def quantized(self) -> bool:
+        return self.quantizes is not None
 
     def values(self, knobs: Mapping | None = None) -> dict:
         """The method name and its knobs: those given (None and NaN read as missing), else their defaults."""
@@ -193,6 +199,13 @@ def _names(keep: Callable[[MethodSpec], bool]) -> RegistryTuple:
 METHODS = _names(lambda spec: True)
 # The reparameterised family is LoRA and its variants here: they share LoRA's knobs and closed form.
 LORA_METHODS = _names(lambda spec: spec.family == "reparameterised")
+
+
+def quantized_pairs() -> list[tuple[str, str]]:
+    """(method on a 4-bit base, the same method on a full-precision base) for every quantised registry row."""
+    return [(spec.name, spec.quantizes) for spec in REGISTRY.values() if spec.quantized]
+
+
 PROMPT_METHODS = _names(lambda spec: spec.family == "prompt")
 INPUT_TOKEN_METHODS = _names(lambda spec: spec.input_tokens)
 
@@ -589,7 +602,7 @@ register_method(MethodSpec(
 register_method(MethodSpec(
     name="qlora", family="reparameterised", build=build_lora, default_lr=3e-3, knobs=_LORA_KNOBS,
     trains=_LORA_WORDS + " over a 4-bit base (+ classifier)", label_rule=_lora_label,
-    needs="CUDA + bitsandbytes", check=check_qlora_runtime, quantized=True,
+    needs="CUDA + bitsandbytes", check=check_qlora_runtime, quantizes="lora",
 ))
 # fmt: on
 

@@ -122,17 +122,22 @@ def canonical_model_name(name: str | os.PathLike | None) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def default_target_modules(name: str) -> tuple[str, ...] | None:
-    """LoRA's default targets (query and value) for this model's architecture, from its config alone;
-    None when the config cannot be read (offline and not cached) or the architecture is not in the table."""
+def architecture_of(name: str | None) -> ArchSpec | None:
+    """The ARCHITECTURES row of a model, from its config alone (no weights); None when the config cannot
+    be read (offline and not cached) or the architecture is not in the table."""
     from transformers import AutoConfig
 
     try:
         path, extra = model_source(name)
-        model_type = AutoConfig.from_pretrained(path, **extra).model_type
+        model_type = AutoConfig.from_pretrained(path, trust_remote_code=False, **extra).model_type
     except (OSError, ValueError, ImportError):
         return None
-    spec = ARCHITECTURES.get(model_type)
+    return ARCHITECTURES.get(model_type)
+
+
+def default_target_modules(name: str) -> tuple[str, ...] | None:
+    """LoRA's default targets (query and value) for this model's architecture (None: not known)."""
+    spec = architecture_of(name)
     return (spec.query, spec.value) if spec else None
 
 
@@ -207,7 +212,7 @@ def load_model(
         extra["attn_implementation"] = attn_implementation
     path, source_kwargs = model_source(name)
     if quantization_config is not None:
-        extra["quantization_config"] = keep_head_unquantized(quantization_config, path, source_kwargs)
+        extra["quantization_config"] = keep_head_unquantized(quantization_config, name)
         if "gguf_file" in source_kwargs:
             # transformers loads a GGUF file or quantises, not both: quantise a plain copy instead.
             path, source_kwargs = dequantized_checkpoint(path, source_kwargs), {}
@@ -227,18 +232,17 @@ def load_model(
     return model
 
 
-def keep_head_unquantized(quantization_config, path: str, source_kwargs: dict):
+def keep_head_unquantized(quantization_config, name: str | None):
     """A copy of a bitsandbytes config that leaves the classification head in full precision.
 
     transformers quantises every linear layer it does not know to be an output layer, the new
     classifier of a sequence-classification model included; QLoRA trains the head in full precision.
     """
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(path, trust_remote_code=False, **source_kwargs)
-    head = ARCHITECTURES[config.model_type].head if config.model_type in ARCHITECTURES else ()
+    spec = architecture_of(name)
     kept = copy.deepcopy(quantization_config)
-    kept.llm_int8_skip_modules = sorted({*(quantization_config.llm_int8_skip_modules or ()), *head})
+    kept.llm_int8_skip_modules = sorted(
+        {*(quantization_config.llm_int8_skip_modules or ()), *(spec.head if spec else ())}
+    )
     return kept
 
 

@@ -507,14 +507,14 @@ def test_qlora_keeps_the_classification_head_in_full_precision(tmp_path):
     caller's config is left as it was."""
     from transformers import BitsAndBytesConfig
 
-    from helpers.models import keep_head_unquantized, resolve_model_path
+    from helpers.models import keep_head_unquantized
 
     asked = BitsAndBytesConfig(load_in_4bit=True, llm_int8_skip_modules=["pooler"])
-    kept = keep_head_unquantized(asked, resolve_model_path(None), {})
+    kept = keep_head_unquantized(asked, None)
     assert kept.llm_int8_skip_modules == ["classifier", "pooler"]
     assert asked.llm_int8_skip_modules == ["pooler"]
     tiny_llama_config(60).save_pretrained(tmp_path)
-    assert keep_head_unquantized(BitsAndBytesConfig(load_in_4bit=True), str(tmp_path), {}).llm_int8_skip_modules == [
+    assert keep_head_unquantized(BitsAndBytesConfig(load_in_4bit=True), str(tmp_path)).llm_int8_skip_modules == [
         "score"
     ]
 

@@ -485,3 +485,9 @@ def test_a_registry_row_is_checked_when_registered(registry_as_it_was):
         MethodSpec(**{**row, "knobs": ("depth",)})
     with pytest.raises(ValueError, match="default_lr must be > 0"):
         MethodSpec(**{**row, "default_lr": 0.0})
+
+
+def test_a_quantised_method_is_read_against_the_method_built_the_same_way():
+    from helpers.methods import quantized_pairs
+
+    assert quantized_pairs() == [("qlora", "lora")]
