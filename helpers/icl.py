@@ -22,6 +22,7 @@ import inspect
 import math
 import re
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
@@ -240,14 +241,56 @@ class _SharedPrefix:
             self.cache.crop(-extra)  # negative: remove that many (what every transformers version reads alike)
 
 
+class _LastPass:
+    """The latest `_continue_prompts` result, reused when the same model object continues the same
+    prompts for as many new tokens or fewer: a generation run's first step holds the next-token logits
+    a label-word (loglik) run of the same prompts needs, so ICL grids run generation first and score
+    the label words from its pass (the same numbers, one forward pass instead of two)."""
+
+    model: weakref.ref | None = None
+    key: tuple | None = None
+    value: tuple[torch.Tensor, list[list[int]]] | None = None
+    new_tokens: int = -1
+    hits: int = 0  # how many calls were answered from the kept pass (a run record says whether it was one)
+
+    @classmethod
+    def get(cls, model, key: tuple, new_tokens: int):
+        same_model = cls.model is not None and cls.model() is model
+        if same_model and cls.key == key and new_tokens <= cls.new_tokens:
+            cls.hits += 1
+            logits, continued = cls.value
+            return logits, [tokens[:new_tokens] for tokens in continued]
+        return None
+
+    @classmethod
+    def keep(cls, model, key: tuple, new_tokens: int, value) -> None:
+        cls.model, cls.key, cls.new_tokens, cls.value = weakref.ref(model), key, new_tokens, value
+
+    @classmethod
+    def clear(cls) -> None:
+        cls.model, cls.key, cls.new_tokens, cls.value = None, None, -1, None
+
+
 def _continue_prompts(
     model, prompt_ids: list[list[int]], pad_id: int, batch_size: int, new_tokens: int
 ) -> tuple[torch.Tensor, list[list[int]]]:
     """Each prompt's next-token logits (prompts x vocabulary) and its greedy continuation of `new_tokens` tokens.
 
     The prompts' shared prefix is computed once (`_SharedPrefix`); each batch's own tokens are left
-    padded after it, with explicit positions so padding changes nothing.
+    padded after it, with explicit positions so padding changes nothing. The latest result is kept
+    (`_LastPass`) for a call on the same prompts that needs no more new tokens.
     """
+    key = (model.training, pad_id, batch_size, tuple(map(tuple, prompt_ids)))
+    if (kept := _LastPass.get(model, key, new_tokens)) is not None:
+        return kept
+    result = _run_prompts(model, prompt_ids, pad_id, batch_size, new_tokens)
+    _LastPass.keep(model, key, new_tokens, result)
+    return result
+
+
+def _run_prompts(
+    model, prompt_ids: list[list[int]], pad_id: int, batch_size: int, new_tokens: int
+) -> tuple[torch.Tensor, list[list[int]]]:
     device = next(model.parameters()).device
     prefix_length = common_prefix_length(prompt_ids)
     prefix = _SharedPrefix(model, prompt_ids[0][:prefix_length], batch_size)
@@ -430,7 +473,7 @@ def run_icl(
         model, tokenizer = load_causal_lm(config.model)
     demonstrations = draw_demonstrations(splits["train"], config.shots, config.seed)
 
-    start = time.perf_counter()
+    start, hits = time.perf_counter(), _LastPass.hits
     results = {
         name: score_split(config, model, tokenizer, task, demonstrations, splits[name], batch_size)
         for name in task.test_splits
@@ -449,6 +492,8 @@ def run_icl(
         eval_seconds=eval_seconds,
         wall_start=wall_start,
     )
+    # Its time then excludes the forward pass it reused (the generation run's of the same prompts).
+    record["icl"]["reused_forward_pass"] = _LastPass.hits > hits
     write_record(record, results_dir)
     if not quiet:
         _print_icl_summary(config, task, record, results, eval_seconds)
@@ -592,9 +637,11 @@ def icl_grid(
 ) -> list[IclConfig]:
     """Every (shots, scoring, seed) config, zero-shot once (its seed does not matter), de-duplicated."""
     configs: dict[str, IclConfig] = {}
+    # Generation before label-word scoring of the same prompts: loglik reuses its forward pass (_LastPass).
+    scorings = sorted(scorings, key=lambda scoring: scoring != "generate")
     for k in shots:
-        for scoring in scorings:
-            for seed in seeds:
+        for seed in seeds:
+            for scoring in scorings:
                 config = IclConfig(task=task, model=model, shots=k, scoring=scoring, seed=seed, **fixed)
                 configs.setdefault(config.run_id, config)
     return list(configs.values())
@@ -610,19 +657,22 @@ def run_icl_grid(
 
     loaded: dict[str, tuple] = {}
     records = []
-    for config in configs:
-        if (force or find_record(results_dir, config.run_id) is None) and config.model not in loaded:
-            loaded[config.model] = load_causal_lm(config.model)
-        model, tokenizer = loaded.get(config.model, (None, None))
-        records.append(
-            run_icl(
-                config,
-                model=model,
-                tokenizer=tokenizer,
-                glue_dir=glue_dir,
-                results_dir=results_dir,
-                force=force,
-                **options,
+    try:
+        for config in configs:
+            if (force or find_record(results_dir, config.run_id) is None) and config.model not in loaded:
+                loaded[config.model] = load_causal_lm(config.model)
+            model, tokenizer = loaded.get(config.model, (None, None))
+            records.append(
+                run_icl(
+                    config,
+                    model=model,
+                    tokenizer=tokenizer,
+                    glue_dir=glue_dir,
+                    results_dir=results_dir,
+                    force=force,
+                    **options,
+                )
             )
-        )
+    finally:
+        _LastPass.clear()  # its logits take prompts x vocabulary floats
     return records

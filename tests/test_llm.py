@@ -170,6 +170,33 @@ def test_shared_prefix_scoring_equals_scoring_each_prompt_whole(tiny_lm):
         assert answers == [_hf_greedy(model, tokenizer, p, 4) for p in prompts]
 
 
+def test_label_words_are_scored_from_the_generation_pass_of_the_same_prompts(tiny_lm, monkeypatch):
+    """An ICL grid generates first; loglik on the same prompts reads the next-token logits of that pass
+    (one forward pass, the same numbers), but never another model's or another prompt set's."""
+    import helpers.icl as icl
+
+    model, tokenizer = tiny_lm
+    prompts = [build_prompt("sst2", tokenizer, DEMOS, query) for query in (QUERY, {"sentence": "dull .", "idx": 1})]
+    labels = continuations("sst2", tokenizer)
+    icl._LastPass.clear()
+    expected = label_log_likelihoods(model, tokenizer, prompts, labels, batch_size=2)  # computed
+    answers = generate_answers(model, tokenizer, prompts, max_new_tokens=3, batch_size=2)  # needs more: computed
+    passes = []
+    real = icl._run_prompts
+    monkeypatch.setattr(icl, "_run_prompts", lambda *a, **k: passes.append(1) or real(*a, **k))
+    np.testing.assert_allclose(label_log_likelihoods(model, tokenizer, prompts, labels, batch_size=2), expected)
+    assert generate_answers(model, tokenizer, prompts, max_new_tokens=2, batch_size=2) == [
+        _hf_greedy(model, tokenizer, p, 2) for p in prompts
+    ]  # fewer tokens: a prefix of the kept continuation
+    assert passes == [], "both answered from the kept generation pass"
+    other = LlamaForCausalLM(tiny_llama_config(len(tokenizer))).eval()
+    label_log_likelihoods(other, tokenizer, prompts, labels, batch_size=2)
+    label_log_likelihoods(other, tokenizer, prompts[:1], labels, batch_size=2)
+    assert passes == [1, 1], "another model, then other prompts: computed"
+    assert answers == [_hf_greedy(model, tokenizer, p, 3) for p in prompts]
+    icl._LastPass.clear()
+
+
 def test_common_prefix_leaves_every_prompt_a_token():
     assert common_prefix_length([[1, 2, 3], [1, 2, 4]]) == 2
     assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # identical prompts: the last token is run
@@ -219,6 +246,13 @@ def test_icl_config_checks_and_zero_shot_runs_once():
         IclConfig(shots=-1)
     grid = icl_grid("sst2", "smollm2", [0, 1], ["loglik", "generate"], [0, 1, 2])
     assert len(grid) == 2 + 2 * 3
+    # Each draw's generation run comes just before its loglik run, which reuses its forward pass.
+    assert [(c.shots, c.seed, c.scoring) for c in grid[:4]] == [
+        (0, 0, "generate"),
+        (0, 0, "loglik"),
+        (1, 0, "generate"),
+        (1, 0, "loglik"),
+    ]
     assert IclConfig(shots=0, seed=5).run_id == IclConfig(shots=0, seed=0).run_id
     assert IclConfig(shots=4, seed=1).run_id.startswith("sst2-icl-k4-loglik-s1-")
 
@@ -544,3 +578,18 @@ def test_a_gguf_model_to_quantise_is_unpacked_once_into_the_cache(tmp_path, monk
     assert (Path(folder) / "config.json").exists() and list(Path(folder).glob("*.safetensors"))
     assert dequantized_checkpoint(str(tmp_path), source) == folder and loads == ["model.Q4.gguf"]  # unpacked once
     assert [p.name for p in (tmp_path / "cache" / "dequantized").iterdir()] == ["model.Q4-64"]  # no partial copy left
+
+
+def test_an_icl_grid_scores_label_words_from_its_generation_pass(tiny_lm, glue_dir, tmp_path, monkeypatch):
+    import helpers.icl as icl
+    from helpers.icl import run_icl, run_icl_grid
+
+    monkeypatch.setattr("helpers.llm.load_causal_lm", lambda name: tiny_lm)
+    configs = icl_grid("sst2", "tiny", [1], ["loglik", "generate"], [0], max_eval_samples=6)
+    generated, scored = run_icl_grid(configs, glue_dir=glue_dir, results_dir=tmp_path / "grid", quiet=True)
+    assert (generated["config"]["scoring"], scored["config"]["scoring"]) == ("generate", "loglik")
+    assert not generated["icl"]["reused_forward_pass"] and scored["icl"]["reused_forward_pass"]
+    assert icl._LastPass.key is None, "the kept pass is let go after the grid"
+    model, tokenizer = tiny_lm
+    alone = run_icl(configs[1], model=model, tokenizer=tokenizer, glue_dir=glue_dir, results_dir=tmp_path, quiet=True)
+    assert not alone["icl"]["reused_forward_pass"] and alone["test"] == scored["test"]
