@@ -493,10 +493,17 @@ def profile_runs(
     frame: pd.DataFrame, profile, *, vary: str | None = None, grid: bool = False, alpha: str = "fixed"
 ) -> pd.DataFrame:
     """The runs at the profile's settings except `vary`, each method at the profile's learning rate:
-    its default rate, or for a profile with tuned rates the one its grid selected (selected_lr)."""
+    the rate the profile sets for it on the task (Profile.rates), else its default rate; for a profile
+    with tuned rates, the one its grid selected (selected_lr)."""
     rates = None
     if profile.tuned_lr:
         rates = selected_lr(at_defaults(frame, profile, vary="lr", grid=True))
+    elif profile.rates:
+        rates = {
+            (task, str(variant)): profile.rate(task, method) or DEFAULT_LR[method]
+            for task, variant, method in zip(frame["task"], frame["variant"], frame["method"])
+            if method in DEFAULT_LR
+        }
     return at_defaults(frame, profile, vary=vary, grid=grid, alpha=alpha, rates=rates)
 
 

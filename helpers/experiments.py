@@ -20,6 +20,10 @@ DEFAULT_TASKS = ("sst2", "mrpc")
 
 
 def _config(profile: Profile, task: str, model: str, seed: int, method: MethodConfig, **overrides) -> TrainConfig:
+    """A run of the profile; its learning rate: `lr` if given (not None), else the profile's for the task
+    and method, else the method's default."""
+    if overrides.get("lr") is None:
+        overrides["lr"] = profile.rate(task, method.method)
     return TrainConfig(task=task, model=model, method=method, seed=seed, **{**profile.data_settings(), **overrides})
 
 

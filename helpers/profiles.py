@@ -37,6 +37,8 @@ class Profile:
     # Grids (learning rate, rank, batch size, warmup) may run on a smaller training subset than the
     # main comparison; None: the same as max_train_samples.
     grid_max_train_samples: int | None = None
+    # Learning rates this profile sets in place of a method's default, per task: {task: {method: lr}}.
+    rates: dict[str, dict[str, float]] = field(default_factory=dict)
     # True: each method is compared at the learning rate its grid selected (best mean validation
     # score, helpers.analysis.selected_lr); False: at its default rate (helpers.training.DEFAULT_LR).
     tuned_lr: bool = False
@@ -56,6 +58,12 @@ class Profile:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def rate(self, task: str, method: str) -> float | None:
+        """The learning rate this profile sets for a method on a task (None: the method's default)."""
+        from helpers.tasks import get_task
+
+        return self.rates.get(get_task(task).name, {}).get(method)
 
     def data_settings(self, grid: bool = False) -> dict:
         """The TrainConfig fields every run of this profile shares (`grid`: a grid run's; eval_steps

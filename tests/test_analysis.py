@@ -417,3 +417,20 @@ def test_seed_summary_and_run_counts():
     assert summary.loc["sst2", "test std"] == pytest.approx(0.01) and summary.loc["mrpc", "test std"] == 0.0
     counts = analysis.run_counts(frame)
     assert counts.loc["sst2", "bitfit"] == 3 and counts.loc["sst2", "lora"] == 0 and counts.loc["mrpc", "lora"] == 1
+
+
+def test_a_profile_rate_for_a_task_sets_its_runs_and_the_comparison_reads_them():
+    """Profile.rates: the quick profile's MRPC rates; a task or method it does not name keeps the default."""
+    from dataclasses import replace
+
+    from helpers.experiments import experiment_configs
+    from helpers.training import DEFAULT_LR
+
+    rated = replace(PROFILE, name="rated", rates={"mrpc": {"bitfit": 1e-2}})
+    lrs = {(c.task, c.lr) for c in experiment_configs("bitfit", rated, tasks=("sst2", "MRPC"))}
+    assert lrs == {("sst2", DEFAULT_LR["bitfit"]), ("mrpc", 1e-2)}
+    assert {c.lr for c in experiment_configs("bitfit", rated, tasks=("mrpc",), lr=3e-4)} == {3e-4}  # given: kept
+    records = [fake_record("mrpc", "bitfit", seed, 0.80, lr=1e-2) for seed in range(2)]
+    records += [fake_record(task, "bitfit", 0, 0.60, lr=DEFAULT_LR["bitfit"]) for task in ("mrpc", "sst2")]
+    chosen = analysis.profile_runs(frame_of(records), rated)
+    assert sorted(zip(chosen["task"], chosen["lr"])) == [("mrpc", 1e-2), ("mrpc", 1e-2), ("sst2", DEFAULT_LR["bitfit"])]
