@@ -626,10 +626,12 @@ def _print_icl_summary(config: IclConfig, task: TaskSpec, record: dict, results:
     text = ", ".join(
         f"{k}={v:.4f}" for k, v in record["test"]["metrics"].items() if not (isinstance(v, float) and math.isnan(v))
     )
-    print(
-        f"[{config.run_id}] {task.display_name} {config.shots}-shot {config.scoring}: {text} "
-        f"({examples / eval_seconds:.1f} examples/s)"
+    speed = (
+        "the generation run's forward pass reused"
+        if record["icl"].get("reused_forward_pass")
+        else f"{examples / eval_seconds:.1f} examples/s"
     )
+    print(f"[{config.run_id}] {task.display_name} {config.shots}-shot {config.scoring}: {text} ({speed})")
 
 
 def icl_grid(
