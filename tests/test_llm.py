@@ -580,14 +580,17 @@ def test_a_gguf_model_to_quantise_is_unpacked_once_into_the_cache(tmp_path, monk
     assert [p.name for p in (tmp_path / "cache" / "dequantized").iterdir()] == ["model.Q4-64"]  # no partial copy left
 
 
-def test_an_icl_grid_scores_label_words_from_its_generation_pass(tiny_lm, glue_dir, tmp_path, monkeypatch):
+def test_an_icl_grid_scores_label_words_from_its_generation_pass(tiny_lm, glue_dir, tmp_path, monkeypatch, capsys):
     import helpers.icl as icl
     from helpers.icl import run_icl, run_icl_grid
 
     monkeypatch.setattr("helpers.llm.load_causal_lm", lambda name: tiny_lm)
     configs = icl_grid("sst2", "tiny", [1], ["loglik", "generate"], [0], max_eval_samples=6)
-    generated, scored = run_icl_grid(configs, glue_dir=glue_dir, results_dir=tmp_path / "grid", quiet=True)
+    generated, scored = run_icl_grid(configs, glue_dir=glue_dir, results_dir=tmp_path / "grid")
     assert (generated["config"]["scoring"], scored["config"]["scoring"]) == ("generate", "loglik")
+    printed = capsys.readouterr().out
+    assert "examples/s)" in printed.split("1-shot generate:")[1].splitlines()[0]
+    assert printed.split("1-shot loglik:")[1].splitlines()[0].endswith("(the generation run's forward pass reused)")
     assert not generated["icl"]["reused_forward_pass"] and scored["icl"]["reused_forward_pass"]
     assert icl._LastPass.key is None, "the kept pass is let go after the grid"
     model, tokenizer = tiny_lm
