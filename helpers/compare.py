@@ -167,6 +167,7 @@ def icl_display(icl: pd.DataFrame) -> pd.DataFrame:
     shown = icl.assign(
         score=[mean_std_text(m, s, n) for m, s, n in zip(icl["score"], icl["score_std"], icl["draws"])],
         interval=[f"{low:.3f}–{high:.3f}" if low == low else "–" for low, high in icl["interval"]],
+        majority=icl["majority"].map(lambda v: f"{v:.3f}"),
         top_label_share=icl["top_label_share"].map(lambda v: f"{v:.0%}"),
         unparseable=icl["unparseable"].map(lambda v: "–" if v != v else f"{v:.0%}"),
     )

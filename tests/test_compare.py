@@ -136,7 +136,7 @@ def test_qlora_and_runs_on_other_hardware_are_rows_and_verdicts_of_their_own():
 
 
 def test_icl_draws_on_a_dev_subset_never_average_with_the_whole_dev_sets():
-    from helpers.compare import icl_table
+    from helpers.compare import icl_display, icl_table
 
     records = [_icl_record("sst2", 1, seed, value, majority=0.5) for seed, value in enumerate((0.60, 0.62, 0.61))]
     subset = _icl_record("sst2", 1, 0, 0.90, majority=0.5)
@@ -146,3 +146,4 @@ def test_icl_draws_on_a_dev_subset_never_average_with_the_whole_dev_sets():
     assert sorted(table.index) == sorted([whole, 200])
     assert table.loc[whole, "draws"] == 3 and abs(table.loc[whole, "score"] - 0.61) < 1e-9
     assert table.loc[200, "draws"] == 1 and table.loc[200, "score"] == 0.90
+    assert icl_display(icl_table(records))["majority"].tolist() == ["0.500"]  # three decimals, as the scores
