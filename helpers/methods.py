@@ -199,15 +199,13 @@ def _names(keep: Callable[[MethodSpec], bool]) -> RegistryTuple:
 METHODS = _names(lambda spec: True)
 # The reparameterised family is LoRA and its variants here: they share LoRA's knobs and closed form.
 LORA_METHODS = _names(lambda spec: spec.family == "reparameterised")
+PROMPT_METHODS = _names(lambda spec: spec.family == "prompt")
+INPUT_TOKEN_METHODS = _names(lambda spec: spec.input_tokens)
 
 
 def quantized_pairs() -> list[tuple[str, str]]:
     """(method on a 4-bit base, the same method on a full-precision base) for every quantised registry row."""
     return [(spec.name, spec.quantizes) for spec in REGISTRY.values() if spec.quantized]
-
-
-PROMPT_METHODS = _names(lambda spec: spec.family == "prompt")
-INPUT_TOKEN_METHODS = _names(lambda spec: spec.input_tokens)
 
 
 def knob_owners() -> dict[str, tuple[str, ...]]:

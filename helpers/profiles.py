@@ -40,7 +40,7 @@ class Profile:
     # Learning rates this profile sets in place of a method's default, per task: {task: {method: lr}}.
     rates: dict[str, dict[str, float]] = field(default_factory=dict)
     # True: each method is compared at the learning rate its grid selected (best mean validation
-    # score, helpers.analysis.selected_lr); False: at its default rate (helpers.training.DEFAULT_LR).
+    # score, helpers.analysis.selected_lr); False: at `rates`, else its default rate (helpers.training.DEFAULT_LR).
     tuned_lr: bool = False
     eval_steps: int | None = None  # also evaluate every N steps (None: every epoch only)
     # What the notebooks train beyond the core runs (none of these enter a run's config):
