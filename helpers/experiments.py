@@ -139,8 +139,12 @@ def _pooling(profile, tasks, model, **kw):
 
 def _llm_lora(profile, tasks, model, llm=None, method="lora", **kw):
     """LoRA (r=8, query and value, and a new head) on the LLM and on `model`, otherwise the same runs:
-    the profile's LLM training subset, validation slice and seeds (method="qlora": on a 4-bit base)."""
+    the profile's LLM training subset, validation slice and seeds (method="qlora": on a 4-bit base);
+    none where the profile does not fine-tune the LLM."""
     from helpers.llm import DEFAULT_LLM
+
+    if not profile.llm_finetune:
+        return []
 
     sizes = {"max_train_samples": profile.llm_train_samples, "max_validation_samples": profile.llm_validation_samples}
     return [

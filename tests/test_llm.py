@@ -536,6 +536,23 @@ def test_llm_lora_runs_the_llm_and_the_encoder_alike():
     assert llm_results_dir("results/full") == llm_results_dir("results/quick") == Path("results/llm")
 
 
+def test_a_profile_may_prompt_the_llm_without_fine_tuning_it():
+    """The quick profile (make run) prompts the LLM only; its comparison table then holds the ICL rows."""
+    from fake_records import fake_record
+    from test_compare import _icl_record
+
+    from helpers.analysis import runs_frame
+    from helpers.compare import model_comparison, model_verdicts
+    from helpers.experiments import experiment_configs, icl_configs
+
+    assert experiment_configs("llm_lora", "quick", ["sst2", "mrpc"], "all-MiniLM-L6-v2") == []
+    assert icl_configs("quick", ["sst2"]), "the quick profile still prompts the LLM"
+    assert experiment_configs("llm_lora", "smoke", ["sst2"], "all-MiniLM-L6-v2"), "the smoke profile (CI) fine-tunes it"
+    frame = runs_frame([_icl_record("sst2", 0, 0, 0.55, majority=0.5), fake_record("mrpc", "lora", 0, 0.7)])
+    table = model_comparison(frame, "sst2")
+    assert list(table["variant"]) == ["icl k0-loglik"] and model_verdicts(frame, "sst2") == []
+
+
 def test_qlora_keeps_the_classification_head_in_full_precision(tmp_path):
     """transformers would quantise the new classifier too; the head's modules join the skip list, and the
     caller's config is left as it was."""
