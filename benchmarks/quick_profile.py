@@ -32,6 +32,17 @@ COVERED = ("head", "bitfit", "lora", "full")
 TASKS = ("sst2", "mrpc")
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    names = [line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")]
+    vector = " (AVX-512)" if "avx512f" in flags else " (AVX2, no AVX-512)" if "avx2" in flags else ""
+    return (names[0] if names else platform.processor() or platform.machine()) + vector
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -95,7 +106,7 @@ def main() -> int:
     }
     summary = {
         "commit": commit,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads",
+        "machine": f"{cpu_name()}, {os.cpu_count()} CPU threads",
         "glue_dir": bool(args.glue_dir),
         "wall_seconds": round(wall, 1),
         "notebook_seconds": notebook_seconds,
