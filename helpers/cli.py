@@ -809,7 +809,7 @@ def _add_notebooks_parser(commands: argparse._SubParsersAction) -> None:
     notebooks = commands.add_parser(
         "notebooks", help="run notebooks/NN_*.ipynb headless (papermill) in a profile: records, figures, report"
     )
-    notebooks.add_argument("--profile", default="quick", help="smoke (CI), quick (about 18 min on 2 CPU cores) or full")
+    notebooks.add_argument("--profile", default="quick", help="smoke (CI), quick (about 13 min on 2 CPU cores) or full")
     notebooks.add_argument(
         "--in-place",
         action="store_true",
