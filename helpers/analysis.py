@@ -307,6 +307,20 @@ def welch(a, b) -> tuple[float, float, float]:
     return p_value, float(difference - half), float(difference + half)
 
 
+def worse_than(best, values) -> bool:
+    """Are `values` (one grid value's seeds) significantly below `best` (the best value's, at least
+    MIN_SEEDS)? With MIN_SEEDS seeds a side, Welch's t-test (two-sided, ALPHA). With fewer (a grid
+    point that only seed 0 ran), their mean is tested against the best's spread: worse when it lies
+    below the 95% prediction interval for the mean of that many new seeds of the best value,
+    mean ± t(n-1) · std · sqrt(1/n + 1/k). No spread in `best`: any lower mean is worse, as in `welch`."""
+    best, values = np.asarray(best, dtype=float), np.asarray(values, dtype=float)
+    if len(values) >= MIN_SEEDS:
+        p_value, _, _ = welch(best, values)
+        return p_value < ALPHA and values.mean() < best.mean()
+    half = stats.t.ppf(1 - ALPHA / 2, len(best) - 1) * best.std(ddof=1) * math.sqrt(1 / len(best) + 1 / len(values))
+    return bool(values.mean() < best.mean() - half)
+
+
 @dataclass
 class Comparison:
     """The verdict on 'does A beat B', decided from the per-seed values by Welch's t-test.
@@ -419,17 +433,18 @@ def pass_fail(task: str, split_metrics: dict[str, dict[str, float]]) -> str:
 def best_setting(
     frame: pd.DataFrame, column: str, by=("task", "method"), selection: str = "best_validation"
 ) -> pd.DataFrame:
-    """Per group: the value of `column` with the best mean validation score (never the test);
-    `tied`: every value not significantly worse than it (Welch's t-test, as in Comparison);
-    `decided`: whether every value had MIN_SEEDS seeds (otherwise `tied` lists every value within
-    0.01 of the best, a hint, not a verdict); `degenerate`: no value beats the majority class."""
+    """Per group: among the values with the most seeds, the one with the best mean validation score
+    (never the test); `tied`: every value not significantly worse than it (`worse_than`); `decided`:
+    whether the best value has MIN_SEEDS seeds (otherwise `tied` lists every value within 0.01 of
+    the best, a hint, not a verdict); `degenerate`: no value beats the majority class."""
     by = list(by)
     table = over_seeds(frame, [*by, column], selection)
     floor_column = "validation_majority" if selection == "best_validation" else "majority"
     floors = frame.groupby(by, observed=True)[floor_column].mean() if floor_column in frame else None
     rows = []
     for group_key, group in table.groupby(by, observed=True):
-        best = group.loc[group["mean"].idxmax()]
+        most = group[group["n"] == group["n"].max()]  # a lucky single seed does not outrank three
+        best = most.loc[most["mean"].idxmax()]
         key = group_key[0] if len(by) == 1 and isinstance(group_key, tuple) else group_key
         members = frame[
             (frame[by] == pd.Series(dict(zip(by, group_key if isinstance(group_key, tuple) else (group_key,))))).all(
@@ -439,12 +454,12 @@ def best_setting(
         per_value = {
             value: members.loc[members[column] == value, selection].dropna().to_numpy() for value in group[column]
         }
-        decided = bool((group["n"] >= MIN_SEEDS).all())
+        decided = bool(best["n"] >= MIN_SEEDS)
         if decided:
             tied = sorted(
                 value
                 for value, values in per_value.items()
-                if value == best[column] or not (welch(per_value[best[column]], values)[0] < ALPHA)
+                if value == best[column] or not worse_than(per_value[best[column]], values)
             )
         else:
             tied = sorted(group.loc[best["mean"] - group["mean"] <= 0.01, column])

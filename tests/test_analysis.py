@@ -376,6 +376,36 @@ def test_rank_tables_give_counted_against_closed_form_and_scores_per_rank():
     assert scores["n"].tolist() == [2, 2, 2, 2] and list(scores.columns[:2]) == ["task", "rank"]
 
 
+def test_a_study_grid_with_three_seeds_near_the_best_decides_which_rates_tie():
+    """The study's grid: seed 0 at every rate, seeds 1 and 2 at the best and its neighbours. A one-seed
+    rate far below the best's prediction interval is not tied with it; one inside it is; a lucky
+    single seed does not outrank a rate with three."""
+    jitters = (0.0, 0.004, -0.004)
+    records = [
+        fake_record("sst2", "full", seed, 0.8, lr=lr, validation=v + j, majority=0.5)
+        for seed, j in enumerate(jitters)
+        for lr, v in [(1e-5, 0.70), (3e-5, 0.80), (1e-4, 0.70)]
+    ]
+    records += [fake_record("sst2", "full", 0, 0.8, lr=lr, validation=v, majority=0.5) for lr, v in [(1e-6, 0.5)]]
+    records += [
+        fake_record("sst2", "bitfit", seed, 0.8, lr=lr, validation=v + j, majority=0.5)
+        for seed, j in enumerate(jitters)
+        for lr, v in [(3e-4, 0.70), (1e-3, 0.80), (3e-3, 0.70)]
+    ]
+    records += [
+        fake_record("sst2", "bitfit", 0, 0.8, lr=lr, validation=v, majority=0.5)
+        for lr, v in [(1e-4, 0.60), (1e-2, 0.805), (3e-2, 0.799)]
+    ]
+    best = analysis.best_lr(frame_of(records)).set_index(["task", "method"])
+    bitfit, full = best.loc[("sst2", "bitfit")], best.loc[("sst2", "full")]
+    assert bitfit["lr"] == 1e-3 and bitfit["n"] == 3 and bitfit["decided"]
+    assert bitfit["tied"] == [1e-3, 1e-2, 3e-2]  # 0.805 and 0.799 (one seed each) lie within the interval
+    assert full["tied"] == [3e-5] and full["decided"]  # 0.5 at 1e-6 (one seed) lies far below it
+    assert analysis.lr_relation(bitfit, full) == "larger"
+    assert analysis.worse_than([0.80, 0.804, 0.796], [0.70]) and not analysis.worse_than([0.80, 0.804, 0.796], [0.795])
+    assert analysis.worse_than([0.8, 0.8, 0.8], [0.79]), "no spread: any lower mean is worse, as welch says"
+
+
 def test_best_lr_table_names_the_best_rate_and_the_rates_tied_with_it():
     records = [
         fake_record("sst2", "bitfit", seed, 0.5, lr=lr, validation=value + 0.002 * seed, majority=0.5)
