@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -526,6 +526,37 @@ def lr_sweep_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
     """Learning-rate sweep runs: defaults except the learning rate, for methods tried at several rates."""
     lrs = at_defaults(frame, profile, vary="lr", grid=True)
     return lrs[lrs.groupby(["task", "variant"], observed=True)["lr"].transform("nunique") > 1]
+
+
+def longer_training_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
+    """Runs at the profile's settings but trained for more epochs (at any learning rate), with the runs
+    at the profile's epochs of the same task, method and rate on as many training examples to read
+    them against (whole-set runs, else the grid's when its cap holds the whole set; never both, so a
+    run is not counted twice). Empty when no run trained longer."""
+    if frame.empty:
+        return frame
+    longer = [
+        at_defaults(frame, replace(profile, epochs=epochs), vary="lr")
+        for epochs in sorted(set(frame["epochs"]))
+        if epochs > profile.epochs
+    ]
+    longer = pd.concat(longer) if longer else frame.iloc[:0]
+    if longer.empty:
+        return longer
+    kept = [longer]
+    for (task, variant, lr, size), _ in longer.groupby(["task", "variant", "lr", "train_size"], observed=True):
+        for grid in (False, True):
+            runs = at_defaults(frame, profile, vary="lr", grid=grid)
+            runs = runs[
+                (runs["task"] == task)
+                & (runs["variant"] == variant)
+                & np.isclose(runs["lr"], lr)
+                & (runs["train_size"] == size)
+            ]
+            if not runs.empty:
+                kept.append(runs)
+                break
+    return pd.concat(kept).reset_index(drop=True)
 
 
 def lora_grid_runs(frame: pd.DataFrame, profile, vary: str, alpha: str = "fixed") -> pd.DataFrame:

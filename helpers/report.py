@@ -101,7 +101,7 @@ def write_report(
     out = [
         *_introduction(frame, problems, results_dir, report_dir, profile),
         *_design_and_data_section(defaults, figures_dir, report_dir),
-        *_results_section(defaults, records, figures, figures_dir, report_dir),
+        *_results_section(frame, defaults, records, figures, figures_dir, report_dir, profile),
         *_peft_section(frame, defaults, profile, figures, report_dir),
         *_bitfit_vs_lora_section(frame, defaults, profile, figures, report_dir),
         *_all_methods_section(defaults, figures, report_dir),
@@ -150,7 +150,7 @@ def _design_and_data_section(defaults, figures_dir: Path, report_dir: Path) -> l
     return out
 
 
-def _results_section(defaults, records, figures, figures_dir: Path, report_dir: Path) -> list[str]:
+def _results_section(frame, defaults, records, figures, figures_dir: Path, report_dir: Path, profile) -> list[str]:
     """§2: training curves, the test results against the course baselines, validation vs test, overfitting."""
     out = ["## 2. Loss reduction, validation and test results\n"]
     if "training_curves" in figures:
@@ -163,14 +163,65 @@ def _results_section(defaults, records, figures, figures_dir: Path, report_dir: 
             )
         )
     out += [
-        "Test results (GLUE dev set) at each method's default settings, mean ± std over seeds, against the course "
-        "baselines:\n",
+        "Test results (GLUE dev set) at each method's "
+        + (
+            "selected learning rate (the best mean validation score of its grid, §3) and default settings otherwise"
+            if profile.tuned_lr
+            else "default settings"
+        )
+        + ", mean ± std over seeds, against the course baselines:\n",
         _table(analysis.results_table(defaults)) + "\n",
         _validation_test_gap(defaults),
+        _longer_training(frame, profile),
         _published_context(defaults),
         _overfit_section(records, figures_dir, report_dir),
     ]
     return out
+
+
+def _longer_training(frame, profile) -> str:
+    """Runs trained for more epochs than the profile's, read against the same method and rate at its epochs."""
+    runs = analysis.longer_training_runs(frame, profile)
+    if runs.empty:
+        return ""
+    table = (
+        runs.groupby(["task", "variant", "lr", "epochs"], observed=True)
+        .agg(
+            seeds=("test", "size"),
+            best_epoch=("best_epoch", "mean"),
+            validation=("best_validation", "mean"),
+            test=("test", "mean"),
+            test_std=("test", "std"),
+            majority=("majority", "mean"),
+        )
+        .reset_index()
+    )
+    table["task"] = table["task"].map(lambda t: get_task(t).display_name)
+    table["test"] = [analysis.mean_std_text(row["test"], row["test_std"], row["seeds"]) for _, row in table.iterrows()]
+    table = table.drop(columns="test_std").rename(
+        columns={
+            "best_epoch": "best epoch (mean)",
+            "validation": "validation (mean of best)",
+            "majority": "majority class",
+        }
+    )
+    lines = [
+        "### Training longer\n",
+        f"Runs trained for more than the profile's {profile.epochs:g} epochs (the best epoch is kept by validation), "
+        "beside the same method at the same rate for "
+        f"{profile.epochs:g} epochs (test = GLUE dev):\n",
+        _table(table.round(3)) + "\n",
+    ]
+    for (task, variant, lr), group in runs.groupby(["task", "variant", "lr"], observed=True):
+        for epochs in sorted(set(group["epochs"]) - {profile.epochs}):
+            pair = group[group["epochs"].isin([epochs, profile.epochs])]
+            comparison = analysis.compare(
+                pair, "epochs", epochs, profile.epochs, names=(f"{epochs:g} epochs", f"{profile.epochs:g} epochs")
+            )
+            if comparison:
+                where = f"{get_task(task).display_name} ({variant}, lr {lr:g})"
+                lines.append("- " + comparison.sentence(get_task(task).main_metric, where))
+    return "\n".join(lines) + "\n"
 
 
 def _peft_section(frame, defaults, profile, figures, report_dir: Path) -> list[str]:
@@ -516,12 +567,24 @@ def _bitfit_verdict(subset: pd.DataFrame) -> str:
     )
 
 
+def _not_in_records(what: str, notebook: str, tier: str | None, profile) -> str:
+    """The line a section shows when its runs are not in the records: who trains them."""
+    where = f"notebook {notebook} runs it"
+    if profile.name == "full":
+        where += (
+            f"; the study's tier {tier} trains it, `python -m helpers.study --tier {tier}` (results/full/PLAN.md)"
+            if tier
+            else "; the study does not include it"
+        )
+    return f"No {what} in these records yet ({where}).\n"
+
+
 def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
     """The learning-rate grid, the best rate per task and method, and whether PEFT wants larger rates."""
     lrs = analysis.lr_sweep_runs(frame, profile)
     lines = ["### Best hyperparameters and learning rates\n"]
     if lrs.empty:
-        lines.append("No learning-rate sweep in these records (notebook 05 runs it).\n")
+        lines.append(_not_in_records("learning-rate sweep", "05", "1a", profile))
         return "\n".join(lines)
     lines.append(_lr_grid_sentence(lrs))
     best = analysis.best_lr(lrs)
@@ -655,7 +718,7 @@ def _full_degrades_at_high_lr(lrs: pd.DataFrame) -> str:
 def _rank_discussion(frame, profile, figures, report_dir) -> str:
     ranks = analysis.lora_grid_runs(frame, profile, "rank")
     if ranks["rank"].nunique() < 2:
-        return "No rank sweep in these records (notebook 04 runs it).\n"
+        return _not_in_records("rank sweep", "04", "2", profile)
     row = ranks.iloc[0]
     d, layers = int(row["model_hidden_size"]), int(row["model_layers"])
     lines = [
@@ -907,7 +970,7 @@ def _best_settings(frame, profile) -> str:
 def _pooling_discussion(frame, profile) -> str:
     pooled = analysis.pooling_runs(frame, profile)
     if pooled.empty:
-        return "No pooling comparison in these records (notebook 05 runs it).\n"
+        return _not_in_records("pooling comparison", "05", None, profile)
     lines = [
         "### Which pooling serves each method\n",
         "`model`: the model's own head reads the first token ([CLS]) through BERT's pooler; `mean`: the masked mean of "

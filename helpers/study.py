@@ -8,6 +8,7 @@ one before (selection on the validation slice, never on the GLUE dev set):
 - `1b`: seeds 1 and 2 at each grid's best rate and its two neighbours, so that the best rate is
   chosen over 3 seeds and the "which rate is best" verdicts have their test.
 - `1c`: each method at its selected rate, 3 seeds, on the whole training sets, 2 epochs.
+- `1d`: MRPC, BitFit and LoRA for 5 epochs, 3 seeds (at 2 epochs BitFit learned nothing at any rate).
 
 Tier 2 (LoRA rank sweep, alpha = 16 and alpha = 2r), tier 3 (batch size and warmup for BitFit and
 LoRA) and tier 6 (overfitting 32 examples) use the rates tier 1 selected; see results/full/PLAN.md.
@@ -91,6 +92,11 @@ def rate_ladder(task: str, method: str, results_dir: Path = STUDY_DIR, glue_dir=
     return grid
 
 
+def _all_tied(scores: dict) -> bool:
+    """Did every rate of a grid score the same (nothing learned more than the majority class)?"""
+    return len(set(scores.values())) < 2
+
+
 def tier_1b(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     """Seeds 1 and 2 at each 1a grid's best rate (seed 0, validation) and its two neighbours on the
     rate ladder; a neighbour beyond the grid's edge gets seed 0 too. A grid whose rates all scored the
@@ -108,7 +114,7 @@ def tier_1b(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
             if not scores:
                 continue
             # A grid where every rate scored the same has no best: its neighbourhood is the default rate's.
-            tied = len(set(scores.values())) < 2 and DEFAULT_LR[method] in ladder
+            tied = _all_tied(scores) and DEFAULT_LR[method] in ladder
             best = ladder.index(DEFAULT_LR[method] if tied else max(scores, key=scores.get))
             for lr in ladder[max(0, best - 1) : best + 2]:
                 configs += _grid_runs(task, method, lr, SEEDS if lr not in LR_GRID[method] else SEEDS[1:])
@@ -141,6 +147,31 @@ def tier_1c(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
                 configs += expand_grid(
                     {"seed": list(SEEDS)}, {**COMMON, "task": task, "method": method, "lr": rates[(task, method)]}
                 )
+    return configs
+
+
+# Tier 1d: MRPC trained longer. At 2 epochs BitFit stayed at the majority class at every rate (3e-4 to
+# 3e-2), while a 3-epoch check (recipe 1) was still climbing on validation at its last epoch
+# (0.676, 0.706, 0.744; test 0.775).
+LONGER = {"task": "mrpc", "epochs": 5, "methods": ("bitfit", "lora")}
+
+
+def tier_1d(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
+    """BitFit and LoRA on MRPC for LONGER epochs, 3 seeds, whole training set (the best epoch is kept by
+    validation), each at its tier-1 rate, or at its default rate where every rate of its 2-epoch grid
+    tied (as tier 1b does): the 2-epoch runs at the same rate are what the longer runs are read against."""
+    task, rates = LONGER["task"], selected_rates(results_dir, glue_dir)
+    configs = []
+    for method in LONGER["methods"]:
+        scores = {
+            lr: _best_validation(_grid_runs(task, method, lr, [0])[0], results_dir, glue_dir) for lr in LR_GRID[method]
+        }
+        scores = {lr: value for lr, value in scores.items() if value is not None}
+        lr = DEFAULT_LR[method] if scores and _all_tied(scores) else rates.get((task, method))
+        if lr is not None:
+            configs += expand_grid(
+                {"seed": list(SEEDS)}, {**COMMON, "task": task, "method": method, "lr": lr, "epochs": LONGER["epochs"]}
+            )
     return configs
 
 
@@ -220,6 +251,7 @@ TIERS = {
     "1a": lambda results_dir, glue_dir: tier_1a(),
     "1b": tier_1b,
     "1c": tier_1c,
+    "1d": tier_1d,
     "2": tier_2,
     "3": tier_3,
     "6": tier_6,

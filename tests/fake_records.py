@@ -35,11 +35,17 @@ def fake_record(
     validation: float | None = None,
     trainable: int = 1000,
     majority: float | None = None,
+    settings: dict | None = None,
     **method_knobs,
 ) -> RunRecord:
-    """A complete record of one run whose main test metric is `value` (other metrics derived from it)."""
+    """A complete record of one run whose main test metric is `value` (other metrics derived from it);
+    `settings`: TrainConfig fields in place of the smoke profile's."""
     config = TrainConfig(
-        task=task, method=MethodConfig(method=method, **method_knobs), seed=seed, lr=lr, **PROFILE.data_settings()
+        task=task,
+        method=MethodConfig(method=method, **method_knobs),
+        seed=seed,
+        lr=lr,
+        **{**PROFILE.data_settings(), **(settings or {})},
     )
     spec = get_task(task)
     metrics = {name: value for name in spec.metrics}

@@ -406,6 +406,27 @@ def test_a_study_grid_with_three_seeds_near_the_best_decides_which_rates_tie():
     assert analysis.worse_than([0.8, 0.8, 0.8], [0.79]), "no spread: any lower mean is worse, as welch says"
 
 
+def test_runs_trained_longer_are_read_against_the_same_rate_at_the_profile_epochs(tmp_path):
+    longer = {"epochs": 3}
+    records = [
+        fake_record("mrpc", "bitfit", seed, value, lr=3e-3, majority=0.684, settings=longer)
+        for seed, value in enumerate((0.77, 0.76, 0.78))
+    ]
+    records += [fake_record("mrpc", "bitfit", seed, 0.684, lr=3e-3, majority=0.684) for seed in range(3)]
+    records += [fake_record("mrpc", "bitfit", seed, 0.684, lr=1e-3, majority=0.684) for seed in range(3)]
+    frame = frame_of(records)
+    runs = analysis.longer_training_runs(frame, PROFILE)
+    assert sorted(zip(runs["epochs"], runs["lr"])) == [(1, 3e-3)] * 3 + [(3, 3e-3)] * 3, "other rates are not pulled in"
+    assert analysis.longer_training_runs(frame_of(records[3:]), PROFILE).empty
+    _write(records, tmp_path / "results")
+    text = write_report(
+        tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "x.json"
+    )
+    assert "### Training longer" in text
+    assert "On MRPC (bitfit, lr 0.003), 3 epochs beats 1 epochs by 0.086" in text
+    assert "1 epochs does not beat always predicting the majority class (0.684)." in text
+
+
 def test_best_lr_table_names_the_best_rate_and_the_rates_tied_with_it():
     records = [
         fake_record("sst2", "bitfit", seed, 0.5, lr=lr, validation=value + 0.002 * seed, majority=0.5)
