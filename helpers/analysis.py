@@ -436,7 +436,8 @@ def best_setting(
     """Per group: among the values with the most seeds, the one with the best mean validation score
     (never the test); `tied`: every value not significantly worse than it (`worse_than`); `decided`:
     whether the best value has MIN_SEEDS seeds (otherwise `tied` lists every value within 0.01 of
-    the best, a hint, not a verdict); `degenerate`: no value beats the majority class."""
+    the best, a hint, not a verdict); `degenerate`: no value beats the majority class; `edge`: the
+    best is the smallest or largest value tried (one beyond it might be better)."""
     by = list(by)
     table = over_seeds(frame, [*by, column], selection)
     floor_column = "validation_majority" if selection == "best_validation" else "majority"
@@ -464,8 +465,17 @@ def best_setting(
         else:
             tied = sorted(group.loc[best["mean"] - group["mean"] <= 0.01, column])
         floor = floors.get(key, math.nan) if floors is not None else math.nan
+        # The best value at an end of the values tried: a value beyond it was not tried and might be better.
+        edge = len(group) > 1 and best[column] in (group[column].min(), group[column].max())
         rows.append(
-            {**best.to_dict(), "tied": tied, "decided": decided, "degenerate": at_or_below(best["mean"], floor)}
+            {
+                **best.to_dict(),
+                "tied": tied,
+                "decided": decided,
+                "degenerate": at_or_below(best["mean"], floor),
+                "edge": bool(edge),
+                "values": list(per_value[best[column]]),
+            }
         )
     return (
         pd.DataFrame(rows).rename(columns={"mean": "validation_mean", "std": "validation_std"}).reset_index(drop=True)
@@ -570,6 +580,12 @@ def mean_std_text(mean: float, std: float, n: int) -> str:
     return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
 
 
+def interval_text(values) -> str:
+    """The 95% t-interval of the mean over seeds as 'low–high', or '' with fewer than two seeds."""
+    low, high = t_interval(values)
+    return "" if math.isnan(low) else f"{low:.3f}–{high:.3f}"
+
+
 def seed_summary(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """over_seeds of the test metric with its columns named for display (test mean, test std, seeds)."""
     return over_seeds(frame, by).rename(columns={"mean": "test mean", "std": "test std", "n": "seeds"})
@@ -603,6 +619,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "seeds": len(group),
                 "trainable": f"{int(group['trainable'].iloc[0]):,} ({group['percent'].iloc[0]:.3g}%)",
                 **cells,
+                f"95% interval ({spec.main_metric})": interval_text(group["test"]),
                 "majority class": ""
                 if pd.isna(majority)
                 else f"{majority:.3f}"
@@ -679,13 +696,26 @@ def best_lr_table(best: pd.DataFrame) -> pd.DataFrame:
     shown = best.copy()
     shown["task"] = shown["task"].map(lambda t: get_task(t).display_name)
     shown = shown.rename(columns={"validation_mean": "best validation (mean)", "validation_std": "std", "n": "seeds"})
+    shown["95% interval"] = [interval_text(values) for values in best["values"]]
     shown["within noise of the best"] = [
         ", ".join(f"{r:g}" for r in row["tied"])
         + ("" if row["decided"] else f" (undecided: {int(row['seeds'])} seed(s))")
         for _, row in shown.iterrows()
     ]
     shown["learned?"] = shown["degenerate"].map(lambda d: "no: majority class" if d else "yes")
-    columns = ["task", "method", "lr", "best validation (mean)", "std", "seeds", "within noise of the best", "learned?"]
+    edge = shown["edge"] & ~shown["degenerate"]
+    shown["lr"] = [f"{lr:g}" + (" (grid edge)" if at_edge else "") for lr, at_edge in zip(shown["lr"], edge)]
+    columns = [
+        "task",
+        "method",
+        "lr",
+        "best validation (mean)",
+        "std",
+        "seeds",
+        "95% interval",
+        "within noise of the best",
+        "learned?",
+    ]
     return shown[columns]
 
 

@@ -589,6 +589,16 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
     lines.append(_lr_grid_sentence(lrs))
     best = analysis.best_lr(lrs)
     lines.append(_table(analysis.best_lr_table(best)) + "\n")
+    edges = best[best["edge"] & ~best["degenerate"]]
+    if not edges.empty:
+        lines.append(
+            "A best rate at the end of its grid (marked *grid edge*) is only the best of the rates tried; one step "
+            "beyond it was not tried and might score higher: "
+            + "; ".join(
+                f"{get_task(row['task']).display_name} {row['method']} at {row['lr']:g}" for _, row in edges.iterrows()
+            )
+            + ".\n"
+        )
     if "lr_sensitivity" in figures:
         lines.append(
             _figure(

@@ -40,6 +40,10 @@ def test_tables_carry_a_95_percent_interval():
     assert row["mean"] == pytest.approx(0.82) and row["ci95_low"] == pytest.approx(
         0.82 - 4.302653 * 0.02 / 3**0.5, abs=1e-5
     )
+    half = 4.302653 * 0.02 / 3**0.5
+    results = analysis.results_table(frame).iloc[0]
+    assert results["95% interval (accuracy)"] == f"{0.82 - half:.3f}–{0.82 + half:.3f}" == "0.770–0.870"
+    assert analysis.interval_text([0.8]) == "", "one seed has no interval"
 
 
 def test_pass_fail_checks_every_split_and_metric():
@@ -437,13 +441,16 @@ def test_best_lr_table_names_the_best_rate_and_the_rates_tied_with_it():
     assert table.iloc[0].to_dict() == {
         "task": "SST-2",
         "method": "bitfit",
-        "lr": 1e-2,
+        "lr": "0.01",
         "best validation (mean)": pytest.approx(0.80),
         "std": 0.0,
         "seeds": 1,
+        "95% interval": "",
         "within noise of the best": "0.01, 0.03 (undecided: 1 seed(s))",
         "learned?": "yes",
     }
+    at_the_top = analysis.best_lr_table(analysis.best_lr(frame_of(records[:2])))
+    assert at_the_top.iloc[0]["lr"] == "0.01 (grid edge)", "a best rate at the grid's end is flagged"
 
 
 def test_pooling_comparisons_skip_pairs_trained_with_one_pooling():
