@@ -8,6 +8,7 @@ contradict the tables.
 from __future__ import annotations
 
 import json
+import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -171,12 +172,42 @@ def _results_section(frame, defaults, records, figures, figures_dir: Path, repor
         )
         + ", mean ± std over seeds, against the course baselines:\n",
         _table(analysis.results_table(defaults)) + "\n",
+        _stuck_at_the_prior(defaults, records),
         _validation_test_gap(defaults),
         _longer_training(frame, profile),
         _published_context(defaults),
         _overfit_section(records, figures_dir, report_dir),
     ]
     return out
+
+
+def _stuck_at_the_prior(defaults: pd.DataFrame, records: list[dict]) -> str:
+    """Why a method scores the majority class: its training loss ends at the entropy of the label prior,
+    i.e. it learned the class frequencies and nothing about the inputs (two-class tasks)."""
+    by_id = {record["run_id"]: record for record in records}
+    lines = []
+    for (task, variant), group in defaults.groupby(["task", "variant"], observed=True):
+        prior = group["validation_majority"].mean() if "validation_majority" in group else math.nan
+        if not analysis.at_or_below(group["test"].mean(), group["majority"].mean()) or not 0 < prior < 1:
+            continue
+        if get_task(task).num_labels != 2:
+            continue
+        tails = []
+        for run_id in group["run_id"]:
+            losses = [row["loss"] for row in by_id[run_id]["history"] if row.get("loss") is not None]
+            tails += losses[-max(1, len(losses) // 10) :]  # the last tenth of the logged steps
+        if not tails:
+            continue
+        entropy = -(prior * math.log(prior) + (1 - prior) * math.log(1 - prior))
+        lines.append(
+            f"- {get_task(task).display_name}, {variant}: the training loss over the last tenth of the logged steps "
+            f"averages {sum(tails) / len(tails):.3f} ({len(group)} seeds), against {entropy:.3f}, the cross-entropy of "
+            f"always answering the class frequencies ({prior:.3f} / {1 - prior:.3f}): the run learned the label prior "
+            "and nothing about the inputs."
+        )
+    if not lines:
+        return ""
+    return "Methods that score the majority class, and why:\n\n" + "\n".join(lines) + "\n"
 
 
 def _longer_training(frame, profile) -> str:

@@ -429,6 +429,9 @@ def test_runs_trained_longer_are_read_against_the_same_rate_at_the_profile_epoch
     assert "### Training longer" in text
     assert "On MRPC (bitfit, lr 0.003), 3 epochs beats 1 epochs by 0.086" in text
     assert "1 epochs does not beat always predicting the majority class (0.684)." in text
+    # The 1-epoch runs end at a loss of 0.6 against 0.624, the entropy of a 0.684 / 0.316 prior.
+    assert "MRPC, bitfit: the training loss over the last tenth of the logged steps averages 0.600 (3 seeds)" in text
+    assert "against 0.624, the cross-entropy of always answering the class frequencies (0.684 / 0.316)" in text
 
 
 def test_best_lr_table_names_the_best_rate_and_the_rates_tied_with_it():
