@@ -385,10 +385,15 @@ class Comparison:
                 f"seed{'s' if min(self.n_a, self.n_b) != 1 else ''})."
             )
         p_value, low, high = self.test
-        test = f"Welch's t-test p = {p_value:.3f}; 95% interval of the difference {low:+.3f} to {high:+.3f}"
+        winner, loser = (self.b, self.a) if self.verdict == "b" else (self.a, self.b)
+        if self.verdict == "b":  # the interval of winner − loser, so that a win reads as a positive interval
+            low, high = -high, -low
+        test = (
+            f"Welch's t-test p = {p_value:.3f}; 95% interval of the difference {winner} − {loser} "
+            f"{low:+.3f} to {high:+.3f}"
+        )
         if self.verdict == "tie":
             return f"On {where}, {self.a} and {self.b} are within noise of each other ({values}; {test})."
-        winner, loser = (self.a, self.b) if self.verdict == "a" else (self.b, self.a)
         sentence = f"On {where}, {winner} beats {loser} by {abs(self.difference):.3f} ({values}; {test})."
         if at_or_below(min(self.a_mean, self.b_mean), self.floor):
             sentence += f" {loser} does not beat always predicting the majority class ({self.floor:.3f})."

@@ -313,7 +313,8 @@ def _other_settings_section(frame, profile, figures, report_dir: Path) -> list[s
     ]:
         if f"effect_{column}" in figures:
             out.append(_figure(figures[f"effect_{column}"], report_dir, caption))
-    out.append(_best_settings(frame, profile))
+    settings = _best_settings(frame, profile)
+    out.append(settings or _not_in_records("batch-size or warmup comparison", "05", "3", profile))
     return out
 
 

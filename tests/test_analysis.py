@@ -19,6 +19,10 @@ def test_comparison_verdicts_need_three_seeds_and_a_significant_welch_test():
     )
     p_value, low, high = clear.test
     assert p_value < 0.05 and low < 0.05 < high and "Welch's t-test p = " in clear.sentence("accuracy", "SST-2")
+    flipped = analysis.Comparison("BitFit", "LoRA", (0.79, 0.80, 0.81), (0.84, 0.85, 0.86))
+    assert f"95% interval of the difference LoRA − BitFit {low:+.3f} to {high:+.3f}" in flipped.sentence(
+        "accuracy", "SST-2"
+    ), "the interval is the winner's lead, whichever side won"
     noisy = analysis.Comparison("LoRA", "BitFit", (0.79, 0.82, 0.85), (0.79, 0.80, 0.81))
     assert noisy.verdict == "tie" and "within noise" in noisy.sentence("accuracy", "SST-2")
     # A single seed decides nothing, however large the difference (single BitFit seeds ranged 0.54-0.75).
