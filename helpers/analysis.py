@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -301,7 +302,9 @@ def welch(a, b) -> tuple[float, float, float]:
     var_a, var_b = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     if var_a + var_b < 1e-18:  # no spread (up to rounding): scipy's test is undefined
         return (0.0 if difference != 0 else 1.0), difference, difference
-    p_value = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # nearly identical seeds (e.g. all at the majority class): scipy warns of
+        warnings.simplefilter("ignore", RuntimeWarning)  # precision loss, and its p-value is still the right one
+        p_value = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     dof = (var_a + var_b) ** 2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
     half = stats.t.ppf(0.975, dof) * math.sqrt(var_a + var_b)
     return p_value, float(difference - half), float(difference + half)
