@@ -35,8 +35,10 @@ STUDY_DIR = RESULTS_DIR / PROFILE.name
 TASKS = ("sst2", "mrpc")
 SEEDS = PROFILE.seeds
 # Shared by every run: 2 epochs (the validation curves of the two 3-epoch checks in results/full
-# peaked by epoch 2), a validation slice capped at 2,000 examples (evaluated every epoch).
-COMMON = {k: v for k, v in PROFILE.data_settings().items() if k != "max_train_samples"}
+# peaked by epoch 2), a validation slice capped at 2,000 examples (evaluated every epoch), and fp32: the
+# sessions' CPUs differ (AVX2 only, or AVX-512 with bf16, where `auto` would train in bf16 under other run
+# ids), and one precision keeps every tier comparable with the tiers before it.
+COMMON = {**{k: v for k, v in PROFILE.data_settings().items() if k != "max_train_samples"}, "precision": "fp32"}
 GRID_TRAIN_SAMPLES = PROFILE.grid_max_train_samples  # the grids' SST-2 cap (MRPC has 3,301: whole)
 # Each grid brackets the rates where its method is known to peak; extend it when the best is at an edge.
 LR_GRID = PROFILE.lr_grid
