@@ -1,5 +1,7 @@
 """The study's tiers: which runs each tier asks for, decided from (here: hand-made) validation scores."""
 
+import dataclasses
+
 import pytest
 
 from helpers import study
@@ -73,3 +75,19 @@ def test_tier_1d_trains_mrpc_longer_at_the_tier_1_rate_or_the_default_where_the_
         + [("mrpc", "lora", 1e-3, s) for s in (0, 1, 2)]
     )
     assert {(c.epochs, c.max_train_samples) for c in configs} == {(study.LONGER["epochs"], None)}
+
+
+def test_the_study_trains_in_fp32_so_a_cpu_with_bf16_finds_the_earlier_tiers_records(monkeypatch):
+    from helpers import device
+
+    configs = study.tier_1a()
+    ids = {}
+    for has_bf16 in (False, True):
+        monkeypatch.setattr(device, "cpu_has_bf16", lambda has_bf16=has_bf16: has_bf16)
+        monkeypatch.setattr(device, "cpu_only", lambda: True)
+        ids[has_bf16] = [config.run_id for config in configs]
+    assert {config.precision for config in configs} == {"fp32"}
+    assert ids[True] == ids[False]
+    # And the pin did not change the ids of the records made before it, when `auto` was fp32 on the CPU.
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
+    assert [c.run_id for c in configs] == [dataclasses.replace(c, precision="auto").run_id for c in configs]
