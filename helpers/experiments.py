@@ -9,7 +9,9 @@ the first r we try and do not tune it"): the update is scaled by alpha / r.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+from helpers.fields import default_of
 from helpers.methods import REGISTRY, MethodConfig
 from helpers.models import DEFAULT_MODEL
 from helpers.paths import RESULTS_DIR
@@ -28,14 +30,69 @@ def _config(profile: Profile, task: str, model: str, seed: int, method: MethodCo
 
 
 def experiment_configs(
-    name: str, profile: str | Profile, tasks=DEFAULT_TASKS, model: str = DEFAULT_MODEL, **method_overrides
+    name: str,
+    profile: str | Profile,
+    tasks=DEFAULT_TASKS,
+    model: str = DEFAULT_MODEL,
+    *,
+    results_dir: str | os.PathLike | None = None,
+    glue_dir: str | os.PathLike | None = None,
+    **method_overrides,
 ) -> list[TrainConfig]:
-    """The run configs of one named experiment (see EXPERIMENTS)."""
+    """The run configs of one named experiment (see EXPERIMENTS). In a profile made `from_study`, at the
+    notebooks' default settings, the runs the study made for it (STUDY_TIERS) stand in for the grid's
+    runs of the study's tasks (their rates are the ones the study selected from its records in
+    `results_dir`); the rest of the grid (other tasks, methods the study has not trained) stays."""
     profile = get_profile(profile)
     if name not in EXPERIMENTS:
         raise ValueError(f"Unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}.")
     configs = EXPERIMENTS[name](profile, tuple(tasks), model, **method_overrides)
+    if profile.from_study and name in STUDY_TIERS and model == DEFAULT_MODEL and _at_defaults(method_overrides):
+        configs = _study_runs(name, configs, tasks, results_dir or results_dir_for(profile.name), glue_dir)
     return list({config.run_id: config for config in configs}.values())  # a run shared by two grid rows runs once
+
+
+def _at_defaults(overrides: dict) -> bool:
+    """Are the notebook's settings the defaults (None, or the method's default value)?"""
+    defaults = {"variant": "all", "target_modules": None, "methods": None}
+    defaults |= {knob: default_of(MethodConfig, knob) for knob in ("rank", "alpha")}
+    return all(value is None or (name in defaults and value == defaults[name]) for name, value in overrides.items())
+
+
+# Per experiment: the study's tiers that train it, which of their runs belong to it, and which of the
+# experiment's own runs the study does not cover (they stay, as runs without a record until trained).
+STUDY_TIERS = {
+    "bitfit": ("1c", lambda c: c.method.method == "bitfit", lambda c: False),
+    "lora": ("1c", lambda c: c.method.method == "lora", lambda c: False),
+    "lora_targets": ("1c", lambda c: c.method.method == "lora", lambda c: c.method.target_modules is not None),
+    "rank_sweep": ("2", lambda c: c.method.alpha == default_of(MethodConfig, "alpha"), lambda c: False),
+    "methods": ("1c", lambda c: True, lambda c: not _core_method(c)),
+    "lr_sweep": ("1a,1b", lambda c: True, lambda c: False),
+    "batch_warmup": ("3", lambda c: True, lambda c: False),
+    "pooling": ("1c", lambda c: c.method.method != "full", lambda c: c.method.pooling != "model"),
+}
+
+
+def _study_runs(name: str, configs: list[TrainConfig], tasks, results_dir, glue_dir) -> list[TrainConfig]:
+    from helpers import study
+    from helpers.tasks import get_task
+
+    tiers, belongs, uncovered = STUDY_TIERS[name]
+    tasks = {get_task(task).name for task in tasks}
+    ours = [
+        config
+        for tier in tiers.split(",")
+        for config in study.TIERS[tier](Path(results_dir), glue_dir)
+        if config.task in tasks and belongs(config)
+    ]
+    return ours + [c for c in configs if c.task not in study.TASKS or uncovered(c)]
+
+
+def _core_method(config: TrainConfig) -> bool:
+    """Is this one of the study's core methods (tier 1) at its defaults? The others are tier 4 in its plan."""
+    from helpers.study import METHOD_ORDER
+
+    return config.method.method in METHOD_ORDER and config.method == MethodConfig(method=config.method.method)
 
 
 def _bitfit(profile, tasks, model, variant="all", **kw):
@@ -147,6 +204,8 @@ def _llm_lora(profile, tasks, model, llm=None, method="lora", **kw):
         return []
 
     sizes = {"max_train_samples": profile.llm_train_samples, "max_validation_samples": profile.llm_validation_samples}
+    # Each machine's own precision (`auto`): these runs compare the hardware too (CPU fp32, GPU bf16).
+    sizes["precision"] = default_of(TrainConfig, "precision")
     return [
         _config(profile, t, name, s, MethodConfig(method=method), **{**sizes, **kw})
         for t in tasks
@@ -201,21 +260,65 @@ def run_experiment(
     results_dir: str | os.PathLike | None = None,
     progress: bool = True,
     report_to: str | list[str] | None = None,
+    train: bool | None = None,
     **overrides,
 ) -> list[dict]:
     """Train every run of the experiment that has no record yet; returns all its records
-    (report_to: Trainer's live view)."""
+    (report_to: Trainer's live view). `train=False` (the default in a profile made `from_study`) trains
+    nothing: it returns the records there are and says which runs have none."""
     from helpers.sweep import run_sweep
 
     profile = get_profile(profile)
-    configs = experiment_configs(name, profile, tasks, model, **overrides)
-    return run_sweep(
-        configs,
-        glue_dir=glue_dir,
-        results_dir=results_dir or results_dir_for(profile.name),
-        progress=progress,
-        report_to=report_to,
-    )
+    results_dir = results_dir or results_dir_for(profile.name)
+    configs = experiment_configs(name, profile, tasks, model, results_dir=results_dir, glue_dir=glue_dir, **overrides)
+    if train is None:
+        train = not profile.from_study
+    if train:
+        return run_sweep(configs, glue_dir=glue_dir, results_dir=results_dir, progress=progress, report_to=report_to)
+    return _recorded(name, configs, profile, results_dir, glue_dir)
+
+
+def _recorded(name: str, configs: list[TrainConfig], profile: Profile, results_dir, glue_dir) -> list[dict]:
+    """The records of the configs that have one; prints which runs have none and how to train them."""
+    from collections import Counter
+
+    from helpers.records import find_record
+
+    tiers, _, uncovered = STUDY_TIERS.get(name, (None, None, lambda config: True))
+    records, missing = [], {True: Counter(), False: Counter()}  # by "in the study's plan"
+    for config in configs:
+        record = find_record(results_dir, config.with_data(glue_dir).run_id)
+        if record is not None:
+            records.append(record)
+        else:
+            in_study = tiers is not None and config.task in DEFAULT_TASKS and not uncovered(config)
+            missing[in_study][_run_label(config, profile)] += 1
+    for in_study, runs in missing.items():
+        if runs:
+            listed = "; ".join(f"{what} ({n} run{'s' * (n > 1)})" for what, n in runs.items())
+            how = (
+                f"the study trains them: `python -m helpers.study --tier {tiers}` (hours on CPU)"
+                if in_study
+                else "they are not in the study: run_experiment(..., train=True) trains them"
+            )
+            count = sum(runs.values())
+            verb = "have" if count > 1 else "has"
+            print(
+                f"{count} run{'s' * (count > 1)} of experiment {name!r} {verb} no record in {results_dir}: "
+                f"{listed}; {how}."
+            )
+    return records
+
+
+def _run_label(config: TrainConfig, profile: Profile) -> str:
+    """e.g. `SST-2 lora r=8 lr 0.003 batch 64`: the task, the method, and the settings not the profile's."""
+    from helpers.tasks import get_task
+
+    label = f"{get_task(config.task).display_name} {config.method.label()} lr {config.lr:g}"
+    for name, text in (("batch_size", "batch {}"), ("warmup_ratio", "warmup {:g}")):
+        if getattr(config, name) != profile.data_settings().get(name, default_of(TrainConfig, name)):
+            label += " " + text.format(getattr(config, name))
+    return label
 
 
 def results_dir_for(profile: str) -> os.PathLike:

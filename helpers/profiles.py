@@ -7,7 +7,8 @@
   fine-tuning it; benchmarks/quick_profile.py measures the job on a fresh clone (README: minutes, machine)
   and checks that each method beats the majority class.
 - full:  the committed study (helpers.study): grids on SST-2 capped at 8,000 examples, then each
-         method at its selected learning rate, whole training sets, 2 epochs, 3 seeds (hours on CPU).
+         method at its selected learning rate, whole training sets, 2 epochs, 3 seeds, fp32 (hours on
+         CPU); the notebooks read its records and train nothing.
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ class Profile:
     llm_validation_samples: int | None = 200
     llm_seeds: tuple[int, ...] = (0, 1, 2)
     llm_finetune: bool = True  # False: notebook 06 prompts the LLM only (no LoRA runs on it or the encoder)
+    # The precision every run uses; `auto` is bf16 on a CPU with bf16 instructions (helpers.device), so a
+    # profile whose records must compare across machines names one.
+    precision: str = default_of(TrainConfig, "precision")
+    # True: the notebooks' experiments are the committed study's runs (helpers.study), read from its
+    # records; a notebook trains none of them (they take hours), and lists those without a record.
+    from_study: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,6 +88,8 @@ class Profile:
         }
         if self.eval_steps is not None:
             settings["eval_steps"] = self.eval_steps
+        if self.precision != default_of(TrainConfig, "precision"):
+            settings["precision"] = self.precision
         return settings
 
 
@@ -172,6 +181,8 @@ PROFILES: dict[str, Profile] = {
         lr_sweep_seeds=(0, 1, 2),
         grid_max_train_samples=8000,
         tuned_lr=True,
+        precision="fp32",  # the study's CPUs differ (AVX2 only, or AVX-512 with bf16); fp32 on each
+        from_study=True,
     ),
 }
 

@@ -38,7 +38,7 @@ SEEDS = PROFILE.seeds
 # peaked by epoch 2), a validation slice capped at 2,000 examples (evaluated every epoch), and fp32: the
 # sessions' CPUs differ (AVX2 only, or AVX-512 with bf16, where `auto` would train in bf16 under other run
 # ids), and one precision keeps every tier comparable with the tiers before it.
-COMMON = {**{k: v for k, v in PROFILE.data_settings().items() if k != "max_train_samples"}, "precision": "fp32"}
+COMMON = {k: v for k, v in PROFILE.data_settings().items() if k != "max_train_samples"}
 GRID_TRAIN_SAMPLES = PROFILE.grid_max_train_samples  # the grids' SST-2 cap (MRPC has 3,301: whole)
 # Each grid brackets the rates where its method is known to peak; extend it when the best is at an edge.
 LR_GRID = PROFILE.lr_grid
@@ -215,10 +215,14 @@ def tier_2(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
 
 
 def tier_3(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
-    """Batch size, then warmup, one factor at a time, for BitFit and LoRA."""
-    return _at_selected_rate(
-        results_dir, glue_dir, ("bitfit", "lora"), {"batch_size": list(BATCH_SIZES)}, {}
-    ) + _at_selected_rate(results_dir, glue_dir, ("bitfit", "lora"), {"warmup_ratio": list(WARMUP_RATIOS)}, {})
+    """Batch size, then warmup, one factor at a time, for BitFit and LoRA, and the point both vary from
+    (the default batch size and warmup: tier 1b's runs at the selected rate, not trained again)."""
+    methods = ("bitfit", "lora")
+    return (
+        _at_selected_rate(results_dir, glue_dir, methods, {}, {})
+        + _at_selected_rate(results_dir, glue_dir, methods, {"batch_size": list(BATCH_SIZES)}, {})
+        + _at_selected_rate(results_dir, glue_dir, methods, {"warmup_ratio": list(WARMUP_RATIOS)}, {})
+    )
 
 
 def tier_6(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:

@@ -91,3 +91,39 @@ def test_the_study_trains_in_fp32_so_a_cpu_with_bf16_finds_the_earlier_tiers_rec
     # And the pin did not change the ids of the records made before it, when `auto` was fp32 on the CPU.
     monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
     assert [c.run_id for c in configs] == [dataclasses.replace(c, precision="auto").run_id for c in configs]
+
+
+def test_a_profile_from_the_study_reads_the_studys_runs_and_trains_none(tmp_path, glue_dir, monkeypatch, capsys):
+    from fake_records import PROFILE as SMOKE
+    from fake_records import fake_record
+
+    from helpers import experiments, sweep
+    from helpers.methods import MethodConfig
+    from helpers.records import write_record
+    from helpers.training import DEFAULT_LR, TrainConfig
+
+    def run(task, method, seed):
+        return TrainConfig(task=task, method=MethodConfig(method=method), lr=0.02, seed=seed, **SMOKE.data_settings())
+
+    tier_1c = [run(task, method, seed) for task in ("sst2", "mrpc") for method in ("bitfit", "lora") for seed in (0, 1)]
+    monkeypatch.setitem(study.TIERS, "1c", lambda results_dir, glue_dir: tier_1c)
+    profile = dataclasses.replace(SMOKE, name="studied", from_study=True)
+    ids = lambda configs: [c.run_id for c in configs]  # noqa: E731
+
+    # The study's BitFit runs (at its rate), then the grid's runs on a task the study does not train.
+    configs = experiments.experiment_configs("bitfit", profile, tasks=("sst2", "mrpc", "rte"))
+    rte = experiments.experiment_configs("bitfit", SMOKE, tasks=("rte",))
+    assert ids(configs) == ids(tier_1c[:2] + tier_1c[4:6] + rte)
+    assert {c.lr for c in rte} == {DEFAULT_LR["bitfit"]}
+    # A setting of the notebook's own is not the study's: its runs are the grid's.
+    assert {c.lr for c in experiments.experiment_configs("bitfit", profile, lr=1e-2)} == {1e-2}
+
+    # It trains nothing: the records there are, and the runs without one listed with how to train them.
+    found = tier_1c[0].with_data(glue_dir)
+    write_record({**fake_record("sst2", "bitfit", 0, 0.8), "run_id": found.run_id}, tmp_path)
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: pytest.fail("a study profile trains nothing"))
+    records = experiments.run_experiment("bitfit", profile, tasks=("sst2",), glue_dir=glue_dir, results_dir=tmp_path)
+    assert [r["run_id"] for r in records] == [found.run_id]
+    out = capsys.readouterr().out
+    assert "1 run of experiment 'bitfit' has no record" in out
+    assert "SST-2 bitfit lr 0.02 (1 run)" in out and "`python -m helpers.study --tier 1c`" in out
