@@ -261,18 +261,20 @@ def setting_effect(
     frame: pd.DataFrame, column: str, xlabel: str, folder=None, name="setting_effect", value: str = "best_validation"
 ):
     """Best validation metric (what selects the setting; value="test" for the test metric) vs one training
-    setting (batch size, warmup ratio), per task."""
+    setting (batch size, warmup ratio), per task, one line per method."""
     tasks = list(dict.fromkeys(frame["task"]))
     split = "validation" if value == "best_validation" else "test"
     figure, axes = _subplots(1, len(tasks), figsize=(min(MAX_WIDTH, 5 * len(tasks)), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        table = over_seeds(frame[frame["task"] == task], [column], value).sort_values(column)
-        ax.errorbar(table[column].astype(str), table["mean"], yerr=table["std"], marker="o", capsize=4)
+        runs = frame[frame["task"] == task]
+        for variant in dict.fromkeys(runs["variant"]):
+            table = over_seeds(runs[runs["variant"] == variant], [column], value).sort_values(column)
+            x = table[column].astype(str)
+            ax.errorbar(x, table["mean"], yerr=table["std"], marker="o", capsize=4, label=str(variant))
         ax.set(
-            xlabel=xlabel,
-            ylabel=_metric_label(task, split),
-            title=f"{get_task(task).display_name}: LoRA r=8, effect of {xlabel}",
+            xlabel=xlabel, ylabel=_metric_label(task, split), title=f"{get_task(task).display_name}: effect of {xlabel}"
         )
+        ax.legend(fontsize="small")
     return _save(figure, folder, name)
 
 
