@@ -546,6 +546,13 @@ def lr_sweep_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
     return lrs[lrs.groupby(["task", "variant"], observed=True)["lr"].transform("nunique") > 1]
 
 
+def longer_training_table(frame: pd.DataFrame, profile, method: str) -> pd.DataFrame:
+    """One method's longer_training_runs over seeds (test metric) per task, rate and epochs; empty if none."""
+    runs = longer_training_runs(frame, profile)
+    runs = runs[runs["method"] == method] if not runs.empty else runs
+    return over_seeds(runs, ["task", "variant", "lr", "epochs"]) if not runs.empty else runs
+
+
 def longer_training_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
     """Runs at the profile's settings but trained for more epochs (at any learning rate), with the runs
     at the profile's epochs of the same task, method and rate on as many training examples to read

@@ -318,6 +318,8 @@ def _run_label(config: TrainConfig, profile: Profile) -> str:
     for name, text in (("batch_size", "batch {}"), ("warmup_ratio", "warmup {:g}")):
         if getattr(config, name) != profile.data_settings().get(name, default_of(TrainConfig, name)):
             label += " " + text.format(getattr(config, name))
+    if config.method.pooling != default_of(MethodConfig, "pooling"):
+        label += f" {config.method.pooling} pooling"
     return label
 
 

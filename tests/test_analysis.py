@@ -426,6 +426,10 @@ def test_runs_trained_longer_are_read_against_the_same_rate_at_the_profile_epoch
     runs = analysis.longer_training_runs(frame, PROFILE)
     assert sorted(zip(runs["epochs"], runs["lr"])) == [(1, 3e-3)] * 3 + [(3, 3e-3)] * 3, "other rates are not pulled in"
     assert analysis.longer_training_runs(frame_of(records[3:]), PROFILE).empty
+    table = analysis.longer_training_table(frame, PROFILE, "bitfit")  # what notebooks 02 and 03 show
+    assert table[["epochs", "n"]].values.tolist() == [[1, 3], [3, 3]]
+    assert table["mean"].round(3).tolist() == [0.684, 0.77]
+    assert analysis.longer_training_table(frame, PROFILE, "lora").empty
     _write(records, tmp_path / "results")
     text = write_report(
         tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "x.json"
