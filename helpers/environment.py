@@ -126,7 +126,8 @@ def print_versions() -> dict:
     """Print and return the versions of the main libraries and the device this notebook runs on."""
     from helpers.device import library_versions, resolve_precision
 
-    info = {**library_versions(), "precision (fast recipe)": resolve_precision("auto")}
+    # What `precision: "auto"` trains in here; a profile may name one (the full profile: fp32).
+    info = {**library_versions(), "auto precision here": resolve_precision("auto")}
     for key, value in info.items():
         print(f"{key:>24}: {value}")
     return info
