@@ -651,14 +651,15 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def cost_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per method: trainable parameters, mean training speed and the memory of one training step (MiB):
-    activations saved for backward and the step's total (parameters + gradients + AdamW state +
-    activations, `total_bytes`); on CUDA also the allocator's peak over the whole run (`peak_bytes`)."""
+    """Per method: trainable parameters, training speed (the median over seeds, per task where there are
+    several: a task's examples have their own lengths, and a run slowed by a busy machine does not move a
+    median) and the memory of one training step (MiB): activations saved for backward and the step's
+    total (parameters + gradients + AdamW state + activations, `total_bytes`); on CUDA also the
+    allocator's peak over the whole run (`peak_bytes`)."""
     table = (
         runs.groupby("variant", observed=True)
         .agg(
             trainable=("trainable", "first"),
-            samples_per_second=("samples_per_second", "mean"),
             activations_MiB=("activations_bytes", "mean"),
             step_MiB=("total_bytes", "mean"),
             run_peak_MiB=("peak_bytes", "mean"),
@@ -666,10 +667,16 @@ def cost_table(runs: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )
+    speeds = runs.pivot_table(
+        index="variant", columns="task", values="samples_per_second", aggfunc="median", observed=True
+    ).round(1)
+    tasks = list(dict.fromkeys(runs["task"]))
+    for position, task in enumerate(tasks, start=2):
+        name = "samples_per_second" + (f" ({get_task(task).display_name})" if len(tasks) > 1 else "")
+        table.insert(position, name, table["variant"].map(speeds[task]).to_numpy())
     table["trainable"] = table["trainable"].map(lambda v: f"{int(v):,}")
     for column in ("activations_MiB", "step_MiB", "run_peak_MiB"):
         table[column] = (table[column] / 2**20).round(1)
-    table["samples_per_second"] = table["samples_per_second"].round(1)
     if not measured_on_cuda(runs):  # a CPU has no allocator peak: peak_bytes there is the step's total again
         table = table.drop(columns="run_peak_MiB")
     return table

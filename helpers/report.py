@@ -968,8 +968,8 @@ def _cost_table(defaults: pd.DataFrame) -> str:
     cuda = analysis.measured_on_cuda(defaults)
     runs = defaults.groupby("variant", observed=True).size()
     note = (
-        f"Training speed: mean samples/s over {defaults['task'].nunique()} task(s) and their seeds "
-        f"({runs.min()}–{runs.max()} runs per method), "
+        f"Training speed: the median samples/s over seeds, per task "
+        f"({runs.min()}–{runs.max()} runs per method in all), "
         f"recipe `{defaults['recipe'].iloc[0]}`. `step_MiB` = parameters + gradients + AdamW state + activations saved "
         "for backward, "
         f"measured with autograd's saved-tensor hooks on one batch of {defaults['memory_batch'].iloc[0]} tokens "

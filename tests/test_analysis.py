@@ -346,6 +346,14 @@ def test_cost_table_reports_the_step_total_and_the_run_peak_only_on_cuda():
     assert list(cpu["step_MiB"]) == [128.0, 128.0] and list(cpu["activations_MiB"]) == [32.0, 32.0]
     assert "run_peak_MiB" not in cpu, "a CPU has no allocator peak"
     assert list(cpu["trainable"]) == ["1,000", "1,000"] and list(cpu["samples_per_second"]) == [100.0, 100.0]
+    # Speeds per task, the median over seeds: a run slowed by a busy machine does not move it.
+    records += [fake_record("mrpc", "bitfit", seed, 0.8) for seed in (0, 1, 2)]
+    for record, speed in zip(records[-3:], (30.0, 5.0, 32.0)):
+        record["timing"]["train_samples_per_second"] = speed
+    both = analysis.cost_table(frame_of(records))
+    assert list(both.columns[:4]) == ["variant", "trainable", "samples_per_second (SST-2)", "samples_per_second (MRPC)"]
+    assert both.set_index("variant").loc["bitfit", "samples_per_second (MRPC)"] == 30.0
+    records = records[:-3]
     for record in records:  # on CUDA the allocator's peak over the run exceeds one step's total
         record["memory"].update(kind="cuda_max_allocated", peak_bytes=2**28)
     cuda = analysis.cost_table(frame_of(records))
