@@ -651,11 +651,11 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def cost_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per method: trainable parameters, training speed (the median over seeds, per task where there are
-    several: a task's examples have their own lengths, and a run slowed by a busy machine does not move a
-    median) and the memory of one training step (MiB): activations saved for backward and the step's
-    total (parameters + gradients + AdamW state + activations, `total_bytes`); on CUDA also the
-    allocator's peak over the whole run (`peak_bytes`)."""
+    """Per method: trainable parameters, training speed (the fastest seed's, per task where there are
+    several: a task's examples have their own lengths, and a busy machine only ever slows a run down, so
+    the fastest run is the closest to the machine's speed) and the memory of one training step (MiB):
+    activations saved for backward and the step's total (parameters + gradients + AdamW state +
+    activations, `total_bytes`); on CUDA also the allocator's peak over the whole run (`peak_bytes`)."""
     table = (
         runs.groupby("variant", observed=True)
         .agg(
@@ -668,7 +668,7 @@ def cost_table(runs: pd.DataFrame) -> pd.DataFrame:
         .reset_index()
     )
     speeds = runs.pivot_table(
-        index="variant", columns="task", values="samples_per_second", aggfunc="median", observed=True
+        index="variant", columns="task", values="samples_per_second", aggfunc="max", observed=True
     ).round(1)
     tasks = list(dict.fromkeys(runs["task"]))
     for position, task in enumerate(tasks, start=2):

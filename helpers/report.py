@@ -601,6 +601,10 @@ def _bitfit_verdict(subset: pd.DataFrame) -> str:
 
 def _not_in_records(what: str, notebook: str, tier: str | None, profile) -> str:
     """The line a section shows when its runs are not in the records: who trains them."""
+    return f"No {what} in these records yet ({_trained_by(notebook, tier, profile)}).\n"
+
+
+def _trained_by(notebook: str, tier: str | None, profile) -> str:
     where = f"notebook {notebook} runs it"
     if profile.name == "full":
         where += (
@@ -608,7 +612,7 @@ def _not_in_records(what: str, notebook: str, tier: str | None, profile) -> str:
             if tier
             else "; the study does not include it"
         )
-    return f"No {what} in these records yet ({where}).\n"
+    return where
 
 
 def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
@@ -785,6 +789,12 @@ def _rank_discussion(frame, profile, figures, report_dir) -> str:
     scores = analysis.rank_scores(ranks)
     for task in dict.fromkeys(ranks["task"]):
         table = scores[scores["task"] == task]
+        if len(table) < 2:
+            lines.append(
+                f"- {get_task(task).display_name}: only r={int(table['rank'].iloc[0])} in these records "
+                f"(the rank sweep trains the rest: {_trained_by('04', '2', profile)})."
+            )
+            continue
         best = table.loc[table["mean"].idxmax()]
         low, high = table.iloc[0], table.iloc[-1]
         comparison = analysis.compare(
@@ -967,9 +977,10 @@ def _cost_table(defaults: pd.DataFrame) -> str:
     table = analysis.cost_table(defaults)
     cuda = analysis.measured_on_cuda(defaults)
     runs = defaults.groupby("variant", observed=True).size()
+    counts = f"{runs.min()}" if runs.min() == runs.max() else f"{runs.min()}–{runs.max()}"
     note = (
-        f"Training speed: the median samples/s over seeds, per task "
-        f"({runs.min()}–{runs.max()} runs per method in all), "
+        f"Training speed: the fastest seed's samples/s per task, of {counts} runs per method (other jobs shared the "
+        "machine with some runs, and they only slow a run down), "
         f"recipe `{defaults['recipe'].iloc[0]}`. `step_MiB` = parameters + gradients + AdamW state + activations saved "
         "for backward, "
         f"measured with autograd's saved-tensor hooks on one batch of {defaults['memory_batch'].iloc[0]} tokens "
