@@ -867,7 +867,7 @@ def _alpha_discussion(frame, profile) -> str:
     rank also means a smaller scale. Runs with alpha = 2r keep the scale at 2 and separate the two."""
     fixed = analysis.lora_grid_runs(frame, profile, "rank")
     scaled = analysis.lora_grid_runs(frame, profile, "rank", alpha="2r")
-    if scaled["rank"].nunique() < 2:
+    if not (scaled.groupby("task")["rank"].nunique() > 1).any():
         return (
             "With α fixed at 16, the scale α/r falls from 16 at r=1 to 0.25 at r=64, so a rank sweep at fixed α also "
             "sweeps "
@@ -878,37 +878,41 @@ def _alpha_discussion(frame, profile) -> str:
         "fixed "
         "α also sweeps the update's scale. With α = 2r the scale stays 2 at every rank:\n"
     ]
+    # The tasks with an α = 2r series (its r=8 is α = 16's too, so a series needs a second rank).
+    tasks = [task for task, runs in scaled.groupby("task", sort=False) if runs["rank"].nunique() > 1]
     tables = []
     for scheme, runs in (("α = 16", fixed), ("α = 2r", scaled)):
-        for task in dict.fromkeys(scaled["task"]):
+        for task in tasks:
             table = analysis.over_seeds(runs[runs["task"] == task], ["rank"])
             table.insert(0, "α", scheme)
             table.insert(0, "task", get_task(task).display_name)
             tables.append(table)
     table = pd.concat(tables)
     table["test"] = [analysis.mean_std_text(m, s, n) for m, s, n in zip(table["mean"], table["std"], table["n"])]
-    table["95% interval"] = [
-        f"{low:.3f} – {high:.3f}" if pd.notna(low) else "" for low, high in zip(table["ci95_low"], table["ci95_high"])
-    ]
-    wide = table.pivot_table(index=["task", "α"], columns="rank", values="test", aggfunc="first")
+    wide = table.pivot_table(index=["task", "α"], columns="rank", values="test", aggfunc="first").fillna("not run")
+    wide.columns = [f"r={int(rank)}" for rank in wide.columns]
     lines.append(_table(wide.reset_index()) + "\n")
-    for task in dict.fromkeys(scaled["task"]):
-        low_rank, high_rank = (
-            scaled.loc[scaled["task"] == task, "rank"].min(),
-            scaled.loc[scaled["task"] == task, "rank"].max(),
-        )
+    for task in tasks:
+        name, metric = get_task(task).display_name, get_task(task).main_metric
+        ranks = sorted({int(rank) for rank in scaled.loc[scaled["task"] == task, "rank"]})
         for scheme, runs in (("α = 16", fixed), ("α = 2r", scaled)):
             comparison = analysis.compare(
-                runs[runs["task"] == task],
-                "rank",
-                high_rank,
-                low_rank,
-                names=(f"r={int(high_rank)}", f"r={int(low_rank)}"),
+                runs[runs["task"] == task], "rank", ranks[-1], ranks[0], names=(f"r={ranks[-1]}", f"r={ranks[0]}")
             )
             if comparison:
-                lines.append(
-                    f"- {scheme}: " + comparison.sentence(get_task(task).main_metric, get_task(task).display_name)
-                )
+                lines.append(f"- {scheme}: " + comparison.sentence(metric, name))
+        # The same rank at the two scales: what the scale alone does.
+        for rank in ranks:
+            pair = pd.concat(
+                [
+                    fixed[(fixed["task"] == task) & (fixed["rank"] == rank)].assign(scale=16.0 / rank),
+                    scaled[(scaled["task"] == task) & (scaled["rank"] == rank)].assign(scale=2.0),
+                ]
+            )
+            if pair["scale"].nunique() == 2:
+                names = (f"r={rank}, α=16 (scale {16 / rank:g})", f"r={rank}, α={2 * rank} (scale 2)")
+                comparison = analysis.compare(pair, "scale", 16.0 / rank, 2.0, names=names)
+                lines.append("- Same rank, other scale: " + comparison.sentence(metric, name))
     return "\n".join(lines) + "\n"
 
 

@@ -285,6 +285,9 @@ def test_report_separates_rank_from_the_alpha_scale_and_labels_published_numbers
     )
     assert "- α = 16: On SST-2, r=8 beats r=1 by 0.050" in text
     assert "- α = 2r: On SST-2, r=8 and r=1 are within noise of each other" in text
+    # r=1 at scale 16 (α = 16) against r=1 at scale 2 (α = 2): the scale alone, 0.80 vs 0.85.
+    assert "- Same rank, other scale: On SST-2, r=1, α=2 (scale 2) beats r=1, α=16 (scale 16) by 0.050" in text
+    assert "| SST-2 | α = 2r | 0.850 ± 0.004 | 0.850 ± 0.004 |" in text
     assert "published numbers, not runs of this project" in text and "| SST-2 | BitFit, LoRA paper" in text
     assert "11.0 tokens per training example against 25.0 per test example" in text
 
