@@ -54,8 +54,8 @@ def experiment_configs(
 
 def _at_defaults(overrides: dict) -> bool:
     """Are the notebook's settings the defaults (None, or the method's default value)?"""
-    defaults = {"variant": "all", "target_modules": None, "methods": None}
-    defaults |= {knob: default_of(MethodConfig, knob) for knob in ("rank", "alpha")}
+    defaults = {"variant": default_of(MethodConfig, "bitfit_variant"), "methods": None}
+    defaults |= {knob: default_of(MethodConfig, knob) for knob in ("rank", "alpha", "target_modules")}
     return all(value is None or (name in defaults and value == defaults[name]) for name, value in overrides.items())
 
 
@@ -283,6 +283,7 @@ def _recorded(name: str, configs: list[TrainConfig], profile: Profile, results_d
     from collections import Counter
 
     from helpers.records import find_record
+    from helpers.study import TASKS as STUDY_TASKS
 
     tiers, _, uncovered = STUDY_TIERS.get(name, (None, None, lambda config: True))
     records, missing = [], {True: Counter(), False: Counter()}  # by "in the study's plan"
@@ -291,7 +292,7 @@ def _recorded(name: str, configs: list[TrainConfig], profile: Profile, results_d
         if record is not None:
             records.append(record)
         else:
-            in_study = tiers is not None and config.task in DEFAULT_TASKS and not uncovered(config)
+            in_study = tiers is not None and config.task in STUDY_TASKS and not uncovered(config)
             missing[in_study][_run_label(config, profile)] += 1
     for in_study, runs in missing.items():
         if runs:
