@@ -189,6 +189,7 @@ def tier_1d(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
         )
     ]
 
+
 RANKS = PROFILE.ranks
 BATCH_SIZES = tuple(b for b in PROFILE.batch_sizes if b != PROFILE.batch_size)  # the default comes from tier 1
 WARMUP_RATIOS = tuple(w for w in PROFILE.warmup_ratios if w != TrainConfig.warmup_ratio)  # likewise
