@@ -497,12 +497,16 @@ def best_lr(frame: pd.DataFrame, selection: str = "best_validation") -> pd.DataF
 
 def selected_lr(grid: pd.DataFrame, selection: str = "best_validation") -> dict[tuple[str, str], float]:
     """Per (task, variant): the learning rate a study uses after its grid: among the rates with the
-    most seeds, the best mean validation score (helpers.study trains the final runs at it)."""
+    most seeds, the best mean validation score; where every such rate scored the same (nothing learned
+    at any rate), the method's default rate if it is one of them (helpers.study.selected_rates, the same
+    rule, trains the final runs at it)."""
     chosen = {}
     for (task, variant), group in grid.groupby(["task", "variant"], observed=True):
         table = over_seeds(group, ["lr"], selection)
         table = table[table["n"] == table["n"].max()]
-        chosen[(task, str(variant))] = float(table.loc[table["mean"].idxmax(), "lr"])
+        default = DEFAULT_LR.get(group["method"].iloc[0])
+        tied = np.allclose(table["mean"], table["mean"].iloc[0]) and default in set(table["lr"])
+        chosen[(task, str(variant))] = default if tied else float(table.loc[table["mean"].idxmax(), "lr"])
     return chosen
 
 

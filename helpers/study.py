@@ -11,9 +11,9 @@ one before (selection on the validation slice, never on the GLUE dev set):
 - `1d`: MRPC, BitFit and LoRA for 5 epochs, 3 seeds (at 2 epochs BitFit learned nothing at any rate).
 
 Tier 2 (LoRA rank sweep, alpha = 16 and alpha = 2r) and tier 3 (batch size and warmup for BitFit and
-LoRA) train at each method's working rate (`working_rates`: the rate tier 1 selected, or the default
-rate where a method learned nothing at any rate of its grid); tier 6 (overfitting 32 examples) at the
-default rates; see results/full/PLAN.md.
+LoRA) train at the rates tier 1 selected (`selected_rates`: the default rate where a method learned
+nothing at any rate of its grid); tier 6 (overfitting 32 examples) at the default rates; see
+results/full/PLAN.md.
 Tier `llm` fine-tunes the packaged LLM and MiniLM side by side (`--results-dir results/llm`); tier
 `qlora` (a CUDA GPU with bitsandbytes) repeats it with QLoRA.
 
@@ -126,7 +126,9 @@ def tier_1b(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
 
 
 def selected_rates(results_dir: Path = STUDY_DIR, glue_dir=None) -> dict[tuple[str, str], float]:
-    """Per (task, method): among the rates with all 3 seeds (1a + 1b), the best mean validation score."""
+    """Per (task, method): among the rates with all 3 seeds (1a + 1b), the best mean validation score;
+    where every such rate scored the same (nothing learned at any rate: MRPC BitFit in 2 epochs), the
+    method's default rate, where tier 1b centred its seeds (helpers.analysis.selected_lr: the same rule)."""
     chosen = {}
     for task in TASKS:
         for method in METHOD_ORDER:
@@ -137,7 +139,8 @@ def selected_rates(results_dir: Path = STUDY_DIR, glue_dir=None) -> dict[tuple[s
                 if len(values) == len(SEEDS):
                     means[lr] = sum(values) / len(values)
             if means:
-                chosen[(task, method)] = max(means, key=means.get)
+                tied = _all_tied(means) and DEFAULT_LR[method] in means
+                chosen[(task, method)] = DEFAULT_LR[method] if tied else max(means, key=means.get)
     return chosen
 
 
@@ -160,25 +163,11 @@ def tier_1c(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
 LONGER = {"task": "mrpc", "epochs": 5, "methods": ("bitfit", "lora")}
 
 
-def working_rates(results_dir: Path = STUDY_DIR, glue_dir=None) -> dict[tuple[str, str], float]:
-    """The rate each later tier trains a method at: its selected rate, or its default rate where every
-    rate of its 2-epoch grid tied (it learned nothing at any rate; tier 1b seeded the default there)."""
-    rates = selected_rates(results_dir, glue_dir)
-    for task, method in rates:
-        scores = {
-            lr: _best_validation(_grid_runs(task, method, lr, [0])[0], results_dir, glue_dir) for lr in LR_GRID[method]
-        }
-        scores = {lr: value for lr, value in scores.items() if value is not None}
-        if scores and _all_tied(scores):
-            rates[(task, method)] = DEFAULT_LR[method]
-    return rates
-
-
 def tier_1d(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     """BitFit and LoRA on MRPC for LONGER epochs, 3 seeds, whole training set (the best epoch is kept by
-    validation), each at its working rate: the 2-epoch runs at the same rate are what the longer runs
+    validation), each at its selected rate: the 2-epoch runs at the same rate are what the longer runs
     are read against."""
-    task, rates = LONGER["task"], working_rates(results_dir, glue_dir)
+    task, rates = LONGER["task"], selected_rates(results_dir, glue_dir)
     return [
         config
         for method in LONGER["methods"]
@@ -196,9 +185,9 @@ WARMUP_RATIOS = tuple(w for w in PROFILE.warmup_ratios if w != TrainConfig.warmu
 OVERFIT = {"max_train_samples": 32, "epochs": 30, "batch_size": 8, "max_validation_samples": 200, "eval_train": True}
 
 
-def _at_working_rate(results_dir, glue_dir, methods, grid: dict, fixed: dict) -> list[TrainConfig]:
-    """Grid runs of each method at its working rate, 3 seeds, SST-2 at the grid's cap, MRPC whole."""
-    rates = working_rates(results_dir, glue_dir)
+def _at_selected_rate(results_dir, glue_dir, methods, grid: dict, fixed: dict) -> list[TrainConfig]:
+    """Grid runs of each method at its selected rate, 3 seeds, SST-2 at the grid's cap, MRPC whole."""
+    rates = selected_rates(results_dir, glue_dir)
     configs = []
     for task in TASKS:
         for method in methods:
@@ -217,11 +206,11 @@ def _at_working_rate(results_dir, glue_dir, methods, grid: dict, fixed: dict) ->
 
 def tier_2(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     """LoRA rank sweep at alpha = 16 on both tasks, and at alpha = 2r (constant scale) on MRPC."""
-    fixed_alpha = _at_working_rate(results_dir, glue_dir, ("lora",), {"rank": list(RANKS)}, {"alpha": 16.0})
+    fixed_alpha = _at_selected_rate(results_dir, glue_dir, ("lora",), {"rank": list(RANKS)}, {"alpha": 16.0})
     scaled = [
         c
         for rank in RANKS
-        for c in _at_working_rate(results_dir, glue_dir, ("lora",), {"rank": [rank]}, {"alpha": 2.0 * rank})
+        for c in _at_selected_rate(results_dir, glue_dir, ("lora",), {"rank": [rank]}, {"alpha": 2.0 * rank})
         if c.task == "mrpc"
     ]
     return list({c.run_id: c for c in fixed_alpha + scaled}.values())
@@ -229,12 +218,12 @@ def tier_2(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
 
 def tier_3(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     """Batch size, then warmup, one factor at a time, for BitFit and LoRA, and the point both vary from
-    (the default batch size and warmup: tier 1b's runs at the working rate, not trained again)."""
+    (the default batch size and warmup: tier 1b's runs at the selected rate, not trained again)."""
     methods = ("bitfit", "lora")
     return (
-        _at_working_rate(results_dir, glue_dir, methods, {}, {})
-        + _at_working_rate(results_dir, glue_dir, methods, {"batch_size": list(BATCH_SIZES)}, {})
-        + _at_working_rate(results_dir, glue_dir, methods, {"warmup_ratio": list(WARMUP_RATIOS)}, {})
+        _at_selected_rate(results_dir, glue_dir, methods, {}, {})
+        + _at_selected_rate(results_dir, glue_dir, methods, {"batch_size": list(BATCH_SIZES)}, {})
+        + _at_selected_rate(results_dir, glue_dir, methods, {"warmup_ratio": list(WARMUP_RATIOS)}, {})
     )
 
 

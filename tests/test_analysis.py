@@ -6,6 +6,7 @@ from fake_records import PROFILE, fake_record
 from helpers import analysis
 from helpers.records import write_record
 from helpers.report import write_report
+from helpers.training import DEFAULT_LR
 
 
 def frame_of(records):
@@ -340,6 +341,20 @@ def test_a_tuned_profile_compares_each_method_at_the_rate_its_grid_selected(tmp_
         tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", tuned, bench_path=tmp_path / "none.json"
     )
     assert "| SST-2 | bitfit | 3 | 1,000 (0.0044%) | 0.850 ± 0.004 |" in text
+
+
+def test_a_grid_where_every_rate_ties_selects_the_methods_default_rate():
+    # MRPC BitFit in the study: the majority class at every rate, every seed (helpers.study does the same).
+    default = DEFAULT_LR["bitfit"]
+    records = [
+        fake_record("mrpc", "bitfit", seed, 0.684, lr=lr, validation=0.676, majority=0.684)
+        for lr in (default / 3, default, default * 3)
+        for seed in (0, 1, 2)
+    ]
+    assert analysis.selected_lr(frame_of(records)) == {("mrpc", "bitfit"): default}
+    records = [r for r in records if r["config"]["lr"] != default * 3]
+    records += [fake_record("mrpc", "bitfit", seed, 0.7, lr=default * 3, validation=0.7) for seed in (0, 1, 2)]
+    assert analysis.selected_lr(frame_of(records)) == {("mrpc", "bitfit"): default * 3}  # one rate learned: it wins
 
 
 def test_cost_table_reports_the_step_total_and_the_run_peak_only_on_cuda():
