@@ -66,7 +66,8 @@ STUDY_TIERS = {
     "lora": ("1c", lambda c: c.method.method == "lora", lambda c: False),
     "lora_targets": ("1c", lambda c: c.method.method == "lora", lambda c: c.method.target_modules is not None),
     "rank_sweep": ("2", lambda c: c.method.alpha == default_of(MethodConfig, "alpha"), lambda c: False),
-    "methods": ("1c", lambda c: True, lambda c: not _core_method(c)),
+    # Tier 4's runs of a method stand in once it lists its final runs (3 seeds, whole sets; after its grid).
+    "methods": ("1c,4", lambda c: c.max_train_samples is None, lambda c: False),
     "lr_sweep": ("1a,1b", lambda c: True, lambda c: False),
     "batch_warmup": ("3", lambda c: True, lambda c: False),
     "pooling": ("1c", lambda c: c.method.method != "full", lambda c: c.method.pooling != "model"),
@@ -85,14 +86,13 @@ def _study_runs(name: str, configs: list[TrainConfig], tasks, results_dir, glue_
         for config in study.TIERS[tier](Path(results_dir), glue_dir)
         if config.task in tasks and belongs(config)
     ]
-    return ours + [c for c in configs if c.task not in study.TASKS or uncovered(c)]
-
-
-def _core_method(config: TrainConfig) -> bool:
-    """Is this one of the study's core methods (tier 1) at its defaults? The others are tier 4 in its plan."""
-    from helpers.study import METHOD_ORDER
-
-    return config.method.method in METHOD_ORDER and config.method == MethodConfig(method=config.method.method)
+    # A grid run stays where the study does not cover it, or lists no run of its task and method yet.
+    stays = [
+        c
+        for c in configs
+        if c.task not in study.TASKS or uncovered(c) or not any(o.task == c.task and o.method == c.method for o in ours)
+    ]
+    return ours + stays
 
 
 def _bitfit(profile, tasks, model, variant="all", **kw):

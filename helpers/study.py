@@ -23,10 +23,12 @@ Tier `llm` fine-tunes the packaged LLM and MiniLM side by side (`--results-dir r
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 from pathlib import Path
 
+from helpers.methods import MethodConfig
 from helpers.paths import llm_results_dir
 from helpers.profiles import get_profile
 from helpers.sweep import expand_grid, run_sweep
@@ -66,9 +68,14 @@ def _best_validation(config: TrainConfig, results_dir: Path, glue_dir) -> float 
     return None if value is None or math.isnan(value) else value
 
 
-def _grid_runs(task: str, method: str, lr: float, seeds) -> list[TrainConfig]:
+def _method_fields(method: str | MethodConfig) -> dict:
+    """A method's name (at its defaults) or config as the flat settings expand_grid takes."""
+    return {"method": method} if isinstance(method, str) else method.to_dict()
+
+
+def _grid_runs(task: str, method: str | MethodConfig, lr: float, seeds) -> list[TrainConfig]:
     """A grid point's runs: SST-2 at the grids' cap, MRPC whole."""
-    base = {**COMMON, "task": task, "method": method, "lr": lr, "max_train_samples": GRID_TRAIN_SAMPLES}
+    base = {**COMMON, "task": task, **_method_fields(method), "lr": lr, "max_train_samples": GRID_TRAIN_SAMPLES}
     return expand_grid({"seed": list(seeds)}, base)
 
 
@@ -233,6 +240,70 @@ def tier_6(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     return expand_grid({"task": list(TASKS), "method": list(METHOD_ORDER)}, {**COMMON, **OVERFIT, "seed": 0})
 
 
+# Tiers 4 and 5 tune on one seed (the issue's "short grid"): a centre rate and one half-decade step
+# either side on the grids' data (SST-2 capped), one step further where seed 0's best sits on an edge,
+# then 3 seeds at the best rate on the whole training set (analysis.selected_lr reads the same rate from
+# the records: the best single-seed grid score, the default rate where every rate tied).
+OTHER_TASKS = ("cola", "rte")  # tier 5
+SIMILAR_TASK = {"cola": "sst2", "rte": "mrpc"}  # single sentences, sentence pairs: where tier 5's grids centre
+CORE_PEFT_AND_FULL = ("bitfit", "lora", "full")
+
+
+def other_methods() -> dict[str, MethodConfig]:
+    """Tier 4's methods: every method and variant at its defaults (experiments.every_method) but tier 1's."""
+    from helpers.experiments import every_method
+
+    return {name: method for name, method in every_method().items() if name not in METHOD_ORDER}
+
+
+def _short_search(task: str, method: str | MethodConfig, centre: float, results_dir, glue_dir) -> list[TrainConfig]:
+    """The runs of one method's short search on one task, each part listed once the part it depends on
+    has its records: the grid (seed 0), the step beyond an edge, then 3 seeds at the best rate."""
+    name = method if isinstance(method, str) else method.method
+    runs = [
+        c
+        for lr in (_outward(centre, up=False), centre, _outward(centre, up=True))
+        for c in _grid_runs(task, method, lr, [0])
+    ]
+    scores = {config.lr: _best_validation(config, results_dir, glue_dir) for config in runs}
+    if None in scores.values():
+        return runs
+    best = max(sorted(scores), key=scores.get)
+    if not _all_tied(scores) and best in (runs[0].lr, runs[-1].lr):
+        runs += _grid_runs(task, method, _outward(best, up=best == runs[-1].lr), [0])
+        scores[runs[-1].lr] = _best_validation(runs[-1], results_dir, glue_dir)
+        if scores[runs[-1].lr] is None:
+            return runs
+        best = max(sorted(scores), key=scores.get)
+    if _all_tied(scores) and DEFAULT_LR[name] in scores:
+        best = DEFAULT_LR[name]
+    return runs + expand_grid({"seed": list(SEEDS)}, {**COMMON, "task": task, **_method_fields(method), "lr": best})
+
+
+def tier_4(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
+    """Every other method (other_methods) on SST-2 and MRPC: a short search around its default rate."""
+    return [
+        config
+        for task in TASKS
+        for method in other_methods().values()
+        for config in _short_search(task, method, DEFAULT_LR[method.method], results_dir, glue_dir)
+    ]
+
+
+def tier_5(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
+    """BitFit, LoRA r=8 and full fine-tuning on CoLA and RTE: a short search around the rate tier 1
+    selected on the task of the same kind (SIMILAR_TASK), or the default rate before tier 1 has one."""
+    rates = selected_rates(results_dir, glue_dir)
+    return [
+        config
+        for task in OTHER_TASKS
+        for method in CORE_PEFT_AND_FULL
+        for config in _short_search(
+            task, method, rates.get((SIMILAR_TASK[task], method), DEFAULT_LR[method]), results_dir, glue_dir
+        )
+    ]
+
+
 LLM_DIR = llm_results_dir(STUDY_DIR)  # results/llm, where notebook 06 looks too
 
 
@@ -262,6 +333,8 @@ TIERS = {
     "1d": tier_1d,
     "2": tier_2,
     "3": tier_3,
+    "4": tier_4,
+    "5": tier_5,
     "6": tier_6,
     "llm": tier_llm,
     "qlora": tier_qlora,
@@ -275,23 +348,34 @@ def main(argv: list[str] | None = None) -> int:
         "--results-dir", default=str(STUDY_DIR), help="where the study's records live (default results/full)"
     )
     parser.add_argument("--glue-dir", default=None, help="local GLUE folder (default $GLUE_DIR, else the Hub)")
-    parser.add_argument("--dry-run", action="store_true", help="list the runs of each tier without training")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the runs of each tier without training (tiers 4 and 5 list the runs their records decide "
+        "once those records exist)",
+    )
     args = parser.parse_args(argv)
     for tier in args.tier.split(","):
         if tier not in TIERS:
             parser.error(f"unknown tier {tier!r}; choose from {', '.join(TIERS)}")
         glue_dir = args.glue_dir or os.environ.get("GLUE_DIR")
-        configs = TIERS[tier](Path(args.results_dir), glue_dir)
-        print(f"tier {tier}: {len(configs)} runs")
-        if args.dry_run:
-            for config in configs:
-                print(
-                    f"  {config.task:<5} {Path(str(config.model)).name:<17} {config.method.label():<8} "
-                    f"lr={config.lr:g} seed={config.seed} "
-                    f"train≤{config.max_train_samples}"
-                )
-            continue
-        run_sweep(configs, glue_dir=glue_dir, results_dir=args.results_dir)
+        # A tier whose records decide its next runs (4, 5) lists more after each pass: read it again
+        # until it asks for nothing new.
+        asked: set[str] = set()
+        for attempt in itertools.count(1):
+            configs = TIERS[tier](Path(args.results_dir), glue_dir)
+            if {config.run_id for config in configs} <= asked:
+                break
+            print(f"tier {tier}: {len(configs)} runs" + (f" (pass {attempt})" if attempt > 1 else ""))
+            if args.dry_run:
+                for config in configs:
+                    print(
+                        f"  {config.task:<5} {Path(str(config.model)).name:<17} {config.method.label():<15} "
+                        f"lr={config.lr:g} seed={config.seed} train≤{config.max_train_samples}"
+                    )
+                break
+            run_sweep(configs, glue_dir=glue_dir, results_dir=args.results_dir)
+            asked |= {config.run_id for config in configs}
     return 0
 
 

@@ -91,6 +91,47 @@ def test_a_method_that_learned_nothing_at_any_rate_is_selected_and_varied_at_its
     assert len(configs) == 3 * (1 + len(study.BATCH_SIZES) + len(study.WARMUP_RATIOS))
 
 
+def _rte_lora(configs):
+    return [c for c in configs if (c.task, c.method.method) == ("rte", "lora")]
+
+
+def test_tier_5_searches_around_the_similar_tasks_rate_then_beyond_an_edge_then_seeds_the_best(scores):
+    lora = {3e-4: 0.70, 1e-3: 0.75, 3e-3: 0.72}  # MRPC LoRA (tier 1): 1e-3 selected, so RTE's grid centres there
+    scores.update({("mrpc", "lora", lr, seed): value for lr, value in lora.items() for seed in (0, 1, 2)})
+    grid = [("rte", "lora", lr, 0) for lr in (3e-4, 1e-3, 3e-3)]
+    assert _points(_rte_lora(study.tier_5())) == grid
+    scores.update({grid[0]: 0.60, grid[1]: 0.62, grid[2]: 0.65})  # best on the top edge: one step further
+    assert _points(_rte_lora(study.tier_5())) == grid + [("rte", "lora", 1e-2, 0)]
+    scores[("rte", "lora", 1e-2, 0)] = 0.55  # 3e-3 stays the best: 3 seeds there, on the whole training set
+    seeded = [c for c in _rte_lora(study.tier_5()) if c.max_train_samples is None]
+    assert _points(seeded) == [("rte", "lora", 3e-3, seed) for seed in (0, 1, 2)]
+
+
+def test_tier_4_covers_every_other_method_and_seeds_the_default_rate_where_nothing_was_learned(scores):
+    configs = study.tier_4()
+    names = {c.method.label() for c in configs}
+    assert names == {m.label() for m in study.other_methods().values()} and "bitfit (sparse)" in names
+    assert not names & set(study.METHOD_ORDER)
+    ia3 = [c for c in configs if (c.task, c.method.method) == ("mrpc", "ia3")]
+    scores.update({_key(c): 0.676 for c in ia3})  # the majority class at every rate
+    seeded = [c for c in study.tier_4() if (c.task, c.method.method) == ("mrpc", "ia3") and c.seed == 1]
+    assert [c.lr for c in seeded] == [study.DEFAULT_LR["ia3"]]
+
+
+def test_the_cli_reads_a_tier_again_after_each_pass_until_it_asks_for_nothing_new(scores, monkeypatch):
+    passes = []
+
+    def fake_sweep(configs, glue_dir, results_dir):  # "train": every run scores by its rate
+        passes.append(len(configs))
+        scores.update({_key(c): 0.5 + c.lr for c in configs})
+
+    monkeypatch.setattr(study, "run_sweep", fake_sweep)
+    monkeypatch.setattr(study, "TIERS", {"5": lambda results_dir, glue_dir: _rte_lora(study.tier_5())})
+    study.main(["--tier", "5"])
+    # the grid (3 runs), the step beyond its top edge (4), then 3 seeds at that new best (7); nothing new after
+    assert passes == [3, 4, 7]
+
+
 def test_the_study_trains_in_fp32_so_a_cpu_with_bf16_finds_the_earlier_tiers_records(monkeypatch):
     from helpers import device
 
@@ -141,3 +182,27 @@ def test_a_profile_from_the_study_reads_the_studys_runs_and_trains_none(tmp_path
     out = capsys.readouterr().out
     assert "1 run of experiment 'bitfit' has no record" in out
     assert "SST-2 bitfit lr 0.02 (1 run)" in out and "`python -m helpers.study --tier 1c`" in out
+
+
+def test_the_methods_notebook_takes_tier_4s_final_runs_of_a_method_once_tier_4_lists_them(monkeypatch):
+    from fake_records import PROFILE as SMOKE
+
+    from helpers import experiments
+    from helpers.methods import MethodConfig
+    from helpers.training import DEFAULT_LR, TrainConfig
+
+    def run(method, cap=None):
+        settings = {**SMOKE.data_settings(), "max_train_samples": cap}
+        return TrainConfig(task="sst2", method=MethodConfig(method=method), lr=0.02, seed=0, **settings)
+
+    monkeypatch.setitem(study.TIERS, "1c", lambda results_dir, glue_dir: [run("bitfit")])
+    monkeypatch.setitem(study.TIERS, "4", lambda results_dir, glue_dir: [run("ia3", cap=100), run("ia3")])
+    profile = dataclasses.replace(SMOKE, name="studied", from_study=True, methods=("bitfit", "ia3", "prefix"))
+    configs = experiments.experiment_configs("methods", profile, tasks=("sst2",))
+    # BitFit from tier 1c; IA3 from tier 4's final run, not its grid run; prefix (no tier-4 run listed yet)
+    # stays the notebook's own run at its default rate.
+    assert {(c.method.method, c.lr, c.max_train_samples) for c in configs} == {
+        ("bitfit", 0.02, None),
+        ("ia3", 0.02, None),
+        ("prefix", DEFAULT_LR["prefix"], SMOKE.max_train_samples),
+    }
