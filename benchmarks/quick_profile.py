@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,17 +29,6 @@ MARGIN = 0.03  # above the majority class, in the main metric
 MUST_LEARN = ("bitfit", "lora", "full")
 COVERED = ("head", "bitfit", "lora", "full")
 TASKS = ("sst2", "mrpc")
-
-
-def cpu_name() -> str:
-    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    names = [line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")]
-    vector = " (AVX-512)" if "avx512f" in flags else " (AVX2, no AVX-512)" if "avx2" in flags else ""
-    return (names[0] if names else platform.processor() or platform.machine()) + vector
 
 
 def main() -> int:
@@ -68,6 +56,7 @@ def main() -> int:
     wall = time.perf_counter() - start
 
     sys.path.insert(0, str(clone))
+    from helpers.device import device_name
     from helpers.records import load_records
     from helpers.tasks import get_task
 
@@ -106,7 +95,7 @@ def main() -> int:
     }
     summary = {
         "commit": commit,
-        "machine": f"{cpu_name()}, {os.cpu_count()} CPU threads",
+        "machine": f"{device_name()}, {os.cpu_count()} CPU threads",
         "glue_dir": bool(args.glue_dir),
         "wall_seconds": round(wall, 1),
         "notebook_seconds": notebook_seconds,

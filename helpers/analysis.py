@@ -671,19 +671,28 @@ def cost_table(runs: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )
-    speeds = runs.pivot_table(
-        index="variant", columns="task", values="samples_per_second", aggfunc="max", observed=True
-    ).round(1)
+    fastest = fastest_runs(runs)
+    speeds = fastest.pivot_table(index="variant", columns="task", values="samples_per_second", observed=True).round(1)
     tasks = list(dict.fromkeys(runs["task"]))
     for position, task in enumerate(tasks, start=2):
         name = "samples_per_second" + (f" ({get_task(task).display_name})" if len(tasks) > 1 else "")
-        table.insert(position, name, table["variant"].map(speeds[task]).to_numpy())
+        speed = speeds[task] if task in speeds else pd.Series(dtype=float)
+        table.insert(position, name, table["variant"].map(speed).to_numpy())
+    if fastest["device"].nunique() > 1:  # speeds from different machines do not compare: name each one's
+        devices = fastest.groupby("variant", observed=True)["device"].agg(lambda d: " / ".join(sorted(set(d))))
+        table["speed measured on"] = table["variant"].map(devices).to_numpy()
     table["trainable"] = table["trainable"].map(lambda v: f"{int(v):,}")
     for column in ("activations_MiB", "step_MiB", "run_peak_MiB"):
         table[column] = (table[column] / 2**20).round(1)
     if not measured_on_cuda(runs):  # a CPU has no allocator peak: peak_bytes there is the step's total again
         table = table.drop(columns="run_peak_MiB")
     return table
+
+
+def fastest_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per method and task, the run that trained fastest (see cost_table)."""
+    timed = runs.dropna(subset=["samples_per_second"])
+    return timed.loc[timed.groupby(["variant", "task"], observed=True)["samples_per_second"].idxmax()]
 
 
 def measured_on_cuda(runs: pd.DataFrame) -> bool:

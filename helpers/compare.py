@@ -8,6 +8,7 @@ trainable parameters, no training speed).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -91,7 +92,8 @@ PRECISION_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # 
 def hardware_label(device, precision) -> str:
     """Where and in what precision a run trained, as tables name it: "CPU fp32", "H200 bf16"."""
     text = str(device or "").strip()
-    cpu = not text or text.endswith("threads)")  # helpers.device.device_name of a CPU ends so
+    # helpers.device.device_name of a CPU: "AMD EPYC (2 threads)", or with its vector units "(2 threads, AVX2)"
+    cpu = not text or re.search(r"\(\d+ threads(, [^)]*)?\)$", text) is not None
     where = "CPU" if cpu else text.removeprefix("NVIDIA ")
     if not isinstance(precision, str) or not precision:
         return where

@@ -52,20 +52,33 @@ def cpu_only() -> bool:
     return not torch.cuda.is_available() and not (mps is not None and mps.is_available())
 
 
+def cpu_vector_units(flags: set[str]) -> str:
+    """The widest x86 vector instructions among /proc/cpuinfo's flags, as timings name them: one CPU
+    model name ("AMD EPYC") covers machines with and without AVX-512, which train at different speeds."""
+    if "avx512f" in flags:
+        return "AVX-512 bf16" if "avx512_bf16" in flags else "AVX-512"
+    return "AVX2" if "avx2" in flags else ""
+
+
 def device_name() -> str:
+    """The GPU's name, or the CPU's with its torch threads and vector units, e.g. "AMD EPYC (2 threads, AVX2)"."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "Apple MPS"
-    cpu = platform.processor() or "CPU"
+    names, flags = [], set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                names.append(value.strip())
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
     except OSError:
         pass
-    return f"{cpu} ({torch.get_num_threads()} threads)"
+    cpu = names[0] if names else platform.processor() or "CPU"
+    units = cpu_vector_units(flags)
+    return f"{cpu} ({torch.get_num_threads()} threads{', ' + units if units else ''})"
 
 
 def library_versions() -> dict:

@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
-from helpers.analysis import over_seeds
+from helpers.analysis import fastest_runs, over_seeds
 from helpers.methods import method_label
 from helpers.tasks import get_task
 
@@ -279,11 +279,11 @@ def setting_effect(
 
 
 def cost_per_method(frame: pd.DataFrame, folder=None, name="time_memory"):
-    """Training time per 1,000 examples and the memory of one training step (stacked by kind) per method."""
+    """Training time per 1,000 examples per task (each method's fastest run, as analysis.cost_table) and
+    the memory of one training step (stacked by kind) per method."""
     table = (
         frame.groupby("variant", observed=True)
         .agg(
-            samples_per_second=("samples_per_second", "mean"),
             parameters=("parameters_bytes", "mean"),
             gradients=("gradients_bytes", "mean"),
             optimizer=("optimizer_bytes", "mean"),
@@ -292,11 +292,22 @@ def cost_per_method(frame: pd.DataFrame, folder=None, name="time_memory"):
         .reset_index()
         .sort_values("variant")
     )
+    fastest = fastest_runs(frame)
     # Horizontal bars: method names on the y axis never overlap, however many methods.
     figure, (time_ax, memory_ax) = _subplots(1, 2, figsize=(MAX_WIDTH, 0.35 * len(table) + 1.8), sharey=True)
     labels = table["variant"].astype(str)
-    time_ax.barh(labels, 1000 / table["samples_per_second"], color="tab:blue")
-    time_ax.set(xlabel="seconds per 1,000 training examples", title=f"Training time ({frame['device'].iloc[0]})")
+    tasks = list(dict.fromkeys(fastest["task"]))
+    height = 0.8 / max(1, len(tasks))
+    for offset, task in enumerate(tasks):
+        speed = table["variant"].map(fastest[fastest["task"] == task].set_index("variant")["samples_per_second"])
+        positions = np.arange(len(table)) - 0.4 + height * (offset + 0.5)
+        time_ax.barh(positions, 1000 / speed.to_numpy(dtype=float), height=height, label=get_task(task).display_name)
+    time_ax.set_yticks(np.arange(len(table)), labels)
+    devices = sorted(set(fastest["device"]))
+    where = devices[0] if len(devices) == 1 else "several machines: see the cost table"
+    time_ax.set(xlabel="seconds per 1,000 training examples", title=f"Training time ({where})")
+    if len(tasks) > 1:
+        time_ax.legend(fontsize=8, loc="upper right")
     time_ax.invert_yaxis()  # first method on top
     left = np.zeros(len(table))
     for part, color in [
@@ -306,7 +317,7 @@ def cost_per_method(frame: pd.DataFrame, folder=None, name="time_memory"):
         ("activations", "tab:purple"),
     ]:
         values = table[part].to_numpy() / 2**20
-        memory_ax.barh(labels, values, left=left, label=part, color=color)
+        memory_ax.barh(np.arange(len(table)), values, left=left, label=part, color=color)
         left += values
     memory_ax.set(xlabel="MiB", title=f"Memory of one training step (batch {frame['memory_batch'].iloc[0]})")
     memory_ax.legend(fontsize=8, loc="upper right")

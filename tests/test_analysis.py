@@ -371,6 +371,11 @@ def test_cost_table_reports_the_step_total_and_the_run_peak_only_on_cuda():
     both = analysis.cost_table(frame_of(records))
     assert list(both.columns[:4]) == ["variant", "trainable", "samples_per_second (SST-2)", "samples_per_second (MRPC)"]
     assert both.set_index("variant").loc["bitfit", "samples_per_second (MRPC)"] == 30.0
+    assert "speed measured on" not in both  # one machine: named once, with the table
+    # Speeds from two machines do not compare: each method's row names the machine its speed is from.
+    records[-3]["versions"]["device"] = "AMD EPYC (2 threads, AVX-512 bf16)"
+    mixed = analysis.cost_table(frame_of(records)).set_index("variant")["speed measured on"]
+    assert mixed.to_dict() == {"bitfit": "AMD EPYC (2 threads, AVX-512 bf16) / test CPU", "lora": "test CPU"}
     records = records[:-3]
     for record in records:  # on CUDA the allocator's peak over the run exceeds one step's total
         record["memory"].update(kind="cuda_max_allocated", peak_bytes=2**28)

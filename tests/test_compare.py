@@ -99,6 +99,7 @@ def test_hardware_labels_name_cpu_and_gpu_runs_as_tables_show_them():
     from helpers.compare import hardware_label
 
     assert hardware_label("AMD EPYC 7B13 (2 threads)", "fp32") == "CPU fp32"
+    assert hardware_label("AMD EPYC (2 threads, AVX-512 bf16)", "fp32") == "CPU fp32"  # the vector units, named since
     assert hardware_label("NVIDIA H200", "bf16") == "H200 bf16"
     assert hardware_label("Tesla T4", "fp16") == "Tesla T4 fp16"
     assert hardware_label("Intel Xeon (2 threads)", "float32") == "CPU fp32"  # torch's name, as ICL records hold
@@ -147,3 +148,12 @@ def test_icl_draws_on_a_dev_subset_never_average_with_the_whole_dev_sets():
     assert table.loc[whole, "draws"] == 3 and abs(table.loc[whole, "score"] - 0.61) < 1e-9
     assert table.loc[200, "draws"] == 1 and table.loc[200, "score"] == 0.90
     assert icl_display(icl_table(records))["majority"].tolist() == ["0.500"]  # three decimals, as the scores
+
+
+def test_a_cpus_name_carries_its_vector_units_which_set_its_speed():
+    from helpers.device import cpu_vector_units
+
+    assert cpu_vector_units({"avx2", "avx512f", "avx512_bf16"}) == "AVX-512 bf16"
+    assert cpu_vector_units({"avx2", "avx512f"}) == "AVX-512"
+    assert cpu_vector_units({"sse4_2", "avx2"}) == "AVX2"
+    assert cpu_vector_units(set()) == ""  # not x86, or no /proc/cpuinfo
