@@ -588,6 +588,87 @@ def longer_training_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
     return pd.concat(kept).reset_index(drop=True)
 
 
+COURSE_PEFT = ("bitfit", "lora")  # the course baselines are to be met with one of these (issue 12)
+
+
+def compared_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
+    """Every run the study compares methods with: at the profile's settings and selected rates
+    (profile_runs), and the same methods trained for more epochs (longer_training_runs)."""
+    runs = pd.concat([profile_runs(frame, profile), longer_training_runs(frame, profile)])
+    return runs.drop_duplicates("run_id").reset_index(drop=True) if not runs.empty else runs
+
+
+def best_groups(runs: pd.DataFrame, methods) -> pd.DataFrame:
+    """Per task, the (method, epochs, rate) group of `methods` with the best mean validation score
+    among those with at least MIN_SEEDS seeds (selected on validation, never the test), with its mean,
+    std and per-seed values of the test metric."""
+    runs = runs[runs["method"].isin(list(methods))]
+    keys = ["task", "variant", "epochs", "lr"]
+    table = over_seeds(runs, keys, "best_validation") if not runs.empty else pd.DataFrame()
+    table = table[table["n"] >= MIN_SEEDS] if not table.empty else table
+    if table.empty:
+        return table
+    best = table.loc[table.groupby("task", observed=True)["mean"].idxmax(), keys].reset_index(drop=True)
+    tests = over_seeds(runs, keys).merge(best, on=keys)
+    values = [
+        tuple(
+            map(
+                float,
+                runs.loc[(runs[keys[:3]] == row[keys[:3]]).all(axis=1) & np.isclose(runs["lr"], row["lr"]), "test"],
+            )
+        )
+        for _, row in tests.iterrows()
+    ]
+    return tests.assign(values=values)
+
+
+def targets_table(frame: pd.DataFrame, profile) -> pd.DataFrame:
+    """Per task: the course baseline (main test metric), the best BitFit or LoRA group and the best
+    full fine-tuning group of compared_runs (mean ± std, 95% interval, which epochs and rate), whether
+    the PEFT mean meets the baseline, and PEFT against full fine-tuning by Welch's t-test."""
+    runs = compared_runs(frame, profile)
+    peft, full = best_groups(runs, COURSE_PEFT), best_groups(runs, ("full",))
+    rows = []
+    for task in dict.fromkeys(runs["task"]):
+        spec = get_task(task)
+        bar = spec.baselines.get(spec.main_test_split, {}).get(spec.main_metric)
+        row = {"task": spec.display_name, "course baseline": f"{spec.main_metric} ≥ {bar}" if bar else ""}
+        sides = {}
+        for name, best in (("BitFit or LoRA", peft), ("full fine-tuning", full)):
+            found = best[best["task"] == task] if not best.empty else best
+            if found.empty:
+                row[f"best {name}"] = f"no group of {MIN_SEEDS} seeds"
+                continue
+            top = found.iloc[0]
+            sides[name] = top
+            row[f"best {name}"] = (
+                f"{top['variant']} ({top['epochs']:g} epochs, lr {top['lr']:g}): "
+                f"{mean_std_text(top['mean'], top['std'], int(top['n']))} [{interval_text(top['values'])}]"
+            )
+        if "BitFit or LoRA" in sides and bar:
+            top = sides["BitFit or LoRA"]
+            low, high = t_interval(top["values"])
+            row["baseline met?"] = (
+                "yes"
+                if top["mean"] >= bar
+                else f"no, by {bar - top['mean']:.3f}" + (" (interval reaches it)" if high >= bar else "")
+            )
+        if len(sides) == 2:
+            comparison = Comparison(
+                "BitFit or LoRA",
+                "full fine-tuning",
+                sides["BitFit or LoRA"]["values"],
+                sides["full fine-tuning"]["values"],
+            )
+            p_value, _, _ = comparison.test
+            verdict = {"a": "PEFT ahead", "b": "full ahead", "tie": "within noise"}.get(
+                comparison.verdict, comparison.verdict
+            )
+            row["PEFT − full"] = f"{comparison.difference:+.3f} ({verdict}, p = {p_value:.2g})"
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
+
+
 def lora_grid_runs(frame: pd.DataFrame, profile, vary: str, alpha: str = "fixed") -> pd.DataFrame:
     """LoRA's grid runs over one setting (`rank`, `batch_size`, `warmup_ratio`): the profile's grid
     settings except `vary`; `alpha` as in at_defaults ("fixed", or "2r" for a constant scale)."""

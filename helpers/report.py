@@ -101,6 +101,7 @@ def write_report(
     report_dir = report_path.parent
     out = [
         *_introduction(frame, problems, results_dir, report_dir, profile),
+        *_targets_section(frame, profile),
         *_design_and_data_section(defaults, figures_dir, report_dir),
         *_results_section(frame, defaults, records, figures, figures_dir, report_dir, profile),
         *_peft_section(frame, defaults, profile, figures, report_dir),
@@ -135,6 +136,61 @@ def _introduction(frame, problems, results_dir: Path, report_dir: Path, profile)
     if problems:
         out.append(f"> {len(problems)} file(s) in the results folder were not valid records and were skipped.\n")
     return out
+
+
+STRETCH_POINTS = 0.02  # the issue's stretch target: within 2 points of published full fine-tuning of this model size
+
+
+def _targets_section(frame, profile) -> list[str]:
+    """The course targets first: the best BitFit or LoRA and the best full fine-tuning per task (selected on
+    validation over the compared runs, the profile's and those trained longer), what learned nothing, and
+    the tasks the plan names that have no runs yet."""
+    table = analysis.targets_table(frame, profile)
+    if table.empty:
+        return []
+    out = [
+        "## Targets at a glance\n",
+        "Per task, the best BitFit or LoRA group and the best full fine-tuning group among the runs this report "
+        f"compares (each method at its selected rate, and the same trained for more epochs; at least "
+        f"{analysis.MIN_SEEDS} seeds; the group is selected on validation, the cell gives its test mean ± std and "
+        "[95% interval]); PEFT − full is the difference of the test means, decided by Welch's t-test:\n",
+        _table(table) + "\n",
+    ]
+    runs = analysis.compared_runs(frame, profile)
+    lines = []
+    for task in dict.fromkeys(runs["task"]):
+        spec = get_task(task)
+        published = next((v for k, v in spec.published.items() if k.startswith("full fine-tuning")), None)
+        best = analysis.best_groups(runs[runs["task"] == task], analysis.COURSE_PEFT)
+        if published is not None and not best.empty:
+            stretch = published / 100 - STRETCH_POINTS
+            mean = best["mean"].iloc[0]
+            lines.append(
+                f"- {spec.display_name}, stretch (within {STRETCH_POINTS * 100:g} points of the published full "
+                f"fine-tuning of a model this size, {published / 100:.3f}, i.e. ≥ {stretch:.3f}): "
+                + ("met" if mean >= stretch else f"missed by {stretch - mean:.3f}")
+                + f" ({best['variant'].iloc[0]} {mean:.3f})."
+            )
+    learned_nothing = analysis.over_seeds(runs, ["task", "variant", "epochs", "lr"]).merge(
+        runs.groupby(["task", "variant"], observed=True)["majority"].mean().reset_index(), on=["task", "variant"]
+    )
+    for _, row in learned_nothing.iterrows():
+        if analysis.at_or_below(row["mean"], row["majority"]):
+            where = f"{get_task(row['task']).display_name} {row['variant']} at {row['epochs']:g} epochs"
+            lines.append(
+                f"- {where} (lr {row['lr']:g}) scores no better than the majority class ({row['majority']:.3f}, "
+                "mean over seeds): see §2 for why, and for the same method trained longer."
+            )
+    if profile.from_study:
+        from helpers.study import OTHER_TASKS
+
+        missing = [get_task(t).display_name for t in OTHER_TASKS if t not in set(runs["task"])]
+        if missing:
+            lines.append(
+                f"- {' and '.join(missing)}: no runs in these records yet (the study's tier 5, "
+                "`python -m helpers.study --tier 5`)."
+            )
+    return out + (["\n".join(lines) + "\n"] if lines else [])
 
 
 def _design_and_data_section(defaults, figures_dir: Path, report_dir: Path) -> list[str]:

@@ -550,3 +550,24 @@ def test_a_profile_rate_for_a_task_sets_its_runs_and_the_comparison_reads_them()
     records += [fake_record(task, "bitfit", 0, 0.60, lr=DEFAULT_LR["bitfit"]) for task in ("mrpc", "sst2")]
     chosen = analysis.profile_runs(frame_of(records), rated)
     assert sorted(zip(chosen["task"], chosen["lr"])) == [("mrpc", 1e-2), ("mrpc", 1e-2), ("sst2", DEFAULT_LR["bitfit"])]
+
+
+def test_targets_pick_each_side_on_validation_report_its_test_and_compare_peft_with_full():
+    records = [
+        fake_record("sst2", method, seed, value + 0.004 * seed, validation=validation, majority=0.5)
+        for method, value, validation in (("bitfit", 0.880, 0.90), ("lora", 0.890, 0.85), ("full", 0.850, 0.95))
+        for seed in (0, 1, 2)
+    ]
+    records += [
+        fake_record("sst2", "bitfit", seed, 0.95, settings={"epochs": PROFILE.epochs + 3}, validation=0.80)
+        for seed in (0, 1, 2)
+    ]  # trained longer: compared too, but its validation is lower, so its better test does not count
+    assert set(analysis.compared_runs(frame_of(records), PROFILE)["epochs"]) == {PROFILE.epochs, PROFILE.epochs + 3}
+    row = analysis.targets_table(frame_of(records), PROFILE).iloc[0]
+    # BitFit wins on validation (0.90 vs LoRA's 0.85) although LoRA's test is higher: selection never reads the test.
+    assert (
+        row["best BitFit or LoRA"].startswith(f"bitfit ({PROFILE.epochs:g} epochs")
+        and "0.884 ± 0.004" in row["best BitFit or LoRA"]
+    )
+    assert row["baseline met?"] == "yes"  # SST-2's course baseline is 0.88
+    assert row["PEFT − full"].startswith("+0.030 (PEFT ahead, p = ")
