@@ -454,6 +454,9 @@ def best_setting(
     for group_key, group in table.groupby(by, observed=True):
         most = group[group["n"] == group["n"].max()]  # a lucky single seed does not outrank three
         best = most.loc[most["mean"].idxmax()]
+        if column == "lr" and "method" in by:
+            default = default_if_all_tied(dict(zip(most["lr"], most["mean"])), group["method"].iloc[0])
+            best = most.loc[np.isclose(most["lr"], default)].iloc[0] if default is not None else best
         key = group_key[0] if len(by) == 1 and isinstance(group_key, tuple) else group_key
         members = frame[
             (frame[by] == pd.Series(dict(zip(by, group_key if isinstance(group_key, tuple) else (group_key,))))).all(
@@ -483,6 +486,7 @@ def best_setting(
                 "degenerate": at_or_below(best["mean"], floor),
                 "edge": bool(edge),
                 "values": list(per_value[best[column]]),
+                "seeds_per_value": {value: len(values) for value, values in per_value.items()},
             }
         )
     return (
@@ -490,23 +494,40 @@ def best_setting(
     )
 
 
+def all_tied(scores) -> bool:
+    """Did every rate of a grid score the same (nothing learned more than the majority class)?"""
+    values = list(scores)
+    return len(values) > 0 and max(values) - min(values) <= 1e-9
+
+
+def default_if_all_tied(means: dict[float, float], method: str) -> float | None:
+    """The rule every rate selection shares (best_setting, selected_lr, helpers.study): where every rate
+    scored the same mean (nothing learned at any rate), the method's default rate if it was tried; else None
+    (the best mean decides)."""
+    default = DEFAULT_LR.get(method)
+    tried = default is not None and any(math.isclose(rate, default, rel_tol=1e-9) for rate in means)
+    return default if tried and all_tied(means.values()) else None
+
+
 def best_lr(frame: pd.DataFrame, selection: str = "best_validation") -> pd.DataFrame:
-    """Per task and method: the best learning rate, the rates tied with it, and whether the sweep learned anything."""
-    return best_setting(frame, "lr", ("task", "method"), selection)
+    """Per task and method variant (BitFit and sparse BitFit apart): the best learning rate, the rates tied
+    with it, and whether the sweep learned anything."""
+    return best_setting(frame, "lr", ("task", "method", "variant"), selection)
 
 
 def selected_lr(grid: pd.DataFrame, selection: str = "best_validation") -> dict[tuple[str, str], float]:
     """Per (task, variant): the learning rate a study uses after its grid: among the rates with the
-    most seeds, the best mean validation score; where every such rate scored the same (nothing learned
-    at any rate), the method's default rate if it is one of them (helpers.study.selected_rates, the same
-    rule, trains the final runs at it)."""
+    most seeds, the best mean validation score; where every such rate scored the same, the method's default
+    rate if it is one of them (default_if_all_tied). The study trains its final runs at this rate
+    (helpers.study.selected_rates for tiers 1-3, its short searches for tiers 4-5: the same rules)."""
     chosen = {}
     for (task, variant), group in grid.groupby(["task", "variant"], observed=True):
         table = over_seeds(group, ["lr"], selection)
         table = table[table["n"] == table["n"].max()]
-        default = DEFAULT_LR.get(group["method"].iloc[0])
-        tied = np.allclose(table["mean"], table["mean"].iloc[0]) and default in set(table["lr"])
-        chosen[(task, str(variant))] = default if tied else float(table.loc[table["mean"].idxmax(), "lr"])
+        default = default_if_all_tied(dict(zip(table["lr"], table["mean"])), group["method"].iloc[0])
+        chosen[(task, str(variant))] = (
+            default if default is not None else float(table.loc[table["mean"].idxmax(), "lr"])
+        )
     return chosen
 
 
@@ -773,7 +794,9 @@ def cost_table(runs: pd.DataFrame) -> pd.DataFrame:
 def fastest_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Per method and task, the run that trained fastest (see cost_table)."""
     timed = runs.dropna(subset=["samples_per_second"])
-    return timed.loc[timed.groupby(["variant", "task"], observed=True)["samples_per_second"].idxmax()]
+    fastest = timed.loc[timed.groupby(["variant", "task"], observed=True)["samples_per_second"].idxmax()]
+    device = fastest["device"] if "device" in fastest else pd.Series(None, index=fastest.index, dtype=object)
+    return fastest.assign(device=device.fillna("unknown device"))
 
 
 def measured_on_cuda(runs: pd.DataFrame) -> bool:
@@ -811,10 +834,11 @@ def best_lr_table(best: pd.DataFrame) -> pd.DataFrame:
     within noise of it, and whether the sweep learned anything."""
     shown = best.copy()
     shown["task"] = shown["task"].map(lambda t: get_task(t).display_name)
+    shown["method"] = shown["variant"].astype(str)
     shown = shown.rename(columns={"validation_mean": "best validation (mean)", "validation_std": "std", "n": "seeds"})
     shown["95% interval"] = [interval_text(values) for values in best["values"]]
     shown["within noise of the best"] = [
-        ", ".join(f"{r:g}" for r in row["tied"])
+        ", ".join(_rate_with_seeds(r, row["seeds_per_value"]) if row["decided"] else f"{r:g}" for r in row["tied"])
         + ("" if row["decided"] else f" (undecided: {int(row['seeds'])} seed(s))")
         for _, row in shown.iterrows()
     ]
@@ -833,6 +857,13 @@ def best_lr_table(best: pd.DataFrame) -> pd.DataFrame:
         "learned?",
     ]
     return shown[columns]
+
+
+def _rate_with_seeds(rate: float, seeds: dict) -> str:
+    """A rate as best_lr_table lists it; one with fewer than MIN_SEEDS seeds says so: it is not ruled out,
+    which is weaker than tied (worse_than tests it against the best's spread)."""
+    n = seeds.get(rate, MIN_SEEDS)
+    return f"{rate:g}" + (f" ({n} seed{'s' * (n > 1)}: not ruled out)" if n < MIN_SEEDS else "")
 
 
 def pooling_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:

@@ -304,7 +304,7 @@ def cost_per_method(frame: pd.DataFrame, folder=None, name="time_memory"):
         time_ax.barh(positions, 1000 / speed.to_numpy(dtype=float), height=height, label=get_task(task).display_name)
     time_ax.set_yticks(np.arange(len(table)), labels)
     devices = sorted(set(fastest["device"]))
-    where = devices[0] if len(devices) == 1 else "several machines: see the cost table"
+    where = devices[0] if len(devices) == 1 else "several machines: see the cost table" if devices else "no timings"
     time_ax.set(xlabel="seconds per 1,000 training examples", title=f"Training time ({where})")
     if len(tasks) > 1:
         time_ax.legend(fontsize=8, loc="upper right")

@@ -703,7 +703,9 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
     lines += relation_lines
     if not relations:
         return "\n".join(lines) + "\n"
-    lines += _lr_conclusion(relations, _full_degrades_at_high_lr(lrs))
+    lines += _lr_conclusion(
+        relations, _degrades_at_high_lr(lrs, ("full",)), _degrades_at_high_lr(lrs, analysis.COURSE_PEFT)
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -727,10 +729,11 @@ def _lr_grid_sentence(lrs: pd.DataFrame) -> str:
 def _lr_relations(best: pd.DataFrame) -> tuple[list[str], list[str]]:
     """One line per (task, PEFT method) with a full fine-tuning sweep beside it, and the relations
     ('larger', 'smaller', 'undecided') of their best rates to full fine-tuning's."""
-    full = {row["task"]: row for _, row in best[best["method"] == "full"].iterrows()}
+    variants = best["variant"].astype(str)
+    full = {row["task"]: row for _, row in best[variants == "full"].iterrows()}
     lines, relations = [], []
     for method in ("bitfit", "lora", "head"):
-        for _, peft in best[best["method"] == method].iterrows():
+        for _, peft in best[variants == method].iterrows():
             if peft["task"] not in full:
                 continue
             reference = full[peft["task"]]
@@ -751,7 +754,7 @@ def _lr_relations(best: pd.DataFrame) -> tuple[list[str], list[str]]:
     return lines, relations
 
 
-def _lr_conclusion(relations: list[str], degrading: str) -> list[str]:
+def _lr_conclusion(relations: list[str], degrading: str, peft_degrading: str) -> list[str]:
     """The count of pairs on each side, and what they say about 'PEFT wants larger learning rates'."""
     larger, smaller = relations.count("larger"), relations.count("smaller")
     decided = len(relations) - relations.count("undecided")
@@ -771,7 +774,7 @@ def _lr_conclusion(relations: list[str], degrading: str) -> list[str]:
             "contradict the usual claim that PEFT methods want larger learning rates than full fine-tuning."
         )
     elif larger == decided:
-        lines.append(_why_peft_wants_larger_rates(len(relations) - decided, degrading))
+        lines.append(_why_peft_wants_larger_rates(len(relations) - decided, degrading, peft_degrading))
     else:
         lines.append(
             f"Of the decided pairs, {larger} put the PEFT rate higher and {smaller} lower: these records do not "
@@ -783,36 +786,39 @@ def _lr_conclusion(relations: list[str], degrading: str) -> list[str]:
     return lines
 
 
-def _why_peft_wants_larger_rates(undecided: int, degrading: str) -> str:
+def _why_peft_wants_larger_rates(undecided: int, degrading: str, peft_degrading: str) -> str:
     """The explanation, given when every decided pair puts the PEFT method's best rate higher."""
     return (
         "In every decided pair the PEFT method's best rate is the higher one"
         + (f" ({undecided} undecided, where a sweep learned nothing or rates tie)" if undecided else "")
         + ". "
         + "Why: full fine-tuning moves every one of the model's weights, so a small learning rate already "
-        "changes each layer, and "
-        "large steps overwrite the pretrained features"
+        "changes each layer, and large steps overwrite the pretrained features"
         + (f" — {degrading}" if degrading else "")
-        + ". BitFit and LoRA "
-        "change few parameters (bias vectors; a rank-r update B·A that starts at zero), each with a small effect "
-        "on the output, "
-        "so they need larger steps to move the function as far in the same number of updates, and because the "
-        "pretrained "
-        "weights stay frozen, large steps cannot destroy them."
+        + ". BitFit and LoRA change few parameters (bias vectors; a rank-r update B·A that starts at zero), each "
+        "with a small effect on the output, so they need larger steps to move the function as far in the same "
+        "number of updates; the pretrained weights stay frozen, so a large step cannot overwrite them"
+        + (
+            f", though past some rate the few trained parameters still diverge — {peft_degrading}"
+            if peft_degrading
+            else ""
+        )
+        + "."
     )
 
 
-def _full_degrades_at_high_lr(lrs: pd.DataFrame) -> str:
-    """A data-decided clause: does full fine-tuning get worse at its largest learning rate than at its best?"""
-    full = lrs[lrs["method"] == "full"]
+def _degrades_at_high_lr(lrs: pd.DataFrame, methods) -> str:
+    """A data-decided clause: where does a method score worse at its grid's largest rate than at its best
+    (analysis.worse_than: Welch's t-test with 3 seeds a side, else the best's prediction interval)?"""
     clauses = []
-    for task, group in full.groupby("task"):
-        table = analysis.over_seeds(group, ["lr"], "best_validation").sort_values("lr")
-        best, top = table.loc[table["mean"].idxmax()], table.iloc[-1]
-        if top["lr"] > best["lr"] and best["mean"] - top["mean"] > max(best["std"], top["std"], 0.01):
+    for (task, method), group in lrs[lrs["method"].isin(list(methods))].groupby(["task", "method"], observed=True):
+        values = {lr: runs["best_validation"].dropna().to_numpy() for lr, runs in group.groupby("lr")}
+        means = {lr: float(v.mean()) for lr, v in values.items() if len(v)}
+        best, top = max(means, key=means.get), max(means)
+        if top > best and len(values[best]) >= analysis.MIN_SEEDS and analysis.worse_than(values[best], values[top]):
             clauses.append(
-                f"on {get_task(task).display_name} full fine-tuning drops from {best['mean']:.3f} at {best['lr']:g} to "
-                f"{top['mean']:.3f} at {top['lr']:g}"
+                f"on {get_task(task).display_name} {method} drops from {means[best]:.3f} at {best:g} to "
+                f"{means[top]:.3f} at {top:g} ({len(values[top])} seed{'s' * (len(values[top]) > 1)}; validation)"
             )
     return "; ".join(clauses)
 

@@ -8,11 +8,13 @@ one before (selection on the validation slice, never on the GLUE dev set):
 - `1b`: seeds 1 and 2 at each grid's best rate and its two neighbours, so that the best rate is
   chosen over 3 seeds and the "which rate is best" verdicts have their test.
 - `1c`: each method at its selected rate, 3 seeds, on the whole training sets, 2 epochs.
-- `1d`: MRPC, BitFit and LoRA for 5 epochs, 3 seeds (at 2 epochs BitFit learned nothing at any rate).
+- `1d`: MRPC, every core method for 5 epochs, 3 seeds (at 2 epochs BitFit learned nothing at any rate).
 
 Tier 2 (LoRA rank sweep, alpha = 16 and alpha = 2r) and tier 3 (batch size and warmup for BitFit and
 LoRA) train at the rates tier 1 selected (`selected_rates`: the default rate where a method learned
-nothing at any rate of its grid); tier 6 (overfitting 32 examples) at the default rates; see
+nothing at any rate of its grid); tier 6 (overfitting 32 examples) at the default rates. Tier 4 (the
+six other methods) and tier 5 (CoLA and RTE) each run a short search per method: three rates on one seed,
+one step further past an edge, then 3 seeds at the best rate on the whole training set. See
 results/full/PLAN.md.
 Tier `llm` fine-tunes the packaged LLM and MiniLM side by side (`--results-dir results/llm`); tier
 `qlora` (a CUDA GPU with bitsandbytes) repeats it with QLoRA.
@@ -28,6 +30,7 @@ import math
 import os
 from pathlib import Path
 
+from helpers.analysis import all_tied, default_if_all_tied
 from helpers.methods import MethodConfig
 from helpers.paths import llm_results_dir
 from helpers.profiles import get_profile
@@ -93,7 +96,7 @@ def rate_ladder(task: str, method: str, results_dir: Path = STUDY_DIR, glue_dir=
     grid = LR_GRID[method]
     scores = {lr: _best_validation(_grid_runs(task, method, lr, [0])[0], results_dir, glue_dir) for lr in grid}
     scores = {lr: value for lr, value in scores.items() if value is not None}
-    if len(set(scores.values())) < 2:  # no rate learned more than another (e.g. all majority class): no edge
+    if len(scores) < 2 or all_tied(scores.values()):  # nothing learned more than another rate: no edge
         return grid
     best = max(scores, key=scores.get)
     if best == grid[0]:
@@ -101,11 +104,6 @@ def rate_ladder(task: str, method: str, results_dir: Path = STUDY_DIR, glue_dir=
     if best == grid[-1]:
         return (*grid, _outward(grid[-1], up=True))
     return grid
-
-
-def _all_tied(scores: dict) -> bool:
-    """Did every rate of a grid score the same (nothing learned more than the majority class)?"""
-    return len(set(scores.values())) < 2
 
 
 def tier_1b(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
@@ -125,7 +123,7 @@ def tier_1b(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
             if not scores:
                 continue
             # A grid where every rate scored the same has no best: its neighbourhood is the default rate's.
-            tied = _all_tied(scores) and DEFAULT_LR[method] in ladder
+            tied = all_tied(scores.values()) and DEFAULT_LR[method] in ladder
             best = ladder.index(DEFAULT_LR[method] if tied else max(scores, key=scores.get))
             for lr in ladder[max(0, best - 1) : best + 2]:
                 configs += _grid_runs(task, method, lr, SEEDS if lr not in LR_GRID[method] else SEEDS[1:])
@@ -146,8 +144,8 @@ def selected_rates(results_dir: Path = STUDY_DIR, glue_dir=None) -> dict[tuple[s
                 if len(values) == len(SEEDS):
                     means[lr] = sum(values) / len(values)
             if means:
-                tied = _all_tied(means) and DEFAULT_LR[method] in means
-                chosen[(task, method)] = DEFAULT_LR[method] if tied else max(means, key=means.get)
+                default = default_if_all_tied(means, method)
+                chosen[(task, method)] = default if default is not None else max(means, key=means.get)
     return chosen
 
 
@@ -243,11 +241,19 @@ def tier_6(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
 
 # Tiers 4 and 5 tune on one seed (the issue's "short grid"): a centre rate and one half-decade step
 # either side on the grids' data (SST-2 capped), one step further where seed 0's best sits on an edge,
-# then 3 seeds at the best rate on the whole training set (analysis.selected_lr reads the same rate from
-# the records: the best single-seed grid score, the default rate where every rate tied).
+# then 3 seeds at the best rate on the whole training set. analysis.selected_lr reads the same rate from
+# the records: the best single-seed grid score (the lowest such rate on a tie), or the default rate
+# where every rate tied and the default was tried (analysis.default_if_all_tied).
 OTHER_TASKS = ("cola", "rte")  # tier 5
-SIMILAR_TASK = {"cola": "sst2", "rte": "mrpc"}  # single sentences, sentence pairs: where tier 5's grids centre
 CORE_PEFT_AND_FULL = ("bitfit", "lora", "full")
+
+
+def similar_task(task: str) -> str:
+    """The tier-1 task of the same kind (single sentences, or sentence pairs), where tier 5 centres its grids."""
+    from helpers.tasks import get_task
+
+    kind = len(get_task(task).text_columns)
+    return next(t for t in TASKS if len(get_task(t).text_columns) == kind)
 
 
 def other_methods() -> dict[str, MethodConfig]:
@@ -270,14 +276,13 @@ def _short_search(task: str, method: str | MethodConfig, centre: float, results_
     if None in scores.values():
         return runs
     best = max(sorted(scores), key=scores.get)
-    if not _all_tied(scores) and best in (runs[0].lr, runs[-1].lr):
+    if not all_tied(scores.values()) and best in (runs[0].lr, runs[-1].lr):
         runs += _grid_runs(task, method, _outward(best, up=best == runs[-1].lr), [0])
         scores[runs[-1].lr] = _best_validation(runs[-1], results_dir, glue_dir)
         if scores[runs[-1].lr] is None:
             return runs
         best = max(sorted(scores), key=scores.get)
-    if _all_tied(scores) and DEFAULT_LR[name] in scores:
-        best = DEFAULT_LR[name]
+    best = default_if_all_tied(scores, name) or best
     return runs + expand_grid({"seed": list(SEEDS)}, {**COMMON, "task": task, **_method_fields(method), "lr": best})
 
 
@@ -293,15 +298,14 @@ def tier_4(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
 
 def tier_5(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     """BitFit, LoRA r=8 and full fine-tuning on CoLA and RTE: a short search around the rate tier 1
-    selected on the task of the same kind (SIMILAR_TASK), or the default rate before tier 1 has one."""
+    selected on the task of the same kind (similar_task); nothing for a method before tier 1 selects it."""
     rates = selected_rates(results_dir, glue_dir)
     return [
         config
         for task in OTHER_TASKS
         for method in CORE_PEFT_AND_FULL
-        for config in _short_search(
-            task, method, rates.get((SIMILAR_TASK[task], method), DEFAULT_LR[method]), results_dir, glue_dir
-        )
+        if (similar_task(task), method) in rates
+        for config in _short_search(task, method, rates[(similar_task(task), method)], results_dir, glue_dir)
     ]
 
 
@@ -342,6 +346,26 @@ TIERS = {
 }
 
 
+def _run_tier(tier: str, results_dir: Path, glue_dir, dry_run: bool) -> None:
+    """Train a tier's runs that have no record. A tier whose records decide its next runs (4, 5) lists
+    more after each pass: it is read again until it asks for nothing new."""
+    asked: set[str] = set()
+    for attempt in itertools.count(1):
+        configs = TIERS[tier](results_dir, glue_dir)
+        if attempt > 1 and {config.run_id for config in configs} <= asked:
+            return
+        print(f"tier {tier}: {len(configs)} runs" + (f" (pass {attempt})" if attempt > 1 else ""))
+        if dry_run:
+            for config in configs:
+                print(
+                    f"  {config.task:<5} {Path(str(config.model)).name:<17} {config.method.label():<15} "
+                    f"lr={config.lr:g} seed={config.seed} train≤{config.max_train_samples}"
+                )
+            return
+        run_sweep(configs, glue_dir=glue_dir, results_dir=results_dir)
+        asked |= {config.run_id for config in configs}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.study", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tier", required=True, help=f"comma-separated tiers, run in order: {', '.join(TIERS)}")
@@ -360,23 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         if tier not in TIERS:
             parser.error(f"unknown tier {tier!r}; choose from {', '.join(TIERS)}")
         glue_dir = args.glue_dir or os.environ.get("GLUE_DIR")
-        # A tier whose records decide its next runs (4, 5) lists more after each pass: read it again
-        # until it asks for nothing new.
-        asked: set[str] = set()
-        for attempt in itertools.count(1):
-            configs = TIERS[tier](Path(args.results_dir), glue_dir)
-            if {config.run_id for config in configs} <= asked:
-                break
-            print(f"tier {tier}: {len(configs)} runs" + (f" (pass {attempt})" if attempt > 1 else ""))
-            if args.dry_run:
-                for config in configs:
-                    print(
-                        f"  {config.task:<5} {Path(str(config.model)).name:<17} {config.method.label():<15} "
-                        f"lr={config.lr:g} seed={config.seed} train≤{config.max_train_samples}"
-                    )
-                break
-            run_sweep(configs, glue_dir=glue_dir, results_dir=args.results_dir)
-            asked |= {config.run_id for config in configs}
+        _run_tier(tier, Path(args.results_dir), glue_dir, args.dry_run)
     return 0
 
 

@@ -571,3 +571,38 @@ def test_targets_pick_each_side_on_validation_report_its_test_and_compare_peft_w
     )
     assert row["baseline met?"] == "yes"  # SST-2's course baseline is 0.88
     assert row["PEFT − full"].startswith("+0.030 (PEFT ahead, p = ")
+
+
+def test_rate_selection_keeps_variants_apart_and_takes_the_default_where_nothing_was_learned():
+    default = DEFAULT_LR["bitfit"]
+    rates = (default / 3, default, default * 3)
+    records = [fake_record("mrpc", "bitfit", s, 0.684, lr=lr, validation=0.676) for lr in rates for s in (0, 1, 2)]
+    # Sparse BitFit at the same rates and seeds (tier 4) is another variant, not more seeds of BitFit.
+    records += [
+        fake_record("mrpc", "bitfit", 0, 0.70 + i / 100, lr=lr, validation=0.70 + i / 100, bitfit_variant="sparse")
+        for i, lr in enumerate(rates)
+    ]
+    best = analysis.best_lr(frame_of(records)).set_index("variant")
+    assert best.loc["bitfit", "lr"] == default  # every rate tied: the default, as helpers.study trains it
+    assert best.loc["bitfit (sparse)", "lr"] == default * 3 and best.loc["bitfit (sparse)", "n"] == 1
+    shown = analysis.best_lr_table(analysis.best_lr(frame_of(records))).set_index("method")
+    assert shown.loc["bitfit (sparse)", "within noise of the best"].endswith("(undecided: 1 seed(s))")
+
+
+def test_a_rate_with_one_seed_beside_a_three_seed_best_is_not_ruled_out_and_says_so():
+    records = [fake_record("sst2", "lora", s, 0.9, lr=1e-3, validation=0.90 + s / 100) for s in (0, 1, 2)]
+    records.append(fake_record("sst2", "lora", 0, 0.9, lr=3e-3, validation=0.905))  # one seed, within the spread
+    shown = analysis.best_lr_table(analysis.best_lr(frame_of(records))).iloc[0]
+    assert shown["within noise of the best"] == "0.001, 0.003 (1 seed: not ruled out)"
+
+
+def test_the_cost_table_and_figure_read_runs_without_a_named_device(tmp_path):
+    from helpers import plots
+
+    records = [fake_record("sst2", m, 0, 0.8) for m in ("bitfit", "lora")]
+    records[0]["versions"]["device"] = None
+    frame = frame_of(records)
+    table = analysis.cost_table(frame).set_index("variant")
+    assert table.loc["bitfit", "speed measured on"] == "unknown device"
+    plots.cost_per_method(frame, tmp_path)
+    assert (tmp_path / "time_memory.png").is_file()

@@ -129,6 +129,7 @@ def test_the_cli_reads_a_tier_again_after_each_pass_until_it_asks_for_nothing_ne
         scores.update({_key(c): 0.5 + c.lr for c in configs})
 
     monkeypatch.setattr(study, "run_sweep", fake_sweep)
+    scores.update({("mrpc", "lora", lr, seed): 0.75 for lr in study.LR_GRID["lora"] for seed in (0, 1, 2)})
     monkeypatch.setattr(study, "TIERS", {"5": lambda results_dir, glue_dir: _rte_lora(study.tier_5())})
     study.main(["--tier", "5"])
     # the grid (3 runs), the step beyond its top edge (4), then 3 seeds at that new best (7); nothing new after
