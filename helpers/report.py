@@ -817,7 +817,8 @@ def _degrades_at_high_lr(lrs: pd.DataFrame, methods) -> str:
         best, top = max(means, key=means.get), max(means)
         if top > best and len(values[best]) >= analysis.MIN_SEEDS and analysis.worse_than(values[best], values[top]):
             clauses.append(
-                f"on {get_task(task).display_name} {method} drops from {means[best]:.3f} at {best:g} to "
+                f"on {get_task(task).display_name} {'full fine-tuning' if method == 'full' else method} drops from "
+                f"{means[best]:.3f} at {best:g} to "
                 f"{means[top]:.3f} at {top:g} ({len(values[top])} seed{'s' * (len(values[top]) > 1)}; validation)"
             )
     return "; ".join(clauses)
