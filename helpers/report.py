@@ -102,7 +102,7 @@ def write_report(
     out = [
         *_introduction(frame, problems, results_dir, report_dir, profile),
         *_targets_section(frame, profile),
-        *_design_and_data_section(defaults, figures_dir, report_dir),
+        *_design_and_data_section(defaults, figures_dir, report_dir, profile),
         *_results_section(frame, defaults, records, figures, figures_dir, report_dir, profile),
         *_peft_section(frame, defaults, profile, figures, report_dir),
         *_bitfit_vs_lora_section(frame, defaults, profile, figures, report_dir),
@@ -193,9 +193,9 @@ def _targets_section(frame, profile) -> list[str]:
     return out + (["\n".join(lines) + "\n"] if lines else [])
 
 
-def _design_and_data_section(defaults, figures_dir: Path, report_dir: Path) -> list[str]:
+def _design_and_data_section(defaults, figures_dir: Path, report_dir: Path, profile) -> list[str]:
     """§1: the model, what each method trains, the data and the training settings."""
-    out = ["## 1. Model design and data\n", _model_design(defaults), _data_section(defaults)]
+    out = ["## 1. Model design and data\n", _model_design(defaults), _data_section(defaults, profile)]
     if (figures_dir / "token_lengths.png").is_file():  # drawn by notebook 01 from the data, not from records
         out.append(
             _figure(
@@ -519,7 +519,7 @@ def _model_design(defaults: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n\n" + _table(design) + "\n"
 
 
-def _data_section(defaults: pd.DataFrame) -> str:
+def _data_section(defaults: pd.DataFrame, profile) -> str:
     sizes = (
         defaults.groupby("task")
         .agg(
@@ -544,10 +544,17 @@ def _data_section(defaults: pd.DataFrame) -> str:
         f"{int(row['max_length'])}, linear schedule with {row['warmup_ratio']:.0%} warmup, seeds {seeds}. "
     )
     if set(sizes["select_on"]) == {"train_slice"}:
+        settings = row["settings"]
+        fraction, evaluated = settings.get("validation_fraction"), settings.get("max_validation_samples")
         text += (
-            "`validation` is a seeded, stratified slice of GLUE train, used to pick the best epoch; `test` is the GLUE "
-            "dev "
-            "set, used only for reporting:\n"
+            f"`validation` is a seeded, stratified {fraction:.0%} slice of GLUE train, held out from training"
+            + (
+                f" and evaluated on at most {evaluated:,} of its examples (the rest of a larger slice is unused)"
+                if evaluated
+                else ""
+            )
+            + ", used to pick the best epoch and the learning rate; `test` is the GLUE dev set, used only for "
+            "reporting" + _grid_note(profile) + ":\n"
         )
     else:
         text += (
@@ -556,6 +563,24 @@ def _data_section(defaults: pd.DataFrame) -> str:
             "reported `test` split: their test numbers are optimistic.\n"
         )
     return text + "\n" + _table(sizes) + "\n"
+
+
+def _grid_note(profile) -> str:
+    """Where the profile's grids train on fewer examples than its main comparison, say so."""
+    cap = profile.grid_max_train_samples
+    if cap is None or cap == profile.max_train_samples:
+        return ""
+    return (
+        f". The grids (learning rate, LoRA rank, batch size and warmup) train on at most {cap:,} examples "
+        "(seeded, stratified: SST-2 is cut, smaller training sets stay whole), so their scores sit below the whole-set "
+        "runs of §2"
+        + (
+            "; the learning-rate grids ran seed 0 at every rate, then seeds 1 and 2 at each grid's best rate and its "
+            "two neighbours (the tables give each rate's seeds)"
+            if profile.from_study
+            else ""
+        )
+    )
 
 
 def _bitfit_discussion(defaults: pd.DataFrame) -> str:
