@@ -610,6 +610,7 @@ def longer_training_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
 
 
 COURSE_PEFT = ("bitfit", "lora")  # the course baselines are to be met with one of these (issue 12)
+PEFT_BUDGET_PERCENT = 1.0  # the study's bound for "parameter-efficient": at most 1% of the parameters trained
 
 
 def compared_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:

@@ -606,3 +606,19 @@ def test_the_cost_table_and_figure_read_runs_without_a_named_device(tmp_path):
     assert table.loc["bitfit", "speed measured on"] == "unknown device"
     plots.cost_per_method(frame, tmp_path)
     assert (tmp_path / "time_memory.png").is_file()
+
+
+def test_same_rank_pairs_pool_over_ranks_with_each_rank_one_unit():
+    import pandas as pd
+
+    from helpers.report import _scale_pooled
+
+    def pair(rank, larger, smaller, seeds=3):
+        rows = [{"rank": rank, "scale": 16.0 / rank, "test": larger + s / 1000} for s in range(seeds)]
+        return pd.DataFrame(rows + [{"rank": rank, "scale": 0.01, "test": smaller + s / 1000} for s in range(seeds)])
+
+    blocks = [pair(1, 0.73, 0.70), pair(2, 0.72, 0.70), pair(4, 0.75, 0.70), pair(64, 0.70, 0.70, seeds=1)]
+    line = _scale_pooled(blocks, "MRPC")
+    # r=64 has one seed a side: left out; the other three differences are +0.03, +0.02, +0.05.
+    assert "r = 1, 2, 4," in line and "ahead at 3 of 3 ranks, by +0.033 on average" in line
+    assert _scale_pooled(blocks[:2], "MRPC") == ""  # two ranks are too few to pool
