@@ -412,8 +412,16 @@ def _llm_section(llm_dir: Path, figures_dir: Path, report_dir: Path) -> list[str
     ]
     icl = compare.icl_table(records)
     if not icl.empty:
-        out += [_icl_sentences(icl), _table(compare.icl_display(icl)) + "\n"]
-    for task in sorted(set(frame.loc[frame["method"] != "icl", "task"])):
+        out += [_icl_sentences(icl) + _scorings_agree(icl), _table(compare.icl_display(icl)) + "\n"]
+    tuned = frame[frame["method"] != "icl"]
+    if not tuned.empty:
+        settings = tuned.groupby(["train_size", "epochs", "lr"]).size().index
+        out.append(
+            "The fine-tuned runs below train on "
+            + "; ".join(f"{int(n):,} training examples for {e:g} epochs at lr {lr:g}" for n, e, lr in settings)
+            + " (both models the same), so their scores sit below the whole-set MiniLM runs of §2.\n"
+        )
+    for task in sorted(set(tuned["task"])):
         out += _two_models(frame[frame["task"] == task], task, figures_dir, report_dir)
     return out
 
@@ -439,6 +447,25 @@ def _icl_sentences(icl: pd.DataFrame) -> str:
             f"{rows['top_label_share'].min():.0%}–{rows['top_label_share'].max():.0%} of its answers."
         )
     return " ".join(sentences) + "\n"
+
+
+def _scorings_agree(icl: pd.DataFrame) -> str:
+    """Where `generate` and `loglik` score the same for every setting with demonstrations, say why."""
+    shown = icl[icl["shots"] > 0]
+    pivot = shown.pivot_table(index=["task", "shots"], columns="scoring", values="score", aggfunc="first")
+    if not {"generate", "loglik"} <= set(pivot.columns) or not np.allclose(pivot["generate"], pivot["loglik"]):
+        return ""
+    parsed = shown.loc[shown["scoring"] == "generate", "unparseable"].fillna(0).max() == 0
+    return (
+        " With demonstrations (k ≥ 1) the two scorings give the same score in every setting"
+        + (
+            ": the free answer always names a label (unparseable 0%), and it is the label with the higher "
+            "log-likelihood"
+            if parsed
+            else ""
+        )
+        + "; the rows repeat each other, and differ only without demonstrations (k = 0).\n"
+    )
 
 
 def _two_models(runs: pd.DataFrame, task: str, figures_dir: Path, report_dir: Path) -> list[str]:
