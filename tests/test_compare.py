@@ -157,3 +157,22 @@ def test_a_cpus_name_carries_its_vector_units_which_set_its_speed():
     assert cpu_vector_units({"avx2", "avx512f"}) == "AVX-512"
     assert cpu_vector_units({"sse4_2", "avx2"}) == "AVX2"
     assert cpu_vector_units(set()) == ""  # not x86, or no /proc/cpuinfo
+
+
+def test_the_report_says_why_generate_and_loglik_rows_repeat_each_other():
+    import pandas as pd
+
+    from helpers.report import _scorings_agree
+
+    rows = [
+        {"task": "SST-2", "shots": k, "scoring": scoring, "score": score, "unparseable": unparseable}
+        for k, scoring, score, unparseable in [
+            (0, "generate", 0.47, 0.03),
+            (0, "loglik", 0.49, None),
+            (1, "generate", 0.53, 0.0),
+            (1, "loglik", 0.53, None),
+        ]
+    ]
+    assert "the free answer always names a label" in _scorings_agree(pd.DataFrame(rows))
+    rows[3]["score"] = 0.55  # they differ with a demonstration: nothing to explain
+    assert _scorings_agree(pd.DataFrame(rows)) == ""
