@@ -108,7 +108,7 @@ def write_report(
         *_results_section(frame, defaults, records, figures, figures_dir, report_dir, profile),
         *_peft_section(frame, defaults, profile, figures, report_dir),
         *_bitfit_vs_lora_section(frame, defaults, profile, figures, report_dir),
-        *_all_methods_section(defaults, figures, report_dir),
+        *_all_methods_section(defaults, figures, report_dir, profile),
         *_other_settings_section(frame, profile, figures, report_dir),
         *_throughput_section(results_dir, bench_path, wall_seconds),
         *(_llm_section(Path(llm_dir), figures_dir, report_dir) if llm_dir is not None else []),
@@ -343,9 +343,18 @@ def _bitfit_vs_lora_section(frame, defaults, profile, figures, report_dir: Path)
     return out
 
 
-def _all_methods_section(defaults, figures, report_dir: Path) -> list[str]:
+def _all_methods_section(defaults, figures, report_dir: Path, profile) -> list[str]:
     """§5: every method's score, share of parameters, time and memory."""
-    out = ["## 5. All methods: score, parameters, time and memory\n"]
+    out = ["## 5. Every method with runs: score, parameters, time and memory\n"]
+    if profile.from_study:
+        from helpers.study import other_methods
+
+        missing = [name for name in other_methods() if name not in set(defaults["variant"].astype(str))]
+        if missing:
+            out.append(
+                f"Not in these records yet: {', '.join(missing)} (the study's tier 4, "
+                "`python -m helpers.study --tier 4`).\n"
+            )
     batch = defaults["memory_batch"].iloc[0]
     for name, caption in [
         ("methods", "Test metric per method (mean ± std over seeds)."),
@@ -953,7 +962,9 @@ def _overfit_section(records: list[dict], figures_dir: Path, report_dir: Path) -
                 "method": plots.run_label(record),
                 "lr": f"{record['config']['lr']:g}",
                 "training examples": record["data"]["sizes"]["train"],
+                "batch": record["config"]["batch_size"],
                 "epochs": record["config"]["epochs"],
+                "steps": record["timing"].get("steps", ""),
                 f"final train {metric}": round(train[-1][1], 3) if train else None,
                 "first epoch ≥ 0.99": f"{reached:g}" if reached is not None else "never",
                 f"final validation {metric}": round(
@@ -969,10 +980,23 @@ def _overfit_section(records: list[dict], figures_dir: Path, report_dir: Path) -
         else f"Not every method memorises them: {', '.join(never['method'] + ' on ' + never['task'])} "
         "stay below 0.99 training accuracy."
     )
+    if not never.empty and set(never["method"]) == {"head"}:
+        width = checks[0]["model_info"].get("hidden_size")
+        verdict += (
+            f" The head trains only a linear classifier on frozen features; {table['training examples'].max()} points "
+            f"in {width} dimensions are linearly separable (in general position), so it falls short on steps and rate "
+            "(the table's), not on capacity."
+        )
+    settings = checks[0]["config"]
+    intro = (
+        "Each method trained on a few examples for many epochs at its default learning rate, scoring the training "
+        "split every epoch (validation for contrast, on "
+        f"{settings.get('max_validation_samples') or 'all'} examples of the validation slice):"
+    )
     return (
-        "### Overfitting check\n\nEach method trained on a few examples for many epochs, scoring the training split "
-        "every epoch "
-        "(validation for contrast):\n\n"
+        "### Overfitting check\n\n"
+        + intro
+        + "\n\n"
         + _table(table)
         + "\n\n"
         + verdict
