@@ -95,7 +95,7 @@ def main() -> int:
     }
     summary = {
         "commit": commit,
-        "machine": f"{device_name()}, {os.cpu_count()} CPU threads",
+        "machine": device_name(),
         "glue_dir": bool(args.glue_dir),
         "wall_seconds": round(wall, 1),
         "notebook_seconds": notebook_seconds,
