@@ -272,7 +272,7 @@ def _longer_training(frame, profile) -> str:
     """Runs trained for more epochs than the profile's, read against the same method and rate at its epochs."""
     runs = analysis.longer_training_runs(frame, profile)
     if runs.empty:
-        return ""
+        return _not_trained_longer(frame, profile, runs)
     table = (
         runs.groupby(["task", "variant", "lr", "epochs"], observed=True)
         .agg(
@@ -310,7 +310,25 @@ def _longer_training(frame, profile) -> str:
             if comparison:
                 where = f"{get_task(task).display_name} ({variant}, lr {lr:g})"
                 lines.append("- " + comparison.sentence(get_task(task).main_metric, where))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + _not_trained_longer(frame, profile, runs)
+
+
+def _not_trained_longer(frame, profile, longer) -> str:
+    """Per task with no run trained longer: how often the best validation epoch was the last one, i.e.
+    whether the validation curve was still rising when training stopped (more epochs not measured)."""
+    defaults = analysis.profile_runs(frame, profile)
+    tried = set(longer.loc[longer["epochs"] > profile.epochs, "task"]) if not longer.empty else set()
+    lines = []
+    for task, group in defaults.groupby("task", sort=False):
+        if task in tried or group["best_epoch"].isna().all():
+            continue
+        last = int(np.isclose(group["best_epoch"], group["epochs"]).sum())
+        lines.append(
+            f"On {get_task(task).display_name} no run trained longer than {profile.epochs:g} epochs; the best "
+            f"validation epoch was the last one in {last} of {len(group)} runs"
+            + (", so more epochs might still pay there (not measured)." if last * 2 > len(group) else ".")
+        )
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def _peft_section(frame, defaults, profile, figures, report_dir: Path) -> list[str]:

@@ -622,3 +622,16 @@ def test_same_rank_pairs_pool_over_ranks_with_each_rank_one_unit():
     # r=64 has one seed a side: left out; the other three differences are +0.03, +0.02, +0.05.
     assert "r = 1, 2, 4," in line and "ahead at 3 of 3 ranks, by +0.033 on average" in line
     assert _scale_pooled(blocks[:2], "MRPC") == ""  # two ranks are too few to pool
+
+
+def test_a_task_never_trained_longer_says_how_often_its_best_epoch_was_the_last():
+    from helpers.report import _not_trained_longer
+
+    records = [fake_record("sst2", "lora", seed, 0.85) for seed in (0, 1, 2)]
+    for record in records[:2]:  # the best evaluation at the last epoch in two runs of three
+        record["best"]["epoch"] = float(PROFILE.epochs)
+    records[2]["best"]["epoch"] = PROFILE.epochs / 2
+    frame = frame_of(records)
+    text = _not_trained_longer(frame, PROFILE, frame.iloc[:0])
+    assert f"no run trained longer than {PROFILE.epochs:g} epochs" in text
+    assert "the last one in 2 of 3 runs, so more epochs might still pay there (not measured)" in text
