@@ -133,7 +133,8 @@ def _introduction(frame, problems, results_dir: Path, report_dir: Path, profile)
         f"{analysis.MIN_SEEDS} "
         "seeds leaves the comparison undecided, however large the difference. Tables give mean ± std over seeds and a "
         "95% "
-        "t-interval of the mean.\n",
+        "t-interval of the mean. Each comparison is tested on its own, with no correction for the many this report "
+        "makes: read a p-value just under the threshold as weak evidence.\n",
     ]
     if problems:
         out.append(f"> {len(problems)} file(s) in the results folder were not valid records and were skipped.\n")
@@ -159,7 +160,7 @@ def _targets_section(frame, profile) -> list[str]:
         _table(table) + "\n",
     ]
     runs = analysis.compared_runs(frame, profile)
-    lines = []
+    lines = [_test_sampling(runs)]
     for task in dict.fromkeys(runs["task"]):
         spec = get_task(task)
         published = next((v for k, v in spec.published.items() if k.startswith("full fine-tuning")), None)
@@ -193,6 +194,23 @@ def _targets_section(frame, profile) -> list[str]:
                 "`python -m helpers.study --tier 5`)."
             )
     return out + (["\n".join(lines) + "\n"] if lines else [])
+
+
+def _test_sampling(runs: pd.DataFrame) -> str:
+    """The part of the uncertainty the seed intervals leave out: the test set is a sample too (accuracy,
+    binomial, 95%: 1.96 · sqrt(p (1 - p) / n) at the runs' mean accuracy)."""
+    parts = []
+    for task, group in runs.groupby("task", sort=False):
+        if get_task(task).main_metric != "accuracy" or group["test_size"].isna().all():
+            continue
+        p, n = group["test"].mean(), int(group["test_size"].iloc[0])
+        parts.append(f"±{1.96 * math.sqrt(p * (1 - p) / n):.3f} on {get_task(task).display_name}'s {n:,} examples")
+    if not parts:
+        return ""
+    return (
+        "- The intervals cover the spread over seeds only; the test set is a sample too, worth (binomial, 95%, at "
+        "these accuracies) " + ", ".join(parts) + " on any one score."
+    )
 
 
 def _design_and_data_section(defaults, figures_dir: Path, report_dir: Path, profile) -> list[str]:
