@@ -353,7 +353,7 @@ def _peft_section(frame, defaults, profile, figures, report_dir: Path) -> list[s
     """§3: why BitFit works, and the learning rates each method wants."""
     return [
         "## 3. PEFT discussion\n",
-        _bitfit_discussion(defaults),
+        _bitfit_discussion(defaults, analysis.longer_training_runs(frame, profile), profile),
         _learning_rate_discussion(frame, profile, figures, report_dir),
     ]
 
@@ -657,7 +657,7 @@ def _grid_note(profile) -> str:
     )
 
 
-def _bitfit_discussion(defaults: pd.DataFrame) -> str:
+def _bitfit_discussion(defaults: pd.DataFrame, longer: pd.DataFrame, profile) -> str:
     lines = [
         "### BitFit: what it is and why it works\n",
         "BitFit trains only the bias vectors (and the classifier) and freezes every weight matrix. The explanation its "
@@ -705,7 +705,27 @@ def _bitfit_discussion(defaults: pd.DataFrame) -> str:
         verdict = _bitfit_verdict(subset)
         if verdict:
             lines.append("  - Verdict on the explanation: " + verdict)
+        lines += _bitfit_trained_longer(longer[longer["task"] == task] if not longer.empty else longer, profile)
     return "\n".join(lines) + "\n"
+
+
+def _bitfit_trained_longer(longer: pd.DataFrame, profile) -> list[str]:
+    """The same verdict at each longer epoch budget where BitFit, the head and full fine-tuning all trained
+    (§2's runs): a method that needed more passes is judged there too, not only at the profile's epochs."""
+    lines = []
+    for epochs in sorted(set(longer["epochs"]) - {profile.epochs}) if not longer.empty else []:
+        subset = longer[longer["epochs"] == epochs]
+        if not {"bitfit", "head", "full"} <= set(subset["variant"].astype(str)):
+            continue
+        spec = get_task(subset["task"].iloc[0])
+        comparison = analysis.compare(subset, "variant", "bitfit", "head", names=("BitFit", "the classifier alone"))
+        lines.append(
+            f"  - Trained for {epochs:g} epochs instead (every method at the same rate, §2): "
+            + comparison.sentence(spec.main_metric, spec.display_name)
+            + " Verdict at this budget: "
+            + _bitfit_verdict(subset)
+        )
+    return lines
 
 
 def _bitfit_verdict(subset: pd.DataFrame) -> str:

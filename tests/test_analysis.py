@@ -635,3 +635,21 @@ def test_a_task_never_trained_longer_says_how_often_its_best_epoch_was_the_last(
     text = _not_trained_longer(frame, PROFILE, frame.iloc[:0])
     assert f"no run trained longer than {PROFILE.epochs:g} epochs" in text
     assert "the last one in 2 of 3 runs, so more epochs might still pay there (not measured)" in text
+
+
+def test_bitfit_is_judged_again_at_a_longer_budget_where_every_method_trained_it():
+    from helpers.report import _bitfit_trained_longer
+
+    longer = {"epochs": PROFILE.epochs + 3}
+    records = [
+        fake_record("mrpc", method, seed, value + seed / 1000, settings=longer, majority=0.684)
+        for method, value in (("bitfit", 0.79), ("head", 0.70), ("full", 0.80))
+        for seed in (0, 1, 2)
+    ]
+    lines = _bitfit_trained_longer(frame_of(records), PROFILE)
+    assert len(lines) == 1 and f"Trained for {PROFILE.epochs + 3:g} epochs instead" in lines[0]
+    assert (
+        "BitFit beats the classifier alone by 0.090" in lines[0]
+        and "supported: BitFit closes 90% of the gap" in lines[0]
+    )
+    assert _bitfit_trained_longer(frame_of(records[:6]), PROFILE) == []  # no full fine-tuning at that budget
