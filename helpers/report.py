@@ -374,7 +374,12 @@ def _bitfit_vs_lora_section(frame, defaults, profile, figures, report_dir: Path)
             defaults[defaults["task"] == task], "variant", "lora", "bitfit", names=("LoRA", "BitFit")
         )
         if comparison:
-            out.append("- " + analysis.task_sentence(comparison, task))
+            out.append(f"- At {profile.epochs:g} epochs: " + analysis.task_sentence(comparison, task))
+    longer = analysis.longer_training_runs(frame, profile)
+    for (task, epochs), runs in longer.groupby(["task", "epochs"], observed=True) if not longer.empty else []:
+        comparison = analysis.compare(runs, "variant", "lora", "bitfit", names=("LoRA", "BitFit"))
+        if epochs != profile.epochs and comparison:
+            out.append(f"- At {epochs:g} epochs (§2): " + analysis.task_sentence(comparison, task))
     out += ["", _rank_discussion(frame, profile, figures, report_dir), _alpha_discussion(frame, profile)]
     return out
 
