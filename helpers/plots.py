@@ -180,8 +180,9 @@ def method_bars(frame: pd.DataFrame, folder=None, name="bitfit_vs_lora", title="
         ax.set(
             ylim=(bottom, min(1.1, float((table["mean"] + table["std"]).max()) + 0.15)),
             ylabel=_metric_label(task),
-            title=f"{get_task(task).display_name}: {title} (label: % of parameters trained, seeds)",
+            title=f"{get_task(task).display_name}: {title}",
         )
+    figure.suptitle("Above each bar: % of parameters trained, n = seeds", fontsize=9)
     return _save(figure, folder, name)
 
 
