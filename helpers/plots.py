@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
-from helpers.analysis import fastest_runs, over_seeds
+from helpers.analysis import best_lr, fastest_runs, over_seeds
 from helpers.methods import method_label
 from helpers.tasks import get_task
 
@@ -228,6 +228,7 @@ def lr_sensitivity(frame: pd.DataFrame, folder=None, name="lr_sensitivity", valu
     figure, axes = _subplots(1, len(tasks), figsize=(min(MAX_WIDTH, 5.5 * len(tasks)), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         table = over_seeds(frame[frame["task"] == task], ["variant", "lr"], value)
+        chosen = best_lr(frame[frame["task"] == task], value).set_index("variant")["lr"]  # the tables' choice
         for index, (method, group) in enumerate(table.groupby("variant", observed=True)):
             group = group.sort_values("lr")
             # Methods often tie (e.g. all at the majority class): own marker and dash, hollow markers, slightly
@@ -244,8 +245,7 @@ def lr_sensitivity(frame: pd.DataFrame, folder=None, name="lr_sensitivity", valu
                 label=str(method),
                 alpha=0.9,
             )
-            most = group[group["n"] == group["n"].max()]  # as analysis.best_setting: a lone seed does not outrank three
-            best = most.loc[most["mean"].idxmax()]
+            best = group.loc[np.isclose(group["lr"], chosen[method])].iloc[0]
             ax.scatter([best["lr"] * shift], [best["mean"]], s=160, facecolors="none", edgecolors="black")
         spec = get_task(task)
         ax.set(

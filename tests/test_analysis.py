@@ -653,3 +653,16 @@ def test_bitfit_is_judged_again_at_a_longer_budget_where_every_method_trained_it
         and "supported: BitFit closes 90% of the gap" in lines[0]
     )
     assert _bitfit_trained_longer(frame_of(records[:6]), PROFILE) == []  # no full fine-tuning at that budget
+
+
+def test_bitfit_level_with_full_fine_tuning_is_not_said_to_close_more_than_the_whole_gap():
+    from helpers.report import _bitfit_verdict
+
+    records = [
+        fake_record("mrpc", method, seed, value + spread * (seed - 1), majority=0.684)
+        for method, value, spread in (("bitfit", 0.796, 0.011), ("head", 0.701, 0.004), ("full", 0.784, 0.002))
+        for seed in (0, 1, 2)
+    ]
+    verdict = _bitfit_verdict(frame_of(records))
+    assert "is level with (within noise of) full fine-tuning" in verdict and "%" not in verdict.split("training")[0]
+    assert "beats the classifier alone (0.701)" in verdict
