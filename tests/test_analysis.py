@@ -666,3 +666,16 @@ def test_bitfit_level_with_full_fine_tuning_is_not_said_to_close_more_than_the_w
     verdict = _bitfit_verdict(frame_of(records))
     assert "is level with (within noise of) full fine-tuning" in verdict and "%" not in verdict.split("training")[0]
     assert "beats the classifier alone (0.701)" in verdict
+
+
+def test_the_validation_test_gap_is_compared_at_two_training_sizes():
+    from helpers.report import _gap_against_training_size
+
+    def runs(size, gap):
+        records = [fake_record("sst2", "full", seed, 0.85, validation=0.85 + gap) for seed in (0, 1, 2)]
+        frame = frame_of(records)
+        return frame.assign(train_size=size)
+
+    text = _gap_against_training_size(runs(60_000, 0.08), runs(8_000, 0.04), "sst2")
+    assert "8,000 → 60,000 training examples" in text and "full +0.040 → +0.080" in text
+    assert _gap_against_training_size(runs(8_000, 0.08), runs(8_000, 0.04), "sst2") == ""  # one size: nothing to add
