@@ -1122,13 +1122,14 @@ def _alpha_discussion(frame, profile) -> str:
     for task in tasks:
         name, metric = get_task(task).display_name, get_task(task).main_metric
         ranks = sorted({int(rank) for rank in scaled.loc[scaled["task"] == task, "rank"]})
-        blocks = []
+        blocks, decided = [], []
         for scheme, runs in (("α = 16", fixed), ("α = 2r", scaled)):
             comparison = analysis.compare(
                 runs[runs["task"] == task], "rank", ranks[-1], ranks[0], names=(f"r={ranks[-1]}", f"r={ranks[0]}")
             )
             if comparison:
                 lines.append(f"- {scheme}: " + comparison.sentence(metric, name))
+                decided += [f"{scheme}, r={ranks[-1]} against r={ranks[0]}"] * (comparison.verdict in ("a", "b"))
         # The same rank at the two scales: what the scale alone does.
         for rank in ranks:
             pair = pd.concat(
@@ -1141,8 +1142,20 @@ def _alpha_discussion(frame, profile) -> str:
                 names = (f"r={rank}, α=16 (scale {16 / rank:g})", f"r={rank}, α={2 * rank} (scale 2)")
                 comparison = analysis.compare(pair, "scale", 16.0 / rank, 2.0, names=names)
                 lines.append("- Same rank, other scale: " + comparison.sentence(metric, name))
+                decided += [f"the two scales at r={rank}"] * (comparison.verdict in ("a", "b"))
                 blocks.append(pair)
-        lines.append(_scale_pooled(blocks, name))
+        pooled, p_value = _scale_pooled(blocks, name)
+        lines.append(pooled)
+        decided += ["the same-rank differences pooled"] * (p_value is not None and p_value < analysis.ALPHA)
+        lines.append(
+            f"- Read together ({name}): "
+            + (
+                "decided (p < 0.05) are " + "; ".join(decided) + " (above); every other comparison is within noise."
+                if decided
+                else "no comparison is decided, so these runs show no effect of the rank, or of the scale α/r, beyond "
+                "seed noise; the table's trends are hints for more seeds."
+            )
+        )
     lines.append(
         "Both series train at the learning rate selected for r=8 (α = 16): a rank or scale far from it may want "
         "another rate, a second confound these runs do not separate.\n"
@@ -1150,12 +1163,13 @@ def _alpha_discussion(frame, profile) -> str:
     return "\n".join(line for line in lines if line) + "\n"
 
 
-def _scale_pooled(blocks: list[pd.DataFrame], task_name: str) -> str:
+def _scale_pooled(blocks: list[pd.DataFrame], task_name: str) -> tuple[str, float | None]:
     """The same-rank pairs taken together, each rank one unit (so rank drops out): the per-rank difference
-    of mean test scores, larger scale α/r minus smaller, and a one-sample t-test of those differences."""
+    of mean test scores, larger scale α/r minus smaller, and a one-sample t-test of those differences
+    (the line, and its p-value; None with fewer than three ranks)."""
     blocks = [pair for pair in blocks if pair.groupby("scale")["test"].size().min() >= analysis.MIN_SEEDS]
     if len(blocks) < 3:
-        return ""
+        return "", None
     differences = []
     for pair in blocks:
         top = pair["scale"] == pair["scale"].max()
@@ -1167,7 +1181,7 @@ def _scale_pooled(blocks: list[pd.DataFrame], task_name: str) -> str:
         f"- Same rank, pooled ({task_name}; r = {ranks}, {analysis.MIN_SEEDS}+ seeds a side): the larger scale is "
         f"ahead at {sum(d > 0 for d in differences)} of {len(blocks)} ranks, by {np.mean(differences):+.3f} on "
         f"average (95% interval {low:+.3f} to {high:+.3f}; one-sample t-test over the ranks p = {p_value:.2g})."
-    )
+    ), float(p_value)
 
 
 def _method_gaps(runs: pd.DataFrame) -> pd.Series:

@@ -289,6 +289,7 @@ def test_report_separates_rank_from_the_alpha_scale_and_labels_published_numbers
     # r=1 at scale 16 (α = 16) against r=1 at scale 2 (α = 2): the scale alone, 0.80 vs 0.85.
     assert "- Same rank, other scale: On SST-2, r=1, α=2 (scale 2) beats r=1, α=16 (scale 16) by 0.050" in text
     assert "| SST-2 | α = 2r | 0.850 ± 0.004 | 0.850 ± 0.004 |" in text
+    assert "- Read together (SST-2): decided (p < 0.05) are α = 16, r=8 against r=1; the two scales at r=1" in text
     assert "published numbers, not runs of this project" in text and "| SST-2 | BitFit, LoRA paper" in text
     assert "11.0 tokens per training example against 25.0 per test example" in text
 
@@ -618,10 +619,11 @@ def test_same_rank_pairs_pool_over_ranks_with_each_rank_one_unit():
         return pd.DataFrame(rows + [{"rank": rank, "scale": 0.01, "test": smaller + s / 1000} for s in range(seeds)])
 
     blocks = [pair(1, 0.73, 0.70), pair(2, 0.72, 0.70), pair(4, 0.75, 0.70), pair(64, 0.70, 0.70, seeds=1)]
-    line = _scale_pooled(blocks, "MRPC")
+    line, p_value = _scale_pooled(blocks, "MRPC")
     # r=64 has one seed a side: left out; the other three differences are +0.03, +0.02, +0.05.
     assert "r = 1, 2, 4," in line and "ahead at 3 of 3 ranks, by +0.033 on average" in line
-    assert _scale_pooled(blocks[:2], "MRPC") == ""  # two ranks are too few to pool
+    assert _scale_pooled(blocks[:2], "MRPC") == ("", None)  # two ranks are too few to pool
+    assert 0 < p_value < 1
 
 
 def test_a_task_never_trained_longer_says_how_often_its_best_epoch_was_the_last():
