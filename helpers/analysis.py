@@ -697,6 +697,15 @@ def lora_grid_runs(frame: pd.DataFrame, profile, vary: str, alpha: str = "fixed"
     return profile_runs(frame[frame["method"] == "lora"], profile, vary=vary, grid=True, alpha=alpha)
 
 
+SETTING_GRID_METHODS = ("bitfit", "lora")  # the methods whose batch size and warmup the grids vary (study tier 3)
+
+
+def setting_grid_runs(frame: pd.DataFrame, profile, vary: str) -> pd.DataFrame:
+    """BitFit's and LoRA's grid runs over `batch_size` or `warmup_ratio`: the profile's grid settings
+    except `vary`, each method at the profile's rate."""
+    return profile_runs(frame[frame["method"].isin(SETTING_GRID_METHODS)], profile, vary=vary, grid=True)
+
+
 def mean_std_text(mean: float, std: float, n: int) -> str:
     """'mean ± std' to three decimals, or the mean alone for a single seed."""
     return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"

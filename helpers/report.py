@@ -71,7 +71,7 @@ def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, p
         plots.metric_vs_parameters(methods, figures_dir)
         figures.update({n: figures_dir / f"{n}.png" for n in ("methods", "time_memory", "metric_vs_parameters")})
     for column, label in [("batch_size", "batch size"), ("warmup_ratio", "warmup ratio")]:
-        subset = analysis.lora_grid_runs(frame, profile, column)
+        subset = analysis.setting_grid_runs(frame, profile, column)
         if subset[column].nunique() > 1:
             plots.setting_effect(subset, column, label, figures_dir, f"effect_{column}")
             figures[f"effect_{column}"] = figures_dir / f"effect_{column}.png"
@@ -424,11 +424,11 @@ def _all_methods_section(defaults, figures, report_dir: Path, profile) -> list[s
 
 
 def _other_settings_section(frame, profile, figures, report_dir: Path) -> list[str]:
-    """§6: pooling, then LoRA's batch size and warmup ratio."""
+    """§6: pooling, then BitFit's and LoRA's batch size and warmup ratio."""
     out = ["## 6. Pooling, batch size and warmup\n", _pooling_discussion(frame, profile)]
     for column, caption in [
-        ("batch_size", "LoRA r=8: effect of the batch size (learning rate fixed)."),
-        ("warmup_ratio", "LoRA r=8: effect of the warmup ratio."),
+        ("batch_size", "BitFit and LoRA r=8: effect of the batch size (each at its learning rate, fixed)."),
+        ("warmup_ratio", "BitFit and LoRA r=8: effect of the warmup ratio."),
     ]:
         if f"effect_{column}" in figures:
             out.append(_figure(figures[f"effect_{column}"], report_dir, caption))
@@ -1299,15 +1299,18 @@ def _cost_table(defaults: pd.DataFrame) -> str:
 
 
 def _best_settings(frame, profile) -> str:
-    """Best batch size and warmup ratio for LoRA by mean validation score, with the grid searched."""
+    """Best batch size and warmup ratio for BitFit and LoRA by mean validation score, with the grid searched."""
     lines = []
     for column, label in [("batch_size", "batch size"), ("warmup_ratio", "warmup ratio")]:
-        subset = analysis.lora_grid_runs(frame, profile, column)
+        subset = analysis.setting_grid_runs(frame, profile, column)
         if subset[column].nunique() < 2:
             continue
-        grid = ", ".join(f"{v:g}" for v in sorted(set(subset[column])))
-        for _, best in analysis.best_setting(subset, column, ("task",)).iterrows():
-            where = f"- LoRA on {get_task(best['task']).display_name}, {label} (grid {grid}): "
+        for _, best in analysis.best_setting(subset, column, ("task", "variant")).iterrows():
+            values = subset.loc[(subset["task"] == best["task"]) & (subset["variant"] == best["variant"]), column]
+            if values.nunique() < 2:
+                continue
+            grid = ", ".join(f"{v:g}" for v in sorted(set(values)))
+            where = f"- {best['variant']} on {get_task(best['task']).display_name}, {label} (grid {grid}): "
             if best["degenerate"]:
                 lines.append(where + "no setting beats always predicting the majority class; nothing to choose.")
                 continue
