@@ -310,6 +310,20 @@ def welch(a, b) -> tuple[float, float, float]:
     return p_value, float(difference - half), float(difference + half)
 
 
+def gap_closed_interval(method, floor, ceiling, draws: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of (mean(method) − mean(floor)) / (mean(ceiling) − mean(floor)),
+    resampling each group's seeds with replacement (with 3 seeds a group, a rough interval)."""
+    rng = np.random.default_rng(seed)
+    means = [
+        rng.choice(np.asarray(values, dtype=float), size=(draws, len(values))).mean(axis=1)
+        for values in (method, floor, ceiling)
+    ]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = (means[0] - means[1]) / (means[2] - means[1])
+    low, high = np.nanpercentile(shares, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def worse_than(best, values) -> bool:
     """Are `values` (one grid value's seeds) significantly below `best` (the best value's, at least
     MIN_SEEDS)? With MIN_SEEDS seeds a side, Welch's t-test (two-sided, ALPHA). With fewer (a grid

@@ -213,6 +213,13 @@ def markdown_table(result: dict) -> str:
             f"| {fast['model_flops_utilisation']:.0%} ({fast['computed_flops_utilisation']:.0%} incl. padding) "
             f"| {base['peak_rss_bytes'] / 1e9:.2f} / {fast['peak_rss_bytes'] / 1e9:.2f} |"
         )
+    samples = ", ".join(f"{task} {count:,}" for task, count in result["settings"].get("samples", {}).items())
+    lines += [
+        "",
+        f"Training examples per task: {samples or 'every one'}. The dev metrics after so short a run only check that "
+        "the two recipes learn alike (same data and seeds); they are not tuned results, and on a task this budget is "
+        "too short for, both recipes stay near chance.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
-from helpers.analysis import best_lr, fastest_runs, over_seeds
+from helpers.analysis import all_tied, best_lr, fastest_runs, over_seeds
 from helpers.methods import method_label
 from helpers.tasks import get_task
 
@@ -247,12 +247,27 @@ def lr_sensitivity(frame: pd.DataFrame, folder=None, name="lr_sensitivity", valu
             )
             best = group.loc[np.isclose(group["lr"], chosen[method])].iloc[0]
             ax.scatter([best["lr"] * shift], [best["mean"]], s=160, facecolors="none", edgecolors="black")
+            if all_tied(group["mean"]):  # a grid that learned nothing: its circle is the default rate, not a best
+                ax.annotate(
+                    "all rates tied",
+                    (best["lr"] * shift, best["mean"]),
+                    xytext=(6, -12),
+                    textcoords="offset points",
+                    fontsize=7,
+                )
+        floor = (
+            frame.loc[frame["task"] == task, "validation_majority"].mean()
+            if value == "best_validation" and "validation_majority" in frame
+            else None
+        )
+        if floor is not None and not np.isnan(floor):
+            ax.axhline(floor, color="grey", linestyle=":", linewidth=1, label="majority class")
         spec = get_task(task)
         ax.set(
             xscale="log",
             xlabel="peak learning rate",
             ylabel=f"best validation {METRIC_LABEL.get(spec.main_metric, spec.main_metric)}",
-            title=f"{spec.display_name}: learning-rate sensitivity (circle = best)",
+            title=f"{spec.display_name}: learning-rate sensitivity (circle = selected)",
         )
         ax.legend(fontsize=8)
     return _save(figure, folder, name)
@@ -375,8 +390,10 @@ def overfit_curves(records: list[dict], folder=None, name="overfit"):
                         values,
                         style,
                         color=color,
-                        label=f"{_label(record)} ({split})" if split == "train" else None,
+                        label=_label(record) if split == "train" else None,
                     )
+        for split, style in (("train", "-"), ("validation", ":")):  # the line styles' key, in grey
+            axis.plot([], [], style, color="grey", label=split)
         axis.set(
             title=f"{get_task(task).display_name}: {record['data']['sizes']['train']} training examples",
             xlabel="epoch",

@@ -18,10 +18,12 @@ import pandas as pd
 from scipy import stats
 
 from helpers import analysis, compare, plots
+from helpers.fields import default_of
 from helpers.methods import method_spec
 from helpers.paths import BENCH_PATH, PROJECT_ROOT
 from helpers.profiles import get_profile
 from helpers.tasks import get_task
+from helpers.training import TrainConfig
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -248,7 +250,7 @@ def _results_section(frame, defaults, records, figures, figures_dir: Path, repor
         )
         + ", mean ± std over seeds, against the course baselines:\n",
         _table(analysis.results_table(defaults)) + "\n",
-        _stuck_at_the_prior(defaults, records),
+        _stuck_at_the_prior(defaults, records, _what_lifts_it(frame, profile)),
         _validation_test_gap(defaults, analysis.profile_runs(frame, profile, grid=True)),
         _longer_training(frame, profile),
         _published_context(frame, profile),
@@ -260,9 +262,30 @@ def _results_section(frame, defaults, records, figures, figures_dir: Path, repor
 PRIOR_LOSS_MARGIN = 0.01  # nats: a training loss this far below the label prior's has used the inputs
 
 
-def _stuck_at_the_prior(defaults: pd.DataFrame, records: list[dict]) -> str:
+def _what_lifts_it(frame: pd.DataFrame, profile) -> dict[tuple[str, str], list[str]]:
+    """Per (task, variant): the changed settings (more epochs; tier 3's batch sizes and warmups) whose runs,
+    3+ seeds, beat the majority class on test: what a method stuck at the profile's settings needed."""
+    longer = analysis.longer_training_runs(frame, profile)
+    changes = [(longer[longer["epochs"] > profile.epochs], "epochs", "{:g} epochs")] if not longer.empty else []
+    for knob, text in (("batch_size", "batch {:g}"), ("warmup_ratio", "warmup {:g}")):
+        runs = analysis.setting_grid_runs(frame, profile, knob)
+        usual = getattr(profile, knob, None) or default_of(TrainConfig, knob)
+        changes.append((runs[~np.isclose(runs[knob].astype(float), usual)], knob, text))
+    lifts: dict[tuple[str, str], list[str]] = {}
+    for runs, knob, text in changes:
+        for (task, variant, value), group in runs.groupby(["task", "variant", knob], observed=True):
+            scores = group["test"]
+            if len(scores) >= analysis.MIN_SEEDS and not analysis.at_or_below(scores.mean(), group["majority"].mean()):
+                lifts.setdefault((task, str(variant)), []).append(
+                    f"{text.format(value)}: {analysis.mean_std_text(scores.mean(), scores.std(), len(scores))}"
+                )
+    return lifts
+
+
+def _stuck_at_the_prior(defaults: pd.DataFrame, records: list[dict], lifts: dict | None = None) -> str:
     """Why a method scores the majority class: its training loss ends at the entropy of the label prior,
-    i.e. it learned the class frequencies and nothing about the inputs (two-class tasks)."""
+    i.e. it learned the class frequencies and nothing about the inputs (two-class tasks). `lifts`: the
+    changed settings under which the same method learns (`_what_lifts_it`)."""
     by_id = {record["run_id"]: record for record in records}
     lines = []
     for (task, variant), group in defaults.groupby(["task", "variant"], observed=True):
@@ -290,6 +313,13 @@ def _stuck_at_the_prior(defaults: pd.DataFrame, records: list[dict]) -> str:
             f"averages {tail:.3f} ({len(group)} seeds), against {entropy:.3f}, the cross-entropy of always answering "
             f"the class frequencies ({prior:.3f} / {1 - prior:.3f}): {reading}."
         )
+        lifted = (lifts or {}).get((task, str(variant)))
+        if lifted:
+            lines[-1] += (
+                " More updates lift it off the majority class (test, mean ± std over seeds, same rate otherwise): "
+                + "; ".join(lifted)
+                + ". Its rate and budget were too small for this task, not its parameters."
+            )
     if not lines:
         return ""
     return "Methods that score the majority class, and why:\n\n" + "\n".join(lines) + "\n"
@@ -541,9 +571,17 @@ def _two_models(runs: pd.DataFrame, task: str, figures_dir: Path, report_dir: Pa
     out += [sentence + "\n" for sentence in compare.model_verdicts(runs, task)]
     quantized = compare.quantization_verdicts(runs, task) + compare.quantization_costs(table)
     if quantized:
+        sizes = runs.groupby("model")["model_parameters"].max()
+        weights = ", ".join(
+            f"{compare.short_model_name(model)} {size * 2 / 2**20:,.0f} MiB" for model, size in sizes.items()
+        )
         out.append(
             "QLoRA keeps the base model's linear layers in 4 bits (NF4, bitsandbytes, CUDA only) and trains LoRA "
-            "adapters and the head in full precision. " + " ".join(quantized) + "\n"
+            "adapters and the head in full precision. " + " ".join(quantized) + " Why QLoRA saves little or nothing "
+            f"here: the frozen weights are a small part of the peak (in bf16: {weights}), 4 bits save at most three "
+            "quarters of them, and bitsandbytes dequantises each layer's weight for every matmul, a temporary "
+            "full-precision copy and extra time. It pays off when the weights dominate memory, i.e. for large "
+            "models.\n"
         )
     out += [
         _table(compare.model_display(table)) + "\n",
@@ -606,7 +644,11 @@ def _model_design(defaults: pd.DataFrame) -> str:
     design["what trains"] = design["variant"].astype(str).map(lambda v: what_trains(first[v]))
     design["trainable"] = design["trainable"].map(lambda v: f"{int(v):,}")
     design["percent"] = design["percent"].map(lambda v: f"{v:.3g}%")
-    return "\n".join(lines) + "\n\n" + _table(design) + "\n"
+    note = (
+        "`percent` is of every parameter of the model as trained, so an adapter's own parameters count in the total "
+        "(as peft's `print_trainable_parameters` counts them)."
+    )
+    return "\n".join(lines) + "\n\n" + _table(design) + "\n\n" + note + "\n"
 
 
 def _data_section(defaults: pd.DataFrame, profile) -> str:
@@ -701,8 +743,16 @@ def _bitfit_discussion(defaults: pd.DataFrame, longer: pd.DataFrame, profile) ->
             comparison = analysis.compare(subset, "variant", "bitfit", "full", names=("BitFit", "full fine-tuning"))
             gap = full["test"].mean() - bitfit["test"].mean()
             leader = "full fine-tuning" if gap > 0 else "BitFit"
-            noise = " (within noise)" if comparison and comparison.verdict == "tie" else ""
-            outcome = "the same score" if gap == 0 else f"{abs(gap):.3f} in {leader}'s favour{noise}"
+            outcome = "the same score" if gap == 0 else f"{abs(gap):.3f} in {leader}'s favour"
+            if comparison and comparison.decided:
+                p_value, low, high = comparison.test
+                noise = ", within noise" if comparison.verdict == "tie" else ""
+                outcome += (
+                    f" ({spec.main_metric}{noise}; Welch's t-test p = {p_value:.2g}; 95% interval of BitFit − full "
+                    f"fine-tuning {low:+.3f} to {high:+.3f})"
+                )
+            else:
+                outcome += f" ({spec.main_metric})"
             text += (
                 f"; full fine-tuning ({int(full['trainable'].iloc[0]):,} parameters, "
                 f"{full['trainable'].iloc[0] / bitfit['trainable'].iloc[0]:.0f}× as many) "
@@ -714,7 +764,7 @@ def _bitfit_discussion(defaults: pd.DataFrame, longer: pd.DataFrame, profile) ->
                 f"; the sparse variant (query + first-MLP biases, {int(sparse['trainable'].iloc[0]):,} parameters) "
                 f"reaches {sparse['test'].mean():.3f}"
             )
-        lines.append(text + f" ({spec.main_metric}).")
+        lines.append(text + ("." if not full.empty else f" ({spec.main_metric})."))
         comparison = analysis.compare(subset, "variant", "bitfit", "head", names=("BitFit", "the classifier alone"))
         if comparison:
             lines.append("  - Biases or just the head? " + comparison.sentence(spec.main_metric, spec.display_name))
@@ -753,8 +803,9 @@ def _bitfit_verdict(subset: pd.DataFrame) -> str:
     floor = subset["majority"].mean() if "majority" in subset else float("nan")
     if analysis.at_or_below(bitfit, floor):
         return (
-            f"not supported here: BitFit ({bitfit:.3f}) does not beat always predicting the majority class "
-            f"({floor:.3f})."
+            f"not tested at this budget: BitFit ({bitfit:.3f}) does not beat always predicting the majority class "
+            f"({floor:.3f}), so it learned nothing whose gap to full fine-tuning could be read. That is a verdict on "
+            "the training budget, not on the explanation; a budget where BitFit learns is the test."
         )
     full_vs_head = analysis.compare(subset, "variant", "full", "head")
     if full_vs_head.verdict == "degenerate":
@@ -790,9 +841,13 @@ def _bitfit_verdict(subset: pd.DataFrame) -> str:
             + ("beats" if bitfit_vs_head.verdict == "a" else "does not clearly beat")
             + f" the classifier alone ({head:.3f}), training {share}."
         )
+    low, high = analysis.gap_closed_interval(
+        *(subset.loc[subset["variant"] == variant, "test"] for variant in ("bitfit", "head", "full"))
+    )
     return (
         f"{'supported' if supported else 'not supported'}: BitFit closes {recovered:.0%} of the gap between the "
-        f"classifier alone ({head:.3f}) and full fine-tuning ({full:.3f}) while training {share}"
+        f"classifier alone ({head:.3f}) and full fine-tuning ({full:.3f}; 95% bootstrap interval over seeds "
+        f"{low:.0%} to {high:.0%}) while training {share}"
         + ("" if bitfit_vs_head.verdict == "a" else ", and it does not clearly beat the classifier alone")
         + "."
     )
@@ -839,7 +894,8 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
             _figure(
                 figures["lr_sensitivity"],
                 report_dir,
-                "Validation metric against the learning rate per method (circle: best).",
+                "Validation metric against the learning rate per method (circle: the selected rate, the best mean, or "
+                "the default rate where every rate tied; dotted: the majority class).",
             )
         )
     relation_lines, relations = _lr_relations(best)
@@ -854,18 +910,22 @@ def _learning_rate_discussion(frame, profile, figures, report_dir) -> str:
 
 def _lr_grid_sentence(lrs: pd.DataFrame) -> str:
     """The rates searched per method, and the score the best one is chosen by."""
-    grid = (
-        lrs.groupby("variant", observed=True)["lr"]
+    grids = {
+        task: group.groupby("variant", observed=True)["lr"]
         .apply(lambda s: ", ".join(f"{v:g}" for v in sorted(set(s))))
         .to_dict()
-    )
+        for task, group in lrs.groupby("task", sort=False)
+    }
     selection = (
         "validation" if set(lrs["select_on"]) == {"train_slice"} else "validation (= GLUE dev for runs selected on dev)"
     )
     return (
-        "Grid searched (peak learning rate; linear decay after warmup; everything else at its default): "
-        + "; ".join(f"{m}: {g}" for m, g in grid.items())
-        + f". The best learning rate is the one with the best mean {selection} score:\n"
+        "Grids searched (peak learning rate; linear decay after warmup; everything else at its default):\n\n"
+        + "\n".join(
+            f"- {get_task(task).display_name}: " + "; ".join(f"{m}: {g}" for m, g in grid.items())
+            for task, grid in grids.items()
+        )
+        + f"\n\nThe best learning rate is the one with the best mean {selection} score:\n"
     )
 
 
@@ -999,6 +1059,7 @@ def _rank_discussion(frame, profile, figures, report_dir) -> str:
             )
         )
     scores = analysis.rank_scores(ranks)
+    scaled = analysis.lora_grid_runs(frame, profile, "rank", alpha="2r")
     for task in dict.fromkeys(ranks["task"]):
         table = scores[scores["task"] == task]
         if len(table) < 2:
@@ -1021,6 +1082,13 @@ def _rank_discussion(frame, profile, figures, report_dir) -> str:
             f"r={int(low['rank'])} → {low['mean']:.3f}, r={int(high['rank'])} → {high['mean']:.3f} with "
             f"{int(high['rank'] / low['rank'])}× the adapter parameters. "
             + (comparison.sentence(get_task(task).main_metric, get_task(task).display_name) if comparison else "")
+            + (
+                ""
+                if scaled.loc[scaled["task"] == task, "rank"].nunique() > 1
+                else f" At α = 16 the scale α/r moves with the rank ({16 / low['rank']:g} at r={int(low['rank'])}, "
+                f"{16 / high['rank']:g} at r={int(high['rank'])}) and this task has no α = 2r series, so the "
+                "difference cannot be put down to the rank alone."
+            )
         )
     return "\n".join(lines) + "\n"
 
@@ -1119,6 +1187,7 @@ def _alpha_discussion(frame, profile) -> str:
     wide = table.pivot_table(index=["task", "α"], columns="rank", values="test", aggfunc="first").fillna("not run")
     wide.columns = [f"r={int(rank)}" for rank in wide.columns]
     lines.append(_table(wide.reset_index()) + "\n")
+    lines.append(_majority_cells(pd.concat([fixed.assign(α="α = 16"), scaled.assign(α="α = 2r")]), tasks))
     for task in tasks:
         name, metric = get_task(task).display_name, get_task(task).main_metric
         ranks = sorted({int(rank) for rank in scaled.loc[scaled["task"] == task, "rank"]})
@@ -1131,6 +1200,7 @@ def _alpha_discussion(frame, profile) -> str:
                 lines.append(f"- {scheme}: " + comparison.sentence(metric, name))
                 decided += [f"{scheme}, r={ranks[-1]} against r={ranks[0]}"] * (comparison.verdict in ("a", "b"))
         # The same rank at the two scales: what the scale alone does.
+        rows = []
         for rank in ranks:
             pair = pd.concat(
                 [
@@ -1139,11 +1209,15 @@ def _alpha_discussion(frame, profile) -> str:
                 ]
             )
             if pair["scale"].nunique() == 2:
-                names = (f"r={rank}, α=16 (scale {16 / rank:g})", f"r={rank}, α={2 * rank} (scale 2)")
-                comparison = analysis.compare(pair, "scale", 16.0 / rank, 2.0, names=names)
-                lines.append("- Same rank, other scale: " + comparison.sentence(metric, name))
+                comparison = analysis.compare(pair, "scale", 16.0 / rank, 2.0)
+                rows.append(_scale_pair_row(rank, comparison))
                 decided += [f"the two scales at r={rank}"] * (comparison.verdict in ("a", "b"))
                 blocks.append(pair)
+        if rows:
+            lines.append(
+                f"\nThe same rank at the two scales ({name}, {metric}; difference = α = 16 minus α = 2r, decided by "
+                "Welch's t-test):\n\n" + _table(pd.DataFrame(rows)) + "\n"
+            )
         pooled, p_value = _scale_pooled(blocks, name)
         lines.append(pooled)
         decided += ["the same-rank differences pooled"] * (p_value is not None and p_value < analysis.ALPHA)
@@ -1161,6 +1235,35 @@ def _alpha_discussion(frame, profile) -> str:
         "another rate, a second confound these runs do not separate.\n"
     )
     return "\n".join(line for line in lines if line) + "\n"
+
+
+def _scale_pair_row(rank: int, comparison: analysis.Comparison) -> dict:
+    """One row of the same-rank table: the rank at α = 16 (scale 16/r) against α = 2r (scale 2)."""
+    p_value, low, high = comparison.test
+    verdict = {"a": "α = 16 ahead", "b": "α = 2r ahead", "tie": "within noise"}.get(
+        comparison.verdict, comparison.verdict
+    )
+    return {
+        "r": rank,
+        "scale at α = 16": f"{16 / rank:g}",
+        "α = 16": analysis.mean_std_text(comparison.a_mean, comparison.a_std, comparison.n_a),
+        "α = 2r (scale 2)": analysis.mean_std_text(comparison.b_mean, comparison.b_std, comparison.n_b),
+        "difference": f"{comparison.difference:+.3f}",
+        "95% interval": f"{low:+.3f} to {high:+.3f}" if comparison.decided else "",
+        "p": f"{p_value:.3f}" if comparison.decided else "",
+        "verdict": verdict,
+    }
+
+
+def _majority_cells(runs: pd.DataFrame, tasks) -> str:
+    """A line naming the table's cells whose mean is no better than the majority class (nothing learned)."""
+    cells = []
+    for (task, scheme, rank), group in runs[runs["task"].isin(tasks)].groupby(["task", "α", "rank"], sort=False):
+        if analysis.at_or_below(group["test"].mean(), group["majority"].mean()):
+            cells.append(f"{get_task(task).display_name} {scheme} r={int(rank)} ({group['test'].mean():.3f})")
+    if not cells:
+        return ""
+    return "No better than the majority class on average, so nothing was learned there: " + ", ".join(cells) + ".\n"
 
 
 def _scale_pooled(blocks: list[pd.DataFrame], task_name: str) -> tuple[str, float | None]:
@@ -1246,11 +1349,14 @@ def _gap_against_training_size(defaults: pd.DataFrame, grid: pd.DataFrame, task:
     )
 
 
+PUBLISHED_BESIDE = ("bitfit", "lora", "full")  # our methods shown beside the published scores
+
+
 def _published_context(frame: pd.DataFrame, profile) -> str:
     """Published dev-set scores from the task table, labelled as such, beside our best group (selected on
     validation among the compared runs, those trained longer included)."""
     runs = analysis.compared_runs(frame, profile)
-    ours = analysis.best_groups(runs, set(runs["method"]))
+    ours = pd.concat([analysis.best_groups(runs, [method]) for method in PUBLISHED_BESIDE])
     rows = []
     for task in dict.fromkeys(runs["task"]):
         spec = get_task(task)
@@ -1258,15 +1364,15 @@ def _published_context(frame: pd.DataFrame, profile) -> str:
             rows.append(
                 {"task": spec.display_name, "published (not ours)": what, spec.main_metric: f"{score / 100:.3f}"}
             )
-        best = ours[ours["task"] == task] if not ours.empty else ours
-        if spec.published and not best.empty:
-            top = best.iloc[0]
+        if not spec.published or ours.empty:
+            continue
+        for _, top in ours[ours["task"] == task].iterrows():
             rows.append(
                 {
                     "task": spec.display_name,
-                    "published (not ours)": f"ours: {top['variant']}, {top['epochs']:g} epochs (MiniLM-L6, this "
-                    "report; the best group on validation)",
-                    spec.main_metric: f"{top['mean']:.3f}",
+                    "published (not ours)": f"ours: {top['variant']}, {top['epochs']:g} epochs, lr {top['lr']:g} "
+                    "(MiniLM-L6, this report; the method's best group on validation)",
+                    spec.main_metric: analysis.mean_std_text(top["mean"], top["std"], top["n"]),
                 }
             )
     if not rows:

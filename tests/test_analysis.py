@@ -287,7 +287,7 @@ def test_report_separates_rank_from_the_alpha_scale_and_labels_published_numbers
     assert "- α = 16: On SST-2, r=8 beats r=1 by 0.050" in text
     assert "- α = 2r: On SST-2, r=8 and r=1 are within noise of each other" in text
     # r=1 at scale 16 (α = 16) against r=1 at scale 2 (α = 2): the scale alone, 0.80 vs 0.85.
-    assert "- Same rank, other scale: On SST-2, r=1, α=2 (scale 2) beats r=1, α=16 (scale 16) by 0.050" in text
+    assert "| 1 | 16 | 0.800 ± 0.004 | 0.850 ± 0.004 | -0.050 |" in text and "| α = 2r ahead |" in text
     assert "| SST-2 | α = 2r | 0.850 ± 0.004 | 0.850 ± 0.004 |" in text
     assert "- Read together (SST-2): decided (p < 0.05) are α = 16, r=8 against r=1; the two scales at r=1" in text
     assert "published numbers, not runs of this project" in text and "| SST-2 | BitFit, LoRA paper" in text
@@ -488,6 +488,16 @@ def test_runs_trained_longer_are_read_against_the_same_rate_at_the_profile_epoch
     # The 1-epoch runs end at a loss of 0.6 against 0.624, the entropy of a 0.684 / 0.316 prior.
     assert "MRPC, bitfit: the training loss over the last tenth of the logged steps averages 0.600 (3 seeds)" in text
     assert "against 0.624, the cross-entropy of always answering the class frequencies (0.684 / 0.316)" in text
+    assert "More updates lift it off the majority class (test, mean ± std over seeds, same rate otherwise): " in text
+    assert "3 epochs: 0.770 ± 0.010." in text
+
+
+def test_gap_closed_interval_brackets_the_share_and_narrows_with_less_spread():
+    head, full = [0.70, 0.71, 0.69], [0.90, 0.91, 0.89]
+    low, high = analysis.gap_closed_interval([0.80, 0.82, 0.78], head, full)
+    assert 0.3 < low < 0.5 < high < 0.7
+    low, high = analysis.gap_closed_interval([0.80, 0.80, 0.80], [0.70] * 3, [0.90] * 3)
+    assert low == pytest.approx(0.5) and high == pytest.approx(0.5), "no spread: the share itself"
 
 
 def test_best_lr_table_names_the_best_rate_and_the_rates_tied_with_it():
