@@ -544,3 +544,59 @@ def label_balance(splits: dict[str, DatasetDict]):
                 row.update({label: f"{share:.1%}" for label, share in zip(spec.label_names, shares)})
             rows.append(row)
     return pd.DataFrame(rows).fillna("")
+
+
+OVERLAP_MAX_EXAMPLES = 2_000  # examples per split checked by split_overlap (bounds its time on QQP or MNLI)
+OVERLAP_FILE = "split_overlap.json"  # in a results folder's meta/: split_overlap's numbers, which the report reads
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def split_overlap(splits: DatasetDict, task: TaskSpec | str, seed: int = DEFAULT_SPLIT_SEED) -> dict[str, dict]:
+    """Per evaluation split: how short its examples are, and how much of its text the training split
+    already holds, verbatim (lower-cased, whole words) inside one of its examples, every text column.
+
+    SST-2's train holds the parse-tree phrases of its sentences as examples of their own, so a slice
+    of it shares text with the rest, while its dev set holds whole, unseen sentences. At most
+    OVERLAP_MAX_EXAMPLES examples per split are checked (a seeded, stratified sample).
+    """
+    task = get_task(task)
+    haystacks = {
+        column: " " + " \n ".join(map(_normalised, splits["train"][column])) + " " for column in task.text_columns
+    }
+    training_rows = set(zip(*(map(_normalised, splits["train"][column]) for column in task.text_columns)))
+    result = {}
+    for name, dataset in splits.items():
+        if name == "train" or len(dataset) == 0:
+            continue
+        sample, _, _ = seeded_subset(dataset, task, OVERLAP_MAX_EXAMPLES, seed)
+        rows = list(zip(*(map(_normalised, sample[column]) for column in task.text_columns)))
+        words = np.array([sum(len(text.split()) for text in row) for row in rows])
+        inside = [all(f" {text} " in haystacks[column] for column, text in zip(task.text_columns, row)) for row in rows]
+        result[name] = {
+            "examples": len(rows),
+            "of": len(dataset),
+            "mean_words": round(float(words.mean()), 2),
+            "one_word": round(float(np.mean(words == 1)), 4),
+            "inside_training": round(float(np.mean(inside)), 4),
+            "identical_to_training": round(float(np.mean([row in training_rows for row in rows])), 4),
+        }
+    return result
+
+
+def save_split_overlap(results_dir: str | os.PathLike, task: TaskSpec | str, overlap: dict, source: str) -> Path:
+    """Write (or update) one task's split_overlap numbers, with their data source, in results_dir/meta/."""
+    path = Path(results_dir) / "meta" / OVERLAP_FILE
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    saved[get_task(task).name] = {"source": source, "splits": overlap}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def load_split_overlap(results_dir: str | os.PathLike) -> dict:
+    """The saved split_overlap numbers per task ({} when none were saved)."""
+    path = Path(results_dir) / "meta" / OVERLAP_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -107,7 +107,7 @@ def write_report(
         *_introduction(frame, problems, results_dir, report_dir, profile),
         *_targets_section(frame, profile),
         *_design_and_data_section(defaults, figures_dir, report_dir, profile),
-        *_results_section(frame, defaults, records, figures, figures_dir, report_dir, profile),
+        *_results_section(frame, defaults, records, figures, (figures_dir, report_dir), profile, results_dir),
         *_peft_section(frame, defaults, profile, figures, report_dir),
         *_bitfit_vs_lora_section(frame, defaults, profile, figures, report_dir),
         *_all_methods_section(defaults, figures, report_dir, profile),
@@ -229,8 +229,12 @@ def _design_and_data_section(defaults, figures_dir: Path, report_dir: Path, prof
     return out
 
 
-def _results_section(frame, defaults, records, figures, figures_dir: Path, report_dir: Path, profile) -> list[str]:
-    """§2: training curves, the test results against the course baselines, validation vs test, overfitting."""
+def _results_section(frame, defaults, records, figures, folders: tuple[Path, Path], profile, results_dir) -> list[str]:
+    """§2: training curves, the test results against the course baselines, validation vs test, overfitting.
+    `folders`: the figures folder and the report's."""
+    from helpers.data import load_split_overlap  # datasets loads only here, not on importing the report
+
+    figures_dir, report_dir = folders
     out = ["## 2. Loss reduction, validation and test results\n"]
     if "training_curves" in figures:
         out.append(
@@ -251,7 +255,9 @@ def _results_section(frame, defaults, records, figures, figures_dir: Path, repor
         + ", mean ± std over seeds, against the course baselines:\n",
         _table(analysis.results_table(defaults)) + "\n",
         _stuck_at_the_prior(defaults, records, _what_lifts_it(frame, profile)),
-        _validation_test_gap(defaults, analysis.profile_runs(frame, profile, grid=True)),
+        _validation_test_gap(
+            defaults, analysis.profile_runs(frame, profile, grid=True), load_split_overlap(results_dir)
+        ),
         _longer_training(frame, profile),
         _published_context(frame, profile),
         _overfit_section(records, figures_dir, report_dir),
@@ -1292,9 +1298,10 @@ def _method_gaps(runs: pd.DataFrame) -> pd.Series:
     return (runs["best_validation"] - runs["test"]).groupby(runs["variant"], observed=True).mean()
 
 
-def _validation_test_gap(defaults: pd.DataFrame, grid: pd.DataFrame) -> str:
+def _validation_test_gap(defaults: pd.DataFrame, grid: pd.DataFrame, overlap: dict | None = None) -> str:
     """Validation (a slice of GLUE train) against test (GLUE dev), per task and per method, with the token
-    lengths that explain part of SST-2's gap, and the same gap on the grids' smaller training subset."""
+    lengths and the text the slice shares with training (`overlap`, helpers.data.split_overlap's numbers
+    per task) that explain SST-2's gap, and the same gap on the grids' smaller training subset."""
     rows = []
     for task, group in defaults.groupby("task", sort=False):
         gaps = _method_gaps(group)
@@ -1320,14 +1327,36 @@ def _validation_test_gap(defaults: pd.DataFrame, grid: pd.DataFrame) -> str:
         text += (
             "\nSST-2's train set holds the parse-tree **phrases** of its sentences as separate examples, while its "
             f"dev set holds whole **sentences**: {row['train tokens/example']} tokens per training example against "
-            f"{row['test tokens/example']} per test example here. The validation slice is drawn from train, so it is "
-            "mostly short phrases, often a single sentiment word, which are easier. Length is not the whole gap: it "
-            "differs between methods (by method above), the slice's phrases can come from the same sentences as "
-            "training phrases, and the slice also chose each run's epoch and each method's rate, which lifts its "
-            "own score. Validation scores rank settings here; the test (GLUE dev) scores are the ones to compare.\n"
+            f"{row['test tokens/example']} per test example here. The validation slice is drawn from train, so it "
+            "holds short phrases too"
+            + _shared_text(overlap or {}, "sst2")
+            + ". The slice also chose each run's epoch and each method's rate, which lifts its own score, and the gap "
+            "differs between methods (by method above). Validation scores rank settings here; the test (GLUE dev) "
+            "scores are the ones to compare.\n"
         )
         text += _gap_against_training_size(defaults, grid, "sst2")
     return text
+
+
+def _shared_text(overlap: dict, task: str) -> str:
+    """The clause giving how much validation and test text a training example already holds (notebook 01's
+    numbers), or one saying the slice's phrases can come from training's sentences when none were saved."""
+    splits = overlap.get(task, {}).get("splits", {})
+    validation, test = splits.get("validation"), splits.get("test")
+    if not (validation and test):
+        return (
+            ", and its phrases can come from the same sentences as training phrases (not measured here: notebook 01 "
+            "measures it)"
+        )
+    return (
+        f" ({validation['one_word']:.1%} are a single word; {validation['mean_words']:g} words on average against "
+        f"{test['mean_words']:g} in test). Beyond length, it shares text with training: "
+        f"**{validation['inside_training']:.1%} of the slice's examples appear verbatim inside a training example** "
+        f"({validation['identical_to_training']:.1%} are identical to one), against {test['inside_training']:.1%} "
+        f"of the test sentences ({validation['examples']:,} validation and {test['examples']:,} test examples "
+        "checked, lower-cased, whole words; notebook 01, `meta/split_overlap.json`). The model has trained on most of "
+        "the slice's text, inside longer labelled phrases, and on almost none of the test's"
+    )
 
 
 def _gap_against_training_size(defaults: pd.DataFrame, grid: pd.DataFrame, task: str) -> str:

@@ -4,6 +4,7 @@ import pytest
 from fake_records import PROFILE, fake_record
 
 from helpers import analysis
+from helpers.data import save_split_overlap
 from helpers.records import write_record
 from helpers.report import write_report
 from helpers.training import DEFAULT_LR
@@ -277,6 +278,9 @@ def test_report_separates_rank_from_the_alpha_scale_and_labels_published_numbers
             "test": {"mean": 25.0},
         }
     _write(records, tmp_path / "results")
+    numbers = {"examples": 20, "of": 20, "mean_words": 4.0, "one_word": 0.1, "identical_to_training": 0.05}
+    overlap = {"validation": {**numbers, "inside_training": 0.85}, "test": {**numbers, "inside_training": 0.0}}
+    save_split_overlap(tmp_path / "results", "sst2", overlap, "local:fixture")
     text = write_report(
         tmp_path / "results",
         tmp_path / "figures",
@@ -284,6 +288,8 @@ def test_report_separates_rank_from_the_alpha_scale_and_labels_published_numbers
         PROFILE.name,
         bench_path=tmp_path / "none.json",
     )
+    assert "**85.0% of the slice's examples appear verbatim inside a training example**" in text
+    assert "against 0.0% of the test sentences (20 validation and 20 test examples checked" in text
     assert "- α = 16: On SST-2, r=8 beats r=1 by 0.050" in text
     assert "- α = 2r: On SST-2, r=8 and r=1 are within noise of each other" in text
     # r=1 at scale 16 (α = 16) against r=1 at scale 2 (α = 2): the scale alone, 0.80 vs 0.85.

@@ -400,3 +400,34 @@ def test_label_balance_gives_each_labels_share_per_split_and_the_score_for_regre
     assert table.iloc[0][["negative", "positive"]].tolist() == ["25.0%", "75.0%"]
     assert table.iloc[1][["negative", "positive"]].tolist() == ["0.0%", "100.0%"], "a missing label has share 0"
     assert table.iloc[2]["mean score"] == 2.0 and table.iloc[0]["mean score"] == ""
+
+
+def test_split_overlap_counts_text_a_training_example_holds_word_for_word(tmp_path):
+    from helpers.data import load_split_overlap, save_split_overlap, split_overlap
+
+    sst2 = DatasetDict(
+        train=Dataset.from_dict({"sentence": ["A  fine, warm film", "a dull plot", "the cast"], "label": [1, 0, 1]}),
+        validation=Dataset.from_dict({"sentence": ["warm film", "fine", "dull", "arm film"], "label": [1, 1, 0, 1]}),
+        test=Dataset.from_dict({"sentence": ["the cast", "a new story told well"], "label": [1, 1]}),
+    )
+    overlap = split_overlap(sst2, "sst2")
+    # "warm film" and "dull" lie inside a training example; "fine" does not ("fine," is another word);
+    # "arm film" is no whole-word match. Case and spacing do not count.
+    assert overlap["validation"] == {
+        "examples": 4,
+        "of": 4,
+        "mean_words": 1.5,
+        "one_word": 0.5,
+        "inside_training": 0.5,
+        "identical_to_training": 0.0,
+    }
+    assert overlap["test"]["inside_training"] == 0.5 and overlap["test"]["identical_to_training"] == 0.5
+    mrpc = DatasetDict(
+        train=Dataset.from_dict({"sentence1": ["x y"], "sentence2": ["z w"], "label": [1]}),
+        test=Dataset.from_dict({"sentence1": ["x", "x"], "sentence2": ["w", "q"], "label": [1, 0]}),
+    )
+    assert split_overlap(mrpc, "mrpc")["test"]["inside_training"] == 0.5, "a pair needs both texts inside"
+    save_split_overlap(tmp_path, "sst2", overlap, "local:fixture")
+    save_split_overlap(tmp_path, "mrpc", {}, "local:fixture")
+    assert load_split_overlap(tmp_path)["sst2"] == {"source": "local:fixture", "splits": overlap}
+    assert set(load_split_overlap(tmp_path)) == {"sst2", "mrpc"} and load_split_overlap(tmp_path / "none") == {}
