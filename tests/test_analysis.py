@@ -588,6 +588,13 @@ def test_targets_pick_each_side_on_validation_report_its_test_and_compare_peft_w
     )
     assert row["baseline met?"] == "yes"  # SST-2's course baseline is 0.88
     assert row["PEFT − full"].startswith("+0.030 (PEFT ahead, p = ")
+    from helpers.report import _other_peft_method
+
+    # The method validation did not pick is named with its own best group (LoRA: 0.894, over the baseline).
+    assert _other_peft_method(analysis.compared_runs(frame_of(records), PROFILE)) == [
+        "- SST-2, the PEFT method validation did not pick: lora (1 epochs, lr 0.003) scores 0.894 ± 0.004 "
+        "[0.884–0.904] and meets the baseline (accuracy ≥ 0.88)."
+    ]
 
 
 def test_rate_selection_keeps_variants_apart_and_takes_the_default_where_nothing_was_learned():
