@@ -768,7 +768,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "majority class": ""
                 if pd.isna(majority)
                 else f"{majority:.3f}"
-                + (" ≥ mean: learned nothing" if at_or_below(group["test"].mean(), majority) else ""),
+                + (" (not beaten: learned nothing)" if at_or_below(group["test"].mean(), majority) else ""),
                 "course baseline": "; ".join(
                     f"{metric} ≥ {bar}" + (f" ({split})" if len(spec.baselines) > 1 else "")
                     for split, bars in spec.baselines.items()

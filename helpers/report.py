@@ -512,7 +512,8 @@ def _throughput_section(results_dir: Path, bench_path, wall_seconds: dict | None
     wall_seconds = wall_seconds or _read_wall_seconds(results_dir)
     if wall_seconds:
         out.append(
-            "Wall time of this run of the notebooks: "
+            "Wall time of the notebooks' last run (a notebook trains only the runs with no record yet, so over "
+            "committed records this is mostly loading and plotting): "
             + ", ".join(f"{k} {v / 60:.1f} min" for k, v in wall_seconds.items())
             + f"; {sum(wall_seconds.values()) / 60:.1f} min in all before the analysis notebook "
             f"(each notebook's last cell states its own).\n"
@@ -985,15 +986,20 @@ def _lr_relations(best: pd.DataFrame) -> tuple[list[str], list[str]]:
                 f"- {get_task(peft['task']).display_name}: best {method} learning rate {peft['lr']:g} vs full "
                 "fine-tuning "
                 f"{reference['lr']:g} ({peft['lr'] / reference['lr']:.3g}×): **{relation}**"
-                + (
-                    " (a rate tied for best lies on the other side, a sweep learned nothing, or a rate has fewer than "
-                    f"{analysis.MIN_SEEDS} seeds)"
-                    if relation == "undecided"
-                    else ""
-                )
+                + (f" ({_undecided_because(peft, reference)})" if relation == "undecided" else "")
                 + "."
             )
     return lines, relations
+
+
+def _undecided_because(peft, full) -> str:
+    """Why analysis.lr_relation left a pair undecided, in words."""
+    for row, name in ((peft, str(peft["variant"])), (full, "full fine-tuning")):
+        if row["degenerate"]:
+            return f"{name}'s sweep learned nothing: every rate scores the majority class"
+        if not row.get("decided", False):
+            return f"{name}'s best rate has fewer than {analysis.MIN_SEEDS} seeds"
+    return "a rate tied for best lies on the other side of full fine-tuning's"
 
 
 def _lr_conclusion(relations: list[str], degrading: str, peft_degrading: str) -> list[str]:
@@ -1016,7 +1022,7 @@ def _lr_conclusion(relations: list[str], degrading: str, peft_degrading: str) ->
             "contradict the usual claim that PEFT methods want larger learning rates than full fine-tuning."
         )
     elif larger == decided:
-        lines.append(_why_peft_wants_larger_rates(len(relations) - decided, degrading, peft_degrading))
+        lines.append(_why_peft_wants_larger_rates(degrading, peft_degrading))
     else:
         lines.append(
             f"Of the decided pairs, {larger} put the PEFT rate higher and {smaller} lower: these records do not "
@@ -1028,13 +1034,11 @@ def _lr_conclusion(relations: list[str], degrading: str, peft_degrading: str) ->
     return lines
 
 
-def _why_peft_wants_larger_rates(undecided: int, degrading: str, peft_degrading: str) -> str:
+def _why_peft_wants_larger_rates(degrading: str, peft_degrading: str) -> str:
     """The explanation, given when every decided pair puts the PEFT method's best rate higher."""
     return (
-        "In every decided pair the PEFT method's best rate is the higher one"
-        + (f" ({undecided} undecided, where a sweep learned nothing or rates tie)" if undecided else "")
-        + ". "
-        + "Why: full fine-tuning moves every one of the model's weights, so a small learning rate already "
+        "Every decided pair puts the PEFT method's rate higher. Why: full fine-tuning moves every one of the model's "
+        "weights, so a small learning rate already "
         "changes each layer, and large steps overwrite the pretrained features"
         + (f" — {degrading}" if degrading else "")
         + ". BitFit and LoRA change few parameters (bias vectors; a rank-r update B·A that starts at zero), each "
