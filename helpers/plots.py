@@ -3,6 +3,7 @@ a folder, saves it as PNG there (readable labels, units, legends)."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -55,7 +56,9 @@ def percent_label(percent: float) -> str:
         return "100%"
     if percent >= 10:
         return f"{percent:.0f}%"
-    return f"{percent:.2g}%" if percent >= 0.01 else f"{percent:.1e}%"
+    if percent >= 0.0001:  # two significant digits as a plain decimal: 0.0034%, not 3.4e-03%
+        return f"{percent:.{max(1, 1 - math.floor(math.log10(percent)))}f}%"
+    return f"{percent:.1e}%"
 
 
 def _integer_ticks(ax, values) -> None:

@@ -45,13 +45,35 @@ def _figure(path: Path, report_dir: Path, caption: str) -> str:
     return f"![{caption}]({os.path.relpath(path, report_dir)})\n\n*{caption}*\n"
 
 
+def _budget_labelled(runs: pd.DataFrame, profile) -> pd.DataFrame:
+    """The runs with each variant trained longer than the profile's epochs shown as its own bar
+    ("bitfit, 5 epochs"), placed after the variant it extends."""
+    if runs.empty:
+        return runs
+    longer = ~np.isclose(runs["epochs"].astype(float), profile.epochs)
+    labels = [
+        f"{variant}, {epochs:g} epochs" if extra else str(variant)
+        for variant, epochs, extra in zip(runs["variant"], runs["epochs"], longer)
+    ]
+    base = (
+        list(runs["variant"].cat.categories)
+        if hasattr(runs["variant"], "cat")
+        else sorted(set(map(str, runs["variant"])))
+    )
+    order = [label for variant in base for label in sorted(set(labels)) if label.split(",")[0] == str(variant)]
+    return runs.assign(variant=pd.Categorical(labels, categories=order, ordered=True))
+
+
 def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, profile) -> dict[str, Path]:
     """Every report figure that the records support; returns {name: path}."""
     figures = {}
     main = analysis.profile_runs(frame, profile)
     main = main[main["variant"].isin(["bitfit", "lora"])]
+    compared = _budget_labelled(analysis.compared_runs(frame, profile), profile)
     if not main.empty:
-        plots.method_bars(main, figures_dir, "bitfit_vs_lora", "BitFit vs LoRA (r=8)")
+        plots.method_bars(
+            compared[compared["method"].isin(["bitfit", "lora"])], figures_dir, "bitfit_vs_lora", "BitFit vs LoRA (r=8)"
+        )
         figures["bitfit_vs_lora"] = figures_dir / "bitfit_vs_lora.png"
         first_seed = int(main["seed"].min())
         chosen = [r for r in records if r["run_id"] in set(main["run_id"]) and r["config"]["seed"] == first_seed]
@@ -68,7 +90,7 @@ def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, p
         figures["lr_sensitivity"] = figures_dir / "lr_sensitivity.png"
     methods = analysis.profile_runs(frame, profile)
     if methods["variant"].nunique() > 2:
-        plots.method_bars(methods, figures_dir, "methods", "all methods")
+        plots.method_bars(compared, figures_dir, "methods", "all methods")
         plots.cost_per_method(methods, figures_dir)
         plots.metric_vs_parameters(methods, figures_dir)
         figures.update({n: figures_dir / f"{n}.png" for n in ("methods", "time_memory", "metric_vs_parameters")})

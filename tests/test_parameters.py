@@ -63,5 +63,5 @@ def test_percent_labels_are_readable():
         "45%",
         "4.5%",
         "0.33%",
-        "3.4e-03%",
+        "0.0034%",
     ]
