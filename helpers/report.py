@@ -1059,7 +1059,8 @@ def _lr_conclusion(relations: list[str], degrading: str, peft_degrading: str) ->
 def _why_peft_wants_larger_rates(degrading: str, peft_degrading: str) -> str:
     """The explanation, given when every decided pair puts the PEFT method's best rate higher."""
     return (
-        "Every decided pair puts the PEFT method's rate higher. Why: full fine-tuning moves every one of the model's "
+        "Every decided pair puts the PEFT method's rate higher. Why (the usual explanation: these runs measure the "
+        "rates and where they break down, not the mechanism): full fine-tuning moves every one of the model's "
         "weights, so a small learning rate already "
         "changes each layer, and large steps overwrite the pretrained features"
         + (f" — {degrading}" if degrading else "")
