@@ -80,6 +80,14 @@ def test_tier_1d_trains_each_method_longer_on_mrpc_at_its_selected_rate(scores):
     assert {(c.epochs, c.max_train_samples) for c in configs} == {(study.LONGER["epochs"], None)}
 
 
+def test_tier_1e_gives_sst2_lora_and_bitfit_a_third_epoch_at_their_selected_rates(scores):
+    lora = {1e-3: 0.84, 3e-3: 0.86, 1e-2: 0.83}
+    scores.update({("sst2", "lora", lr, seed): value for lr, value in lora.items() for seed in (0, 1, 2)})
+    configs = study.tier_1e()  # BitFit has no records yet: not listed
+    assert _points(configs) == [("sst2", "lora", 3e-3, s) for s in (0, 1, 2)]
+    assert {(c.epochs, c.max_train_samples) for c in configs} == {(3, None)}
+
+
 def test_a_method_that_learned_nothing_at_any_rate_is_selected_and_varied_at_its_default_rate(scores):
     for lr in study.LR_GRID["bitfit"]:  # MRPC BitFit: the majority class at every rate, every seed
         scores.update({("mrpc", "bitfit", lr, seed): 0.676 for seed in (0, 1, 2)})
