@@ -127,7 +127,7 @@ def print_versions() -> dict:
     from helpers.device import library_versions, resolve_precision
 
     # What `precision: "auto"` trains in here; a profile may name one (the full profile: fp32).
-    info = {**library_versions(), "auto precision here": resolve_precision("auto")}
+    info = {**library_versions(), 'precision "auto" here': resolve_precision("auto") + " (a profile may pin one)"}
     for key, value in info.items():
         print(f"{key:>24}: {value}")
     return info

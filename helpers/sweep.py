@@ -125,7 +125,8 @@ def run_sweep(
     configs, fresh_since, done = _prepare_sweep(configs, results_dir, glue_dir, force, shard, train_kwargs)
     with tqdm(total=len(configs), initial=0, desc="sweep", unit="run", disable=not progress) as bar:
         if done:
-            bar.write(f"{done} of {len(configs)} runs already have records in {results_dir}; training the rest.")
+            rest = "nothing to train" if done == len(configs) else "training the rest"
+            bar.write(f"{done} of {len(configs)} runs already have records in {results_dir}; {rest}.")
         settings = dict(
             glue_dir=glue_dir, results_dir=results_dir, fresh_since=fresh_since, poll=poll, train_kwargs=train_kwargs
         )
