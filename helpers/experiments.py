@@ -9,6 +9,7 @@ the first r we try and do not tune it"): the update is scaled by alpha / r.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from helpers.fields import default_of
@@ -91,6 +92,15 @@ def _study_runs(name: str, configs: list[TrainConfig], tasks, results_dir, glue_
         c
         for c in configs
         if c.task not in study.TASKS or uncovered(c) or not any(o.task == c.task and o.method == c.method for o in ours)
+    ]
+    # A run the study does not cover, beside runs it does (all-linear LoRA beside query/value, mean pooling
+    # beside the model's): at the rate the study selected for its task and method, so the pair differs in one thing.
+    rates = study.selected_rates(Path(results_dir), glue_dir)
+    stays = [
+        replace(c, lr=rates[(c.task, c.method.method)])
+        if c.task in study.TASKS and uncovered(c) and (c.task, c.method.method) in rates
+        else c
+        for c in stays
     ]
     return ours + stays
 

@@ -218,3 +218,13 @@ def test_the_methods_notebook_takes_tier_4s_final_runs_of_a_method_once_tier_4_l
         ("ia3", 0.02, None),
         ("prefix", DEFAULT_LR["prefix"], SMOKE.max_train_samples),
     }
+
+
+def test_runs_the_study_does_not_cover_train_at_the_rate_it_selected_for_their_task_and_method(scores):
+    from helpers.experiments import experiment_configs
+
+    lora = {3e-4: 0.70, 1e-3: 0.75, 3e-3: 0.72}  # MRPC LoRA: 1e-3 selected (3 seeds each), not the default 3e-3
+    scores.update({("mrpc", "lora", lr, seed): value for lr, value in lora.items() for seed in (0, 1, 2)})
+    configs = experiment_configs("lora_targets", "full", ["mrpc"])
+    # Query/value (tier 1c's runs) and every linear layer (not in the study) at the same selected rate.
+    assert {(str(c.method.target_modules), c.lr) for c in configs} == {("None", 1e-3), ("('all-linear',)", 1e-3)}
