@@ -174,7 +174,19 @@ def load_frame(results_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[dict]
 
 # Settings that at_defaults does not compare with the defaults: the run's identity (chosen by
 # majority below), the seed, and what the method and profile decide (checked separately).
-_NOT_DEFAULTS = {"task", "model", "method", "seed", "lr", "precision", "recipe_version", "data_fingerprint"}
+# Not compared with the profile's value: the run's identity, and eval_test (scoring the test split at every
+# evaluation for curves changes nothing the run trains or selects).
+_NOT_DEFAULTS = {
+    "task",
+    "model",
+    "method",
+    "seed",
+    "lr",
+    "precision",
+    "recipe_version",
+    "data_fingerprint",
+    "eval_test",
+}
 _PROFILE_SETTINGS = {
     "epochs",
     "max_length",

@@ -95,13 +95,14 @@ def _study_runs(name: str, configs: list[TrainConfig], tasks, results_dir, glue_
     ]
     # A run the study does not cover, beside runs it does (all-linear LoRA beside query/value, mean pooling
     # beside the model's): at the rate the study selected for its task and method, so the pair differs in one thing.
-    rates = study.selected_rates(Path(results_dir), glue_dir)
-    stays = [
-        replace(c, lr=rates[(c.task, c.method.method)])
-        if c.task in study.TASKS and uncovered(c) and (c.task, c.method.method) in rates
-        else c
-        for c in stays
-    ]
+    if any(c.task in study.TASKS and uncovered(c) for c in stays):
+        rates = study.selected_rates(Path(results_dir), glue_dir)
+        stays = [
+            replace(c, lr=rates[(c.task, c.method.method)])
+            if c.task in study.TASKS and uncovered(c) and (c.task, c.method.method) in rates
+            else c
+            for c in stays
+        ]
     return ours + stays
 
 

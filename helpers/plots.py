@@ -86,7 +86,8 @@ def token_length_histogram(lengths: dict[str, list[int]], max_length: int, folde
 
 def training_curves(records: list[dict], folder=None, name="training_curves", title=""):
     """Per task: training loss (line) and validation loss (dashed, markers) vs step (left), and the validation
-    metric at each evaluation vs epoch (right, whole-epoch ticks), one colour per run label."""
+    metric at each evaluation vs epoch (right, whole-epoch ticks), one colour per run label. Runs that scored
+    the test split at every evaluation (eval_test) add its loss and metric, dotted."""
     tasks = sorted({r["config"]["task"] for r in records})
     figure, axes = _subplots(len(tasks), 2, figsize=(MAX_WIDTH, 3.6 * len(tasks)), squeeze=False)
     palette = dict(zip(sorted({_label(r) for r in records}), sns.color_palette("tab10", 10)))
@@ -100,27 +101,39 @@ def training_curves(records: list[dict], folder=None, name="training_curves", ti
                 loss_ax.plot(
                     history["step"], history["loss"], color=palette[label], alpha=0.7, label=f"{label} (train)"
                 )
-            evals = pd.DataFrame(
-                [
-                    {
-                        "step": e["step"],
-                        "epoch": e["epoch"],
-                        "value": e["metrics"][spec.main_metric],
-                        "loss": e.get("loss"),
-                    }
-                    for e in record["evals"]
-                ]
-            )
-            if not evals.empty:
-                val_ax.plot(evals["epoch"], evals["value"], marker="o", color=palette[label], alpha=0.8, label=label)
+            for split, style in (("validation", "--"), *((name, ":") for name in spec.test_splits)):
+                evals = pd.DataFrame(
+                    [
+                        {
+                            "step": e["step"],
+                            "epoch": e["epoch"],
+                            "value": e["metrics"][spec.main_metric],
+                            "loss": e.get("loss"),
+                        }
+                        for e in record["evals"]
+                        if e.get("split", "validation") == split
+                    ]
+                )
+                if evals.empty:
+                    continue
+                curve = label if split == "validation" else f"{label} ({split})"
+                val_ax.plot(
+                    evals["epoch"],
+                    evals["value"],
+                    marker="o" if split == "validation" else "s",
+                    linestyle="-" if split == "validation" else ":",
+                    color=palette[label],
+                    alpha=0.8,
+                    label=curve,
+                )
                 if evals["loss"].notna().any():
                     loss_ax.plot(
                         evals["step"],
                         evals["loss"],
-                        linestyle="--",
+                        linestyle=style,
                         marker="o",
                         color=palette[label],
-                        label=f"{label} (validation)",
+                        label=f"{label} ({split})",
                     )
         loss_ax.set(
             title=f"{spec.display_name}: loss{title}",
@@ -128,7 +141,7 @@ def training_curves(records: list[dict], folder=None, name="training_curves", ti
             ylabel="cross-entropy loss" if not spec.is_regression else "MSE loss",
         )
         val_ax.set(
-            title=f"{spec.display_name}: validation {METRIC_LABEL.get(spec.main_metric, spec.main_metric)}",
+            title=f"{spec.display_name}: {METRIC_LABEL.get(spec.main_metric, spec.main_metric)} per epoch",
             xlabel="epoch",
             ylabel=METRIC_LABEL.get(spec.main_metric, spec.main_metric),
         )

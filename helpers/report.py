@@ -64,6 +64,67 @@ def _budget_labelled(runs: pd.DataFrame, profile) -> pd.DataFrame:
     return runs.assign(variant=pd.Categorical(labels, categories=order, ordered=True))
 
 
+def _with_test_curves(records: list[dict]) -> list[dict]:
+    """The records that scored the test split at every evaluation (eval_test)."""
+    return [r for r in records if r["config"].get("eval_test") and any(e["split"] != "validation" for e in r["evals"])]
+
+
+def _test_curves_section(records: list[dict], figures: dict, report_dir: Path) -> str:
+    """Validation and test per epoch, mean ± std over seeds, for the runs with test curves (eval_test): where
+    the test score went while validation picked the epoch."""
+    curves = _with_test_curves(records)
+    if not curves:
+        return ""
+    rows = []
+    for record in curves:
+        spec = get_task(record["config"]["task"])
+        for e in record["evals"]:
+            if e["split"] in ("validation", *spec.test_splits):
+                rows.append(
+                    {
+                        "task": spec.display_name,
+                        "method": plots.run_label(record),
+                        "lr": f"{record['config']['lr']:g}",
+                        "split": e["split"],
+                        "epoch": e["epoch"],
+                        "seed": record["config"]["seed"],
+                        "value": e["metrics"][spec.main_metric],
+                        "best_epoch": record["best"]["epoch"],
+                    }
+                )
+    table = pd.DataFrame(rows)
+    keys = ["task", "method", "lr", "split"]
+    summary = table.groupby([*keys, "epoch"], sort=False)["value"].agg(["mean", "std", "size"]).reset_index()
+    summary["cell"] = [
+        analysis.mean_std_text(m, s, n) for m, s, n in zip(summary["mean"], summary["std"], summary["size"])
+    ]
+    wide = summary.pivot_table(index=keys, columns="epoch", values="cell", aggfunc="first", sort=False)
+    wide.columns = [f"epoch {epoch:g}" for epoch in wide.columns]
+    picked = table.groupby(["task", "method", "lr"], sort=False).apply(
+        lambda runs: ", ".join(f"{epoch:g}" for epoch in runs.drop_duplicates("seed")["best_epoch"]),
+        include_groups=False,
+    )
+    wide = wide.reset_index()
+    wide["epochs picked (per seed)"] = [
+        picked[(task, method, lr)] for task, method, lr in zip(wide["task"], wide["method"], wide["lr"])
+    ]
+    lines = [
+        "### Validation and test per epoch\n",
+        "Runs that also scored the test set (GLUE dev) after every epoch, to show where the test score went while "
+        "validation picked the epoch (the test scores never select anything); mean ± std over seeds:\n",
+        _table(wide) + "\n",
+    ]
+    if "test_curves" in figures:
+        lines.append(
+            _figure(
+                figures["test_curves"],
+                report_dir,
+                "Training loss, validation (solid) and test (dotted) loss and metric per epoch, runs with test curves.",
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
 def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, profile) -> dict[str, Path]:
     """Every report figure that the records support; returns {name: path}."""
     figures = {}
@@ -80,6 +141,13 @@ def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, p
         plots.training_curves(chosen, figures_dir, "training_curves", f" (seed {first_seed})")
         figures["training_curves"] = figures_dir / "training_curves.png"
         figures["first_seed"] = first_seed
+    curves = _with_test_curves(records)
+    if curves:
+        first = min(r["config"]["seed"] for r in curves)
+        plots.training_curves(
+            [r for r in curves if r["config"]["seed"] == first], figures_dir, "test_curves", f" (seed {first})"
+        )
+        figures["test_curves"] = figures_dir / "test_curves.png"
     ranks = analysis.lora_grid_runs(frame, profile, "rank")
     if ranks["rank"].nunique() > 1:
         plots.rank_sweep(ranks, figures_dir)
@@ -328,6 +396,7 @@ def _results_section(frame, defaults, records, figures, folders: tuple[Path, Pat
             defaults, analysis.profile_runs(frame, profile, grid=True), load_split_overlap(results_dir)
         ),
         _longer_training(frame, profile),
+        _test_curves_section(records, figures, report_dir),
         _published_context(frame, profile),
         _overfit_section(records, figures_dir, report_dir),
     ]

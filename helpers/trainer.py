@@ -15,6 +15,18 @@ from helpers.batching import ShuffledLengthBuckets
 from helpers.records import EvalRow, StorageError, is_storage_error
 
 
+def _rng_state() -> tuple:
+    """torch's global generator states (CPU, and every CUDA device when there is one)."""
+    return torch.random.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+
+def _restore_rng(state: tuple) -> None:
+    cpu, cuda = state
+    torch.random.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
+
+
 class GlueTrainer(Trainer):
     """Trainer that times evaluation and checkpoint saving apart from training, and keeps every
     evaluation's metrics with its step, epoch and split."""
@@ -38,7 +50,13 @@ class GlueTrainer(Trainer):
         nested = metric_key_prefix.startswith("eval_")
         start = time.perf_counter()
         counters = self.data_collator.counters()
+        # Every DataLoader iterator draws its base seed from torch's global generator, so scoring one more
+        # split would shift the dropout masks of the steps after it: test curves (eval_test) must not change
+        # what trains, so their evaluation leaves the generators as it found them.
+        rng = _rng_state() if self.task and metric_key_prefix[len("eval_") :] in self.task.test_splits else None
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if rng is not None:
+            _restore_rng(rng)
         self.data_collator.restore(counters)  # evaluation batches are not training tokens
         if not nested:
             self.eval_seconds += time.perf_counter() - start

@@ -190,6 +190,14 @@ class TrainConfig:
             "added_in_recipe": 2,
         },
     )
+    eval_test: bool = field(
+        default=False,
+        metadata={
+            "help": "also score the test split(s) at every evaluation: test curves to look at, never to select by "
+            "(the best epoch is still chosen on validation)",
+            "added_in_recipe": 2,
+        },
+    )
     # speed
     recipe: str = field(
         default="fast",
@@ -418,11 +426,13 @@ def _history(log_history: list[dict]) -> list[HistoryRow]:
 
 
 def _eval_datasets(tokenized, config: TrainConfig):
-    """The validation split, and with `eval_train` the training split too (Trainer names their metrics)."""
+    """The validation split, with `eval_train` the training split too and with `eval_test` the test
+    split(s) (Trainer names their metrics by split)."""
     validation = _sorted_for_eval(tokenized["validation"], config.recipe)
-    if not config.eval_train:
+    if not (config.eval_train or config.eval_test):
         return validation
-    return {"validation": validation, "train": _sorted_for_eval(tokenized["train"], config.recipe)}
+    splits = ["train"] * config.eval_train + list(get_task(config.task).test_splits) * config.eval_test
+    return {"validation": validation, **{name: _sorted_for_eval(tokenized[name], config.recipe) for name in splits}}
 
 
 def _sorted_for_eval(dataset, recipe: str = "fast"):
@@ -698,7 +708,9 @@ def _training_arguments(
         save_total_limit=1,
         save_only_model=True,
         load_best_model_at_end=True,
-        metric_for_best_model=f"validation_{task.main_metric}" if config.eval_train else task.main_metric,
+        metric_for_best_model=(
+            f"validation_{task.main_metric}" if config.eval_train or config.eval_test else task.main_metric
+        ),
         greater_is_better=True,
         logging_steps=config.logging_steps or max(1, steps_per_epoch // 20),  # default: about 20 per epoch
         seed=config.seed,

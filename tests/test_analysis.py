@@ -723,3 +723,30 @@ def test_a_course_target_above_the_published_score_is_read_against_both(tmp_path
         "short of the target." in text
     )
     assert "CoLA, stretch" not in text
+
+
+def test_runs_with_test_curves_get_a_table_per_epoch_and_count_with_the_runs_without(tmp_path):
+    records = [fake_record("sst2", "lora", seed, 0.80, majority=0.5) for seed in range(3)]
+    longer = {"epochs": PROFILE.epochs + 1, "eval_test": True}
+    for seed in range(3):
+        record = fake_record("sst2", "lora", seed, 0.85, validation=0.9, majority=0.5, settings=longer)
+        record["evals"] = [
+            {"step": 2 * epoch, "epoch": float(epoch), "split": split, "metrics": {"accuracy": value}, "loss": 0.5}
+            for epoch, values in ((1, (0.88, 0.83)), (2, (0.90, 0.85 + 0.01 * seed)))
+            for split, value in zip(("validation", "test"), values)
+        ]
+        record["best"]["epoch"] = 2.0
+        records.append(record)
+    # eval_test changes nothing that trains: the runs are read as trained longer, beside the profile's.
+    assert analysis.longer_training_runs(frame_of(records), PROFILE)["epochs"].value_counts().to_dict() == {
+        PROFILE.epochs: 3,
+        PROFILE.epochs + 1: 3,
+    }
+    _write(records, tmp_path / "results")
+    text = write_report(
+        tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "x.json"
+    )
+    assert "### Validation and test per epoch" in text
+    assert "| SST-2 | lora r=8 | 0.003 | test | 0.830 ± 0.000 | 0.860 ± 0.010 | 2, 2, 2 |" in text
+    assert "| SST-2 | lora r=8 | 0.003 | validation | 0.880 ± 0.000 | 0.900 ± 0.000 | 2, 2, 2 |" in text
+    assert (tmp_path / "figures" / "test_curves.png").is_file()

@@ -85,7 +85,7 @@ def test_tier_1e_gives_sst2_lora_and_bitfit_a_third_epoch_at_their_selected_rate
     scores.update({("sst2", "lora", lr, seed): value for lr, value in lora.items() for seed in (0, 1, 2)})
     configs = study.tier_1e()  # BitFit has no records yet: not listed
     assert _points(configs) == [("sst2", "lora", 3e-3, s) for s in (0, 1, 2)]
-    assert {(c.epochs, c.max_train_samples) for c in configs} == {(3, None)}
+    assert {(c.epochs, c.max_train_samples, c.eval_test) for c in configs} == {(3, None, True)}
 
 
 def test_a_method_that_learned_nothing_at_any_rate_is_selected_and_varied_at_its_default_rate(scores):

@@ -156,6 +156,25 @@ def test_same_config_and_seed_gives_the_same_metrics(lora_record, glue_dir, tmp_
     assert [h["loss"] for h in again["history"]] == [h["loss"] for h in record["history"]]
 
 
+def test_test_curves_are_scored_every_epoch_without_changing_what_trains_or_is_selected(
+    lora_record, glue_dir, tmp_path
+):
+    record, _ = lora_record
+    curves = train(
+        sst2_config(eval_test=True), glue_dir=glue_dir, results_dir=tmp_path, cache_dir=tmp_path / "cache", quiet=True
+    )
+    assert curves["run_id"] != record["run_id"]
+    assert [h["loss"] for h in curves["history"]] == [h["loss"] for h in record["history"]], "the same training"
+    validation = [e for e in curves["evals"] if e["split"] == "validation"]
+    assert [e["metrics"] for e in validation] == [e["metrics"] for e in record["evals"]]
+    assert curves["best"] == record["best"], "selected on validation, as without test curves"
+    test = {e["epoch"]: e["metrics"]["accuracy"] for e in curves["evals"] if e["split"] == "test"}
+    assert sorted(test) == [1.0, 2.0, 3.0]
+    assert test[curves["best"]["epoch"]] == pytest.approx(curves["test"]["metrics"]["accuracy"]), (
+        "the reported test score is the curve's point at the selected epoch"
+    )
+
+
 def test_compile_pads_every_batch_to_a_fixed_bucket(glue_dir, tmp_path, monkeypatch):
     import torch
 
