@@ -538,7 +538,9 @@ def _peft_section(frame, defaults, profile, figures, report_dir: Path) -> list[s
     """§3: why BitFit works, and the learning rates each method wants."""
     return [
         "## 3. PEFT discussion\n",
-        _bitfit_discussion(defaults, analysis.longer_training_runs(frame, profile), profile),
+        _bitfit_discussion(
+            defaults, analysis.longer_training_runs(frame, profile), profile, _edge_rates(frame, profile)
+        ),
         _learning_rate_discussion(frame, profile, figures, report_dir),
     ]
 
@@ -860,7 +862,18 @@ def _grid_note(profile) -> str:
     )
 
 
-def _bitfit_discussion(defaults: pd.DataFrame, longer: pd.DataFrame, profile) -> str:
+def _edge_rates(frame: pd.DataFrame, profile) -> set[tuple[str, str]]:
+    """(task, variant) whose selected learning rate lies on its grid's edge (a step beyond was not tried)."""
+    lrs = analysis.lr_sweep_runs(frame, profile)
+    if lrs.empty:
+        return set()
+    best = analysis.best_lr(lrs)
+    edges = best[best["edge"] & ~best["degenerate"]]
+    return {(task, str(variant)) for task, variant in zip(edges["task"], edges["variant"])}
+
+
+def _bitfit_discussion(defaults: pd.DataFrame, longer: pd.DataFrame, profile, edges: set | None = None) -> str:
+    """§3's BitFit part; `edges`: (task, variant) whose rate sits on its grid's edge, which the verdict names."""
     lines = [
         "### BitFit: what it is and why it works\n",
         "BitFit trains only the bias vectors (and the classifier) and freezes every weight matrix. The explanation its "
@@ -915,6 +928,11 @@ def _bitfit_discussion(defaults: pd.DataFrame, longer: pd.DataFrame, profile) ->
             lines.append("  - Biases or just the head? " + comparison.sentence(spec.main_metric, spec.display_name))
         verdict = _bitfit_verdict(subset)
         if verdict:
+            if (task, "head") in (edges or set()) and "closes" in verdict:
+                verdict += (
+                    " The classifier alone sits at its grid's edge rate (§3's table), so it may be under-tuned and "
+                    "the gap BitFit closes overstated."
+                )
             lines.append("  - Verdict on the explanation: " + verdict)
         lines += _bitfit_trained_longer(longer[longer["task"] == task] if not longer.empty else longer, profile)
     return "\n".join(lines) + "\n"
