@@ -729,7 +729,13 @@ SETTING_GRID_METHODS = ("bitfit", "lora")  # the methods whose batch size and wa
 def setting_grid_runs(frame: pd.DataFrame, profile, vary: str) -> pd.DataFrame:
     """BitFit's and LoRA's grid runs over `batch_size` or `warmup_ratio`: the profile's grid settings
     except `vary`, each method at the profile's rate."""
-    return profile_runs(frame[frame["method"].isin(SETTING_GRID_METHODS)], profile, vary=vary, grid=True)
+    runs = profile_runs(frame[frame["method"].isin(SETTING_GRID_METHODS)], profile, vary=vary, grid=True)
+    if runs.empty:
+        return runs
+    # Only where the setting was varied: a task with runs at the profile's value alone (CoLA's, from its rate
+    # search) is not a grid over it.
+    varied = runs.groupby(["task", "variant"], observed=True)[vary].transform("nunique") > 1
+    return runs[varied]
 
 
 def mean_std_text(mean: float, std: float, n: int) -> str:

@@ -750,3 +750,14 @@ def test_runs_with_test_curves_get_a_table_per_epoch_and_count_with_the_runs_wit
     assert "| SST-2 | lora r=8 | 0.003 | test | 0.830 ± 0.000 | 0.860 ± 0.010 | 2, 2, 2 |" in text
     assert "| SST-2 | lora r=8 | 0.003 | validation | 0.880 ± 0.000 | 0.900 ± 0.000 | 2, 2, 2 |" in text
     assert (tmp_path / "figures" / "test_curves.png").is_file()
+
+
+def test_setting_grids_leave_out_tasks_where_the_setting_was_never_varied():
+    records = [
+        fake_record("mrpc", "bitfit", seed, 0.70, majority=0.68, settings={"batch_size": batch})
+        for batch in (8, PROFILE.batch_size)
+        for seed in range(3)
+    ]
+    records += [fake_record("cola", "bitfit", seed, 0.30, majority=0.0) for seed in range(3)]  # its rate search only
+    runs = analysis.setting_grid_runs(frame_of(records), PROFILE, "batch_size")
+    assert set(runs["task"]) == {"mrpc"} and sorted(set(runs["batch_size"])) == sorted({8, PROFILE.batch_size})
