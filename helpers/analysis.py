@@ -723,19 +723,21 @@ def lora_grid_runs(frame: pd.DataFrame, profile, vary: str, alpha: str = "fixed"
     return profile_runs(frame[frame["method"] == "lora"], profile, vary=vary, grid=True, alpha=alpha)
 
 
+def _varied(runs: pd.DataFrame, vary: str) -> pd.DataFrame:
+    """The runs of the (task, variant) groups where `vary` takes more than one value: a task with runs at
+    the profile's value alone (CoLA's, from its rate search) is not a grid over it."""
+    if runs.empty:
+        return runs
+    return runs[runs.groupby(["task", "variant"], observed=True)[vary].transform("nunique") > 1]
+
+
 SETTING_GRID_METHODS = ("bitfit", "lora")  # the methods whose batch size and warmup the grids vary (study tier 3)
 
 
 def setting_grid_runs(frame: pd.DataFrame, profile, vary: str) -> pd.DataFrame:
     """BitFit's and LoRA's grid runs over `batch_size` or `warmup_ratio`: the profile's grid settings
     except `vary`, each method at the profile's rate."""
-    runs = profile_runs(frame[frame["method"].isin(SETTING_GRID_METHODS)], profile, vary=vary, grid=True)
-    if runs.empty:
-        return runs
-    # Only where the setting was varied: a task with runs at the profile's value alone (CoLA's, from its rate
-    # search) is not a grid over it.
-    varied = runs.groupby(["task", "variant"], observed=True)[vary].transform("nunique") > 1
-    return runs[varied]
+    return _varied(profile_runs(frame[frame["method"].isin(SETTING_GRID_METHODS)], profile, vary=vary, grid=True), vary)
 
 
 def mean_std_text(mean: float, std: float, n: int) -> str:

@@ -64,6 +64,17 @@ def _budget_labelled(runs: pd.DataFrame, profile) -> pd.DataFrame:
     return runs.assign(variant=pd.Categorical(labels, categories=order, ordered=True))
 
 
+def _rank_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
+    """LoRA's rank-sweep runs (α fixed); for a profile read from the study, on the study's sweep tasks only
+    (CoLA's and RTE's r=8 runs come from their rate search, not from a sweep)."""
+    ranks = analysis.lora_grid_runs(frame, profile, "rank")
+    if profile.from_study:
+        from helpers.study import TASKS
+
+        ranks = ranks[ranks["task"].isin(TASKS)]
+    return ranks
+
+
 def _with_test_curves(records: list[dict]) -> list[dict]:
     """The records that scored the test split at every evaluation (eval_test)."""
     return [r for r in records if r["config"].get("eval_test") and any(e["split"] != "validation" for e in r["evals"])]
@@ -148,7 +159,7 @@ def build_figures(frame: pd.DataFrame, records: list[dict], figures_dir: Path, p
             [r for r in curves if r["config"]["seed"] == first], figures_dir, "test_curves", f" (seed {first})"
         )
         figures["test_curves"] = figures_dir / "test_curves.png"
-    ranks = analysis.lora_grid_runs(frame, profile, "rank")
+    ranks = _rank_runs(frame, profile)
     if ranks["rank"].nunique() > 1:
         plots.rank_sweep(ranks, figures_dir)
         figures["rank_sweep"] = figures_dir / "rank_sweep.png"
@@ -1195,7 +1206,7 @@ def _degrades_at_high_lr(lrs: pd.DataFrame, methods) -> str:
 
 
 def _rank_discussion(frame, profile, figures, report_dir) -> str:
-    ranks = analysis.lora_grid_runs(frame, profile, "rank")
+    ranks = _rank_runs(frame, profile)
     if ranks["rank"].nunique() < 2:
         return _not_in_records("rank sweep", "04", "2", profile)
     row = ranks.iloc[0]
@@ -1327,7 +1338,7 @@ def _overfit_section(records: list[dict], figures_dir: Path, report_dir: Path) -
 def _alpha_discussion(frame, profile) -> str:
     """Rank against the alpha/r scale: LoRA scales its update by alpha/r, so with alpha fixed a larger
     rank also means a smaller scale. Runs with alpha = 2r keep the scale at 2 and separate the two."""
-    fixed = analysis.lora_grid_runs(frame, profile, "rank")
+    fixed = _rank_runs(frame, profile)
     scaled = analysis.lora_grid_runs(frame, profile, "rank", alpha="2r")
     if not (scaled.groupby("task")["rank"].nunique() > 1).any():
         return (
