@@ -241,8 +241,12 @@ def rank_sweep(frame: pd.DataFrame, folder=None, name="rank_sweep"):
 def lr_sensitivity(frame: pd.DataFrame, folder=None, name="lr_sensitivity", value: str = "best_validation"):
     """Validation metric vs learning rate (log axis), one line per method and task."""
     tasks = list(dict.fromkeys(frame["task"]))
-    figure, axes = _subplots(1, len(tasks), figsize=(min(MAX_WIDTH, 5.5 * len(tasks)), 4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    columns = min(len(tasks), 2)  # two panels a row, so four tasks stay readable
+    rows = -(-len(tasks) // columns)
+    figure, axes = _subplots(rows, columns, figsize=(min(MAX_WIDTH, 5.5 * columns), 4 * rows), squeeze=False)
+    for ax in axes.flat[len(tasks) :]:
+        ax.set_visible(False)
+    for ax, task in zip(axes.flat, tasks):
         table = over_seeds(frame[frame["task"] == task], ["variant", "lr"], value)
         chosen = best_lr(frame[frame["task"] == task], value).set_index("variant")["lr"]  # the tables' choice
         for index, (method, group) in enumerate(table.groupby("variant", observed=True)):
