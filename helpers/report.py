@@ -313,8 +313,8 @@ def _targets_section(frame, profile) -> list[str]:
         missing = [get_task(t).display_name for t in OTHER_TASKS if t not in set(runs["task"])]
         if missing:
             lines.append(
-                f"- {' and '.join(missing)}: no runs in these records yet (the study's tier 5, "
-                "`python -m helpers.study --tier 5`)."
+                f"- {' and '.join(missing)}: no runs at a selected rate in these records yet (the study's tier 5, "
+                "`python -m helpers.study --tier 5`; its rate search comes first, §3)."
             )
     return out + (["\n".join(lines) + "\n"] if lines else [])
 
