@@ -38,6 +38,11 @@ def cmd_data(args: argparse.Namespace) -> int:
         from helpers.data import split_overlap
 
         summary["overlap_with_train"] = split_overlap(splits, args.task, seed=args.split_seed)
+        if args.save_overlap:
+            from helpers.data import save_split_overlap
+
+            path = save_split_overlap(args.save_overlap, args.task, summary["overlap_with_train"], summary["source"])
+            print(f"saved to {path}", file=sys.stderr)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -532,7 +537,14 @@ def _add_data_parser(commands: argparse._SubParsersAction) -> None:
         "--overlap",
         action="store_true",
         help="also print, per evaluation split, the share of examples whose text a training example already holds "
-        "(explains SST-2's validation-test gap; seconds on SST-2)",
+        "(explains SST-2's validation-test gap; seconds on SST-2), and each label's share",
+    )
+    data.add_argument(
+        "--save-overlap",
+        metavar="RESULTS_DIR",
+        default=None,
+        help="with --overlap: also save it in RESULTS_DIR/meta/split_overlap.json, where the report reads it "
+        "(notebook 01 saves its tasks' there)",
     )
     add_dataset_options(data)
     data.set_defaults(func=cmd_data)

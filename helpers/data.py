@@ -575,9 +575,16 @@ def split_overlap(splits: DatasetDict, task: TaskSpec | str, seed: int = DEFAULT
         rows = list(zip(*(map(_normalised, sample[column]) for column in task.text_columns)))
         words = np.array([sum(len(text.split()) for text in row) for row in rows])
         inside = [all(f" {text} " in haystacks[column] for column, text in zip(task.text_columns, row)) for row in rows]
+        labels = np.asarray(dataset["label"])
+        shares = (
+            {}
+            if task.is_regression
+            else {label: round(float(np.mean(labels == index)), 4) for index, label in enumerate(task.label_names)}
+        )
         result[name] = {
             "examples": len(rows),
             "of": len(dataset),
+            "label_shares": shares,  # of the whole split: what always answering one label scores
             "mean_words": round(float(words.mean()), 2),
             "one_word": round(float(np.mean(words == 1)), 4),
             "inside_training": round(float(np.mean(inside)), 4),

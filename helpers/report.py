@@ -383,6 +383,7 @@ def _results_section(frame, defaults, records, figures, folders: tuple[Path, Pat
     from helpers.data import load_split_overlap  # datasets loads only here, not on importing the report
 
     figures_dir, report_dir = folders
+    overlap = load_split_overlap(results_dir)
     out = ["## 2. Loss reduction, validation and test results\n"]
     if "training_curves" in figures:
         out.append(
@@ -402,10 +403,8 @@ def _results_section(frame, defaults, records, figures, folders: tuple[Path, Pat
         )
         + ", mean ± std over seeds, against the course baselines:\n",
         _table(analysis.results_table(defaults)) + "\n",
-        _stuck_at_the_prior(defaults, records, _what_lifts_it(frame, profile)),
-        _validation_test_gap(
-            defaults, analysis.profile_runs(frame, profile, grid=True), load_split_overlap(results_dir)
-        ),
+        _stuck_at_the_prior(defaults, records, _what_lifts_it(frame, profile), overlap),
+        _validation_test_gap(defaults, analysis.profile_runs(frame, profile, grid=True), overlap),
         _longer_training(frame, profile),
         _test_curves_section(records, figures, report_dir),
         _published_context(frame, profile),
@@ -437,17 +436,33 @@ def _what_lifts_it(frame: pd.DataFrame, profile) -> dict[tuple[str, str], list[s
     return lifts
 
 
-def _stuck_at_the_prior(defaults: pd.DataFrame, records: list[dict], lifts: dict | None = None) -> str:
+def _label_prior(group: pd.DataFrame, task: str, overlap: dict) -> list[tuple[str, float]]:
+    """The validation slice's (label, share) pairs: saved with the split overlap (notebook 01, `data
+    --overlap`), else for a two-class task scored by accuracy, the majority-class score and its complement
+    (labels unnamed: ""); [] if unknown."""
+    shares = overlap.get(task, {}).get("splits", {}).get("validation", {}).get("label_shares")
+    if shares:
+        return [(label, share) for label, share in shares.items() if share > 0]
+    spec = get_task(task)
+    prior = group["validation_majority"].mean() if "validation_majority" in group else math.nan
+    if spec.num_labels == 2 and spec.main_metric == "accuracy" and 0 < prior < 1:
+        return [("", prior), ("", 1 - prior)]
+    return []
+
+
+def _stuck_at_the_prior(
+    defaults: pd.DataFrame, records: list[dict], lifts: dict | None = None, overlap: dict | None = None
+) -> str:
     """Why a method scores the majority class: its training loss ends at the entropy of the label prior,
-    i.e. it learned the class frequencies and nothing about the inputs (two-class tasks). `lifts`: the
-    changed settings under which the same method learns (`_what_lifts_it`)."""
+    i.e. it learned the class frequencies and nothing about the inputs. `lifts`: the changed settings
+    under which the same method learns (`_what_lifts_it`); `overlap`: the saved split numbers, whose label
+    shares give the prior where the metric does not (CoLA's Matthews correlation)."""
     by_id = {record["run_id"]: record for record in records}
     lines = []
     for (task, variant), group in defaults.groupby(["task", "variant"], observed=True):
-        prior = group["validation_majority"].mean() if "validation_majority" in group else math.nan
-        if not analysis.at_or_below(group["test"].mean(), group["majority"].mean()) or not 0 < prior < 1:
-            continue
-        if get_task(task).num_labels != 2:
+        prior = _label_prior(group, task, overlap or {})
+        shares = [share for _, share in prior]
+        if not analysis.at_or_below(group["test"].mean(), group["majority"].mean()) or len(shares) < 2:
             continue
         tails = []
         for run_id in group["run_id"]:
@@ -455,7 +470,7 @@ def _stuck_at_the_prior(defaults: pd.DataFrame, records: list[dict], lifts: dict
             tails += losses[-max(1, len(losses) // 10) :]  # the last tenth of the logged steps
         if not tails:
             continue
-        entropy = -(prior * math.log(prior) + (1 - prior) * math.log(1 - prior))
+        entropy = -sum(share * math.log(share) for share in shares)
         tail = sum(tails) / len(tails)
         reading = (
             "below it: the inputs had begun to inform the model, but no prediction crossed to the other class within "
@@ -466,7 +481,8 @@ def _stuck_at_the_prior(defaults: pd.DataFrame, records: list[dict], lifts: dict
         lines.append(
             f"- {get_task(task).display_name}, {variant}: the training loss over the last tenth of the logged steps "
             f"averages {tail:.3f} ({len(group)} seeds), against {entropy:.3f}, the cross-entropy of always answering "
-            f"the class frequencies ({prior:.3f} / {1 - prior:.3f}): {reading}."
+            f"the class frequencies ({' / '.join(f'{label} {share:.3f}'.strip() for label, share in prior)}): "
+            f"{reading}."
         )
         lifted = (lifts or {}).get((task, str(variant)))
         if lifted:

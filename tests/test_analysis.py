@@ -761,3 +761,20 @@ def test_setting_grids_leave_out_tasks_where_the_setting_was_never_varied():
     records += [fake_record("cola", "bitfit", seed, 0.30, majority=0.0) for seed in range(3)]  # its rate search only
     runs = analysis.setting_grid_runs(frame_of(records), PROFILE, "batch_size")
     assert set(runs["task"]) == {"mrpc"} and sorted(set(runs["batch_size"])) == sorted({8, PROFILE.batch_size})
+
+
+def test_a_task_scored_by_mcc_reads_its_label_prior_from_the_saved_split_numbers(tmp_path):
+    records = [fake_record("cola", "bitfit", seed, 0.0, majority=0.0) for seed in range(3)]
+    records += [fake_record("cola", "lora", seed, 0.3, majority=0.0) for seed in range(3)]
+    _write(records, tmp_path / "results")
+    shares = {"unacceptable": 0.3, "acceptable": 0.7}
+    save_split_overlap(tmp_path / "results", "cola", {"validation": {"label_shares": shares}}, "local:fixture")
+    text = write_report(
+        tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "x.json"
+    )
+    # The fixture's runs end at a loss of 0.6; the entropy of a 0.3 / 0.7 prior is 0.611.
+    assert (
+        "- CoLA, bitfit: the training loss over the last tenth of the logged steps averages 0.600 (3 seeds), against "
+        "0.611, the cross-entropy of always answering the class frequencies (acceptable 0.700 / unacceptable 0.300)"
+        in text
+    )

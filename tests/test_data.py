@@ -416,6 +416,7 @@ def test_split_overlap_counts_text_a_training_example_holds_word_for_word(tmp_pa
     assert overlap["validation"] == {
         "examples": 4,
         "of": 4,
+        "label_shares": {"negative": 0.25, "positive": 0.75},
         "mean_words": 1.5,
         "one_word": 0.5,
         "inside_training": 0.5,
