@@ -769,13 +769,13 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
         spec = get_task(task)
         cells, means = {}, {}
         for split in spec.test_splits:
-            prefix = "test" if len(spec.test_splits) == 1 else split
+            prefix = "" if len(spec.test_splits) == 1 else f"{split} "
             for metric in spec.metrics:
                 values = group[f"{split}_{metric}"]
                 means.setdefault(split, {})[metric] = values.mean()
-                cells[f"{prefix} {metric}"] = mean_std_text(
-                    values.mean(), values.std() if len(values) > 1 else 0.0, len(values)
-                )
+                text = mean_std_text(values.mean(), values.std() if len(values) > 1 else 0.0, len(values))
+                cells[(split, metric)] = (f"{prefix}{metric}", text)
+        main = cells.pop((spec.main_test_split, spec.main_metric))
         majority = group["majority"].mean() if "majority" in group else float("nan")
         rows.append(
             {
@@ -783,8 +783,10 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "method": str(variant),
                 "seeds": len(group),
                 "trainable": f"{int(group['trainable'].iloc[0]):,} ({group['percent'].iloc[0]:.3g}%)",
-                **cells,
-                f"95% interval ({spec.main_metric})": interval_text(group["test"]),
+                "metric": main[0],
+                "test": main[1],  # one column for every task's main metric, so tasks scored differently share it
+                "95% interval": interval_text(group["test"]),
+                "other test metrics": "; ".join(f"{name} {text}" for name, text in cells.values()),
                 "majority class": ""
                 if pd.isna(majority)
                 else f"{majority:.3f}"

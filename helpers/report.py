@@ -1579,7 +1579,12 @@ def _published_context(frame: pd.DataFrame, profile) -> str:
         spec = get_task(task)
         for what, score in spec.published.items():
             rows.append(
-                {"task": spec.display_name, "published (not ours)": what, spec.main_metric: f"{score / 100:.3f}"}
+                {
+                    "task": spec.display_name,
+                    "published (not ours)": what,
+                    "metric": spec.main_metric,
+                    "score": f"{score / 100:.3f}",
+                }
             )
         if not spec.published or ours.empty:
             continue
@@ -1589,7 +1594,8 @@ def _published_context(frame: pd.DataFrame, profile) -> str:
                     "task": spec.display_name,
                     "published (not ours)": f"ours: {top['variant']}, {top['epochs']:g} epochs, lr {top['lr']:g} "
                     "(MiniLM-L6, this report; the method's best group on validation)",
-                    spec.main_metric: analysis.mean_std_text(top["mean"], top["std"], top["n"]),
+                    "metric": spec.main_metric,
+                    "score": analysis.mean_std_text(top["mean"], top["std"], top["n"]),
                 }
             )
     if not rows:

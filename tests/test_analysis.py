@@ -48,7 +48,7 @@ def test_tables_carry_a_95_percent_interval():
     )
     half = 4.302653 * 0.02 / 3**0.5
     results = analysis.results_table(frame).iloc[0]
-    assert results["95% interval (accuracy)"] == f"{0.82 - half:.3f}–{0.82 + half:.3f}" == "0.770–0.870"
+    assert results["95% interval"] == f"{0.82 - half:.3f}–{0.82 + half:.3f}" == "0.770–0.870"
     assert analysis.interval_text([0.8]) == "", "one seed has no interval"
 
 
@@ -347,7 +347,7 @@ def test_a_tuned_profile_compares_each_method_at_the_rate_its_grid_selected(tmp_
     text = write_report(
         tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", tuned, bench_path=tmp_path / "none.json"
     )
-    assert "| SST-2 | bitfit | 3 | 1,000 (0.0044%) | 0.850 ± 0.004 |" in text
+    assert "| SST-2 | bitfit | 3 | 1,000 (0.0044%) | accuracy | 0.850 ± 0.004 |" in text
 
 
 def test_a_grid_where_every_rate_ties_selects_the_methods_default_rate():
@@ -396,8 +396,9 @@ def test_results_table_gives_mean_and_std_over_seeds_against_the_baselines():
     ]
     records.append(fake_record("sst2", "head", 0, 0.5, majority=0.5))
     table = analysis.results_table(frame_of(records)).set_index("method")
-    assert table.loc["bitfit", "test accuracy"] == "0.920 ± 0.020" and table.loc["bitfit", "seeds"] == 3
-    assert table.loc["head", "test accuracy"] == "0.500", "one seed: no std"
+    assert table.loc["bitfit", "test"] == "0.920 ± 0.020" and table.loc["bitfit", "seeds"] == 3
+    assert table.loc["bitfit", "metric"] == "accuracy" and table.loc["bitfit", "other test metrics"] == ""
+    assert table.loc["head", "test"] == "0.500", "one seed: no std"
     assert table.loc["head", "majority class"] == "0.500 (not beaten: learned nothing)"
     assert table.loc["bitfit", "pass/fail (mean)"] == "pass" and table.loc["head", "pass/fail (mean)"].startswith(
         "fail"
