@@ -107,6 +107,14 @@ def _write(records, folder):
         write_record(record, folder)
 
 
+def _report_of(records, tmp_path) -> str:
+    """The report written from `records` (saved under tmp_path/results first), with no bench record."""
+    _write(records, tmp_path / "results")
+    return write_report(
+        tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "x.json"
+    )
+
+
 def test_report_sentences_are_decided_by_the_data(tmp_path):
     records = []
     for seed in (0, 1, 2):
@@ -431,10 +439,7 @@ def test_a_task_with_one_rank_so_far_is_named_not_compared_with_itself(tmp_path)
         for rank in ranks
         for seed in (0, 1, 2)
     ]
-    _write(records, tmp_path / "results")
-    text = write_report(
-        tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "x.json"
-    )
+    text = _report_of(records, tmp_path)
     assert "- MRPC: only r=8 in these records (the rank sweep trains the rest: notebook 04 runs it)." in text
     assert "r=8 and r=8" not in text and "- SST-2: best mean at r=8" in text
 
@@ -485,10 +490,7 @@ def test_runs_trained_longer_are_read_against_the_same_rate_at_the_profile_epoch
     assert table[["epochs", "n"]].values.tolist() == [[1, 3], [3, 3]]
     assert table["mean"].round(3).tolist() == [0.684, 0.77]
     assert analysis.longer_training_table(frame, PROFILE, "lora").empty
-    _write(records, tmp_path / "results")
-    text = write_report(
-        tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "x.json"
-    )
+    text = _report_of(records, tmp_path)
     assert "### Training longer" in text
     assert "On MRPC (bitfit, lr 0.003), 3 epochs beats 1 epochs by 0.086" in text
     assert "1 epochs does not beat always predicting the majority class (0.684)." in text
@@ -713,10 +715,7 @@ def test_a_course_target_above_the_published_score_is_read_against_both(tmp_path
         for method, value, validation in (("bitfit", 0.40, 0.45), ("lora", 0.42, 0.44), ("full", 0.45, 0.50))
         for seed in (0, 1, 2)
     ]
-    _write(records, tmp_path / "results")
-    text = write_report(
-        tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "x.json"
-    )
+    text = _report_of(records, tmp_path)
     # CoLA's course target (0.6) lies above the published MiniLM-L6 score (0.475): no "stretch" line, but how close.
     assert (
         "- CoLA: the course target (matthews_correlation ≥ 0.6) lies above the published full fine-tuning of a model "
@@ -743,10 +742,7 @@ def test_runs_with_test_curves_get_a_table_per_epoch_and_count_with_the_runs_wit
         PROFILE.epochs: 3,
         PROFILE.epochs + 1: 3,
     }
-    _write(records, tmp_path / "results")
-    text = write_report(
-        tmp_path / "results", tmp_path / "figures", tmp_path / "report.md", PROFILE.name, bench_path=tmp_path / "x.json"
-    )
+    text = _report_of(records, tmp_path)
     assert "### Validation and test per epoch" in text
     assert "| SST-2 | lora r=8 | 0.003 | test | 0.830 ± 0.000 | 0.860 ± 0.010 | 2, 2, 2 |" in text
     assert "| SST-2 | lora r=8 | 0.003 | validation | 0.880 ± 0.000 | 0.900 ± 0.000 | 2, 2, 2 |" in text
