@@ -9,13 +9,14 @@ one before (selection on the validation slice, never on the GLUE dev set):
   chosen over 3 seeds and the "which rate is best" verdicts have their test.
 - `1c`: each method at its selected rate, 3 seeds, on the whole training sets, 2 epochs.
 - `1d`: MRPC, every core method for 5 epochs, 3 seeds (at 2 epochs BitFit learned nothing at any rate).
+- `1e`: SST-2, LoRA and BitFit for 3 epochs, 3 seeds, with test curves.
 
 Tier 2 (LoRA rank sweep, alpha = 16 and alpha = 2r) and tier 3 (batch size and warmup for BitFit and
 LoRA) train at the rates tier 1 selected (`selected_rates`: the default rate where a method learned
 nothing at any rate of its grid); tier 6 (overfitting 32 examples) at the default rates. Tier 4 (the
 six other methods) and tier 5 (CoLA and RTE) each run a short search per method: three rates on one seed,
-one step further past an edge, then 3 seeds at the best rate on the whole training set. See
-results/full/PLAN.md.
+one step further past an edge, then 3 seeds at the best rate on the whole training set; tier 5b trains
+tier 5's methods for 5 epochs at those rates. See results/full/PLAN.md.
 Tier `llm` fine-tunes the packaged LLM and MiniLM side by side (`--results-dir results/llm`); tier
 `qlora` (a CUDA GPU with bitsandbytes) repeats it with QLoRA.
 
@@ -167,20 +168,21 @@ def tier_1c(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
 # 3e-2), while a 3-epoch check (recipe 1) was still climbing on validation at its last epoch
 # (0.676, 0.706, 0.744; test 0.775). At 5 epochs BitFit and LoRA both passed full fine-tuning's 2-epoch
 # score, so full fine-tuning and the head get the same 5 epochs: every method compared at one budget.
-LONGER = {"task": "mrpc", "epochs": 5, "methods": METHOD_ORDER}
+LONGER = {"tasks": ("mrpc",), "epochs": 5, "methods": METHOD_ORDER}
 # SST-2's best validation epoch was the last of 2 in every tier-1c run: does a third pay? BitFit and LoRA
 # (the course's PEFT methods, 0.018 and 0.024 short of the 0.88 baseline), LoRA first.
 # Its runs also score the test set after every epoch (eval_test): the test curves the report shows.
-THIRD_EPOCH = {"task": "sst2", "epochs": 3, "methods": ("lora", "bitfit"), "settings": {"eval_test": True}}
+THIRD_EPOCH = {"tasks": ("sst2",), "epochs": 3, "methods": ("lora", "bitfit"), "settings": {"eval_test": True}}
 
 
-def _trained_longer(plan: dict, results_dir: Path, glue_dir) -> list[TrainConfig]:
-    """plan's methods on its task for its epochs, 3 seeds, whole training set (the best epoch is kept by
-    validation), each at its selected rate: the 2-epoch runs at the same rate are what they are read against."""
-    task, rates = plan["task"], selected_rates(results_dir, glue_dir)
+def _trained_longer(plan: dict, rates: dict[tuple[str, str], float]) -> list[TrainConfig]:
+    """plan's methods (in its order, each on every task of the plan) for its epochs, 3 seeds, whole training
+    set (the best epoch is kept by validation), each at its rate in rates (a method without one is not
+    listed yet): the runs at the profile's epochs and the same rate are what they are read against."""
     return [
         config
         for method in plan["methods"]
+        for task in plan["tasks"]
         if (task, method) in rates
         for config in expand_grid(
             {"seed": list(SEEDS)},
@@ -198,12 +200,12 @@ def _trained_longer(plan: dict, results_dir: Path, glue_dir) -> list[TrainConfig
 
 def tier_1d(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     """Each core method on MRPC for LONGER epochs (`_trained_longer`)."""
-    return _trained_longer(LONGER, results_dir, glue_dir)
+    return _trained_longer(LONGER, selected_rates(results_dir, glue_dir))
 
 
 def tier_1e(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     """LoRA and BitFit on SST-2 for a THIRD_EPOCH (`_trained_longer`)."""
-    return _trained_longer(THIRD_EPOCH, results_dir, glue_dir)
+    return _trained_longer(THIRD_EPOCH, selected_rates(results_dir, glue_dir))
 
 
 RANKS = PROFILE.ranks
@@ -329,6 +331,31 @@ def tier_5(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
         for config in _short_search(task, method, rates[(similar_task(task), method)], results_dir, glue_dir)
     ]
 
+# Tier 5b: CoLA and RTE trained longer, as MRPC was (tier 1d). At 2 epochs (tier 5) BitFit and LoRA learned
+# only the label prior on CoLA at every rate, BitFit did on RTE, and RTE's validation curve was still rising
+# at the last epoch in 7 of 9 runs. LoRA first, then BitFit, then full fine-tuning (the same budget for the
+# comparison), each at the rate tier 5 settled on, 3 seeds, whole training sets.
+LONGER_OTHER = {
+    "tasks": OTHER_TASKS,
+    "epochs": 5,
+    "methods": ("lora", "bitfit", "full"),
+    "settings": {"eval_test": True},  # test curves over 5 epochs: where overfitting starts, if it does
+}
+
+
+def searched_rates(results_dir: Path = STUDY_DIR, glue_dir=None) -> dict[tuple[str, str], float]:
+    """The rate tier 5's short search settled on per (task, method): that of its 3-seed runs, once listed."""
+    return {
+        (config.task, config.method.method): config.lr
+        for config in tier_5(results_dir, glue_dir)
+        if config.seed != 0
+    }
+
+
+def tier_5b(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
+    """CoLA and RTE for LONGER_OTHER epochs at tier 5's rates (`_trained_longer`)."""
+    return _trained_longer(LONGER_OTHER, searched_rates(results_dir, glue_dir))
+
 
 LLM_DIR = llm_results_dir(STUDY_DIR)  # results/llm, where notebook 06 looks too
 
@@ -362,6 +389,7 @@ TIERS = {
     "3": tier_3,
     "4": tier_4,
     "5": tier_5,
+    "5b": tier_5b,
     "6": tier_6,
     "llm": tier_llm,
     "qlora": tier_qlora,

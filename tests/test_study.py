@@ -118,6 +118,16 @@ def test_tier_5_searches_around_the_similar_tasks_rate_then_beyond_an_edge_then_
     assert _points(seeded) == [("rte", "lora", 3e-3, seed) for seed in (0, 1, 2)]
 
 
+def test_tier_5b_trains_cola_and_rte_longer_at_the_rate_tier_5_settled_on(scores):
+    lora = {3e-4: 0.70, 1e-3: 0.75, 3e-3: 0.72}  # MRPC LoRA (tier 1): RTE's search centres on 1e-3
+    scores.update({("mrpc", "lora", lr, seed): value for lr, value in lora.items() for seed in (0, 1, 2)})
+    assert study.tier_5b() == []  # tier 5 has not settled on a rate yet: nothing to train longer
+    scores.update({("rte", "lora", lr, 0): value for lr, value in {3e-4: 0.55, 1e-3: 0.60, 3e-3: 0.58}.items()})
+    configs = study.tier_5b()
+    assert _points(configs) == [("rte", "lora", 1e-3, seed) for seed in (0, 1, 2)]
+    assert {(c.epochs, c.max_train_samples, c.eval_test) for c in configs} == {(5, None, True)}
+
+
 def test_tier_4_covers_every_other_method_and_seeds_the_default_rate_where_nothing_was_learned(scores):
     configs = study.tier_4()
     names = {c.method.label() for c in configs}
