@@ -331,6 +331,7 @@ def tier_5(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
         for config in _short_search(task, method, rates[(similar_task(task), method)], results_dir, glue_dir)
     ]
 
+
 # Tier 5b: CoLA and RTE trained longer, as MRPC was (tier 1d). At 2 epochs (tier 5) BitFit and LoRA learned
 # only the label prior on CoLA at every rate, BitFit did on RTE, and RTE's validation curve was still rising
 # at the last epoch in 7 of 9 runs. LoRA first, then BitFit, then full fine-tuning (the same budget for the
@@ -346,9 +347,7 @@ LONGER_OTHER = {
 def searched_rates(results_dir: Path = STUDY_DIR, glue_dir=None) -> dict[tuple[str, str], float]:
     """The rate tier 5's short search settled on per (task, method): that of its 3-seed runs, once listed."""
     return {
-        (config.task, config.method.method): config.lr
-        for config in tier_5(results_dir, glue_dir)
-        if config.seed != 0
+        (config.task, config.method.method): config.lr for config in tier_5(results_dir, glue_dir) if config.seed != 0
     }
 
 
