@@ -713,6 +713,9 @@ def targets_table(frame: pd.DataFrame, profile) -> pd.DataFrame:
                 comparison.verdict, comparison.verdict
             )
             row["PEFT − full"] = f"{comparison.difference:+.3f} ({verdict}, p = {p_value:.2g})"
+            budgets = [sides[name]["epochs"] for name in ("BitFit or LoRA", "full fine-tuning")]
+            if budgets[0] != budgets[1]:  # the best of each side may come from a different number of epochs
+                row["PEFT − full"] += f"; at {budgets[0]:g} vs {budgets[1]:g} epochs"
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
 

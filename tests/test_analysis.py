@@ -598,6 +598,13 @@ def test_targets_pick_each_side_on_validation_report_its_test_and_compare_peft_w
         "- SST-2, the PEFT method validation did not pick: lora (1 epochs, lr 0.003) scores 0.894 ± 0.004 "
         "[0.884–0.904] and meets the baseline (accuracy ≥ 0.88)."
     ]
+    # Full fine-tuning's best group trained longer than BitFit's: the difference says the budgets differ.
+    records += [
+        fake_record("sst2", "full", seed, 0.86, settings={"epochs": PROFILE.epochs + 3}, validation=0.97)
+        for seed in (0, 1, 2)
+    ]
+    row = analysis.targets_table(frame_of(records), PROFILE).iloc[0]
+    assert row["PEFT − full"].endswith(f"; at {PROFILE.epochs:g} vs {PROFILE.epochs + 3:g} epochs")
 
 
 def test_rate_selection_keeps_variants_apart_and_takes_the_default_where_nothing_was_learned():
