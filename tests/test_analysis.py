@@ -591,7 +591,7 @@ def test_targets_pick_each_side_on_validation_report_its_test_and_compare_peft_w
     )
     assert row["baseline met?"] == "yes"  # SST-2's course baseline is 0.88
     assert row["PEFT − full"].startswith("+0.030 (PEFT ahead, p = ")
-    from helpers.report import _other_peft_method
+    from helpers.report.targets import _other_peft_method
 
     # The method validation did not pick is named with its own best group (LoRA: 0.894, over the baseline).
     assert _other_peft_method(analysis.compared_runs(frame_of(records), PROFILE)) == [
@@ -645,7 +645,7 @@ def test_the_cost_table_and_figure_read_runs_without_a_named_device(tmp_path):
 def test_same_rank_pairs_pool_over_ranks_with_each_rank_one_unit():
     import pandas as pd
 
-    from helpers.report import _scale_pooled
+    from helpers.report.rank import _scale_pooled
 
     def pair(rank, larger, smaller, seeds=3):
         rows = [{"rank": rank, "scale": 16.0 / rank, "test": larger + s / 1000} for s in range(seeds)]
@@ -660,7 +660,7 @@ def test_same_rank_pairs_pool_over_ranks_with_each_rank_one_unit():
 
 
 def test_a_task_never_trained_longer_says_how_often_its_best_epoch_was_the_last():
-    from helpers.report import _not_trained_longer
+    from helpers.report.results import _not_trained_longer
 
     records = [fake_record("sst2", "lora", seed, 0.85) for seed in (0, 1, 2)]
     for record in records[:2]:  # the best evaluation at the last epoch in two runs of three
@@ -673,7 +673,7 @@ def test_a_task_never_trained_longer_says_how_often_its_best_epoch_was_the_last(
 
 
 def test_bitfit_is_judged_again_at_a_longer_budget_where_every_method_trained_it():
-    from helpers.report import _bitfit_trained_longer
+    from helpers.report.peft import _bitfit_trained_longer
 
     longer = {"epochs": PROFILE.epochs + 3}
     records = [
@@ -691,7 +691,7 @@ def test_bitfit_is_judged_again_at_a_longer_budget_where_every_method_trained_it
 
 
 def test_bitfit_level_with_full_fine_tuning_is_not_said_to_close_more_than_the_whole_gap():
-    from helpers.report import _bitfit_verdict
+    from helpers.report.peft import _bitfit_verdict
 
     records = [
         fake_record("mrpc", method, seed, value + spread * (seed - 1), majority=0.684)
@@ -704,7 +704,7 @@ def test_bitfit_level_with_full_fine_tuning_is_not_said_to_close_more_than_the_w
 
 
 def test_the_validation_test_gap_is_compared_at_two_training_sizes():
-    from helpers.report import _gap_against_training_size
+    from helpers.report.design import _gap_against_training_size
 
     def runs(size, gap):
         records = [fake_record("sst2", "full", seed, 0.85, validation=0.85 + gap) for seed in (0, 1, 2)]

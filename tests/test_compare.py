@@ -162,7 +162,7 @@ def test_a_cpus_name_carries_its_vector_units_which_set_its_speed():
 def test_the_report_says_why_generate_and_loglik_rows_repeat_each_other():
     import pandas as pd
 
-    from helpers.report import _scorings_agree
+    from helpers.report.llm import _scorings_agree
 
     rows = [
         {"task": "SST-2", "shots": k, "scoring": scoring, "score": score, "unparseable": unparseable}
