@@ -293,6 +293,7 @@ def over_seeds(frame: pd.DataFrame, by: list[str], value: str = "test") -> pd.Da
 
 MIN_SEEDS = 3  # seeds each side needs before a comparison is decided
 ALPHA = 0.05  # significance level of Welch's t-test (two-sided)
+STRONG_P = 0.01  # a decided difference with p above this is called weak evidence in the text
 
 
 def t_interval(values, confidence: float = 0.95) -> tuple[float, float]:
@@ -424,6 +425,8 @@ class Comparison:
         if self.verdict == "tie":
             return f"On {where}, {self.a} and {self.b} are within noise of each other ({values}; {test})."
         sentence = f"On {where}, {winner} beats {loser} by {abs(self.difference):.3f} ({values}; {test})."
+        if p_value >= STRONG_P:
+            sentence += f" Weak evidence ({STRONG_P:g} ≤ p < {ALPHA:g}, one of many uncorrected comparisons)."
         if at_or_below(min(self.a_mean, self.b_mean), self.floor):
             sentence += f" {loser} does not beat always predicting the majority class ({self.floor:.3f})."
         return sentence

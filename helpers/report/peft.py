@@ -176,20 +176,20 @@ def _bitfit_verdict(subset: pd.DataFrame) -> str:
     if recovered >= 1:  # at or past full fine-tuning: "closes 114% of the gap" would overstate a tie
         versus = analysis.compare(subset, "variant", "bitfit", "full")
         p_value = versus.test[0]
-        standing = "passes" if versus.verdict == "a" else "is level with (within noise of)"
+        standing = "passes" if versus.verdict == "a" else "is not distinguishable from"
         return (
             f"{'supported' if supported else 'not supported'}: BitFit ({bitfit:.3f}) {standing} full fine-tuning "
             f"({full:.3f}; Welch's t-test p = {p_value:.2g}) and "
             + ("beats" if bitfit_vs_head.verdict == "a" else "does not clearly beat")
             + f" the classifier alone ({head:.3f}), training {share}."
         )
-    low, high = analysis.gap_closed_interval(
-        *(subset.loc[subset["variant"] == variant, "test"] for variant in ("bitfit", "head", "full"))
-    )
+    groups = [subset.loc[subset["variant"] == variant, "test"] for variant in ("bitfit", "head", "full")]
+    low, high = analysis.gap_closed_interval(*groups)
+    seeds = min(len(group) for group in groups)
     return (
         f"{'supported' if supported else 'not supported'}: BitFit closes {recovered:.0%} of the gap between the "
-        f"classifier alone ({head:.3f}) and full fine-tuning ({full:.3f}; 95% bootstrap interval over seeds "
-        f"{low:.0%} to {high:.0%}) while training {share}"
+        f"classifier alone ({head:.3f}) and full fine-tuning ({full:.3f}; a rough 95% bootstrap interval over the "
+        f"{seeds} seeds a method: {low:.0%} to {high:.0%}) while training {share}"
         + ("" if bitfit_vs_head.verdict == "a" else ", and it does not clearly beat the classifier alone")
         + "."
     )

@@ -191,7 +191,8 @@ def _stuck_at_the_prior(
             lines[-1] += (
                 " More updates lift it off the majority class (test, mean ± std over seeds, same rate otherwise): "
                 + "; ".join(lifted)
-                + ". Its rate and budget were too small for this task, not its parameters."
+                + ". Each is more optimizer updates (a larger rate was no substitute: §3's grid), so it had too few "
+                "updates at this budget, not too few parameters."
             )
     if not lines:
         return ""
