@@ -147,6 +147,8 @@ def test_learning_rate_paragraph_follows_the_sweep(tmp_path):
             records.append(fake_record("sst2", "full", seed, 0.8, lr=lr, validation=validation + jitter))
         for lr, validation in [(1e-5, 0.75), (1e-4, 0.70), (1e-3, 0.65)]:  # BitFit best at a *smaller* rate here
             records.append(fake_record("sst2", "bitfit", seed, 0.8, lr=lr, validation=validation + jitter))
+        for lr, validation in [(1e-4, 0.60), (1e-3, 0.65), (1e-2, 0.75)]:  # the head: best at a larger rate
+            records.append(fake_record("sst2", "head", seed, 0.7, lr=lr, validation=validation + jitter))
         records += [
             fake_record("sst2", "full", seed, 0.8, validation=0.72 + jitter),
             fake_record("sst2", "bitfit", seed, 0.8, validation=0.6 + jitter),
@@ -159,7 +161,9 @@ def test_learning_rate_paragraph_follows_the_sweep(tmp_path):
         PROFILE.name,
         bench_path=tmp_path / "none.json",
     )
+    # The head counts apart: it is a baseline, not a PEFT method, so its larger rate does not make BitFit's case.
     assert "larger than full fine-tuning's in 0 of 1 (task, method) pairs" in text
+    assert "the classifier alone (a baseline, not a PEFT method): larger in 1 of 1, smaller in 0." in text
     assert "do not support the usual claim" in text
     assert "full fine-tuning drops from 0.800 at 0.0001 to 0.600 at 0.001" in text
 

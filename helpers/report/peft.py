@@ -271,9 +271,9 @@ def _lr_grid_sentence(lrs: pd.DataFrame) -> str:
     )
 
 
-def _lr_relations(best: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """One line per (task, PEFT method) with a full fine-tuning sweep beside it, and the relations
-    ('larger', 'smaller', 'undecided') of their best rates to full fine-tuning's."""
+def _lr_relations(best: pd.DataFrame) -> tuple[list[str], list[tuple[str, str]]]:
+    """One line per (task, method) with a full fine-tuning sweep beside it, and the (method, relation) pairs:
+    the relation ('larger', 'smaller', 'undecided') of its best rate to full fine-tuning's."""
     variants = best["variant"].astype(str)
     full = {row["task"]: row for _, row in best[variants == "full"].iterrows()}
     lines, relations = [], []
@@ -283,7 +283,7 @@ def _lr_relations(best: pd.DataFrame) -> tuple[list[str], list[str]]:
                 continue
             reference = full[peft["task"]]
             relation = analysis.lr_relation(peft, reference)
-            relations.append(relation)
+            relations.append((method, relation))
             lines.append(
                 f"- {get_task(peft['task']).display_name}: best {method} learning rate {peft['lr']:g} vs full "
                 "fine-tuning "
@@ -304,34 +304,40 @@ def _undecided_because(peft, full) -> str:
     return "a rate tied for best lies on the other side of full fine-tuning's"
 
 
-def _lr_conclusion(relations: list[str], degrading: str, peft_degrading: str) -> list[str]:
-    """The count of pairs on each side, and what they say about 'PEFT wants larger learning rates'."""
+def _lr_conclusion(pairs: list[tuple[str, str]], degrading: str, peft_degrading: str) -> list[str]:
+    """The count of (task, method) pairs on each side, BitFit and LoRA apart from the classifier alone (a
+    baseline, not a PEFT method), and what they say about 'PEFT wants larger learning rates'."""
+    relations = [relation for method, relation in pairs if method in analysis.COURSE_PEFT]
     larger, smaller = relations.count("larger"), relations.count("smaller")
     decided = len(relations) - relations.count("undecided")
+    head = [relation for method, relation in pairs if method == "head"]
     lines = [
-        f"\nThe PEFT method's best learning rates are larger than full fine-tuning's in {larger} of {len(relations)} "
-        "(task, method) pairs, "
-        f"smaller in {smaller}, undecided in {len(relations) - decided} (a pair counts only when "
-        "every rate "
-        "within noise of the best lies on the same side)."
+        f"\nBitFit's and LoRA's best learning rates are larger than full fine-tuning's in {larger} of {len(relations)} "
+        f"(task, method) pairs, smaller in {smaller}, undecided in {len(relations) - decided} (a pair counts only when "
+        "every rate within noise of the best lies on the same side)"
+        + (
+            f"; the classifier alone (a baseline, not a PEFT method): larger in {head.count('larger')} of {len(head)}, "
+            f"smaller in {head.count('smaller')}."
+            if head
+            else "."
+        )
     ]
+    if not relations:
+        return lines
     if not decided:
         lines.append("No pair is decided, so these records say nothing about which learning rates PEFT methods want.")
     elif decided * 2 < len(relations):
         lines.append(
             f"Only {decided} of {len(relations)} pairs are decided ({larger} larger, {smaller} smaller): too few to "
-            "support or "
-            "contradict the usual claim that PEFT methods want larger learning rates than full fine-tuning."
+            "support or contradict the usual claim that PEFT methods want larger learning rates than full fine-tuning."
         )
     elif larger == decided:
         lines.append(_why_peft_wants_larger_rates(degrading, peft_degrading))
     else:
         lines.append(
             f"Of the decided pairs, {larger} put the PEFT rate higher and {smaller} lower: these records do not "
-            "support the usual claim that "
-            "PEFT methods want larger learning rates than full fine-tuning; with these data sizes and epochs the sweep "
-            "is the "
-            "better guide." + (f" ({degrading}.)" if degrading else "")
+            "support the usual claim that PEFT methods want larger learning rates than full fine-tuning; with these "
+            "data sizes and epochs the sweep is the better guide." + (f" ({degrading}.)" if degrading else "")
         )
     return lines
 
