@@ -308,7 +308,8 @@ def test_report_separates_rank_from_the_alpha_scale_and_labels_published_numbers
     assert "| 1 | 16 | 0.800 ± 0.004 | 0.850 ± 0.004 | -0.050 |" in text and "| α = 2r ahead |" in text
     assert "| SST-2 | α = 2r | 0.850 ± 0.004 | 0.850 ± 0.004 |" in text
     assert "- Read together (SST-2): decided (p < 0.05) are α = 16, r=8 against r=1; the two scales at r=1" in text
-    assert "published numbers, not runs of this project" in text and "| SST-2 | BitFit, LoRA paper" in text
+    assert "published dev-set numbers, not runs of this project" in text
+    assert "| published: BitFit, LoRA paper" in text and "| SST-2 | accuracy | 0.937 |" in text  # BitFit's column first
     assert "11.0 tokens per training example against 25.0 per test example" in text
 
 
