@@ -309,7 +309,8 @@ def test_report_separates_rank_from_the_alpha_scale_and_labels_published_numbers
     assert "| SST-2 | α = 2r | 0.850 ± 0.004 | 0.850 ± 0.004 |" in text
     assert "- Read together (SST-2): decided (p < 0.05) are α = 16, r=8 against r=1; the two scales at r=1" in text
     assert "published dev-set numbers, not runs of this project" in text
-    assert "| published: BitFit, LoRA paper" in text and "| SST-2 | accuracy | 0.937 |" in text  # BitFit's column first
+    assert "| published: BitFit [1] |" in text and "| SST-2 | accuracy | 0.937 |" in text  # BitFit's column first
+    assert "[1] LoRA paper (Hu et al. 2021, Table 2), RoBERTa-base" in text
     assert "11.0 tokens per training example against 25.0 per test example" in text
 
 

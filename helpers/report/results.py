@@ -336,13 +336,16 @@ def _published_context(frame: pd.DataFrame, profile) -> str:
     best group per method (selected on validation among the compared runs, those trained longer included)."""
     runs = analysis.compared_runs(frame, profile)
     ours = pd.concat([analysis.best_groups(runs, [method]) for method in PUBLISHED_BESIDE])
-    rows = []
+    rows, sources = [], {}  # a published key is "method, source": the source goes to a numbered note
     for task in dict.fromkeys(runs["task"]):
         spec = get_task(task)
         if not spec.published:
             continue
         row = {"task": spec.display_name, "metric": spec.main_metric}
-        row.update({f"published: {what}": f"{score / 100:.3f}" for what, score in spec.published.items()})
+        for what, score in spec.published.items():
+            method, source = what.split(", ", 1)
+            number = sources.setdefault(source, len(sources) + 1)
+            row[f"published: {method} [{number}]"] = f"{score / 100:.3f}"
         for _, top in ours[ours["task"] == task].iterrows() if not ours.empty else []:
             row[f"ours: {top['variant']}"] = (
                 f"{analysis.mean_std_text(top['mean'], top['std'], top['n'])} ({top['epochs']:g} ep, lr {top['lr']:g})"
@@ -356,5 +359,9 @@ def _published_context(frame: pd.DataFrame, profile) -> str:
     return (
         "For context only — **published dev-set numbers, not runs of this project** (columns marked *published*; "
         "RoBERTa-base has 125M parameters, 5.5× this model), beside ours (all-MiniLM-L6-v2, each method's best "
-        "group on validation, test mean ± std over seeds, its epochs and rate):\n\n" + _table(table) + "\n"
+        "group on validation, test mean ± std over seeds, its epochs and rate):\n\n"
+        + _table(table)
+        + "\n\n"
+        + "; ".join(f"[{number}] {source}" for source, number in sources.items())
+        + ".\n"
     )
