@@ -246,14 +246,18 @@ def lr_sensitivity(frame: pd.DataFrame, folder=None, name="lr_sensitivity", valu
     figure, axes = _subplots(rows, columns, figsize=(min(MAX_WIDTH, 5.5 * columns), 4 * rows), squeeze=False)
     for ax in axes.flat[len(tasks) :]:
         ax.set_visible(False)
+    # One colour, marker and dash per method across every panel, so a method reads the same in each task.
+    methods = sorted({str(v) for v in frame["variant"]})
+    colours = dict(zip(methods, sns.color_palette("tab10", 10)))
     for ax, task in zip(axes.flat, tasks):
         table = over_seeds(frame[frame["task"] == task], ["variant", "lr"], value)
         chosen = best_lr(frame[frame["task"] == task], value).set_index("variant")["lr"]  # the tables' choice
-        for index, (method, group) in enumerate(table.groupby("variant", observed=True)):
+        for position, (method, group) in enumerate(table.groupby("variant", observed=True)):
+            index = methods.index(str(method))
             group = group.sort_values("lr")
             # Methods often tie (e.g. all at the majority class): own marker and dash, hollow markers, slightly
             # shifted along the log axis, so a line lying on another stays visible.
-            shift = 1.06 ** (index - (table["variant"].nunique() - 1) / 2)
+            shift = 1.06 ** (index - (len(methods) - 1) / 2)
             ax.errorbar(
                 group["lr"] * shift,
                 group["mean"],
@@ -261,6 +265,7 @@ def lr_sensitivity(frame: pd.DataFrame, folder=None, name="lr_sensitivity", valu
                 marker=MARKERS[index % len(MARKERS)],
                 linestyle=LINESTYLES[index % len(LINESTYLES)],
                 markerfacecolor="none",
+                color=colours[str(method)],
                 capsize=3,
                 label=str(method),
                 alpha=0.9,
@@ -271,7 +276,7 @@ def lr_sensitivity(frame: pd.DataFrame, folder=None, name="lr_sensitivity", valu
                 ax.annotate(
                     "all rates tied",
                     (best["lr"] * shift, best["mean"]),
-                    xytext=(6, -12),
+                    xytext=(6, -12 - 10 * position),  # stacked, so two tied grids' labels do not overlap
                     textcoords="offset points",
                     fontsize=7,
                 )
