@@ -79,7 +79,12 @@ def _rank_discussion(frame, profile, figures, report_dir) -> str:
             _figure(
                 figures["rank_sweep"],
                 report_dir,
-                "LoRA rank sweep: parameters (log) and test metric (mean ± std over seeds).",
+                "LoRA rank sweep: parameters (log) and test metric (mean ± std over seeds); trained on "
+                + ", ".join(
+                    f"{get_task(task).display_name} {int(size):,} examples"
+                    for task, size in ranks.groupby("task", sort=False)["train_size"].first().items()
+                )
+                + " (the grids' subset where a task has more), so scores sit below §2's whole-set runs.",
             )
         )
     scores = analysis.rank_scores(ranks)
