@@ -883,7 +883,8 @@ def rank_scores(ranks: pd.DataFrame) -> pd.DataFrame:
 
 def best_lr_table(best: pd.DataFrame) -> pd.DataFrame:
     """best_lr's rows for display: the best rate per task and method, its validation mean, the rates
-    within noise of it, and whether the sweep learned anything."""
+    within noise of it, and whether the sweep learned anything (against the validation slice's majority
+    class; §2's tables read the test set's)."""
     shown = best.copy()
     shown["task"] = shown["task"].map(lambda t: get_task(t).display_name)
     shown["method"] = shown["variant"].astype(str)
@@ -894,7 +895,12 @@ def best_lr_table(best: pd.DataFrame) -> pd.DataFrame:
         + ("" if row["decided"] else f" (undecided: {int(row['seeds'])} seed(s))")
         for _, row in shown.iterrows()
     ]
-    shown["learned?"] = shown["degenerate"].map(lambda d: "no: majority class" if d else "yes")
+    shown["best validation (mean)"] = [f"{v:.3f}" for v in shown["best validation (mean)"]]
+    shown["std"] = [f"{v:.3f}" if n > 1 else "–" for v, n in zip(shown["std"], shown["seeds"])]
+    shown["95% interval"] = [text or "–" for text in shown["95% interval"]]
+    shown["learned? (validation)"] = shown["degenerate"].map(
+        lambda d: "no: its majority class" if d else "yes: above its majority class"
+    )
     edge = shown["edge"] & ~shown["degenerate"]
     shown["lr"] = [f"{lr:g}" + (" (grid edge)" if at_edge else "") for lr, at_edge in zip(shown["lr"], edge)]
     columns = [
@@ -906,7 +912,7 @@ def best_lr_table(best: pd.DataFrame) -> pd.DataFrame:
         "seeds",
         "95% interval",
         "within noise of the best",
-        "learned?",
+        "learned? (validation)",
     ]
     return shown[columns]
 

@@ -526,12 +526,12 @@ def test_best_lr_table_names_the_best_rate_and_the_rates_tied_with_it():
         "task": "SST-2",
         "method": "bitfit",
         "lr": "0.01",
-        "best validation (mean)": pytest.approx(0.80),
-        "std": 0.0,
+        "best validation (mean)": "0.800",
+        "std": "–",
         "seeds": 1,
-        "95% interval": "",
+        "95% interval": "–",
         "within noise of the best": "0.01, 0.03 (undecided: 1 seed(s))",
-        "learned?": "yes",
+        "learned? (validation)": "yes: above its majority class",
     }
     at_the_top = analysis.best_lr_table(analysis.best_lr(frame_of(records[:2])))
     assert at_the_top.iloc[0]["lr"] == "0.01 (grid edge)", "a best rate at the grid's end is flagged"
