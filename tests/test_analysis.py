@@ -138,6 +138,13 @@ def test_report_sentences_are_decided_by_the_data(tmp_path):
     assert "On MRPC, LoRA and BitFit are within noise of each other" in text
     assert "| SST-2 | lora | 3 |" in text and "fail (accuracy 0.851 < 0.88)" in text
     assert (tmp_path / "figures" / "bitfit_vs_lora.png").is_file()
+    # "In brief" gives the same verdicts in a line, before the targets.
+    brief = text.split("## In brief")[1].split("## Targets at a glance")[0]
+    assert (
+        "- **BitFit vs LoRA** (§4): " in brief
+        and "SST-2 (1 epochs) LoRA 0.851 vs BitFit 0.801: LoRA ahead (p = " in brief
+    )
+    assert "MRPC (1 epochs) LoRA 0.800 vs BitFit 0.810: not distinguishable (p = " in brief
 
 
 def test_learning_rate_paragraph_follows_the_sweep(tmp_path):

@@ -3,7 +3,7 @@
 Every number comes from a run record (the throughput section from the bench's JSON); every
 comparison sentence is decided by helpers.analysis from the per-seed values, so the text cannot
 contradict the tables. One module per part of the report, in its order: `targets` (targets at a
-glance), `design` (§1), `results` (§2), `peft` (§3), `rank` (§4), `costs` (§5–7), `llm` (§8);
+glance), `summary` (in brief), `design` (§1), `results` (§2), `peft` (§3), `rank` (§4), `costs` (§5–7), `llm` (§8);
 `markdown` holds the table and figure pieces they share.
 """
 
@@ -25,6 +25,7 @@ from helpers.report.markdown import inline_images
 from helpers.report.peft import _peft_section
 from helpers.report.rank import _bitfit_vs_lora_section, _rank_runs
 from helpers.report.results import _results_section, _with_test_curves
+from helpers.report.summary import _summary_section
 from helpers.report.targets import _targets_section
 
 __all__ = ["build_figures", "inline_images", "what_trains", "write_report"]
@@ -105,6 +106,8 @@ def write_report(
 ) -> str:
     """Build the figures and write report.md from the records in `results_dir` (and §8 from the LLM
     records in `llm_dir`, when given); returns the text."""
+    from helpers.data import load_split_overlap  # datasets loads only here, not on importing the report
+
     results_dir, figures_dir, report_path = Path(results_dir), Path(figures_dir), Path(report_path)
     profile = get_profile(profile)
     frame, records, problems = analysis.load_frame(results_dir)
@@ -119,6 +122,7 @@ def write_report(
     report_dir = report_path.parent
     out = [
         *_introduction(frame, problems, results_dir, report_dir, profile),
+        *_summary_section(frame, defaults, profile, load_split_overlap(results_dir)),
         *_targets_section(frame, profile),
         *_design_and_data_section(defaults, figures_dir, report_dir, profile),
         *_results_section(frame, defaults, records, figures, (figures_dir, report_dir), profile, results_dir),
