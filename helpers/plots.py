@@ -162,43 +162,59 @@ def _label(record: dict) -> str:
 
 
 def method_bars(frame: pd.DataFrame, folder=None, name="bitfit_vs_lora", title="BitFit vs LoRA"):
-    """Test metric (mean ± std over seeds) per method and task, annotated with % trainable parameters."""
+    """Test metric per method and task: the mean over seeds (dot) with its 95% t-interval, each seed (small
+    dots), annotated with % trainable parameters. Dots, not bars from 0: the methods differ by a few points."""
     tasks = list(dict.fromkeys(frame["task"]))
     variants = frame["variant"].nunique()
-    # Few bars: tasks side by side; many: one row per task, so the figure stays a cell wide with readable text.
+    # Few methods: tasks side by side; many: one row per task, so the figure stays a cell wide with readable text.
     rows, columns = (1, len(tasks)) if variants * len(tasks) <= 8 else (len(tasks), 1)
     width = min(MAX_WIDTH, max(5.0, 1.1 * variants + 2) * columns)
     figure, axes = _subplots(rows, columns, figsize=(width, 4.2 * rows), squeeze=False)
+    # One colour per method across the panels, a method trained longer ("bitfit, 5 epochs") in its method's.
+    base = {str(v): str(v).split(",")[0] for v in frame["variant"]}
+    colours = dict(zip(sorted(set(base.values())), sns.color_palette("tab10", 10)))
     for ax, task in zip(axes.flat, tasks):
         subset = frame[frame["task"] == task]
         table = over_seeds(subset, ["variant"]).merge(
             subset.groupby("variant", observed=True)["percent"].first().reset_index(), on="variant"
         )
         table = table.sort_values("variant")
+        low, high = table["ci95_low"].fillna(table["mean"]), table["ci95_high"].fillna(table["mean"])
         positions = np.arange(len(table))
-        ax.bar(positions, table["mean"], yerr=table["std"], capsize=4, color=sns.color_palette("tab10", len(table)))
-        for x, (_, row) in zip(positions, table.iterrows()):
+        for x, (_, row), lo, hi in zip(positions, table.iterrows(), low, high):
+            colour = colours[base[str(row["variant"])]]
+            seeds = subset.loc[subset["variant"] == row["variant"], "test"]
+            ax.scatter(np.full(len(seeds), x + 0.12), seeds, s=12, color=colour, alpha=0.5)
+            ax.errorbar(
+                [x], [row["mean"]], yerr=[[row["mean"] - lo], [hi - row["mean"]]], fmt="o", color=colour, capsize=5
+            )
             ax.annotate(
                 f"{percent_label(row['percent'])}\nn={row['n']}",
-                (x, row["mean"]),
+                (x, hi),
                 textcoords="offset points",
-                xytext=(0, 8),
+                xytext=(0, 6),
                 ha="center",
                 fontsize=8,
             )
         ax.set_xticks(positions, table["variant"].astype(str), rotation=25, ha="right")
+        ax.set_xlim(-0.6, len(table) - 0.4)
         majority = subset["majority"].mean() if "majority" in subset else float("nan")
+        spots = [*low, *high, *subset["test"].dropna()]
         if not np.isnan(majority):
             ax.axhline(majority, color="grey", linestyle="--", linewidth=1, label=f"majority class ({majority:.3f})")
             ax.legend(loc="lower right", fontsize=8)
-        # The axis starts at 0 so bar heights compare honestly; the dashed line is what predicting one class scores.
-        bottom = min(0.0, float((table["mean"] - table["std"]).min()) - 0.05)  # CoLA's MCC can be negative
+            if majority >= min(spots) - 0.1:  # far below every method (SST-2): the legend gives it, the axis zooms
+                spots.append(majority)
+        span = max(max(spots) - min(spots), 0.05)
         ax.set(
-            ylim=(bottom, min(1.1, float((table["mean"] + table["std"]).max()) + 0.15)),
+            ylim=(min(spots) - 0.15 * span, max(spots) + 0.3 * span),  # room for the labels above
             ylabel=_metric_label(task),
             title=f"{get_task(task).display_name}: {title}",
         )
-    figure.suptitle("Above each bar: % of parameters trained, n = seeds", fontsize=9)
+    figure.suptitle(
+        "Dot: mean over seeds, bar: its 95% interval, small dots: each seed; above: % of parameters trained, n = seeds",
+        fontsize=9,
+    )
     return _save(figure, folder, name)
 
 

@@ -29,7 +29,7 @@ def _all_methods_section(defaults, figures, report_dir: Path, profile) -> list[s
             )
     batch = defaults["memory_batch"].iloc[0]
     for name, caption in [
-        ("methods", "Test metric per method (mean ± std over seeds)."),
+        ("methods", "Test metric per method: mean over seeds, its 95% interval, and each seed."),
         ("metric_vs_parameters", "Score against the share of parameters trained."),
         (
             "time_memory",

@@ -33,7 +33,8 @@ def _bitfit_vs_lora_section(frame, defaults, profile, figures, report_dir: Path)
             _figure(
                 figures["bitfit_vs_lora"],
                 report_dir,
-                "BitFit vs LoRA r=8: test metric (mean ± std over seeds), annotated with % of parameters trained.",
+                "BitFit vs LoRA r=8: test metric (mean over seeds, its 95% interval, each seed), with % of parameters "
+                "trained.",
             )
         )
     for task in dict.fromkeys(defaults["task"]):
