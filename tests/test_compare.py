@@ -176,3 +176,21 @@ def test_the_report_says_why_generate_and_loglik_rows_repeat_each_other():
     assert "the free answer always names a label" in _scorings_agree(pd.DataFrame(rows))
     rows[3]["score"] = 0.55  # they differ with a demonstration: nothing to explain
     assert _scorings_agree(pd.DataFrame(rows)) == ""
+
+
+def test_the_report_gives_two_scorings_with_the_same_scores_one_row():
+    import pandas as pd
+
+    from helpers.report.llm import _one_row_where_equal
+
+    same = {"score": "0.5", "95% interval": "–", "majority": "0.5", "examples": 10, "most predicted label": "60%"}
+    shown = pd.DataFrame(
+        [
+            {"task": "SST-2", "shots": 0, "scoring": "generate", **same, "score": "0.4"},
+            {"task": "SST-2", "shots": 0, "scoring": "loglik", **same},
+            {"task": "SST-2", "shots": 4, "scoring": "generate", **same},
+            {"task": "SST-2", "shots": 4, "scoring": "loglik", **same},
+        ]
+    )
+    merged = _one_row_where_equal(shown)
+    assert list(merged["scoring"]) == ["generate", "loglik", "generate = loglik"]  # k = 0 differs: kept apart

@@ -35,7 +35,10 @@ def _llm_section(llm_dir: Path, figures_dir: Path, report_dir: Path) -> list[str
     ]
     icl = compare.icl_table(records)
     if not icl.empty:
-        out += [_icl_sentences(icl) + _scorings_agree(icl), _table(compare.icl_display(icl)) + "\n"]
+        out += [
+            _icl_sentences(icl) + _scorings_agree(icl),
+            _table(_one_row_where_equal(compare.icl_display(icl))) + "\n",
+        ]
     tuned = frame[frame["method"] != "icl"]
     if not tuned.empty:
         settings = tuned.groupby(["train_size", "epochs", "lr"]).size().index
@@ -47,6 +50,21 @@ def _llm_section(llm_dir: Path, figures_dir: Path, report_dir: Path) -> list[str
     for task in sorted(set(tuned["task"])):
         out += _two_models(frame[frame["task"] == task], task, figures_dir, report_dir)
     return out
+
+
+def _one_row_where_equal(shown: pd.DataFrame) -> pd.DataFrame:
+    """The ICL table with the two scorings of one (task, shots) in one row where every score is the same
+    ("generate = loglik"), so the table does not repeat itself."""
+    same = ["score", "95% interval", "majority", "examples", "most predicted label"]
+    rows = []
+    for _, group in shown.groupby(["task", "shots"], sort=False):
+        if len(group) == 2 and set(group["scoring"]) == {"generate", "loglik"} and (group[same].nunique() == 1).all():
+            row = group[group["scoring"] == "generate"].iloc[0].copy()
+            row["scoring"] = "generate = loglik"
+            rows.append(row.to_frame().T)
+        else:
+            rows.append(group)
+    return pd.concat(rows, ignore_index=True)
 
 
 def _icl_sentences(icl: pd.DataFrame) -> str:
@@ -87,7 +105,7 @@ def _scorings_agree(icl: pd.DataFrame) -> str:
             if parsed
             else ""
         )
-        + "; the rows repeat each other, and differ only without demonstrations (k = 0).\n"
+        + "; the table gives them one row there (`generate = loglik`), and two without demonstrations (k = 0).\n"
     )
 
 
