@@ -16,7 +16,8 @@ LoRA) train at the rates tier 1 selected (`selected_rates`: the default rate whe
 nothing at any rate of its grid); tier 6 (overfitting 32 examples) at the default rates. Tier 4 (the
 six other methods) and tier 5 (CoLA and RTE) each run a short search per method: three rates on one seed,
 one step further past an edge, then 3 seeds at the best rate on the whole training set; tier 5b trains
-tier 5's methods for 5 epochs at those rates. See results/full/PLAN.md.
+tier 5's methods for 5 epochs at those rates. Tier 7 repeats BitFit and LoRA on MRPC, CoLA and RTE with mean
+pooling. See results/full/PLAN.md.
 Tier `llm` fine-tunes the packaged LLM and MiniLM side by side (`--results-dir results/llm`); tier
 `qlora` (a CUDA GPU with bitsandbytes) repeats it with QLoRA.
 
@@ -356,6 +357,34 @@ def tier_5b(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     return _trained_longer(LONGER_OTHER, searched_rates(results_dir, glue_dir))
 
 
+# Tier 7: pooling. all-MiniLM-L6-v2 was trained as a sentence encoder that averages its token states (mean
+# pooling), while the default head reads the first token through BERT's pooler, which that training never used.
+# Where BitFit and LoRA learned only the label prior in 2 epochs (MRPC's BitFit, CoLA's both, RTE's BitFit), is
+# the head's input the limit? Both methods with mean pooling at the rate their task's runs use (tier 1's
+# selection, tier 5's search), 3 seeds, whole training sets, 2 epochs: one setting apart from those runs.
+POOLING = {"tasks": ("mrpc", "cola", "rte"), "methods": ("bitfit", "lora"), "pooling": "mean"}
+
+
+def tier_7(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
+    """BitFit and LoRA with POOLING's pooling on its tasks, each at the rate its model-pooling runs used."""
+    rates = {**selected_rates(results_dir, glue_dir), **searched_rates(results_dir, glue_dir)}
+    return [
+        config
+        for method in POOLING["methods"]
+        for task in POOLING["tasks"]
+        if (task, method) in rates
+        for config in expand_grid(
+            {"seed": list(SEEDS)},
+            {
+                **COMMON,
+                "task": task,
+                **_method_fields(MethodConfig(method=method, pooling=POOLING["pooling"])),
+                "lr": rates[(task, method)],
+            },
+        )
+    ]
+
+
 LLM_DIR = llm_results_dir(STUDY_DIR)  # results/llm, where notebook 06 looks too
 
 
@@ -390,6 +419,7 @@ TIERS = {
     "5": tier_5,
     "5b": tier_5b,
     "6": tier_6,
+    "7": tier_7,
     "llm": tier_llm,
     "qlora": tier_qlora,
 }

@@ -128,6 +128,18 @@ def test_tier_5b_trains_cola_and_rte_longer_at_the_rate_tier_5_settled_on(scores
     assert {(c.epochs, c.max_train_samples, c.eval_test) for c in configs} == {(5, None, True)}
 
 
+def test_tier_7_repeats_bitfit_and_lora_with_mean_pooling_at_their_tasks_rates(scores):
+    for lr in study.LR_GRID["bitfit"]:  # MRPC BitFit: the majority class at every rate: its default rate
+        scores.update({("mrpc", "bitfit", lr, seed): 0.676 for seed in (0, 1, 2)})
+    configs = study.tier_7()  # nothing selected yet for LoRA, nor searched on CoLA or RTE: not listed
+    assert _points(configs) == [("mrpc", "bitfit", study.DEFAULT_LR["bitfit"], s) for s in (0, 1, 2)]
+    assert {(c.method.pooling, c.epochs, c.max_train_samples) for c in configs} == {
+        ("mean", study.PROFILE.epochs, None)
+    }
+    # One setting apart from the selected runs: BitFit's other knobs stay at their defaults.
+    assert all(c.method == study.MethodConfig(method="bitfit", pooling="mean") for c in configs)
+
+
 def test_tier_4_covers_every_other_method_and_seeds_the_default_rate_where_nothing_was_learned(scores):
     configs = study.tier_4()
     names = {c.method.label() for c in configs}
