@@ -816,3 +816,14 @@ def test_a_difference_decided_with_p_between_0_01_and_0_05_is_called_weak_eviden
     assert analysis.STRONG_P <= weak.test[0] < analysis.ALPHA and strong.test[0] < analysis.STRONG_P
     assert "Weak evidence" in weak.sentence("accuracy", "MRPC")
     assert "Weak evidence" not in strong.sentence("accuracy", "MRPC")
+
+
+def test_a_method_at_the_majority_class_that_mean_pooling_lifts_is_said_to_be_limited_by_its_input(tmp_path):
+    records = [fake_record("mrpc", "bitfit", seed, 0.684, lr=3e-3, majority=0.684) for seed in range(3)]
+    records += [
+        fake_record("mrpc", "bitfit", seed, value, lr=3e-3, majority=0.684, pooling="mean")
+        for seed, value in enumerate((0.73, 0.74, 0.75))
+    ]
+    text = _report_of(records, tmp_path)
+    assert "At the same budget, another pooling lifts it" in text and "mean pooling: 0.740 ± 0.010" in text
+    assert "More updates lift it" not in text  # nothing trained longer here

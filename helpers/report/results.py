@@ -11,6 +11,7 @@ import pandas as pd
 
 from helpers import analysis, plots
 from helpers.fields import default_of
+from helpers.methods import MethodConfig
 from helpers.report.design import _validation_test_gap
 from helpers.report.markdown import _figure, _table
 from helpers.tasks import get_task
@@ -119,14 +120,17 @@ PRIOR_LOSS_MARGIN = 0.01  # nats: a training loss this far below the label prior
 
 
 def _what_lifts_it(frame: pd.DataFrame, profile) -> dict[tuple[str, str], list[str]]:
-    """Per (task, variant): the changed settings (more epochs; tier 3's batch sizes and warmups) whose runs,
-    3+ seeds, beat the majority class on test: what a method stuck at the profile's settings needed."""
+    """Per (task, variant): the changed settings (more epochs; tier 3's batch sizes and warmups; another pooling)
+    whose runs, 3+ seeds, beat the majority class on test: what a method stuck at the profile's settings needed."""
     longer = analysis.longer_training_runs(frame, profile)
     changes = [(longer[longer["epochs"] > profile.epochs], "epochs", "{:g} epochs")] if not longer.empty else []
     for knob, text in (("batch_size", "batch {:g}"), ("warmup_ratio", "warmup {:g}")):
         runs = analysis.setting_grid_runs(frame, profile, knob)
         usual = getattr(profile, knob, None) or default_of(TrainConfig, knob)
         changes.append((runs[~np.isclose(runs[knob].astype(float), usual)], knob, text))
+    pooled = analysis.pooling_runs(frame, profile)
+    if not pooled.empty:
+        changes.append((pooled[pooled["pooling"] != default_of(MethodConfig, "pooling")], "pooling", "{} pooling"))
     lifts: dict[tuple[str, str], list[str]] = {}
     for runs, knob, text in changes:
         for (task, variant, value), group in runs.groupby(["task", "variant", knob], observed=True):
@@ -186,13 +190,22 @@ def _stuck_at_the_prior(
             f"the class frequencies ({' / '.join(f'{label} {share:.3f}'.strip() for label, share in prior)}): "
             f"{reading}."
         )
-        lifted = (lifts or {}).get((task, str(variant)))
-        if lifted:
+        lifted = (lifts or {}).get((task, str(variant)), [])
+        updates = [text for text in lifted if "pooling" not in text]
+        pooling = [text for text in lifted if "pooling" in text]
+        if updates:
             lines[-1] += (
                 " More updates lift it off the majority class (test, mean ± std over seeds, same rate otherwise): "
-                + "; ".join(lifted)
+                + "; ".join(updates)
                 + ". Each is more optimizer updates (a larger rate was no substitute: §3's grid), so it had too few "
                 "updates at this budget, not too few parameters."
+            )
+        if pooling:
+            lines[-1] += (
+                " At the same budget, another pooling lifts it (the head reads the tokens' mean instead of the first "
+                "token through BERT's pooler): "
+                + "; ".join(pooling)
+                + ". The head's input limited it, not the number of trained parameters."
             )
     if not lines:
         return ""
