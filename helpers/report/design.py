@@ -50,8 +50,8 @@ def _model_design(defaults: pd.DataFrame) -> str:
         lines[-1] += (
             " Why this model: it is small enough to train every method here on a 2-core CPU, and it installs offline "
             "(a PyPI package). It is a sentence-embedding model: its training averaged the token states (mean "
-            "pooling), so BERT's pooler on the first token, which the default head reads, took no part in it; §6 compares "
-            "mean pooling where its runs exist."
+            "pooling), so BERT's pooler on the first token, which the default head reads, took no part in it; §6 "
+            "compares mean pooling where its runs exist."
         )
     pooled = "mean" in set(defaults["pooling"])
     lines.append(
