@@ -176,10 +176,10 @@ LONGER = {"tasks": ("mrpc",), "epochs": 5, "methods": METHOD_ORDER}
 THIRD_EPOCH = {"tasks": ("sst2",), "epochs": 3, "methods": ("lora", "bitfit"), "settings": {"eval_test": True}}
 
 
-def _trained_longer(plan: dict, rates: dict[tuple[str, str], float]) -> list[TrainConfig]:
-    """plan's methods (in its order, each on every task of the plan) for its epochs, 3 seeds, whole training
-    set (the best epoch is kept by validation), each at its rate in rates (a method without one is not
-    listed yet): the runs at the profile's epochs and the same rate are what they are read against."""
+def _at_rates(plan: dict, rates: dict[tuple[str, str], float]) -> list[TrainConfig]:
+    """plan's methods (in its order, each on every task of the plan), 3 seeds, whole training sets, each at its
+    rate in rates (a method without one is not listed yet), with the plan's epochs, method knobs and settings
+    where it gives them: one thing apart from the runs at that rate they are read against."""
     return [
         config
         for method in plan["methods"]
@@ -190,9 +190,9 @@ def _trained_longer(plan: dict, rates: dict[tuple[str, str], float]) -> list[Tra
             {
                 **COMMON,
                 "task": task,
-                "method": method,
+                **_method_fields(MethodConfig(method=method, **plan.get("knobs", {}))),
                 "lr": rates[(task, method)],
-                "epochs": plan["epochs"],
+                **{key: plan[key] for key in ("epochs",) if key in plan},
                 **plan.get("settings", {}),
             },
         )
@@ -200,13 +200,13 @@ def _trained_longer(plan: dict, rates: dict[tuple[str, str], float]) -> list[Tra
 
 
 def tier_1d(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
-    """Each core method on MRPC for LONGER epochs (`_trained_longer`)."""
-    return _trained_longer(LONGER, selected_rates(results_dir, glue_dir))
+    """Each core method on MRPC for LONGER epochs (`_at_rates`)."""
+    return _at_rates(LONGER, selected_rates(results_dir, glue_dir))
 
 
 def tier_1e(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
-    """LoRA and BitFit on SST-2 for a THIRD_EPOCH (`_trained_longer`)."""
-    return _trained_longer(THIRD_EPOCH, selected_rates(results_dir, glue_dir))
+    """LoRA and BitFit on SST-2 for a THIRD_EPOCH (`_at_rates`)."""
+    return _at_rates(THIRD_EPOCH, selected_rates(results_dir, glue_dir))
 
 
 RANKS = PROFILE.ranks
@@ -353,8 +353,8 @@ def searched_rates(results_dir: Path = STUDY_DIR, glue_dir=None) -> dict[tuple[s
 
 
 def tier_5b(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
-    """CoLA and RTE for LONGER_OTHER epochs at tier 5's rates (`_trained_longer`)."""
-    return _trained_longer(LONGER_OTHER, searched_rates(results_dir, glue_dir))
+    """CoLA and RTE for LONGER_OTHER epochs at tier 5's rates (`_at_rates`)."""
+    return _at_rates(LONGER_OTHER, searched_rates(results_dir, glue_dir))
 
 
 # Tier 7: pooling. all-MiniLM-L6-v2 was trained as a sentence encoder that averages its token states (mean
@@ -362,27 +362,12 @@ def tier_5b(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
 # Where BitFit and LoRA learned only the label prior in 2 epochs (MRPC's BitFit, CoLA's both, RTE's BitFit), is
 # the head's input the limit? Both methods with mean pooling at the rate their task's runs use (tier 1's
 # selection, tier 5's search), 3 seeds, whole training sets, 2 epochs: one setting apart from those runs.
-POOLING = {"tasks": ("mrpc", "cola", "rte"), "methods": ("bitfit", "lora"), "pooling": "mean"}
+POOLING = {"tasks": ("mrpc", "cola", "rte"), "methods": ("bitfit", "lora"), "knobs": {"pooling": "mean"}}
 
 
 def tier_7(results_dir: Path = STUDY_DIR, glue_dir=None) -> list[TrainConfig]:
     """BitFit and LoRA with POOLING's pooling on its tasks, each at the rate its model-pooling runs used."""
-    rates = {**selected_rates(results_dir, glue_dir), **searched_rates(results_dir, glue_dir)}
-    return [
-        config
-        for method in POOLING["methods"]
-        for task in POOLING["tasks"]
-        if (task, method) in rates
-        for config in expand_grid(
-            {"seed": list(SEEDS)},
-            {
-                **COMMON,
-                "task": task,
-                **_method_fields(MethodConfig(method=method, pooling=POOLING["pooling"])),
-                "lr": rates[(task, method)],
-            },
-        )
-    ]
+    return _at_rates(POOLING, {**selected_rates(results_dir, glue_dir), **searched_rates(results_dir, glue_dir)})
 
 
 LLM_DIR = llm_results_dir(STUDY_DIR)  # results/llm, where notebook 06 looks too
