@@ -18,6 +18,7 @@ make another training set.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -105,11 +106,33 @@ def fingerprint_rows(raw: DatasetDict, task: TaskSpec) -> str:
     return digest.hexdigest()[:12]
 
 
+# Task name → the fingerprint data_fingerprint answers instead of reading the data, inside `pinned_fingerprints`.
+_PINNED_FINGERPRINTS: dict[str, str] = {}
+
+
 def data_fingerprint(
     task: TaskSpec | str, glue_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike = DATA_CACHE
 ) -> str:
     """The fingerprint of the raw data `load_glue` would read (read once per process and file version)."""
-    return _raw(get_task(task), glue_dir, cache_dir)[2]
+    spec = get_task(task)
+    if spec.name in _PINNED_FINGERPRINTS:
+        return _PINNED_FINGERPRINTS[spec.name]
+    return _raw(spec, glue_dir, cache_dir)[2]
+
+
+@contextlib.contextmanager
+def pinned_fingerprints(fingerprints: dict[str, str]):
+    """Within it, run ids name the data by these fingerprints (task name → fingerprint), not by the data
+    on this machine: how a notebook that only reads a study's records finds them when its own copy of a
+    task holds the same rows in another order (the Hub's SST-2 against the official files). Never around
+    training: a record must name the data it was trained on."""
+    saved = dict(_PINNED_FINGERPRINTS)
+    _PINNED_FINGERPRINTS.update(fingerprints)
+    try:
+        yield
+    finally:
+        _PINNED_FINGERPRINTS.clear()
+        _PINNED_FINGERPRINTS.update(saved)
 
 
 def _raw(task: TaskSpec, glue_dir, cache_dir) -> tuple[DatasetDict, dict[str, int], str]:

@@ -277,16 +277,44 @@ def run_experiment(
     """Train every run of the experiment that has no record yet; returns all its records
     (report_to: Trainer's live view). `train=False` (the default in a profile made `from_study`) trains
     nothing: it returns the records there are and says which runs have none."""
+    from helpers.data import pinned_fingerprints
     from helpers.sweep import run_sweep
 
     profile = get_profile(profile)
     results_dir = results_dir or results_dir_for(profile.name)
-    configs = experiment_configs(name, profile, tasks, model, results_dir=results_dir, glue_dir=glue_dir, **overrides)
     if train is None:
         train = not profile.from_study
     if train:
+        configs = experiment_configs(
+            name, profile, tasks, model, results_dir=results_dir, glue_dir=glue_dir, **overrides
+        )
         return run_sweep(configs, glue_dir=glue_dir, results_dir=results_dir, progress=progress, report_to=report_to)
-    return _recorded(name, configs, profile, results_dir, glue_dir)
+    with pinned_fingerprints(_records_data(results_dir, glue_dir, tasks)):
+        configs = experiment_configs(
+            name, profile, tasks, model, results_dir=results_dir, glue_dir=glue_dir, **overrides
+        )
+        return _recorded(name, configs, profile, results_dir, glue_dir)
+
+
+def _records_data(results_dir, glue_dir, tasks) -> dict[str, str]:
+    """Per task whose records in `results_dir` were trained on other data than this machine's copy (the same
+    rows in another order, e.g. the Hub's SST-2 against the official files): their fingerprint, so that
+    reading finds them; says so, since their numbers then come from that data, not from this copy."""
+    from helpers.data import data_fingerprint
+    from helpers.records import recorded_fingerprints
+    from helpers.tasks import get_task
+
+    recorded, pins = recorded_fingerprints(results_dir), {}
+    for task in dict.fromkeys(get_task(t).name for t in tasks):
+        theirs, ours = recorded.get(task), data_fingerprint(task, glue_dir)
+        if theirs and theirs != ours:
+            pins[task] = theirs
+            print(
+                f"{get_task(task).display_name}: the records in {results_dir} were trained on data with fingerprint "
+                f"{theirs}; this machine's copy has {ours} (other rows, or the same in another order, as the Hub's "
+                "SST-2 is against the official GLUE files). Showing those records: their numbers come from that data."
+            )
+    return pins
 
 
 def _recorded(name: str, configs: list[TrainConfig], profile: Profile, results_dir, glue_dir) -> list[dict]:

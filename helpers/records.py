@@ -450,6 +450,22 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON (non-finite numbers are written as null)")
 
 
+def recorded_fingerprints(results_dir: str | os.PathLike) -> dict[str, str]:
+    """Per task: the data fingerprint most of the records in `results_dir` were trained on."""
+    from collections import Counter
+
+    counts: dict[str, Counter] = {}
+    for path in Path(results_dir).glob("*.json"):
+        try:
+            record = json.loads(path.read_text())
+            task, fingerprint = record["config"]["task"], record["data"]["fingerprint"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a record (meta files, a broken file): find_record reports those
+        if fingerprint:
+            counts.setdefault(task, Counter())[fingerprint] += 1
+    return {task: counter.most_common(1)[0][0] for task, counter in counts.items()}
+
+
 def find_record(results_dir: str | os.PathLike, run_id: str, warn: bool = True) -> dict | None:
     """The finished record of this run id, or None; an invalid one counts as missing (with a warning,
     unless `warn` is False: a sweep counting its records leaves the warning to the run that replaces it).

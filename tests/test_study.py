@@ -250,3 +250,34 @@ def test_runs_the_study_does_not_cover_train_at_the_rate_it_selected_for_their_t
     configs = experiment_configs("lora_targets", "full", ["mrpc"])
     # Query/value (tier 1c's runs) and every linear layer (not in the study) at the same selected rate.
     assert {(str(c.method.target_modules), c.lr) for c in configs} == {("None", 1e-3), ("('all-linear',)", 1e-3)}
+
+
+def test_a_study_profile_reads_records_trained_on_the_same_task_in_another_row_order(
+    tmp_path, glue_dir, monkeypatch, capsys
+):
+    from fake_records import PROFILE as SMOKE
+    from fake_records import fake_record
+
+    from helpers import experiments
+    from helpers.data import data_fingerprint
+    from helpers.methods import MethodConfig
+    from helpers.records import write_record
+    from helpers.training import TrainConfig
+
+    config = TrainConfig(task="sst2", method=MethodConfig(method="bitfit"), lr=0.02, seed=0, **SMOKE.data_settings())
+    monkeypatch.setitem(study.TIERS, "1c", lambda results_dir, glue_dir: [config])
+    profile = dataclasses.replace(SMOKE, name="studied", from_study=True)
+    # The study trained on other files (another fingerprint), e.g. the official GLUE files, not the Hub's order.
+    theirs = dataclasses.replace(config, data_fingerprint="feedfacecafe")
+    record = fake_record("sst2", "bitfit", 0, 0.8)
+    write_record(
+        {**record, "run_id": theirs.run_id, "data": {**record["data"], "fingerprint": "feedfacecafe"}}, tmp_path
+    )
+    assert config.with_data(glue_dir).run_id != theirs.run_id
+
+    records = experiments.run_experiment("bitfit", profile, tasks=("sst2",), glue_dir=glue_dir, results_dir=tmp_path)
+    assert [r["run_id"] for r in records] == [theirs.run_id]
+    out = capsys.readouterr().out
+    assert "SST-2: the records in" in out and "fingerprint feedfacecafe" in out and "no record" not in out
+    # Reading pinned nothing for later: training still names the data on this machine.
+    assert data_fingerprint("sst2", glue_dir) != "feedfacecafe"
