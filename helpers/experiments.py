@@ -71,8 +71,19 @@ STUDY_TIERS = {
     "methods": ("1c,4", lambda c: c.max_train_samples is None, lambda c: False),
     "lr_sweep": ("1a,1b", lambda c: True, lambda c: False),
     "batch_warmup": ("3", lambda c: True, lambda c: False),
-    "pooling": ("1c", lambda c: c.method.method != "full", lambda c: c.method.pooling != "model"),
+    "pooling": ("1c,7", lambda c: c.method.method != "full", lambda c: c.method.pooling != "model" and not _tier_7(c)),
 }
+
+
+def _tier_7(config: TrainConfig) -> bool:
+    """Is this one of the runs tier 7 trains (its methods with its pooling on its tasks)?"""
+    from helpers.study import POOLING
+
+    return (
+        config.task in POOLING["tasks"]
+        and config.method.method in POOLING["methods"]
+        and config.method.pooling == POOLING["knobs"]["pooling"]
+    )
 
 
 def _study_runs(name: str, configs: list[TrainConfig], tasks, results_dir, glue_dir) -> list[TrainConfig]:

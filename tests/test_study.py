@@ -252,6 +252,20 @@ def test_runs_the_study_does_not_cover_train_at_the_rate_it_selected_for_their_t
     assert {(str(c.method.target_modules), c.lr) for c in configs} == {("None", 1e-3), ("('all-linear',)", 1e-3)}
 
 
+def test_the_pooling_notebook_takes_tier_7s_mean_pooling_runs_once(scores):
+    from helpers.experiments import experiment_configs
+
+    scores.update({("mrpc", "lora", lr, seed): 0.75 - lr for lr in (3e-4, 1e-3, 3e-3) for seed in (0, 1, 2)})
+    configs = experiment_configs("pooling", "full", ["mrpc"])
+    mean = [c for c in configs if c.method.pooling == "mean"]
+    # LoRA's mean-pooling runs are tier 7's (at LoRA's selected rate, 3e-4), listed once; the head's stay the grid's.
+    assert sorted((c.method.method, c.lr) for c in mean if c.method.method == "lora") == [("lora", 3e-4)] * 3
+    assert [c.run_id for c in study.tier_7() if c.method.method == "lora"] == [
+        c.run_id for c in mean if c.method.method == "lora"
+    ]
+    assert len({c.run_id for c in configs}) == len(configs)
+
+
 def test_a_study_profile_reads_records_trained_on_the_same_task_in_another_row_order(
     tmp_path, glue_dir, monkeypatch, capsys
 ):
