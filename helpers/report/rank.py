@@ -48,7 +48,7 @@ def _bitfit_vs_lora_section(frame, defaults, profile, figures, report_dir: Path)
         comparison = analysis.compare(runs, "variant", "lora", "bitfit", names=("LoRA", "BitFit"))
         if epochs != profile.epochs and comparison:
             out.append(f"- At {epochs:g} epochs (§2): " + analysis.task_sentence(comparison, task))
-    out += ["", _rank_discussion(frame, profile, figures, report_dir), _alpha_discussion(frame, profile)]
+    out += ["", _rank_discussion(frame, profile, figures, report_dir), alpha_discussion(frame, profile)]
     return out
 
 
@@ -123,7 +123,7 @@ def _rank_discussion(frame, profile, figures, report_dir) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _alpha_discussion(frame, profile) -> str:
+def alpha_discussion(frame, profile) -> str:
     """Rank against the alpha/r scale: LoRA scales its update by alpha/r, so with alpha fixed a larger
     rank also means a smaller scale. Runs with alpha = 2r keep the scale at 2 and separate the two."""
     fixed = _rank_runs(frame, profile)
