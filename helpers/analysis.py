@@ -600,6 +600,24 @@ def lr_sweep_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
     return lrs[lrs.groupby(["task", "variant"], observed=True)["lr"].transform("nunique") > 1]
 
 
+def comparisons_per_budget(
+    frame: pd.DataFrame, profile, a: str, b: str, names: tuple[str, str]
+) -> list[tuple[str, float, Comparison]]:
+    """(task, epochs, variant a vs variant b) for each task at the profile's settings and at each longer epoch
+    budget where both trained (longer_training_runs), in that order: a verdict per training budget."""
+    budgets = [(profile.epochs, profile_runs(frame, profile))]
+    longer = longer_training_runs(frame, profile)
+    if not longer.empty:
+        budgets += [(epochs, runs) for epochs, runs in longer.groupby("epochs") if epochs != profile.epochs]
+    found = []
+    for epochs, runs in budgets:
+        for task in dict.fromkeys(runs["task"]):
+            comparison = compare(runs[runs["task"] == task], "variant", a, b, names=names)
+            if comparison:
+                found.append((task, float(epochs), comparison))
+    return found
+
+
 def longer_training_table(frame: pd.DataFrame, profile, method: str) -> pd.DataFrame:
     """One method's longer_training_runs over seeds (test metric) per task, rate and epochs; empty if none."""
     runs = longer_training_runs(frame, profile)

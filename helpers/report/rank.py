@@ -37,17 +37,11 @@ def _bitfit_vs_lora_section(frame, defaults, profile, figures, report_dir: Path)
                 "trained.",
             )
         )
-    for task in dict.fromkeys(defaults["task"]):
-        comparison = analysis.compare(
-            defaults[defaults["task"] == task], "variant", "lora", "bitfit", names=("LoRA", "BitFit")
-        )
-        if comparison:
-            out.append(f"- At {profile.epochs:g} epochs: " + analysis.task_sentence(comparison, task))
-    longer = analysis.longer_training_runs(frame, profile)
-    for (task, epochs), runs in longer.groupby(["task", "epochs"], observed=True) if not longer.empty else []:
-        comparison = analysis.compare(runs, "variant", "lora", "bitfit", names=("LoRA", "BitFit"))
-        if epochs != profile.epochs and comparison:
-            out.append(f"- At {epochs:g} epochs (§2): " + analysis.task_sentence(comparison, task))
+    for task, epochs, comparison in analysis.comparisons_per_budget(
+        frame, profile, "lora", "bitfit", ("LoRA", "BitFit")
+    ):
+        where = "" if epochs == profile.epochs else " (§2)"
+        out.append(f"- At {epochs:g} epochs{where}: " + analysis.task_sentence(comparison, task))
     out += ["", _rank_discussion(frame, profile, figures, report_dir), alpha_discussion(frame, profile)]
     return out
 

@@ -15,7 +15,7 @@ def _summary_section(frame: pd.DataFrame, defaults: pd.DataFrame, profile, overl
     shows the runs; a question these records cannot answer yet is left out (its section says why)."""
     longer = analysis.longer_training_runs(frame, profile)
     lines = [
-        _bitfit_vs_lora(defaults, longer, profile),
+        _bitfit_vs_lora(frame, profile),
         _bitfit_works(defaults, longer, profile),
         _learning_rates(frame, profile),
         _rank(frame, profile),
@@ -45,6 +45,11 @@ def _short(comparison: analysis.Comparison) -> str:
         winner = comparison.a if comparison.verdict == "a" else comparison.b
         strength = ", weak evidence" if p_value >= analysis.STRONG_P else ""
         verdict = f"{winner} ahead (p = {p_value:.2g}{strength})"
+        loser, low = (
+            (comparison.b, comparison.b_mean) if comparison.verdict == "a" else (comparison.a, comparison.a_mean)
+        )
+        if analysis.at_or_below(low, comparison.floor):
+            verdict += f", {loser} at the majority class"
     return f"{means}: {verdict}"
 
 
@@ -58,15 +63,18 @@ def _budgets(defaults: pd.DataFrame, longer: pd.DataFrame, profile, task: str) -
     return budgets
 
 
-def _bitfit_vs_lora(defaults, longer, profile) -> str:
+def _bitfit_vs_lora(frame, profile) -> str:
     """BitFit against LoRA per task, at the longest budget where both trained."""
-    parts = []
-    for task in dict.fromkeys(defaults["task"]):
-        for epochs, runs in reversed(_budgets(defaults, longer, profile, task)):
-            comparison = analysis.compare(runs, "variant", "lora", "bitfit", names=("LoRA", "BitFit"))
-            if comparison:
-                parts.append(f"{get_task(task).display_name} ({epochs:g} epochs) {_short(comparison)}")
-                break
+    latest = {}
+    for task, epochs, comparison in analysis.comparisons_per_budget(
+        frame, profile, "lora", "bitfit", ("LoRA", "BitFit")
+    ):
+        if task not in latest or epochs > latest[task][0]:
+            latest[task] = (epochs, comparison)
+    parts = [
+        f"{get_task(task).display_name} ({epochs:g} epochs) {_short(comparison)}"
+        for task, (epochs, comparison) in latest.items()
+    ]
     return f"- **BitFit vs LoRA** (§4): {'; '.join(parts)}." if parts else ""
 
 
