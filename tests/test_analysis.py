@@ -827,3 +827,16 @@ def test_a_method_at_the_majority_class_that_mean_pooling_lifts_is_said_to_be_li
     text = _report_of(records, tmp_path)
     assert "At the same budget, another pooling lifts it" in text and "mean pooling: 0.740 ± 0.010" in text
     assert "More updates lift it" not in text  # nothing trained longer here
+
+
+def test_comparisons_per_budget_give_a_verdict_at_the_profiles_epochs_and_at_each_longer_budget():
+    longer = {"epochs": PROFILE.epochs + 2}
+    records = []
+    for method, short, long in (("lora", 0.72, 0.79), ("bitfit", 0.684, 0.80)):
+        records += [fake_record("mrpc", method, s, short + 0.01 * s, lr=3e-3, majority=0.684) for s in range(3)]
+        records += [
+            fake_record("mrpc", method, s, long + 0.01 * s, lr=3e-3, majority=0.684, settings=longer) for s in range(3)
+        ]
+    found = analysis.comparisons_per_budget(frame_of(records), PROFILE, "lora", "bitfit", ("LoRA", "BitFit"))
+    assert [(task, epochs) for task, epochs, _ in found] == [("mrpc", PROFILE.epochs), ("mrpc", PROFILE.epochs + 2)]
+    assert [c.verdict for _, _, c in found] == ["a", "tie"]  # LoRA ahead at the short budget only
