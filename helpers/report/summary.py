@@ -1,4 +1,4 @@
-""" "In brief": one line per course question, each decided by the same analysis as the section it points to."""
+"""The report's "In brief": one line per course question, each decided as in the section it points to."""
 
 from __future__ import annotations
 
