@@ -826,6 +826,10 @@ def test_a_method_at_the_majority_class_that_mean_pooling_lifts_is_said_to_be_li
     ]
     text = _report_of(records, tmp_path)
     assert "At the same budget, another pooling lifts it" in text and "mean pooling: 0.740 ± 0.010" in text
+    assert (
+        "- **Pooling** (" in text
+        and "MRPC bitfit: mean pooling 0.740 vs [CLS] pooling 0.684: mean pooling ahead" in text
+    )
     assert "More updates lift it" not in text  # nothing trained longer here
 
 

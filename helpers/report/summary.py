@@ -19,6 +19,7 @@ def _summary_section(frame: pd.DataFrame, defaults: pd.DataFrame, profile, overl
         _bitfit_works(defaults, longer, profile),
         _learning_rates(frame, profile),
         _rank(frame, profile),
+        _pooling(frame, profile),
         _validation_test(defaults, overlap),
     ]
     lines = [line for line in lines if line]
@@ -140,6 +141,15 @@ def _rank(frame, profile) -> str:
         + "); "
         + "; ".join(scores)
         + ". With α fixed the scale α/r moves with r: §4 separates the two."
+    )
+
+
+def _pooling(frame, profile) -> str:
+    """Mean pooling against the model's own [CLS] pooling, per task and method trained with both."""
+    found = analysis.pooling_comparisons(analysis.pooling_runs(frame, profile))
+    parts = [f"{get_task(task).display_name} {variant}: {_short(comparison)}" for task, variant, comparison in found]
+    return (
+        f"- **Pooling** (the head reads the tokens' mean or the first token; §6): {'; '.join(parts)}." if parts else ""
     )
 
 
