@@ -138,4 +138,14 @@ def prepare_notebook(install: bool | None = None) -> dict:
     print_versions(); returns the versions and device."""
     ensure_packages(install)
     quiet_libraries()
+    readable_tables()
     return print_versions()
+
+
+def readable_tables() -> None:
+    """Tables shown in a notebook: three decimals (scores differ in the third), and whole text cells."""
+    import pandas as pd
+
+    pd.set_option("display.precision", 3)
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.width", 200)
