@@ -134,10 +134,12 @@ def _what_lifts_it(frame: pd.DataFrame, profile) -> dict[tuple[str, str], list[s
     lifts: dict[tuple[str, str], list[str]] = {}
     for runs, knob, text in changes:
         for (task, variant, value), group in runs.groupby(["task", "variant", knob], observed=True):
-            scores = group["test"]
-            if len(scores) >= analysis.MIN_SEEDS and not analysis.at_or_below(scores.mean(), group["majority"].mean()):
+            scores, majority = group["test"], group["majority"].mean()
+            if len(scores) >= analysis.MIN_SEEDS and not analysis.at_or_below(scores.mean(), majority):
+                low, high = analysis.t_interval(scores)
+                shown = "" if low > majority else f" [{low:.3f}–{high:.3f}: not shown above it]"
                 lifts.setdefault((task, str(variant)), []).append(
-                    f"{text.format(value)}: {analysis.mean_std_text(scores.mean(), scores.std(), len(scores))}"
+                    f"{text.format(value)}: {analysis.mean_std_text(scores.mean(), scores.std(), len(scores))}{shown}"
                 )
     return lifts
 
@@ -195,17 +197,29 @@ def _stuck_at_the_prior(
         pooling = [text for text in lifted if "pooling" in text]
         if updates:
             lines[-1] += (
-                " More updates lift it off the majority class (test, mean ± std over seeds, same rate otherwise): "
+                " More updates lift its mean off the majority class (test, mean ± std over seeds, same rate "
+                "otherwise; a 95% interval that reaches the majority class is given): "
                 + "; ".join(updates)
-                + ". Each is more optimizer updates (a larger rate was no substitute: §3's grid), so it had too few "
-                "updates at this budget, not too few parameters."
+                + "."
+                + (
+                    " Each is more optimizer updates (a larger rate was no substitute: §3's grid), so it had too few "
+                    "updates at this budget, not too few parameters."
+                    if any("not shown" not in text for text in updates)
+                    else " None is shown above the majority class with 3 seeds: a hint, not a verdict."
+                )
             )
         if pooling:
             lines[-1] += (
-                " At the same budget, another pooling lifts it (the head reads the tokens' mean instead of the first "
-                "token through BERT's pooler): "
+                " At the same budget, another pooling lifts its mean (the head reads the tokens' mean instead of the "
+                "first token through BERT's pooler): "
                 + "; ".join(pooling)
-                + ". The head's input limited it, not the number of trained parameters."
+                + "."
+                + (
+                    " The head's input limited it, not the number of trained parameters."
+                    if any("not shown" not in text for text in pooling)
+                    else " Not shown above the majority class with 3 seeds: a hint that the head's input matters, "
+                    "not a verdict."
+                )
             )
     if not lines:
         return ""
