@@ -197,13 +197,13 @@ def _stuck_at_the_prior(
         pooling = [text for text in lifted if "pooling" in text]
         if updates:
             lines[-1] += (
-                " More updates lift its mean off the majority class (test, mean ± std over seeds, same rate "
-                "otherwise; a 95% interval that reaches the majority class is given): "
+                " Other training settings lift its mean off the majority class (test, mean ± std over seeds, same "
+                "rate otherwise; a 95% interval that reaches the majority class is given): "
                 + "; ".join(updates)
                 + "."
                 + (
-                    " Each is more optimizer updates (a larger rate was no substitute: §3's grid), so it had too few "
-                    "updates at this budget, not too few parameters."
+                    " More epochs and smaller batches both mean more optimizer updates (a larger rate was no "
+                    "substitute: §3's grid): it had too few updates at this budget, not too few parameters."
                     if any("not shown" not in text for text in updates)
                     else " None is shown above the majority class with 3 seeds: a hint, not a verdict."
                 )
