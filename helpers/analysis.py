@@ -600,21 +600,27 @@ def lr_sweep_runs(frame: pd.DataFrame, profile) -> pd.DataFrame:
     return lrs[lrs.groupby(["task", "variant"], observed=True)["lr"].transform("nunique") > 1]
 
 
+def runs_per_budget(frame: pd.DataFrame, profile) -> list[tuple[float, pd.DataFrame]]:
+    """(epochs, runs): the runs at the profile's settings, then those of each longer epoch budget
+    (longer_training_runs), shortest first."""
+    budgets = [(float(profile.epochs), profile_runs(frame, profile))]
+    longer = longer_training_runs(frame, profile)
+    if not longer.empty:
+        budgets += [(float(epochs), runs) for epochs, runs in longer.groupby("epochs") if epochs != profile.epochs]
+    return budgets
+
+
 def comparisons_per_budget(
     frame: pd.DataFrame, profile, a: str, b: str, names: tuple[str, str]
 ) -> list[tuple[str, float, Comparison]]:
     """(task, epochs, variant a vs variant b) for each task at the profile's settings and at each longer epoch
-    budget where both trained (longer_training_runs), in that order: a verdict per training budget."""
-    budgets = [(profile.epochs, profile_runs(frame, profile))]
-    longer = longer_training_runs(frame, profile)
-    if not longer.empty:
-        budgets += [(epochs, runs) for epochs, runs in longer.groupby("epochs") if epochs != profile.epochs]
+    budget where both trained (runs_per_budget), in that order: a verdict per training budget."""
     found = []
-    for epochs, runs in budgets:
+    for epochs, runs in runs_per_budget(frame, profile):
         for task in dict.fromkeys(runs["task"]):
             comparison = compare(runs[runs["task"] == task], "variant", a, b, names=names)
             if comparison:
-                found.append((task, float(epochs), comparison))
+                found.append((task, epochs, comparison))
     return found
 
 

@@ -13,10 +13,9 @@ from helpers.tasks import get_task
 def _summary_section(frame: pd.DataFrame, defaults: pd.DataFrame, profile, overlap: dict) -> list[str]:
     """The course questions answered in a line each (test = GLUE dev, mean over seeds), with the section that
     shows the runs; a question these records cannot answer yet is left out (its section says why)."""
-    longer = analysis.longer_training_runs(frame, profile)
     lines = [
         _bitfit_vs_lora(frame, profile),
-        _bitfit_works(defaults, longer, profile),
+        _bitfit_works(frame, defaults, profile),
         _learning_rates(frame, profile),
         _rank(frame, profile),
         _pooling(frame, profile),
@@ -54,16 +53,6 @@ def _short(comparison: analysis.Comparison) -> str:
     return f"{means}: {verdict}"
 
 
-def _budgets(defaults: pd.DataFrame, longer: pd.DataFrame, profile, task: str) -> list[tuple[float, pd.DataFrame]]:
-    """A task's runs per epoch budget: the profile's, then each longer one (§2), longest last."""
-    budgets = [(profile.epochs, defaults[defaults["task"] == task])]
-    if not longer.empty:
-        for epochs, runs in longer[longer["task"] == task].groupby("epochs"):
-            if epochs != profile.epochs:
-                budgets.append((epochs, runs))
-    return budgets
-
-
 def _bitfit_vs_lora(frame, profile) -> str:
     """BitFit against LoRA per task, at the longest budget where both trained."""
     latest = {}
@@ -79,12 +68,13 @@ def _bitfit_vs_lora(frame, profile) -> str:
     return f"- **BitFit vs LoRA** (§4): {'; '.join(parts)}." if parts else ""
 
 
-def _bitfit_works(defaults, longer, profile) -> str:
+def _bitfit_works(frame, defaults, profile) -> str:
     """The verdict on 'biases recover most of full fine-tuning and beat the head alone', per task, at the
     longest budget where BitFit, the head and full fine-tuning all trained."""
-    parts = []
+    parts, budgets = [], analysis.runs_per_budget(frame, profile)
     for task in dict.fromkeys(defaults["task"]):
-        for epochs, runs in reversed(_budgets(defaults, longer, profile, task)):
+        for epochs, runs in reversed(budgets):
+            runs = runs[runs["task"] == task]
             verdict = _bitfit_verdict(runs)
             if verdict:
                 means = runs.groupby("variant", observed=True)["test"].mean()
